@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs pgsplit's test suite: unit tests and the integration tests in tests/,
+# which start their own PostgreSQL 15 primary and replica on free ports
+# (tests/support/cluster.rs). Exits non-zero when a build or a test fails.
+#
+# Needs PostgreSQL 15 (initdb, pg_ctl, pgbench in /usr/lib/postgresql/15/bin);
+# run as root on Debian 12 it installs what is missing with apt-get.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+export PATH="$PGBIN:$PATH"
+
+PGBIN=$PGBIN scripts/pgcluster.sh deps
+
+cargo build --all-targets
+# Plain cargo test (not nextest) so the output ends with cargo's summary lines.
+# Each integration test starts two servers; 4 threads keep 2 cores busy.
+cargo test --all-targets -- --test-threads=4

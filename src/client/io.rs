@@ -1,0 +1,85 @@
+//! The client's socket and its read buffer: hands out whole frames, checked
+//! against the size limit before anything is allocated for them.
+
+use crate::protocol::{FrameHeader, PgError, ProtocolError};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct ClientIo {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    max_message: usize,
+}
+
+impl ClientIo {
+    pub fn new(stream: TcpStream, buf: BytesMut, max_message: usize) -> ClientIo {
+        ClientIo {
+            stream,
+            buf,
+            max_message,
+        }
+    }
+
+    /// The next whole frame already buffered, without reading.
+    pub fn take_frame(&mut self) -> Result<Option<(u8, Bytes)>, ProtocolError> {
+        let Some(h) = FrameHeader::peek(&self.buf, self.max_message)? else {
+            return Ok(None);
+        };
+        if self.buf.len() < h.frame_len() {
+            self.buf.reserve(h.frame_len() - self.buf.len());
+            return Ok(None);
+        }
+        Ok(Some((h.tag, self.buf.split_to(h.frame_len()).freeze())))
+    }
+
+    /// The tag of the next frame if it is whole, without taking it.
+    pub fn peek_tag(&self) -> Result<Option<u8>, ProtocolError> {
+        Ok(FrameHeader::peek(&self.buf, self.max_message)?
+            .filter(|h| self.buf.len() >= h.frame_len())
+            .map(|h| h.tag))
+    }
+
+    /// Reads the next whole frame, waiting for the client; `Ok(None)` when
+    /// the client closed the connection cleanly between frames.
+    pub async fn read_frame(&mut self) -> Result<Option<(u8, Bytes)>, ClientError> {
+        loop {
+            if let Some(frame) = self.take_frame()? {
+                return Ok(Some(frame));
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ClientError::Gone)
+                };
+            }
+        }
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).await.map_err(|_| ClientError::Gone)
+    }
+
+    /// Sends an error; write failures are ignored since the client is
+    /// being told goodbye anyway.
+    pub async fn send_error(&mut self, error: &PgError) {
+        let mut out = BytesMut::new();
+        error.encode(&mut out);
+        let _ = self.stream.write_all(&out).await;
+    }
+}
+
+/// Errors on the client side of a session.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("client protocol violation: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("client connection error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("client went away")]
+    Gone,
+    /// Already reported to the client with an ErrorResponse.
+    #[error("{}", .0.message)]
+    Refused(PgError),
+}

@@ -1,0 +1,120 @@
+//! One client connection: opening (encryption refusal, cancel, startup),
+//! authentication, the greeting a server would send, then the session.
+
+pub mod auth;
+mod batch;
+mod io;
+mod relay;
+mod session;
+mod startup;
+mod statements;
+
+pub use io::ClientError;
+
+use crate::app::App;
+use crate::pool::ClusterPools;
+use crate::protocol::error::sqlstate;
+use crate::protocol::{backend, status, PgError};
+use bytes::BytesMut;
+use io::ClientIo;
+use session::Session;
+use startup::{Opening, StartupParams};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpStream;
+
+/// Serves one accepted connection to its end. Never panics on what the
+/// client sends; errors end this client only.
+pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let opening = startup::read_opening(&mut stream, &mut buf).await;
+    let mut io = ClientIo::new(stream, buf, app.config.max_message_size);
+    match opening {
+        Ok(Opening::Cancel { pid, secret }) => app.cancels.cancel(pid, secret).await,
+        Ok(Opening::Session(params)) => serve(app, io, params, peer).await,
+        Err(e) => report(&mut io, &e, &peer).await,
+    }
+}
+
+async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: SocketAddr) {
+    let started = Instant::now();
+    tracing::info!(%peer, user = %params.user, database = %params.database, "client connected");
+    let registration = app.cancels.register();
+    let result = match log_in(&app, &mut io, &params, registration.key).await {
+        Ok(cluster) => {
+            Session::new(app.clone(), io, cluster, &params.database, registration.slot.clone())
+                .run()
+                .await
+        }
+        Err(e) => {
+            report(&mut io, &e, &peer).await;
+            Err(e)
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) | Err(ClientError::Gone) => tracing::info!(%peer, seconds, "client disconnected"),
+        Err(error) => tracing::info!(%peer, seconds, %error, "client disconnected"),
+    }
+}
+
+/// Tells the client why it is being dropped, when it can be told.
+async fn report(io: &mut ClientIo, e: &ClientError, peer: &SocketAddr) {
+    match e {
+        ClientError::Protocol(p) => {
+            tracing::warn!(%peer, error = %p, "client protocol violation");
+            io.send_error(&PgError::from(p)).await;
+        }
+        ClientError::Refused(error) => io.send_error(error).await,
+        ClientError::Io(_) | ClientError::Gone => {}
+    }
+}
+
+/// Authenticates, checks the database can be served, and greets the client
+/// as PostgreSQL would.
+async fn log_in(
+    app: &App,
+    io: &mut ClientIo,
+    params: &StartupParams,
+    key: (i32, i32),
+) -> Result<Arc<ClusterPools>, ClientError> {
+    auth::authenticate(io, app.config.auth, &app.credentials, &params.user).await?;
+    if !app.config.databases.is_empty() && !app.config.databases.contains(&params.database) {
+        return Err(ClientError::Refused(PgError::fatal(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("database \"{}\" does not exist", params.database),
+        )));
+    }
+    let cluster = app.pools.get(&params.database, &params.user);
+    let server_params = server_params(&cluster).await?;
+    let mut out = BytesMut::new();
+    backend::authentication_ok(&mut out);
+    for (name, value) in &server_params {
+        let value = match (name.as_str(), params.get("application_name")) {
+            ("application_name", Some(client_value)) => client_value,
+            _ => value.as_str(),
+        };
+        backend::parameter_status(name, value, &mut out);
+    }
+    backend::backend_key_data(key.0, key.1, &mut out);
+    backend::ready_for_query(status::IDLE, &mut out);
+    io.write(&out).await?;
+    Ok(cluster)
+}
+
+/// The primary's ParameterStatus values; opening a connection the first
+/// time also proves the database and role exist (else the server's FATAL
+/// reaches the client as it would directly).
+async fn server_params(cluster: &ClusterPools) -> Result<Vec<(String, String)>, ClientError> {
+    if let Some(params) = cluster.primary.params() {
+        return Ok(params.clone());
+    }
+    let conn = cluster.checkout_primary().await.map_err(|e| {
+        let mut error = session::pool_error(&e);
+        error.severity = crate::protocol::error::Severity::Fatal;
+        ClientError::Refused(error)
+    })?;
+    Ok(conn.params.clone())
+}

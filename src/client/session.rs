@@ -1,0 +1,595 @@
+//! A logged-in client: read its messages, route them, forward them to a
+//! pooled server connection and stream the replies back. The loop waits on
+//! the client and, while one is held, the server; everything else is
+//! handed to the batch, relay and routing code.
+
+use super::batch::{Batch, Planned, Use};
+use super::io::{ClientError, ClientIo};
+use super::relay::{Exchange, Expect, RelayError};
+use super::statements::{Statement, Statements};
+use crate::app::App;
+use crate::cancel::{CancelSlot, CancelTarget};
+use crate::catalog::DatabaseFunctions;
+use crate::config::PoolMode;
+use crate::pool::{Checkout, ClusterPools, PoolError, Role};
+use crate::protocol::error::sqlstate;
+use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
+use crate::router::{Classification, Destination, Reason, Route};
+use crate::server::ServerError;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// How long pgsplit waits for ROLLBACK on a transaction a client left open.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Session {
+    app: Arc<App>,
+    io: ClientIo,
+    cluster: Arc<ClusterPools>,
+    functions: Arc<DatabaseFunctions>,
+    cancel: Arc<CancelSlot>,
+    mode: PoolMode,
+    /// The server connection in use, if any.
+    server: Option<Checkout>,
+    /// Session pooling: the client's idle connection of the other role.
+    spare: Option<Checkout>,
+    exchange: Exchange,
+    statements: Statements,
+    batch: Batch,
+    /// A message that must wait until the server in use has answered
+    /// everything before it (it needs another server).
+    deferred: Option<(u8, Bytes)>,
+    /// After a failed Flush, the rest of the batch is dropped until Sync.
+    skip_until_sync: bool,
+    out: BytesMut,
+}
+
+/// What the loop does after a message.
+enum Flow {
+    Continue,
+    Wait,
+    Terminate,
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+}
+
+enum Acquired {
+    Ready,
+    Wait,
+    Failed(PgError),
+}
+
+impl Session {
+    pub fn new(app: Arc<App>, io: ClientIo, cluster: Arc<ClusterPools>, database: &str, cancel: Arc<CancelSlot>) -> Session {
+        Session {
+            functions: app.catalog.database(database),
+            mode: app.config.pool_mode,
+            app,
+            io,
+            cluster,
+            cancel,
+            server: None,
+            spare: None,
+            exchange: Exchange::default(),
+            statements: Statements::default(),
+            batch: Batch::default(),
+            deferred: None,
+            skip_until_sync: false,
+            out: BytesMut::with_capacity(8192),
+        }
+    }
+
+    /// Serves the client until it leaves, then returns its server
+    /// connections clean or closes them.
+    pub async fn run(mut self) -> Result<(), ClientError> {
+        let result = self.serve().await;
+        self.finish().await;
+        result
+    }
+
+    async fn serve(&mut self) -> Result<(), ClientError> {
+        loop {
+            if let Flow::Terminate = self.handle_buffered().await? {
+                return Ok(());
+            }
+            match self.wait().await {
+                Event::Client(Ok(0)) if self.io.buf.is_empty() => return Ok(()),
+                Event::Client(Ok(0)) => return Err(ClientError::Gone),
+                Event::Client(Ok(_)) => {}
+                Event::Client(Err(e)) => return Err(e.into()),
+                Event::Server(Ok(n)) if n > 0 => self.relay().await?,
+                Event::Server(_) => self.server_lost().await?,
+            }
+        }
+    }
+
+    async fn wait(&mut self) -> Event {
+        let read_client = self.deferred.is_none();
+        match self.server.as_deref_mut() {
+            Some(conn) => tokio::select! {
+                r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
+                r = self.io.stream.read_buf(&mut self.io.buf), if read_client => Event::Client(r),
+            },
+            None => Event::Client(self.io.stream.read_buf(&mut self.io.buf).await),
+        }
+    }
+
+    /// Handles every whole message buffered, unless one has to wait.
+    async fn handle_buffered(&mut self) -> Result<Flow, ClientError> {
+        loop {
+            if self.deferred.is_some() && self.exchange.pending > 0 {
+                return Ok(Flow::Wait);
+            }
+            let (tag, frame) = match self.deferred.take() {
+                Some(deferred) => deferred,
+                None => match self.io.take_frame()? {
+                    Some(frame) => frame,
+                    None => return Ok(Flow::Continue),
+                },
+            };
+            match self.handle(tag, frame).await? {
+                Flow::Continue => {}
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn handle(&mut self, tag: u8, frame: Bytes) -> Result<Flow, ClientError> {
+        if self.skip_until_sync && is_batch_message(tag) {
+            return self.skip(tag).await;
+        }
+        match tag {
+            tag::QUERY => self.query(frame).await,
+            tag::FUNCTION_CALL => self.dispatch(tag, frame, Some(primary(Reason::Write))).await,
+            tag::PARSE => self.add_parse(frame).await,
+            tag::BIND => self.add_bind(frame).await,
+            tag::DESCRIBE => self.add_describe(frame).await,
+            tag::CLOSE => self.add_close(frame),
+            tag::EXECUTE => {
+                self.batch.messages.push(Planned::Raw(frame));
+                Ok(Flow::Continue)
+            }
+            tag::SYNC | tag::FLUSH => self.end_batch(tag, frame).await,
+            tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => self.copy(frame).await,
+            tag::TERMINATE => Ok(Flow::Terminate),
+            other => Err(ProtocolError::Unexpected(other).into()),
+        }
+    }
+
+    async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        let route = if self.routing_needed() {
+            let text = extended::query_text(&frame[5..])?;
+            let route = self.route(text).await;
+            Some(match self.batch.needs_primary.clone() {
+                Some(reason) if !self.batch.is_empty() => primary(reason),
+                _ => route,
+            })
+        } else {
+            None
+        };
+        self.dispatch(tag::QUERY, frame, route).await
+    }
+
+    /// Sends the held batch and `frame` (a Query, FunctionCall, Sync or
+    /// Flush) to a server chosen by `route` (`None`: the one in use).
+    async fn dispatch(&mut self, tag: u8, frame: Bytes, route: Option<Route>) -> Result<Flow, ClientError> {
+        match self.acquire(route.as_ref().map(|r| r.destination)).await {
+            Acquired::Ready => {}
+            Acquired::Wait => {
+                self.deferred = Some((tag, frame));
+                return Ok(Flow::Wait);
+            }
+            Acquired::Failed(error) => return self.refuse(tag, error).await,
+        }
+        let Some(conn) = self.server.as_deref_mut() else {
+            return Err(ClientError::Refused(PgError::fatal(sqlstate::INTERNAL_ERROR, "no server connection")));
+        };
+        self.out.clear();
+        self.batch.write(conn, &mut self.exchange, &mut self.out);
+        match tag {
+            tag::FLUSH => self.batch.open = true,
+            _ => {
+                self.exchange.sent(Expect::Ready);
+                self.batch.open = false;
+            }
+        }
+        let bytes: &[u8] = if self.out.is_empty() {
+            &frame
+        } else {
+            self.out.extend_from_slice(&frame);
+            &self.out
+        };
+        if send(conn, bytes).await.is_err() {
+            self.server_lost().await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Makes `self.server` a connection that may run a request for
+    /// `want` (`None`: whatever is in use, else the primary).
+    async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
+        if let Some(conn) = &self.server {
+            let held = conn.pool().role;
+            let Some(want) = want else { return Acquired::Ready };
+            if self.exchange.in_transaction() || self.batch.open || held == role_for(want) {
+                return Acquired::Ready;
+            }
+            // A primary can serve a read: better than breaking a pipeline
+            // or holding a second connection when no replica is usable.
+            if held == Role::Primary && (self.exchange.pending > 0 || !self.cluster.has_usable_replica()) {
+                return Acquired::Ready;
+            }
+            if self.exchange.pending > 0 {
+                return Acquired::Wait;
+            }
+            // Session pooling: park this one, use (or open) the other role's.
+            let current = self.server.take();
+            if self.spare.as_ref().is_some_and(|s| s.pool().role == role_for(want)) {
+                self.server = self.spare.take();
+                self.spare = current;
+                self.point_cancel();
+                return Acquired::Ready;
+            }
+            self.spare = current;
+        }
+        let result = match want {
+            Some(Destination::Replica) => self.cluster.checkout_read().await,
+            _ => self.cluster.checkout_primary().await,
+        };
+        match result {
+            Ok(conn) => {
+                self.server = Some(conn);
+                self.point_cancel();
+                Acquired::Ready
+            }
+            Err(e) => Acquired::Failed(pool_error(&e)),
+        }
+    }
+
+    fn point_cancel(&self) {
+        self.cancel.set(self.server.as_deref().map(|c| CancelTarget {
+            addr: c.addr.clone(),
+            pid: c.backend_pid,
+            secret: c.backend_secret,
+        }));
+    }
+
+    /// No server could be had: the client gets the error and, where it
+    /// waits for one, ReadyForQuery.
+    async fn refuse(&mut self, tag: u8, error: PgError) -> Result<Flow, ClientError> {
+        tracing::warn!(code = %error.code, error = %error.message, "statement refused");
+        self.batch.clear();
+        self.out.clear();
+        error.encode(&mut self.out);
+        if tag == tag::FLUSH {
+            self.skip_until_sync = true;
+        } else {
+            backend::ready_for_query(status::IDLE, &mut self.out);
+        }
+        self.io.write(&self.out).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn skip(&mut self, tag: u8) -> Result<Flow, ClientError> {
+        if tag == tag::SYNC {
+            self.skip_until_sync = false;
+            self.out.clear();
+            backend::ready_for_query(status::IDLE, &mut self.out);
+            self.io.write(&self.out).await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn end_batch(&mut self, tag: u8, frame: Bytes) -> Result<Flow, ClientError> {
+        if self.server.is_none() && self.batch.is_empty() {
+            if tag == tag::SYNC {
+                // Nothing to run: answer as the server would, no round trip.
+                self.out.clear();
+                backend::ready_for_query(status::IDLE, &mut self.out);
+                self.io.write(&self.out).await?;
+            }
+            return Ok(Flow::Continue);
+        }
+        let route = if !self.routing_needed() {
+            None
+        } else if tag == tag::FLUSH {
+            // Messages after a Flush may still need the primary, and the
+            // batch cannot move once it has started on a server.
+            Some(primary(Reason::Write))
+        } else {
+            Some(match self.batch.needs_primary.clone() {
+                Some(reason) => primary(reason),
+                None => Route {
+                    destination: Destination::Replica,
+                    reason: Reason::ReadOnly,
+                },
+            })
+        };
+        self.dispatch(tag, frame, route).await
+    }
+
+    async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        let parse = extended::parse(&frame[5..])?;
+        let (name_len, unnamed) = (parse.name.len(), parse.name.is_empty());
+        let route = if self.routing_needed() {
+            Some(self.route(parse.query).await)
+        } else {
+            None
+        };
+        let name = Bytes::copy_from_slice(parse.name);
+        self.note(route.as_ref());
+        let after_name = frame.slice(5 + name_len + 1..);
+        let statement = self.statements.parsed(&name, after_name, route);
+        if unnamed {
+            self.batch.parsed_unnamed = true;
+            self.batch.messages.push(Planned::ParseUnnamed(frame));
+        } else {
+            self.batch.messages.push(Planned::Parse(statement));
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn add_bind(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        let bind = extended::bind(&frame[5..])?;
+        let portal_end = 5 + bind.portal.len();
+        let rest_start = portal_end + 1 + bind.statement.len() + 1;
+        let name = Bytes::copy_from_slice(bind.statement);
+        match self.use_statement(&name).await {
+            Some(statement) if !name.is_empty() => {
+                let message = Use::Bind {
+                    portal: frame.slice(5..portal_end),
+                    rest: frame.slice(rest_start..),
+                };
+                self.batch.messages.push(Planned::Use { message, statement });
+            }
+            _ => self.batch.messages.push(Planned::Raw(frame)),
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn add_describe(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        let (kind, name) = extended::target(&frame[5..])?;
+        let name = Bytes::copy_from_slice(name);
+        if kind == b'S' {
+            if let Some(statement) = self.use_statement(&name).await.filter(|_| !name.is_empty()) {
+                let message = Use::Describe;
+                self.batch.messages.push(Planned::Use { message, statement });
+                return Ok(Flow::Continue);
+            }
+        }
+        self.batch.messages.push(Planned::Raw(frame));
+        Ok(Flow::Continue)
+    }
+
+    fn add_close(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        let (kind, name) = extended::target(&frame[5..])?;
+        if kind == b'S' {
+            let closed = self.statements.get(name).cloned();
+            self.statements.closed(name);
+            if let Some(statement) = closed.filter(|s| !s.server_name.is_empty()) {
+                self.batch.messages.push(Planned::Close(statement));
+                return Ok(Flow::Continue);
+            }
+        }
+        self.batch.messages.push(Planned::Raw(frame));
+        Ok(Flow::Continue)
+    }
+
+    /// The client's statement `name`, routed, with the unnamed one
+    /// re-parsed when this batch has not parsed it.
+    async fn use_statement(&mut self, name: &[u8]) -> Option<Statement> {
+        let mut statement = self.statements.get(name)?.clone();
+        if statement.route.is_none() && self.routing_needed() {
+            let route = self.route(statement.query()).await;
+            self.statements.set_route(name, route.clone());
+            statement.route = Some(route);
+        }
+        self.note(statement.route.as_ref());
+        if name.is_empty() && !self.batch.parsed_unnamed {
+            self.batch.parsed_unnamed = true;
+            self.batch.messages.push(Planned::Reparse(statement.clone()));
+        }
+        Some(statement)
+    }
+
+    /// Remembers that the batch must go to the primary, and why.
+    fn note(&mut self, route: Option<&Route>) {
+        if let Some(route) = route.filter(|r| r.destination == Destination::Primary) {
+            self.batch.needs_primary.get_or_insert_with(|| route.reason.clone());
+        }
+    }
+
+    async fn copy(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        // Outside COPY the server ignores these, and so does pgsplit when
+        // it holds no server.
+        if let Some(conn) = self.server.as_deref_mut() {
+            if send(conn, &frame).await.is_err() {
+                self.server_lost().await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Inside a transaction or a flushed batch the server is fixed.
+    fn routing_needed(&self) -> bool {
+        self.server.is_none() || !(self.exchange.in_transaction() || self.batch.open)
+    }
+
+    /// Classifies statement text, asking the primary's catalog about
+    /// functions the router does not know.
+    async fn route(&mut self, sql: &[u8]) -> Route {
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return primary(Reason::ParseFailure);
+        };
+        for _ in 0..2 {
+            match self.app.router.classify(text, &*self.functions) {
+                Classification::Routed(route) => {
+                    tracing::debug!(destination = ?route.destination, reason = %route.reason.describe(), statement = text, "routed");
+                    return route;
+                }
+                Classification::NeedsCatalog(names) => {
+                    if let Err(error) = self.look_up(&names).await {
+                        tracing::warn!(%error, "function lookup failed: statement goes to the primary");
+                        return primary(Reason::WriteFunction(names.join(", ")));
+                    }
+                }
+            }
+        }
+        primary(Reason::ParseFailure)
+    }
+
+    async fn look_up(&self, names: &[String]) -> Result<(), String> {
+        let mut conn = self.cluster.checkout_primary().await.map_err(|e| e.to_string())?;
+        self.functions.look_up(names, &mut conn).await.map_err(|e| e.to_string())
+    }
+
+    async fn relay(&mut self) -> Result<(), ClientError> {
+        let Some(conn) = self.server.as_deref_mut() else {
+            return Ok(());
+        };
+        match self.exchange.relay(conn, &mut self.io).await {
+            Ok(()) => {}
+            Err(RelayError::Client(e)) => return Err(e),
+            Err(RelayError::Server) => return self.server_lost().await,
+        }
+        let idle = self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
+        if idle && self.mode == PoolMode::Transaction {
+            self.release();
+        }
+        Ok(())
+    }
+
+    /// Transaction pooling: the connection goes back as soon as it is idle.
+    fn release(&mut self) {
+        if let Some(mut conn) = self.server.take() {
+            if !conn.read_buf.is_empty() {
+                conn.broken = true;
+            }
+        }
+        self.exchange.reset();
+        self.cancel.set(None);
+    }
+
+    /// The server connection broke. Outside a transaction the client gets
+    /// an error for what was running and goes on; inside one, whose work
+    /// is gone, the session ends so the client cannot mistake a later
+    /// COMMIT for success.
+    async fn server_lost(&mut self) -> Result<(), ClientError> {
+        let Some(mut conn) = self.server.take() else {
+            return Ok(());
+        };
+        conn.broken = true;
+        let pool = conn.pool().name.clone();
+        drop(conn);
+        self.cancel.set(None);
+        let (in_transaction, pending) = (self.exchange.in_transaction(), self.exchange.pending);
+        self.exchange.reset();
+        self.exchange.tx_status = status::IDLE;
+        self.batch.clear();
+        self.batch.open = false;
+        tracing::warn!(%pool, in_transaction, "lost the server connection");
+        if in_transaction {
+            let error = PgError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!("pgsplit: lost the connection to {pool} during a transaction; the transaction did not commit"),
+            );
+            self.io.send_error(&error).await;
+            return Err(ClientError::Refused(error));
+        }
+        self.out.clear();
+        for _ in 0..pending {
+            PgError::error(
+                sqlstate::CONNECTION_FAILURE,
+                format!("pgsplit: lost the connection to {pool} while running the statement; it may or may not have completed"),
+            )
+            .encode(&mut self.out);
+            backend::ready_for_query(status::IDLE, &mut self.out);
+        }
+        self.io.write(&self.out).await
+    }
+
+    /// Returns the client's server connections to their pools clean, or
+    /// closes them.
+    async fn finish(&mut self) {
+        self.cancel.set(None);
+        if let Some(conn) = self.server.take() {
+            let (pending, in_tx) = (self.exchange.pending, self.exchange.in_transaction());
+            self.clean_up(conn, pending, in_tx).await;
+        }
+        if let Some(conn) = self.spare.take() {
+            self.clean_up(conn, 0, false).await;
+        }
+    }
+
+    async fn clean_up(&self, mut conn: Checkout, pending: usize, in_transaction: bool) {
+        if pending > 0 {
+            // Cut off mid-reply: stop the server's work and close it.
+            tracing::info!(pool = %conn.pool().name, "client left while a statement ran: cancelling it and closing the server connection");
+            let target = (conn.backend_pid, conn.backend_secret, conn.addr.clone());
+            conn.broken = true;
+            drop(conn);
+            self.app.cancels.cancel_server(target.0, target.1, target.2).await;
+            return;
+        }
+        if in_transaction {
+            let rolled_back = tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("ROLLBACK")).await;
+            let ok = matches!(rolled_back, Ok(Ok(_)));
+            tracing::info!(pool = %conn.pool().name, rolled_back = ok, "client left inside a transaction");
+            if !ok {
+                conn.broken = true;
+                return;
+            }
+        }
+        if self.mode == PoolMode::Session {
+            // The next client must not inherit this one's session state.
+            let reset = tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("DISCARD ALL")).await;
+            conn.prepared.clear();
+            if !matches!(reset, Ok(Ok(_))) {
+                conn.broken = true;
+            }
+        }
+    }
+}
+
+async fn send(conn: &mut crate::server::ServerConnection, bytes: &[u8]) -> Result<(), ServerError> {
+    use tokio::io::AsyncWriteExt;
+    conn.stream.write_all(bytes).await.map_err(ServerError::from)
+}
+
+fn is_batch_message(tag: u8) -> bool {
+    matches!(
+        tag,
+        tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::SYNC | tag::FLUSH
+    )
+}
+
+fn primary(reason: Reason) -> Route {
+    Route {
+        destination: Destination::Primary,
+        reason,
+    }
+}
+
+fn role_for(destination: Destination) -> Role {
+    match destination {
+        Destination::Primary => Role::Primary,
+        Destination::Replica => Role::Replica,
+    }
+}
+
+/// The error a client sees when no server connection could be had.
+pub(super) fn pool_error(e: &PoolError) -> PgError {
+    match e {
+        PoolError::Timeout { .. } => PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}")),
+        PoolError::Server {
+            source: ServerError::Refused { code, message, .. },
+            ..
+        } => PgError::error(code, message.clone()),
+        _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
+    }
+}

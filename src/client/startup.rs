@@ -1,0 +1,97 @@
+//! The start of a client connection: SSL and GSS encryption requests
+//! (refused with 'N' until pgsplit has TLS), cancel requests, and the
+//! StartupMessage with its protocol version and parameters.
+
+use super::io::ClientError;
+use crate::protocol::backend;
+use crate::protocol::error::sqlstate;
+use crate::protocol::startup::{self, StartupPacket};
+use crate::protocol::{PgError, ProtocolError};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What the client asked for.
+pub enum Opening {
+    Session(StartupParams),
+    Cancel { pid: i32, secret: i32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct StartupParams {
+    pub user: String,
+    pub database: String,
+    /// Every parameter as sent (user and database included).
+    pub params: Vec<(String, String)>,
+}
+
+impl StartupParams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads packets until a StartupMessage or CancelRequest arrives.
+pub async fn read_opening(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Opening, ClientError> {
+    loop {
+        let packet = read_packet(stream, buf).await?;
+        match startup::parse(&packet)? {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                if !buf.is_empty() {
+                    // Bytes after an SSLRequest before our answer would be a
+                    // TLS handshake injected in the clear (CVE-2021-23214).
+                    return Err(ProtocolError::BadStartup("data after encryption request").into());
+                }
+                stream.write_all(b"N").await?;
+            }
+            StartupPacket::Cancel { pid, secret } => return Ok(Opening::Cancel { pid, secret }),
+            StartupPacket::Startup {
+                minor,
+                params,
+                protocol_options,
+            } => {
+                if minor > 0 || !protocol_options.is_empty() {
+                    let mut out = BytesMut::new();
+                    backend::negotiate_protocol_version(protocol_options, &mut out);
+                    stream.write_all(&out).await?;
+                }
+                return startup_params(params).map(Opening::Session);
+            }
+        }
+    }
+}
+
+async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut, ClientError> {
+    loop {
+        if let Some(len) = startup::packet_len(buf)? {
+            if buf.len() >= len {
+                return Ok(buf.split_to(len));
+            }
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(ClientError::Gone);
+        }
+    }
+}
+
+fn startup_params(params: Vec<(String, String)>) -> Result<StartupParams, ClientError> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let user = get("user").filter(|u| !u.is_empty()).ok_or_else(|| {
+        ClientError::Refused(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            "no PostgreSQL user name specified in startup packet",
+        ))
+    })?;
+    if get("replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
+        return Err(ClientError::Refused(PgError::fatal(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "pgsplit does not proxy replication connections",
+        )));
+    }
+    let database = get("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    Ok(StartupParams {
+        user,
+        database,
+        params,
+    })
+}

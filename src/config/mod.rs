@@ -1,0 +1,340 @@
+//! Configuration: parsed from a TOML string (apart from reading the file, so
+//! tests need no files), overridden by command-line flags, then validated.
+//! Every key is documented in `config.toml.example`.
+
+mod cli;
+
+pub use cli::Cli;
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why a configuration was refused; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// How clients prove who they are to pgsplit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    /// Any user and database the servers accept.
+    #[default]
+    Trust,
+    Md5,
+    #[serde(rename = "scram-sha-256")]
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+}
+
+/// How long a client keeps a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// From a client's first statement until the server is idle again.
+    #[default]
+    Transaction,
+    /// For the client's whole session.
+    Session,
+}
+
+/// Where `BEGIN READ ONLY` transactions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadOnlyTransactions {
+    #[default]
+    Primary,
+    Replica,
+}
+
+/// How reads are spread over replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaSelection {
+    /// The replica with the fewest checked-out connections, ties in turn.
+    #[default]
+    LeastBusy,
+    RoundRobin,
+}
+
+/// Pool settings of one role (primary or replicas), named as in SQLAlchemy.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSettings {
+    /// Connections kept open, opened at start-up.
+    pub pool_size: u32,
+    /// Extra connections opened under load and closed after `idle_timeout`.
+    pub max_overflow: u32,
+    /// Seconds a client waits for a connection before it gets an error.
+    pub pool_timeout: f64,
+    /// Seconds after which a connection is closed and replaced (0: never).
+    pub pool_recycle: f64,
+    /// Check each connection with a round trip before handing it out.
+    pub pool_pre_ping: bool,
+    /// Seconds an overflow connection may stay idle (0: never closed).
+    pub idle_timeout: f64,
+    /// Seconds to open and log in a server connection.
+    pub connect_timeout: f64,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            pool_size: 5,
+            max_overflow: 10,
+            pool_timeout: 30.0,
+            pool_recycle: 0.0,
+            pool_pre_ping: false,
+            idle_timeout: 600.0,
+            connect_timeout: 5.0,
+        }
+    }
+}
+
+impl PoolSettings {
+    pub fn max_size(&self) -> u32 {
+        self.pool_size + self.max_overflow
+    }
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.pool_timeout)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.connect_timeout)
+    }
+    /// `None` when the setting is 0 (never).
+    pub fn pool_recycle(&self) -> Option<Duration> {
+        (self.pool_recycle > 0.0).then(|| Duration::from_secs_f64(self.pool_recycle))
+    }
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout > 0.0).then(|| Duration::from_secs_f64(self.idle_timeout))
+    }
+
+    fn validate(&self, role: &str) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("pool.{role}.{k}");
+        if self.max_size() == 0 {
+            return Err(invalid(&key("pool_size"), "pool_size + max_overflow must be at least 1"));
+        }
+        for (name, value) in [
+            ("pool_timeout", self.pool_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(invalid(&key(name), "must be a positive number of seconds"));
+            }
+        }
+        for (name, value) in [("pool_recycle", self.pool_recycle), ("idle_timeout", self.idle_timeout)] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(invalid(&key(name), "must be 0 (never) or a positive number of seconds"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pool settings per role.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pools {
+    pub primary: PoolSettings,
+    pub replica: PoolSettings,
+}
+
+/// A user pgsplit authenticates clients as, and logs in to the servers as.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// Plain text: used to check the client (md5 or SCRAM) and to log in to
+    /// the servers (any method they ask for).
+    pub password: String,
+}
+
+/// The whole configuration. Field docs are in `config.toml.example`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: String,
+    pub primary: Option<String>,
+    pub replicas: Vec<String>,
+    pub auth: AuthMethod,
+    pub pool_mode: PoolMode,
+    pub users: Vec<User>,
+    pub databases: Vec<String>,
+    pub pool: Pools,
+    pub max_message_size: usize,
+    pub read_only_transactions: ReadOnlyTransactions,
+    pub read_only_functions: Vec<String>,
+    pub write_functions: Vec<String>,
+    pub routing_cache_size: usize,
+    pub replica_selection: ReplicaSelection,
+    pub replica_ban_time: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:6432".into(),
+            primary: None,
+            replicas: Vec::new(),
+            auth: AuthMethod::Trust,
+            pool_mode: PoolMode::Transaction,
+            users: Vec::new(),
+            databases: Vec::new(),
+            pool: Pools::default(),
+            max_message_size: 256 * 1024 * 1024,
+            read_only_transactions: ReadOnlyTransactions::Primary,
+            read_only_functions: Vec::new(),
+            write_functions: Vec::new(),
+            routing_cache_size: 10_000,
+            replica_selection: ReplicaSelection::LeastBusy,
+            replica_ban_time: 5.0,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; does not validate (overrides come first).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(&e.to_string())))
+    }
+
+    /// Reads and parses a file.
+    pub fn from_file(path: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks what serde cannot; the error names the bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid("listen", format!("{:?} is not ADDR:PORT", self.listen)))?;
+        let primary = self.primary.as_deref().ok_or_else(|| {
+            invalid("primary", "no primary server configured (set primary or --primary HOST:PORT)")
+        })?;
+        check_host_port("primary", primary)?;
+        for replica in &self.replicas {
+            check_host_port("replicas", replica)?;
+        }
+        self.pool.primary.validate("primary")?;
+        self.pool.replica.validate("replica")?;
+        if self.auth != AuthMethod::Trust && self.users.is_empty() {
+            return Err(invalid("users", "md5 and scram-sha-256 need at least one [[users]] entry"));
+        }
+        for (i, user) in self.users.iter().enumerate() {
+            if user.name.is_empty() {
+                return Err(invalid(&format!("users[{i}].name"), "must not be empty"));
+            }
+        }
+        if self.max_message_size < 1024 {
+            return Err(invalid("max_message_size", "must be at least 1024 bytes"));
+        }
+        if !(self.replica_ban_time >= 0.0 && self.replica_ban_time.is_finite()) {
+            return Err(invalid("replica_ban_time", "must be 0 or a positive number of seconds"));
+        }
+        Ok(())
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    pub fn replica_ban_time(&self) -> Duration {
+        Duration::from_secs_f64(self.replica_ban_time)
+    }
+}
+
+/// `HOST:PORT` with a numeric port; the host is resolved when connecting.
+fn check_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
+    let ok = value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value:?} is not HOST:PORT")))
+    }
+}
+
+/// toml's messages span lines with a source excerpt; operators get one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config {
+            primary: Some("127.0.0.1:5432".into()),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn example_file_parses_and_validates() {
+        let text = include_str!("../../config.toml.example");
+        let config = Config::from_toml(text).expect("example parses");
+        config.validate().expect("example validates");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("primary = \"h:1\"\npool_sise = 3\n").unwrap_err();
+        assert!(err.to_string().contains("pool_sise"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_is_refused() {
+        let err = Config::from_toml("pool_mode = \"statement\"").unwrap_err();
+        assert!(err.to_string().contains("pool_mode") || err.to_string().contains("statement"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = valid();
+        c.listen = "nope".into();
+        assert!(c.validate().unwrap_err().to_string().contains("listen"));
+        let mut c = valid();
+        c.replicas = vec!["host-without-port".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("replicas"));
+        let mut c = valid();
+        c.pool.replica.pool_timeout = 0.0;
+        assert!(c.validate().unwrap_err().to_string().contains("pool.replica.pool_timeout"));
+        let mut c = valid();
+        c.primary = None;
+        assert!(c.validate().unwrap_err().to_string().contains("primary"));
+        let mut c = valid();
+        c.auth = AuthMethod::Md5;
+        assert!(c.validate().unwrap_err().to_string().contains("users"));
+    }
+
+    #[test]
+    fn pool_settings_map_to_durations() {
+        let p = PoolSettings::default();
+        assert_eq!(p.pool_recycle(), None);
+        assert_eq!(p.max_size(), 15);
+        assert_eq!(p.pool_timeout(), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,19 @@
+//! pgsplit: a PostgreSQL wire-protocol proxy that sends provably read-only
+//! statements to replicas and everything else to the primary.
+//!
+//! The data flows listener -> client session -> router -> pool -> server,
+//! and the modules follow that path.
+
+pub mod app;
+pub mod cancel;
+pub mod catalog;
+pub mod client;
+pub mod config;
+pub mod listener;
+pub mod pool;
+pub mod protocol;
+#[path = "router_stub.rs"]
+pub mod router;
+pub mod server;
+
+pub use listener::run;

@@ -1,0 +1,192 @@
+//! The pool of one server, database and user: bb8 behind a fair queue,
+//! plus the counters replica selection and bans read.
+
+use super::manager::ServerManager;
+use super::PoolError;
+use crate::config::PoolSettings;
+use crate::server::{LoginTarget, ServerConnection};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Primary or replica: what a pool is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+pub struct ServerPool {
+    /// "primary 127.0.0.1:5432 db=app user=app": how errors and logs name it.
+    pub name: String,
+    pub role: Role,
+    pub addr: Arc<str>,
+    pool: bb8::Pool<ServerManager>,
+    /// bb8 does not serve waiters first come, first served (bb8 issue 243);
+    /// tokio's semaphore does, so a client waits here for a permit and only
+    /// then asks bb8, which then always has a connection or room for one.
+    gate: Arc<Semaphore>,
+    settings: PoolSettings,
+    params: Arc<OnceLock<Vec<(String, String)>>>,
+    /// Connections checked out now, for least-busy selection.
+    in_use: AtomicUsize,
+    /// Milliseconds since `epoch` until which this server gets no new
+    /// clients (it refused a connection); 0 when not banned.
+    banned_until_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl ServerPool {
+    pub fn new(role: Role, target: LoginTarget, settings: &PoolSettings) -> Arc<ServerPool> {
+        let params = Arc::new(OnceLock::new());
+        let name = format!(
+            "{} {} db={} user={}",
+            role.as_str(),
+            target.addr,
+            target.database,
+            target.user
+        );
+        let addr = target.addr.clone();
+        let manager = ServerManager {
+            target,
+            params: params.clone(),
+        };
+        let pool = bb8::Pool::builder()
+            .max_size(settings.max_size())
+            .min_idle(Some(settings.pool_size))
+            .max_lifetime(settings.pool_recycle())
+            .idle_timeout(settings.idle_timeout())
+            .connection_timeout(settings.pool_timeout())
+            .test_on_check_out(settings.pool_pre_ping)
+            // Surface login errors (unknown database, bad password) to the
+            // client instead of retrying until the timeout.
+            .retry_connection(false)
+            .error_sink(Box::new(LogSink(name.clone())))
+            .build_unchecked(manager);
+        Arc::new(ServerPool {
+            name,
+            role,
+            addr,
+            pool,
+            gate: Arc::new(Semaphore::new(settings.max_size() as usize)),
+            settings: settings.clone(),
+            params,
+            in_use: AtomicUsize::new(0),
+            banned_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// A connection, waiting at most `pool_timeout`.
+    pub async fn checkout(self: &Arc<Self>) -> Result<Checkout, PoolError> {
+        let timeout = self.settings.pool_timeout();
+        match tokio::time::timeout(timeout, self.checkout_inner()).await {
+            Ok(result) => result,
+            Err(_) => Err(PoolError::Timeout {
+                pool: self.name.clone(),
+                waited: timeout,
+            }),
+        }
+    }
+
+    async fn checkout_inner(self: &Arc<Self>) -> Result<Checkout, PoolError> {
+        let permit = self.gate.clone().acquire_owned().await.map_err(|_| PoolError::Closed)?;
+        let conn = self.pool.get_owned().await.map_err(|e| match e {
+            bb8::RunError::User(source) => PoolError::Server {
+                pool: self.name.clone(),
+                source,
+            },
+            bb8::RunError::TimedOut => PoolError::Timeout {
+                pool: self.name.clone(),
+                waited: self.settings.pool_timeout(),
+            },
+        })?;
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+        Ok(Checkout {
+            conn,
+            _permit: permit,
+            pool: self.clone(),
+        })
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    pub fn params(&self) -> Option<&Vec<(String, String)>> {
+        self.params.get()
+    }
+
+    pub fn is_banned(&self) -> bool {
+        let until = self.banned_until_ms.load(Ordering::Relaxed);
+        until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
+    }
+
+    /// Keeps new clients away for `for_how_long`.
+    pub fn ban(&self, for_how_long: Duration) {
+        let until = self.epoch.elapsed() + for_how_long;
+        self.banned_until_ms.store(until.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> bb8::State {
+        self.pool.state()
+    }
+}
+
+/// A checked-out server connection; dropping it returns it to the pool
+/// (or closes it if it is marked broken or not clean).
+pub struct Checkout {
+    conn: bb8::PooledConnection<'static, ServerManager>,
+    _permit: OwnedSemaphorePermit,
+    pool: Arc<ServerPool>,
+}
+
+impl Checkout {
+    pub fn pool(&self) -> &Arc<ServerPool> {
+        &self.pool
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        self.pool.in_use.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Deref for Checkout {
+    type Target = ServerConnection;
+    fn deref(&self) -> &ServerConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Checkout {
+    fn deref_mut(&mut self) -> &mut ServerConnection {
+        &mut self.conn
+    }
+}
+
+/// bb8 reports background connection failures (keeping `pool_size` open)
+/// here; they become log lines.
+#[derive(Debug, Clone)]
+struct LogSink(String);
+
+impl bb8::ErrorSink<crate::server::ServerError> for LogSink {
+    fn sink(&self, error: crate::server::ServerError) {
+        tracing::warn!(pool = %self.0, %error, "could not open a server connection");
+    }
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<crate::server::ServerError>> {
+        Box::new(self.clone())
+    }
+}

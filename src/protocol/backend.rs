@@ -1,0 +1,83 @@
+//! Messages pgsplit itself sends to clients, encoded with pgwire.
+//! Encoding into a `BytesMut` only fails for messages over pgwire's size
+//! limits, which none of these approach, so the results are ignored.
+
+use bytes::{Bytes, BytesMut};
+use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::{
+    Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
+};
+use pgwire::messages::Message;
+
+pub fn authentication_ok(out: &mut BytesMut) {
+    let _ = Authentication::Ok.encode(out);
+}
+
+pub fn authentication_md5(salt: [u8; 4], out: &mut BytesMut) {
+    let _ = Authentication::MD5Password(salt.to_vec()).encode(out);
+}
+
+pub fn authentication_sasl(out: &mut BytesMut) {
+    let _ = Authentication::SASL(vec!["SCRAM-SHA-256".to_string()]).encode(out);
+}
+
+pub fn sasl_continue(data: &str, out: &mut BytesMut) {
+    let _ = Authentication::SASLContinue(Bytes::copy_from_slice(data.as_bytes())).encode(out);
+}
+
+pub fn sasl_final(data: &str, out: &mut BytesMut) {
+    let _ = Authentication::SASLFinal(Bytes::copy_from_slice(data.as_bytes())).encode(out);
+}
+
+pub fn parameter_status(name: &str, value: &str, out: &mut BytesMut) {
+    let _ = ParameterStatus::new(name.to_string(), value.to_string()).encode(out);
+}
+
+pub fn backend_key_data(pid: i32, secret: i32, out: &mut BytesMut) {
+    let _ = BackendKeyData::new(pid, SecretKey::I32(secret)).encode(out);
+}
+
+/// Sent when the client asked for a newer minor version or `_pq_` options.
+pub fn negotiate_protocol_version(options: Vec<String>, out: &mut BytesMut) {
+    let _ = NegotiateProtocolVersion::new(0, options).encode(out);
+}
+
+pub fn ready_for_query(status: u8, out: &mut BytesMut) {
+    let status = match status {
+        b'T' => TransactionStatus::Transaction,
+        b'E' => TransactionStatus::Error,
+        _ => TransactionStatus::Idle,
+    };
+    let _ = ReadyForQuery::new(status).encode(out);
+}
+
+/// ParseComplete, CloseComplete and friends: a tag and no body.
+pub fn empty(tag: u8, out: &mut BytesMut) {
+    out.extend_from_slice(&[tag, 0, 0, 0, 4]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_for_query_bytes() {
+        let mut out = BytesMut::new();
+        ready_for_query(b'T', &mut out);
+        assert_eq!(&out[..], b"Z\0\0\0\x05T");
+    }
+
+    #[test]
+    fn auth_ok_bytes() {
+        let mut out = BytesMut::new();
+        authentication_ok(&mut out);
+        assert_eq!(&out[..], b"R\0\0\0\x08\0\0\0\0");
+    }
+
+    #[test]
+    fn key_data_bytes() {
+        let mut out = BytesMut::new();
+        backend_key_data(1, 2, &mut out);
+        assert_eq!(&out[..], b"K\0\0\0\x0c\0\0\0\x01\0\0\0\x02");
+    }
+}

@@ -1,0 +1,130 @@
+//! Errors pgsplit reports to a client as an ErrorResponse, and protocol
+//! violations found while reading a peer's bytes.
+
+use bytes::BytesMut;
+
+/// A peer broke the protocol; the client gets SQLSTATE 08P01.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("invalid message length {len} for message type {:?}", *tag as char)]
+    BadLength { tag: u8, len: usize },
+    #[error("message of type {:?} is {len} bytes, over the limit of {max} bytes", *tag as char)]
+    TooLarge { tag: u8, len: usize, max: usize },
+    #[error("malformed message: {0}")]
+    Malformed(&'static str),
+    #[error("unexpected message type {:?}", *.0 as char)]
+    Unexpected(u8),
+    #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0")]
+    UnsupportedVersion { major: u16, minor: u16 },
+    #[error("invalid startup packet layout: {0}")]
+    BadStartup(&'static str),
+}
+
+/// An error as the client sees it: severity, SQLSTATE and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgError {
+    pub severity: Severity,
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The statement failed; the session goes on.
+    Error,
+    /// The session ends after this message.
+    Fatal,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+}
+
+impl PgError {
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        PgError {
+            severity: Severity::Error,
+            code: code.to_string(),
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    pub fn fatal(code: &str, message: impl Into<String>) -> Self {
+        PgError {
+            severity: Severity::Fatal,
+            ..Self::error(code, message)
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Appends the ErrorResponse frame.
+    pub fn encode(&self, out: &mut BytesMut) {
+        use pgwire::messages::{response::ErrorResponse, Message};
+        let mut fields = vec![
+            (b'S', self.severity.as_str().to_string()),
+            (b'V', self.severity.as_str().to_string()),
+            (b'C', self.code.clone()),
+            (b'M', self.message.clone()),
+        ];
+        if let Some(detail) = &self.detail {
+            fields.push((b'D', detail.clone()));
+        }
+        // Encoding into a BytesMut cannot fail for messages this small.
+        let _ = ErrorResponse::new(fields).encode(out);
+    }
+}
+
+impl From<&ProtocolError> for PgError {
+    fn from(e: &ProtocolError) -> Self {
+        PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())
+    }
+}
+
+/// SQLSTATEs pgsplit uses, by name.
+pub mod sqlstate {
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const CONNECTION_FAILURE: &str = "08006";
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const INTERNAL_ERROR: &str = "XX000";
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_bytes() {
+        let mut out = BytesMut::new();
+        PgError::fatal("28000", "role \"x\" does not exist").encode(&mut out);
+        assert_eq!(out[0], b'E');
+        let text = String::from_utf8_lossy(&out[5..]);
+        assert!(text.contains("SFATAL\0"));
+        assert!(text.contains("C28000\0"));
+        assert!(text.contains("Mrole \"x\" does not exist\0"));
+        let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+        assert_eq!(len + 1, out.len());
+    }
+
+    #[test]
+    fn protocol_errors_map_to_08p01() {
+        let e = PgError::from(&ProtocolError::Malformed("x"));
+        assert_eq!(e.code, "08P01");
+        assert_eq!(e.severity, Severity::Fatal);
+    }
+}

@@ -1,0 +1,213 @@
+//! The classifier: statement text in, route (or a catalog question) out.
+//!
+//! Cheap checks first (empty, hint), then the parse, then each statement by
+//! kind. Only SELECT/VALUES/TABLE queries, SHOW and EXPLAIN (without ANALYZE)
+//! of those can reach a replica; every other kind of statement is the
+//! primary's, which is what the final `_` arm of [`check_statement`] says.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, Ident, Statement, TransactionAccessMode, TransactionIsolationLevel, TransactionMode,
+    UtilityOption, Value,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::functions::INTROSPECTION_SETTINGS;
+use super::walk::{walk_query, Findings};
+use super::{
+    hint, Classification, Destination, FunctionCatalog, ReadOnlyTransactions, Reason, Route,
+    RouterConfig,
+};
+
+/// A classification and whether it may be cached.
+pub(crate) struct Outcome {
+    pub classification: Classification,
+    /// False when the route depends on more than the statement's structure:
+    /// on a literal's value (statements differing only in literals may route
+    /// differently), or on the function catalog, which belongs to one
+    /// database while the cache is shared by all of them (and a function may
+    /// be redefined).
+    pub cacheable: bool,
+}
+
+/// What one statement allows, before the catalog is consulted.
+enum Verdict {
+    Primary(Reason),
+    ReadOnly,
+    ReadOnlyTransaction,
+}
+
+pub(crate) fn classify(sql: &str, config: &RouterConfig, catalog: &dyn FunctionCatalog) -> Outcome {
+    let mut findings = Findings::default();
+    let classification = decide(sql, config, catalog, &mut findings);
+    Outcome {
+        classification,
+        cacheable: !findings.literal_sensitive && findings.lookups.is_empty(),
+    }
+}
+
+fn decide(
+    sql: &str,
+    config: &RouterConfig,
+    catalog: &dyn FunctionCatalog,
+    findings: &mut Findings,
+) -> Classification {
+    if sql.trim().is_empty() {
+        return routed(Destination::Primary, Reason::Empty);
+    }
+    if let Some(destination) = hint::find(sql) {
+        return routed(destination, Reason::Hint);
+    }
+    let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        Ok(statements) => statements,
+        Err(error) => {
+            tracing::debug!(%error, "statement not parsed; routing to the primary");
+            return routed(Destination::Primary, Reason::ParseFailure);
+        }
+    };
+    match combine(&statements, config, findings) {
+        Verdict::Primary(reason) => routed(Destination::Primary, reason),
+        Verdict::ReadOnlyTransaction => routed(Destination::Replica, Reason::ReadOnlyTransaction),
+        Verdict::ReadOnly => consult_catalog(&findings.lookups, catalog),
+    }
+}
+
+fn routed(destination: Destination, reason: Reason) -> Classification {
+    Classification::Routed(Route {
+        destination,
+        reason,
+    })
+}
+
+/// A multi-statement string is as strict as its strictest part. A read-only
+/// BEGIN only goes to a replica alone: what follows it in the same string
+/// would otherwise be judged without knowing the transaction.
+fn combine(statements: &[Statement], config: &RouterConfig, findings: &mut Findings) -> Verdict {
+    if statements.is_empty() {
+        // Only comments or semicolons.
+        return Verdict::Primary(Reason::Empty);
+    }
+    let alone = statements.len() == 1;
+    for statement in statements {
+        match check_statement(statement, config, findings) {
+            Verdict::ReadOnly => {}
+            Verdict::ReadOnlyTransaction if alone => return Verdict::ReadOnlyTransaction,
+            Verdict::ReadOnlyTransaction => return Verdict::Primary(Reason::Transaction),
+            primary => return primary,
+        }
+    }
+    Verdict::ReadOnly
+}
+
+fn check_statement(
+    statement: &Statement,
+    config: &RouterConfig,
+    findings: &mut Findings,
+) -> Verdict {
+    match statement {
+        Statement::Query(query) => from_walk(walk_query(query, config, findings)),
+        Statement::Explain {
+            analyze,
+            options,
+            statement,
+            ..
+        } => {
+            if *analyze || options.as_deref().is_some_and(has_analyze_option) {
+                return Verdict::Primary(Reason::ExplainAnalyze);
+            }
+            match statement.as_ref() {
+                Statement::Query(query) => from_walk(walk_query(query, config, findings)),
+                _ => Verdict::Primary(Reason::Write),
+            }
+        }
+        Statement::ShowVariable { variable } => check_show(variable),
+        Statement::StartTransaction {
+            modes,
+            statements,
+            exception,
+            ..
+        } if statements.is_empty() && exception.is_none() => check_begin(modes, config),
+        Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => Verdict::Primary(Reason::Transaction),
+        _ => Verdict::Primary(Reason::Write),
+    }
+}
+
+fn from_walk(walk: ControlFlow<Reason>) -> Verdict {
+    match walk {
+        ControlFlow::Break(reason) => Verdict::Primary(reason),
+        ControlFlow::Continue(()) => Verdict::ReadOnly,
+    }
+}
+
+/// `EXPLAIN (ANALYZE)` and `(ANALYZE true|on|1)` run the statement. Only an
+/// explicit false/off counts as "not analysing"; any other value is treated as
+/// analysing, so the route never depends on a literal here.
+fn has_analyze_option(options: &[UtilityOption]) -> bool {
+    options
+        .iter()
+        .filter(|option| option.name.value.eq_ignore_ascii_case("analyze"))
+        .any(|option| !is_false(option.arg.as_ref()))
+}
+
+fn is_false(arg: Option<&Expr>) -> bool {
+    match arg {
+        Some(Expr::Value(value)) => matches!(value.value, Value::Boolean(false)),
+        Some(Expr::Identifier(ident)) => {
+            ident.value.eq_ignore_ascii_case("off") || ident.value.eq_ignore_ascii_case("false")
+        }
+        _ => false,
+    }
+}
+
+/// SHOW is read-only, but a standby answers some settings differently, and
+/// clients ask them precisely to find a read-write server.
+fn check_show(variable: &[Ident]) -> Verdict {
+    let asks_read_only = match variable {
+        [name] => INTROSPECTION_SETTINGS.contains(&name.value.to_lowercase().as_str()),
+        _ => false,
+    };
+    match asks_read_only {
+        true => Verdict::Primary(Reason::Introspection),
+        false => Verdict::ReadOnly,
+    }
+}
+
+/// BEGIN goes to the primary, unless it opens a read-only transaction and the
+/// configuration allows those on replicas. SERIALIZABLE is refused by a hot
+/// standby, so it stays on the primary too.
+fn check_begin(modes: &[TransactionMode], config: &RouterConfig) -> Verdict {
+    let has = |wanted: &TransactionMode| modes.iter().any(|mode| mode == wanted);
+    let read_only = has(&TransactionMode::AccessMode(
+        TransactionAccessMode::ReadOnly,
+    )) && !has(&TransactionMode::AccessMode(
+        TransactionAccessMode::ReadWrite,
+    )) && !has(&TransactionMode::IsolationLevel(
+        TransactionIsolationLevel::Serializable,
+    ));
+    match (read_only, config.read_only_transactions) {
+        (true, ReadOnlyTransactions::Replica) => Verdict::ReadOnlyTransaction,
+        _ => Verdict::Primary(Reason::Transaction),
+    }
+}
+
+/// The statement is read-only if every function it calls is. A volatile one
+/// settles it (primary); unknown ones are returned as a question.
+fn consult_catalog(lookups: &[String], catalog: &dyn FunctionCatalog) -> Classification {
+    let mut unknown = Vec::new();
+    for name in lookups {
+        match catalog.is_volatile(name) {
+            Some(true) => return routed(Destination::Primary, Reason::WriteFunction(name.clone())),
+            Some(false) => {}
+            None => unknown.push(name.clone()),
+        }
+    }
+    match unknown.is_empty() {
+        true => routed(Destination::Replica, Reason::ReadOnly),
+        false => Classification::NeedsCatalog(unknown),
+    }
+}

@@ -1,0 +1,147 @@
+//! Statement routing: which server, primary or replica, runs a statement.
+//!
+//! A pure function of the statement text, the configuration and what the
+//! caller knows of the primary's function catalog; no I/O. Routing is
+//! conservative: only a provably read-only statement may go to a replica, and
+//! every decision carries a [`Reason`] that can be shown to a person.
+//!
+//! Known limits, all erring towards the primary or out of reach of a parser:
+//! functions called through views, triggers, defaults or operators are not
+//! seen; `COPY (SELECT ...) TO STDOUT` goes to the primary.
+
+mod cache;
+mod classify;
+mod functions;
+mod hint;
+mod lex;
+mod normalize;
+mod reason;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+pub use reason::Reason;
+
+use cache::RouteCache;
+
+/// The server a statement should run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Primary,
+    Replica,
+}
+
+/// Where a statement goes and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub destination: Destination,
+    pub reason: Reason,
+}
+
+/// Where `BEGIN READ ONLY` / `START TRANSACTION READ ONLY` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadOnlyTransactions {
+    #[default]
+    Primary,
+    Replica,
+}
+
+/// The router's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RouterConfig {
+    /// Functions, volatile in the catalog, that the user declares free of side
+    /// effects: lower-case, `"schema.f"` (matches only that schema) or `"f"`
+    /// (any schema). The built-in write list still wins over this.
+    pub read_only_functions: Vec<String>,
+    /// More functions that must go to the primary; `"schema.f"` also matches
+    /// an unqualified `f()`, which the search path may resolve to it.
+    pub write_functions: Vec<String>,
+    pub read_only_transactions: ReadOnlyTransactions,
+    /// Bound on the classification cache, in entries; 0 disables it.
+    pub cache_size: usize,
+}
+
+/// Facts about functions from the primary's catalog (pg_proc.provolatile),
+/// supplied by the caller.
+pub trait FunctionCatalog {
+    /// Some(true) if any function of that name is volatile, Some(false) if
+    /// known and none is volatile, None if not looked up yet.
+    fn is_volatile(&self, name: &str) -> Option<bool>;
+}
+
+/// A map from function name to "is volatile" is a catalog.
+impl FunctionCatalog for HashMap<String, bool> {
+    fn is_volatile(&self, name: &str) -> Option<bool> {
+        self.get(name).copied()
+    }
+}
+
+/// The answer of the classifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classification {
+    Routed(Route),
+    /// The statement calls functions whose volatility is not known yet: the
+    /// caller looks them up in the primary's catalog (`select proname,
+    /// bool_or(provolatile = 'v') from pg_proc where proname = any($1) group
+    /// by 1`), records them in its [`FunctionCatalog`] (a name the catalog
+    /// does not have must be recorded as volatile) and calls again. Names are
+    /// without schema, folded as PostgreSQL stores them (unquoted names in
+    /// lower case), each once.
+    NeedsCatalog(Vec<String>),
+}
+
+/// Statements longer than this are not cached: their keys would cost more
+/// memory than re-parsing them costs time, and they are rarely repeated.
+const MAX_CACHED_LEN: usize = 16 * 1024;
+
+/// The classifier with its configuration and a bounded cache of routes.
+/// `Send + Sync`; share it in an `Arc`.
+pub struct Router {
+    config: RouterConfig,
+    cache: RouteCache,
+}
+
+impl Router {
+    pub fn new(config: RouterConfig) -> Router {
+        let cache = RouteCache::new(config.cache_size);
+        Router { config, cache }
+    }
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// Classifies `sql`, from the cache when a statement differing only in
+    /// literal values was classified before. Only final routes that depend on
+    /// nothing but the statement's structure are cached: not those that read a
+    /// literal's value (`current_setting('...')`) nor those that asked the
+    /// catalog, which is per database while one router serves them all.
+    pub fn classify(&self, sql: &str, catalog: &dyn FunctionCatalog) -> Classification {
+        if sql.len() > MAX_CACHED_LEN {
+            return classify(sql, &self.config, catalog);
+        }
+        let key = normalize::cache_key(sql);
+        if let Some(route) = self.cache.get(&key) {
+            return Classification::Routed(route);
+        }
+        let outcome = classify::classify(sql, &self.config, catalog);
+        if let (Classification::Routed(route), true) = (&outcome.classification, outcome.cacheable)
+        {
+            self.cache.insert(key, route.clone());
+        }
+        outcome.classification
+    }
+
+    /// (hits, misses) of the cache since the router was made.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.stats()
+    }
+}
+
+/// The uncached classifier, for tests and the admin console.
+pub fn classify(sql: &str, config: &RouterConfig, catalog: &dyn FunctionCatalog) -> Classification {
+    classify::classify(sql, config, catalog).classification
+}

@@ -1,0 +1,66 @@
+//! Why a statement goes where it goes, in words for the logs and the admin
+//! console.
+
+/// Why a statement goes where it goes; [`Reason::describe`] gives words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Provably read-only statement(s).
+    ReadOnly,
+    /// INSERT/UPDATE/DELETE/MERGE, DDL, session commands, or anything else
+    /// not provably read-only.
+    Write,
+    /// BEGIN / START TRANSACTION / COMMIT / ROLLBACK / SAVEPOINT ...
+    Transaction,
+    /// BEGIN READ ONLY, sent to a replica because
+    /// `read_only_transactions = Replica`.
+    ReadOnlyTransaction,
+    /// A `/* pgsplit:primary */` or `/* pgsplit:replica */` comment.
+    Hint,
+    /// A row-locking clause (FOR UPDATE / FOR SHARE ...) somewhere in the query.
+    Locking,
+    /// SELECT ... INTO creates a table.
+    SelectInto,
+    /// WITH x AS (INSERT/UPDATE/DELETE/MERGE ...) SELECT ...
+    DataModifyingCte,
+    /// Calls this function, which may write, lock or change session state
+    /// (built-in list, configuration, or volatile in the catalog).
+    WriteFunction(String),
+    /// EXPLAIN ANALYZE runs the statement.
+    ExplainAnalyze,
+    /// The statement could not be parsed.
+    ParseFailure,
+    /// Asks whether the server is read-only or a standby.
+    Introspection,
+    /// The query string holds no statement.
+    Empty,
+}
+
+impl Reason {
+    /// A short explanation, e.g. "calls nextval(), which may write".
+    pub fn describe(&self) -> String {
+        match self {
+            Reason::WriteFunction(name) => format!("calls {name}(), which may write"),
+            other => other.fixed_description().to_string(),
+        }
+    }
+
+    fn fixed_description(&self) -> &'static str {
+        match self {
+            Reason::ReadOnly => "read-only statement",
+            Reason::Write => "not provably read-only (writes, DDL or session commands)",
+            Reason::Transaction => "transaction control",
+            Reason::ReadOnlyTransaction => {
+                "read-only transaction, allowed on a replica by read_only_transactions"
+            }
+            Reason::Hint => "forced by a pgsplit hint comment",
+            Reason::Locking => "takes row locks (FOR UPDATE/SHARE)",
+            Reason::SelectInto => "SELECT INTO creates a table",
+            Reason::DataModifyingCte => "contains a data-modifying statement (WITH ... INSERT)",
+            Reason::ExplainAnalyze => "EXPLAIN ANALYZE executes the statement",
+            Reason::ParseFailure => "could not be parsed, so not provably read-only",
+            Reason::Introspection => "asks whether the server is read-only; the primary answers",
+            Reason::Empty => "empty query",
+            Reason::WriteFunction(_) => "calls a function which may write",
+        }
+    }
+}

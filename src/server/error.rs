@@ -1,0 +1,80 @@
+//! Errors on the server side of pgsplit: connecting, logging in, or a
+//! server that broke the protocol or went away.
+
+use crate::protocol::{PgError, ProtocolError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection to server timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The server answered with an ErrorResponse (login refused, query
+    /// failed): relayed to the client with the server's own SQLSTATE.
+    #[error("{message}")]
+    Refused {
+        severity: String,
+        code: String,
+        message: String,
+    },
+    #[error("server closed the connection")]
+    Closed,
+    #[error("server protocol error: {0}")]
+    Protocol(String),
+    #[error("server requested a password for user \"{0}\" but pgsplit has none configured")]
+    NoPassword(String),
+    #[error("server requested an authentication method pgsplit does not support ({0})")]
+    UnsupportedAuth(&'static str),
+}
+
+impl From<ProtocolError> for ServerError {
+    fn from(e: ProtocolError) -> Self {
+        ServerError::Protocol(e.to_string())
+    }
+}
+
+impl ServerError {
+    /// Builds `Refused` from an ErrorResponse body.
+    pub fn from_error_body(body: &[u8]) -> ServerError {
+        let (mut severity, mut code, mut message) = (String::new(), String::new(), String::new());
+        for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+            let value = String::from_utf8_lossy(&field[1..]).into_owned();
+            match field[0] {
+                b'S' => severity = value,
+                b'C' => code = value,
+                b'M' => message = value,
+                _ => {}
+            }
+        }
+        ServerError::Refused {
+            severity,
+            code,
+            message,
+        }
+    }
+
+    /// What a client is told when this stops its connection or statement.
+    pub fn to_client_error(&self, fatal: bool) -> PgError {
+        let make = if fatal { PgError::fatal } else { PgError::error };
+        match self {
+            ServerError::Refused { code, message, .. } => {
+make(code, message.clone())
+            }
+            other => make("08006", format!("pgsplit: cannot use server: {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_keeps_server_code_and_message() {
+        let body = b"SFATAL\0VFATAL\0C3D000\0Mdatabase \"nope\" does not exist\0\0";
+        let e = ServerError::from_error_body(body);
+        let pg = e.to_client_error(true);
+        assert_eq!(pg.code, "3D000");
+        assert_eq!(pg.message, "database \"nope\" does not exist");
+    }
+}

@@ -1,0 +1,136 @@
+//! A raw connection to a PostgreSQL server, logged in and ready for query.
+//! The forwarding path reads and writes its socket directly; the few
+//! queries pgsplit runs itself go through `simple_query`.
+
+mod error;
+mod login;
+
+pub use error::ServerError;
+pub use login::LoginTarget;
+
+use crate::protocol::frame::put_frame;
+use crate::protocol::{tag, FrameHeader};
+use bytes::BytesMut;
+use std::collections::HashSet;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Server messages pgsplit reads itself (login, its own queries) are small.
+const MAX_SERVER_MESSAGE: usize = 1 << 30;
+
+pub struct ServerConnection {
+    /// The socket; the session reads and writes it directly when forwarding.
+    pub stream: TcpStream,
+    /// Bytes read from the server and not yet forwarded or consumed.
+    pub read_buf: BytesMut,
+    /// ParameterStatus values the server sent at login.
+    pub params: Vec<(String, String)>,
+    /// The server's BackendKeyData, for forwarding cancel requests.
+    pub backend_pid: i32,
+    pub backend_secret: i32,
+    /// Where it is, for cancel requests and logs.
+    pub addr: std::sync::Arc<str>,
+    /// Names of statements prepared on this connection by pgsplit on behalf
+    /// of clients (see `client::statements`).
+    pub prepared: HashSet<String>,
+    /// Set when the connection must not be reused (cut off mid-reply, left
+    /// in a transaction, I/O error); bb8 then drops it.
+    pub broken: bool,
+    pub created: Instant,
+}
+
+impl ServerConnection {
+    /// Connects, logs in and waits for the first ReadyForQuery.
+    pub async fn connect(target: &LoginTarget) -> Result<ServerConnection, ServerError> {
+        login::connect(target).await
+    }
+
+    /// Sends a simple query and returns its rows as text (NULL as `None`).
+    /// For pgsplit's own small queries, never for client traffic.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ServerError> {
+        let mut out = BytesMut::new();
+        put_frame(&mut out, tag::QUERY, |b| {
+            b.extend_from_slice(sql.as_bytes());
+            b.extend_from_slice(&[0]);
+        });
+        let result = self.run_simple_query(&out).await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    async fn run_simple_query(&mut self, query: &[u8]) -> Result<Vec<Vec<Option<String>>>, ServerError> {
+        self.stream.write_all(query).await?;
+        let mut rows = Vec::new();
+        let mut error = None;
+        loop {
+            let (tag, body) = self.read_message().await?;
+            match tag {
+                tag::DATA_ROW => rows.push(decode_data_row(&body)?),
+                tag::ERROR_RESPONSE => error = Some(ServerError::from_error_body(&body)),
+                tag::READY_FOR_QUERY => {
+                    return match error {
+                        Some(e) => Err(e),
+                        None => Ok(rows),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads one whole message (tag, body) into memory.
+    pub(crate) async fn read_message(&mut self) -> Result<(u8, BytesMut), ServerError> {
+        loop {
+            if let Some(h) = FrameHeader::peek(&self.read_buf, MAX_SERVER_MESSAGE)? {
+                if self.read_buf.len() >= h.frame_len() {
+                    let mut frame = self.read_buf.split_to(h.frame_len());
+                    let body = frame.split_off(FrameHeader::SIZE);
+                    return Ok((h.tag, body));
+                }
+            }
+            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
+                return Err(ServerError::Closed);
+            }
+        }
+    }
+
+    /// True when nothing unexpected is waiting to be read.
+    pub fn is_clean(&self) -> bool {
+        !self.broken && self.read_buf.is_empty()
+    }
+}
+
+fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ServerError> {
+    let bad = || ServerError::Protocol("malformed DataRow".into());
+    let count = u16::from_be_bytes([*body.first().ok_or_else(bad)?, *body.get(1).ok_or_else(bad)?]);
+    let mut at = 2;
+    let mut row = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let len_bytes = body.get(at..at + 4).ok_or_else(bad)?;
+        let len = i32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        at += 4;
+        if len < 0 {
+            row.push(None);
+            continue;
+        }
+        let value = body.get(at..at + len as usize).ok_or_else(bad)?;
+        row.push(Some(String::from_utf8_lossy(value).into_owned()));
+        at += len as usize;
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_row_decodes_values_and_nulls() {
+        let body = b"\0\x02\0\0\0\x03abc\xff\xff\xff\xff";
+        assert_eq!(decode_data_row(body).unwrap(), vec![Some("abc".to_string()), None]);
+        assert!(decode_data_row(b"\0\x01\0\0\0\x09ab").is_err());
+    }
+}

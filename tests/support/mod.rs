@@ -1,0 +1,4 @@
+//! Shared helpers for the integration tests in `tests/`. Each test file that
+//! needs them declares `mod support;`.
+
+pub mod cluster;
