@@ -12,7 +12,6 @@ pub mod config;
 pub mod listener;
 pub mod pool;
 pub mod protocol;
-#[path = "router_stub.rs"]
 pub mod router;
 pub mod server;
 

@@ -85,14 +85,6 @@ impl Statements {
             self.named.remove(name);
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.named.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.named.is_empty()
-    }
 }
 
 /// `pgsplit_` and 128 bits of hash, hex: 40 characters, under PostgreSQL's
@@ -131,6 +123,5 @@ mod tests {
         assert_eq!(&*s.get(b"").unwrap().server_name, "");
         s.closed(b"P_0");
         assert!(s.get(b"P_0").is_none());
-        assert_eq!(s.len(), 0);
     }
 }
