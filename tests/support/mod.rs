@@ -2,3 +2,4 @@
 //! needs them declares `mod support;`.
 
 pub mod cluster;
+pub mod proxy;
