@@ -73,14 +73,7 @@ fn write_one(message: Planned, conn: &mut ServerConnection, exchange: &mut Excha
             out.extend_from_slice(&frame);
             exchange.sent(Expect::Parse { swallow: false, change: None });
         }
-        Planned::Parse(statement) => {
-            if conn.prepared.contains(&*statement.server_name) {
-                // Same name means same text and types: closing first keeps
-                // "already exists" away and costs one server-side parse.
-                close_on_server(&statement, true, conn, exchange, out);
-            }
-            prepare_on_server(&statement, false, conn, exchange, out);
-        }
+        Planned::Parse(statement) => prepare_on_server(&statement, false, conn, exchange, out),
         Planned::Use { message, statement } => {
             if !statement.server_name.is_empty() && !conn.prepared.contains(&*statement.server_name) {
                 prepare_on_server(&statement, true, conn, exchange, out);
@@ -102,6 +95,12 @@ fn prepare_on_server(
     exchange: &mut Exchange,
     out: &mut BytesMut,
 ) {
+    if !statement.server_name.is_empty() {
+        // Same name means same text and types, and closing a statement that
+        // does not exist is no error: so the Parse can never fail with
+        // "already exists", whatever happened on this connection before.
+        close_on_server(statement, true, conn, exchange, out);
+    }
     extended::write_parse(out, &statement.server_name, &statement.after_name);
     let change = (!statement.server_name.is_empty()).then(|| Change {
         name: statement.server_name.clone(),

@@ -6,7 +6,7 @@
 use super::batch::{Batch, Planned, Use};
 use super::io::{ClientError, ClientIo};
 use super::relay::{Exchange, Expect, RelayError};
-use super::statements::{Statement, Statements};
+use super::statements::{statement_command, Statement, StatementCommand, Statements};
 use crate::app::App;
 use crate::cancel::{CancelSlot, CancelTarget};
 use crate::catalog::DatabaseFunctions;
@@ -162,8 +162,17 @@ impl Session {
     }
 
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        let text = extended::query_text(&frame[5..])?;
+        match std::str::from_utf8(text).ok().and_then(statement_command) {
+            Some(StatementCommand::Deallocate(name)) if self.statements.get(name.as_bytes()).is_some() => {
+                return self.deallocate(name, frame).await;
+            }
+            // The server drops its statements too: pgsplit's Close before
+            // every Parse keeps its own record of them harmless.
+            Some(StatementCommand::DropAll) => self.statements.clear(),
+            _ => {}
+        }
         let route = if self.routing_needed() {
-            let text = extended::query_text(&frame[5..])?;
             let route = self.route(text).await;
             Some(match self.batch.needs_primary.clone() {
                 Some(reason) if !self.batch.is_empty() => primary(reason),
@@ -173,6 +182,23 @@ impl Session {
             None
         };
         self.dispatch(tag::QUERY, frame, route).await
+    }
+
+    /// DEALLOCATE of a statement the client prepared with Parse: it exists
+    /// under another name on the servers, and maybe for other clients, so
+    /// pgsplit forgets it for this client and answers as the server would.
+    async fn deallocate(&mut self, name: String, frame: Bytes) -> Result<Flow, ClientError> {
+        if self.exchange.pending > 0 {
+            self.deferred = Some((tag::QUERY, frame));
+            return Ok(Flow::Wait);
+        }
+        self.statements.closed(name.as_bytes());
+        let status = if self.server.is_some() { self.exchange.tx_status } else { status::IDLE };
+        self.out.clear();
+        backend::command_complete("DEALLOCATE", &mut self.out);
+        backend::ready_for_query(status, &mut self.out);
+        self.io.write(&self.out).await?;
+        Ok(Flow::Continue)
     }
 
     /// Sends the held batch and `frame` (a Query, FunctionCall, Sync or

@@ -51,6 +51,10 @@ pub fn ready_for_query(status: u8, out: &mut BytesMut) {
     let _ = ReadyForQuery::new(status).encode(out);
 }
 
+pub fn command_complete(tag: &str, out: &mut BytesMut) {
+    let _ = pgwire::messages::response::CommandComplete::new(tag.to_string()).encode(out);
+}
+
 /// ParseComplete, CloseComplete and friends: a tag and no body.
 pub fn empty(tag: u8, out: &mut BytesMut) {
     out.extend_from_slice(&[tag, 0, 0, 0, 4]);
