@@ -67,7 +67,11 @@ impl Cancels {
     /// Forwards a client's CancelRequest; unknown keys are ignored, as
     /// PostgreSQL does, so a guesser learns nothing.
     pub async fn cancel(&self, pid: i32, secret: i32) {
-        let target = self.slots.lock().get(&(pid, secret)).and_then(|s| s.0.lock().clone());
+        let target = self
+            .slots
+            .lock()
+            .get(&(pid, secret))
+            .and_then(|s| s.0.lock().clone());
         let Some(target) = target else {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
             return;

@@ -20,7 +20,11 @@ impl Catalog {
         if let Some(db) = self.databases.read().get(name) {
             return db.clone();
         }
-        self.databases.write().entry(name.to_string()).or_default().clone()
+        self.databases
+            .write()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 }
 
@@ -39,7 +43,11 @@ impl FunctionCatalog for DatabaseFunctions {
 impl DatabaseFunctions {
     /// Asks the primary about `names` and records the answers. A name the
     /// catalog does not have is recorded as volatile: unknown means primary.
-    pub async fn look_up(&self, names: &[String], primary: &mut ServerConnection) -> Result<(), ServerError> {
+    pub async fn look_up(
+        &self,
+        names: &[String],
+        primary: &mut ServerConnection,
+    ) -> Result<(), ServerError> {
         let rows = primary.simple_query(&lookup_sql(names)).await?;
         let mut found: HashMap<String, bool> = names.iter().map(|n| (n.clone(), true)).collect();
         for row in rows {
@@ -54,7 +62,10 @@ impl DatabaseFunctions {
 }
 
 fn lookup_sql(names: &[String]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| format!("'{}'", n.replace('\'', "''"))).collect();
+    let quoted: Vec<String> = names
+        .iter()
+        .map(|n| format!("'{}'", n.replace('\'', "''")))
+        .collect();
     format!(
         "select proname::text, bool_or(provolatile = 'v') from pg_catalog.pg_proc \
          where proname = any(array[{}]::name[]) group by 1",

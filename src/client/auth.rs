@@ -80,8 +80,15 @@ async fn md5(io: &mut ClientIo, secrets: &UserSecrets, user: &str) -> Result<boo
     let mut out = BytesMut::new();
     backend::authentication_md5(salt, &mut out);
     io.write(&out).await?;
-    let answer = password_message(io).await?.into_password().map_err(malformed)?;
-    let expected = postgres_protocol::authentication::md5_hash(user.as_bytes(), secrets.password.as_bytes(), salt);
+    let answer = password_message(io)
+        .await?
+        .into_password()
+        .map_err(malformed)?;
+    let expected = postgres_protocol::authentication::md5_hash(
+        user.as_bytes(),
+        secrets.password.as_bytes(),
+        salt,
+    );
     Ok(answer.password == expected)
 }
 
@@ -89,7 +96,10 @@ async fn scram(io: &mut ClientIo, secrets: &UserSecrets) -> Result<bool, ClientE
     let mut out = BytesMut::new();
     backend::authentication_sasl(&mut out);
     io.write(&out).await?;
-    let first = password_message(io).await?.into_sasl_initial_response().map_err(malformed)?;
+    let first = password_message(io)
+        .await?
+        .into_sasl_initial_response()
+        .map_err(malformed)?;
     if first.auth_method != "SCRAM-SHA-256" {
         return Err(ClientError::Refused(PgError::fatal(
             sqlstate::PROTOCOL_VIOLATION,
@@ -106,7 +116,10 @@ async fn scram(io: &mut ClientIo, secrets: &UserSecrets) -> Result<bool, ClientE
     out.clear();
     backend::sasl_continue(&server_first, &mut out);
     io.write(&out).await?;
-    let last = password_message(io).await?.into_sasl_response().map_err(malformed)?;
+    let last = password_message(io)
+        .await?
+        .into_sasl_response()
+        .map_err(malformed)?;
     match waiting.on_client_final_message(&last.data) {
         Ok(server_final) => {
             out.clear();

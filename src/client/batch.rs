@@ -59,28 +59,46 @@ impl Batch {
 
     /// Appends the batch, rewritten for `conn`, to `out`, recording the
     /// responses to expect.
-    pub fn write(&mut self, conn: &mut ServerConnection, exchange: &mut Exchange, out: &mut BytesMut) {
+    pub fn write(
+        &mut self,
+        conn: &mut ServerConnection,
+        exchange: &mut Exchange,
+        out: &mut BytesMut,
+    ) {
         for message in self.messages.drain(..) {
             write_one(message, conn, exchange, out);
         }
     }
 }
 
-fn write_one(message: Planned, conn: &mut ServerConnection, exchange: &mut Exchange, out: &mut BytesMut) {
+fn write_one(
+    message: Planned,
+    conn: &mut ServerConnection,
+    exchange: &mut Exchange,
+    out: &mut BytesMut,
+) {
     match message {
         Planned::Raw(frame) => out.extend_from_slice(&frame),
         Planned::ParseUnnamed(frame) => {
             out.extend_from_slice(&frame);
-            exchange.sent(Expect::Parse { swallow: false, change: None });
+            exchange.sent(Expect::Parse {
+                swallow: false,
+                change: None,
+            });
         }
         Planned::Parse(statement) => prepare_on_server(&statement, false, conn, exchange, out),
         Planned::Use { message, statement } => {
-            if !statement.server_name.is_empty() && !conn.prepared.contains(&*statement.server_name) {
+            if !statement.server_name.is_empty() && !conn.prepared.contains(&*statement.server_name)
+            {
                 prepare_on_server(&statement, true, conn, exchange, out);
             }
             match message {
-                Use::Bind { portal, rest } => extended::write_bind(out, &portal, &statement.server_name, &rest),
-                Use::Describe => extended::write_target(out, tag::DESCRIBE, b'S', &statement.server_name),
+                Use::Bind { portal, rest } => {
+                    extended::write_bind(out, &portal, &statement.server_name, &rest)
+                }
+                Use::Describe => {
+                    extended::write_target(out, tag::DESCRIBE, b'S', &statement.server_name)
+                }
             }
         }
         Planned::Close(statement) => close_on_server(&statement, false, conn, exchange, out),

@@ -58,7 +58,10 @@ impl ClientIo {
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.stream.write_all(bytes).await.map_err(|_| ClientError::Gone)
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(|_| ClientError::Gone)
     }
 
     /// Sends an error; write failures are ignored since the client is

@@ -44,9 +44,15 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
     let registration = app.cancels.register();
     let result = match log_in(&app, &mut io, &params, registration.key).await {
         Ok(cluster) => {
-            Session::new(app.clone(), io, cluster, &params.database, registration.slot.clone())
-                .run()
-                .await
+            Session::new(
+                app.clone(),
+                io,
+                cluster,
+                &params.database,
+                registration.slot.clone(),
+            )
+            .run()
+            .await
         }
         Err(e) => {
             report(&mut io, &e, &peer).await;

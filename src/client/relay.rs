@@ -16,8 +16,14 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub enum Expect {
     /// ParseComplete; `swallow` when pgsplit sent the Parse itself.
-    Parse { swallow: bool, change: Option<Change> },
-    CloseComplete { swallow: bool, change: Option<Change> },
+    Parse {
+        swallow: bool,
+        change: Option<Change>,
+    },
+    CloseComplete {
+        swallow: bool,
+        change: Option<Change>,
+    },
     /// ReadyForQuery, for a Sync, Query or FunctionCall.
     Ready,
 }
@@ -74,7 +80,11 @@ impl Exchange {
 
     /// Forwards whatever whole or passing-through frames `conn.read_buf`
     /// holds to the client, in one write where nothing is cut out.
-    pub async fn relay(&mut self, conn: &mut ServerConnection, io: &mut ClientIo) -> Result<(), RelayError> {
+    pub async fn relay(
+        &mut self,
+        conn: &mut ServerConnection,
+        io: &mut ClientIo,
+    ) -> Result<(), RelayError> {
         let mut at = 0;
         loop {
             if self.passthrough > 0 {
@@ -87,18 +97,23 @@ impl Exchange {
                 continue;
             }
             let rest = &conn.read_buf[at..];
-            let Some(h) = FrameHeader::peek(rest, usize::MAX).map_err(|_| RelayError::Server)? else {
+            let Some(h) = FrameHeader::peek(rest, usize::MAX).map_err(|_| RelayError::Server)?
+            else {
                 break;
             };
             match h.tag {
                 tag::READY_FOR_QUERY => {
-                    let Some(&s) = rest.get(FrameHeader::SIZE) else { break };
+                    let Some(&s) = rest.get(FrameHeader::SIZE) else {
+                        break;
+                    };
                     self.ready(s);
                     at += h.frame_len();
                 }
                 tag::PARSE_COMPLETE | tag::CLOSE_COMPLETE => {
                     if self.completes(h.tag) {
-                        io.write(&conn.read_buf[..at]).await.map_err(RelayError::Client)?;
+                        io.write(&conn.read_buf[..at])
+                            .await
+                            .map_err(RelayError::Client)?;
                         conn.read_buf.advance(at + h.frame_len());
                         at = 0;
                         continue;
@@ -113,7 +128,9 @@ impl Exchange {
             }
         }
         if at > 0 {
-            io.write(&conn.read_buf[..at]).await.map_err(RelayError::Client)?;
+            io.write(&conn.read_buf[..at])
+                .await
+                .map_err(RelayError::Client)?;
             conn.read_buf.advance(at);
         }
         Ok(())
@@ -146,10 +163,15 @@ impl Exchange {
     /// Close messages had no effect, so their changes are undone, newest
     /// first.
     fn batch_failed(&mut self, conn: &mut ServerConnection) {
-        let unanswered = self.expect.iter().take_while(|e| !matches!(e, Expect::Ready));
+        let unanswered = self
+            .expect
+            .iter()
+            .take_while(|e| !matches!(e, Expect::Ready));
         let changes: Vec<&Change> = unanswered
             .filter_map(|e| match e {
-                Expect::Parse { change, .. } | Expect::CloseComplete { change, .. } => change.as_ref(),
+                Expect::Parse { change, .. } | Expect::CloseComplete { change, .. } => {
+                    change.as_ref()
+                }
                 Expect::Ready => None,
             })
             .collect();

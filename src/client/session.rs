@@ -65,7 +65,13 @@ enum Acquired {
 }
 
 impl Session {
-    pub fn new(app: Arc<App>, io: ClientIo, cluster: Arc<ClusterPools>, database: &str, cancel: Arc<CancelSlot>) -> Session {
+    pub fn new(
+        app: Arc<App>,
+        io: ClientIo,
+        cluster: Arc<ClusterPools>,
+        database: &str,
+        cancel: Arc<CancelSlot>,
+    ) -> Session {
         Session {
             functions: app.catalog.database(database),
             mode: app.config.pool_mode,
@@ -145,7 +151,10 @@ impl Session {
         }
         match tag {
             tag::QUERY => self.query(frame).await,
-            tag::FUNCTION_CALL => self.dispatch(tag, frame, Some(primary(Reason::Write))).await,
+            tag::FUNCTION_CALL => {
+                self.dispatch(tag, frame, Some(primary(Reason::Write)))
+                    .await
+            }
             tag::PARSE => self.add_parse(frame).await,
             tag::BIND => self.add_bind(frame).await,
             tag::DESCRIBE => self.add_describe(frame).await,
@@ -164,7 +173,9 @@ impl Session {
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let text = extended::query_text(&frame[5..])?;
         match std::str::from_utf8(text).ok().and_then(statement_command) {
-            Some(StatementCommand::Deallocate(name)) if self.statements.get(name.as_bytes()).is_some() => {
+            Some(StatementCommand::Deallocate(name))
+                if self.statements.get(name.as_bytes()).is_some() =>
+            {
                 return self.deallocate(name, frame).await;
             }
             // The server drops its statements too: pgsplit's Close before
@@ -193,7 +204,11 @@ impl Session {
             return Ok(Flow::Wait);
         }
         self.statements.closed(name.as_bytes());
-        let status = if self.server.is_some() { self.exchange.tx_status } else { status::IDLE };
+        let status = if self.server.is_some() {
+            self.exchange.tx_status
+        } else {
+            status::IDLE
+        };
         self.out.clear();
         backend::command_complete("DEALLOCATE", &mut self.out);
         backend::ready_for_query(status, &mut self.out);
@@ -203,7 +218,12 @@ impl Session {
 
     /// Sends the held batch and `frame` (a Query, FunctionCall, Sync or
     /// Flush) to a server chosen by `route` (`None`: the one in use).
-    async fn dispatch(&mut self, tag: u8, frame: Bytes, route: Option<Route>) -> Result<Flow, ClientError> {
+    async fn dispatch(
+        &mut self,
+        tag: u8,
+        frame: Bytes,
+        route: Option<Route>,
+    ) -> Result<Flow, ClientError> {
         match self.acquire(route.as_ref().map(|r| r.destination)).await {
             Acquired::Ready => {}
             Acquired::Wait => {
@@ -213,7 +233,10 @@ impl Session {
             Acquired::Failed(error) => return self.refuse(tag, error).await,
         }
         let Some(conn) = self.server.as_deref_mut() else {
-            return Err(ClientError::Refused(PgError::fatal(sqlstate::INTERNAL_ERROR, "no server connection")));
+            return Err(ClientError::Refused(PgError::fatal(
+                sqlstate::INTERNAL_ERROR,
+                "no server connection",
+            )));
         };
         self.out.clear();
         self.batch.write(conn, &mut self.exchange, &mut self.out);
@@ -241,13 +264,17 @@ impl Session {
     async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
         if let Some(conn) = &self.server {
             let held = conn.pool().role;
-            let Some(want) = want else { return Acquired::Ready };
+            let Some(want) = want else {
+                return Acquired::Ready;
+            };
             if self.exchange.in_transaction() || self.batch.open || held == role_for(want) {
                 return Acquired::Ready;
             }
             // A primary can serve a read: better than breaking a pipeline
             // or holding a second connection when no replica is usable.
-            if held == Role::Primary && (self.exchange.pending > 0 || !self.cluster.has_usable_replica()) {
+            if held == Role::Primary
+                && (self.exchange.pending > 0 || !self.cluster.has_usable_replica())
+            {
                 return Acquired::Ready;
             }
             if self.exchange.pending > 0 {
@@ -255,7 +282,11 @@ impl Session {
             }
             // Session pooling: park this one, use (or open) the other role's.
             let current = self.server.take();
-            if self.spare.as_ref().is_some_and(|s| s.pool().role == role_for(want)) {
+            if self
+                .spare
+                .as_ref()
+                .is_some_and(|s| s.pool().role == role_for(want))
+            {
                 self.server = self.spare.take();
                 self.spare = current;
                 self.point_cancel();
@@ -278,11 +309,12 @@ impl Session {
     }
 
     fn point_cancel(&self) {
-        self.cancel.set(self.server.as_deref().map(|c| CancelTarget {
-            addr: c.addr.clone(),
-            pid: c.backend_pid,
-            secret: c.backend_secret,
-        }));
+        self.cancel
+            .set(self.server.as_deref().map(|c| CancelTarget {
+                addr: c.addr.clone(),
+                pid: c.backend_pid,
+                secret: c.backend_secret,
+            }));
     }
 
     /// No server could be had: the client gets the error and, where it
@@ -371,7 +403,9 @@ impl Session {
                     portal: frame.slice(5..portal_end),
                     rest: frame.slice(rest_start..),
                 };
-                self.batch.messages.push(Planned::Use { message, statement });
+                self.batch
+                    .messages
+                    .push(Planned::Use { message, statement });
             }
             _ => self.batch.messages.push(Planned::Raw(frame)),
         }
@@ -384,7 +418,9 @@ impl Session {
         if kind == b'S' {
             if let Some(statement) = self.use_statement(&name).await.filter(|_| !name.is_empty()) {
                 let message = Use::Describe;
-                self.batch.messages.push(Planned::Use { message, statement });
+                self.batch
+                    .messages
+                    .push(Planned::Use { message, statement });
                 return Ok(Flow::Continue);
             }
         }
@@ -418,7 +454,9 @@ impl Session {
         self.note(statement.route.as_ref());
         if name.is_empty() && !self.batch.parsed_unnamed {
             self.batch.parsed_unnamed = true;
-            self.batch.messages.push(Planned::Reparse(statement.clone()));
+            self.batch
+                .messages
+                .push(Planned::Reparse(statement.clone()));
         }
         Some(statement)
     }
@@ -426,7 +464,9 @@ impl Session {
     /// Remembers that the batch must go to the primary, and why.
     fn note(&mut self, route: Option<&Route>) {
         if let Some(route) = route.filter(|r| r.destination == Destination::Primary) {
-            self.batch.needs_primary.get_or_insert_with(|| route.reason.clone());
+            self.batch
+                .needs_primary
+                .get_or_insert_with(|| route.reason.clone());
         }
     }
 
@@ -470,8 +510,15 @@ impl Session {
     }
 
     async fn look_up(&self, names: &[String]) -> Result<(), String> {
-        let mut conn = self.cluster.checkout_primary().await.map_err(|e| e.to_string())?;
-        self.functions.look_up(names, &mut conn).await.map_err(|e| e.to_string())
+        let mut conn = self
+            .cluster
+            .checkout_primary()
+            .await
+            .map_err(|e| e.to_string())?;
+        self.functions
+            .look_up(names, &mut conn)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn relay(&mut self) -> Result<(), ClientError> {
@@ -483,7 +530,8 @@ impl Session {
             Err(RelayError::Client(e)) => return Err(e),
             Err(RelayError::Server) => return self.server_lost().await,
         }
-        let idle = self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
+        let idle =
+            self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
         if idle && self.mode == PoolMode::Transaction {
             self.release();
         }
@@ -559,11 +607,15 @@ impl Session {
             let target = (conn.backend_pid, conn.backend_secret, conn.addr.clone());
             conn.broken = true;
             drop(conn);
-            self.app.cancels.cancel_server(target.0, target.1, target.2).await;
+            self.app
+                .cancels
+                .cancel_server(target.0, target.1, target.2)
+                .await;
             return;
         }
         if in_transaction {
-            let rolled_back = tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("ROLLBACK")).await;
+            let rolled_back =
+                tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("ROLLBACK")).await;
             let ok = matches!(rolled_back, Ok(Ok(_)));
             tracing::info!(pool = %conn.pool().name, rolled_back = ok, "client left inside a transaction");
             if !ok {
@@ -573,7 +625,8 @@ impl Session {
         }
         if self.mode == PoolMode::Session {
             // The next client must not inherit this one's session state.
-            let reset = tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("DISCARD ALL")).await;
+            let reset =
+                tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("DISCARD ALL")).await;
             conn.prepared.clear();
             if !matches!(reset, Ok(Ok(_))) {
                 conn.broken = true;
@@ -584,7 +637,10 @@ impl Session {
 
 async fn send(conn: &mut crate::server::ServerConnection, bytes: &[u8]) -> Result<(), ServerError> {
     use tokio::io::AsyncWriteExt;
-    conn.stream.write_all(bytes).await.map_err(ServerError::from)
+    conn.stream
+        .write_all(bytes)
+        .await
+        .map_err(ServerError::from)
 }
 
 fn is_batch_message(tag: u8) -> bool {
@@ -611,7 +667,9 @@ fn role_for(destination: Destination) -> Role {
 /// The error a client sees when no server connection could be had.
 pub(super) fn pool_error(e: &PoolError) -> PgError {
     match e {
-        PoolError::Timeout { .. } => PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}")),
+        PoolError::Timeout { .. } => {
+            PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}"))
+        }
         PoolError::Server {
             source: ServerError::Refused { code, message, .. },
             ..

@@ -27,12 +27,18 @@ pub struct StartupParams {
 
 impl StartupParams {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Reads packets until a StartupMessage or CancelRequest arrives.
-pub async fn read_opening(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Opening, ClientError> {
+pub async fn read_opening(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Opening, ClientError> {
     loop {
         let packet = read_packet(stream, buf).await?;
         match startup::parse(&packet)? {
@@ -75,7 +81,12 @@ async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Bytes
 }
 
 fn startup_params(params: Vec<(String, String)>) -> Result<StartupParams, ClientError> {
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let user = get("user").filter(|u| !u.is_empty()).ok_or_else(|| {
         ClientError::Refused(PgError::fatal(
             sqlstate::INVALID_AUTHORIZATION,
@@ -88,7 +99,9 @@ fn startup_params(params: Vec<(String, String)>) -> Result<StartupParams, Client
             "pgsplit does not proxy replication connections",
         )));
     }
-    let database = get("database").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    let database = get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
     Ok(StartupParams {
         user,
         database,

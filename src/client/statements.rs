@@ -25,7 +25,11 @@ pub struct Statement {
 
 impl Statement {
     pub fn query(&self) -> &[u8] {
-        let end = self.after_name.iter().position(|&b| b == 0).unwrap_or(self.after_name.len());
+        let end = self
+            .after_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.after_name.len());
         &self.after_name[..end]
     }
 }
@@ -54,7 +58,8 @@ impl Statements {
         if name.is_empty() {
             self.unnamed = Some(statement.clone());
         } else {
-            self.named.insert(Bytes::copy_from_slice(name), statement.clone());
+            self.named
+                .insert(Bytes::copy_from_slice(name), statement.clone());
         }
         statement
     }
@@ -112,8 +117,13 @@ pub fn statement_command(sql: &str) -> Option<StatementCommand> {
     let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
     match lower.as_slice() {
-        ["discard", "all"] | ["deallocate", "all"] | ["deallocate", "prepare", "all"] => Some(StatementCommand::DropAll),
-        ["deallocate", _] | ["deallocate", "prepare", _] => words.last().and_then(|w| fold_name(w)).map(StatementCommand::Deallocate),
+        ["discard", "all"] | ["deallocate", "all"] | ["deallocate", "prepare", "all"] => {
+            Some(StatementCommand::DropAll)
+        }
+        ["deallocate", _] | ["deallocate", "prepare", _] => words
+            .last()
+            .and_then(|w| fold_name(w))
+            .map(StatementCommand::Deallocate),
         _ => None,
     }
 }
@@ -150,7 +160,10 @@ mod tests {
         assert_eq!(a, server_name(b"select 1\0\0\0"));
         assert_ne!(a, server_name(b"select 2\0\0\0"));
         // Same text, other parameter types: another statement.
-        assert_ne!(server_name(b"select $1\0\0\x01\0\0\0\x17"), server_name(b"select $1\0\0\x01\0\0\0\x19"));
+        assert_ne!(
+            server_name(b"select $1\0\0\x01\0\0\0\x17"),
+            server_name(b"select $1\0\0\x01\0\0\0\x19")
+        );
         assert_eq!(a.len(), 40);
     }
 
@@ -160,9 +173,18 @@ mod tests {
         assert_eq!(statement_command("DEALLOCATE ALL"), Some(DropAll));
         assert_eq!(statement_command("discard all;"), Some(DropAll));
         assert_eq!(statement_command("deallocate prepare all"), Some(DropAll));
-        assert_eq!(statement_command("DEALLOCATE P_0"), Some(Deallocate("p_0".into())));
-        assert_eq!(statement_command("deallocate \"P_0\""), Some(Deallocate("P_0".into())));
-        assert_eq!(statement_command("deallocate prepare s1 ;"), Some(Deallocate("s1".into())));
+        assert_eq!(
+            statement_command("DEALLOCATE P_0"),
+            Some(Deallocate("p_0".into()))
+        );
+        assert_eq!(
+            statement_command("deallocate \"P_0\""),
+            Some(Deallocate("P_0".into()))
+        );
+        assert_eq!(
+            statement_command("deallocate prepare s1 ;"),
+            Some(Deallocate("s1".into()))
+        );
         assert_eq!(statement_command("discard plans"), None);
         assert_eq!(statement_command("select 1; deallocate all"), None);
         assert_eq!(statement_command("deallocate a b"), None);

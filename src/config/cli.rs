@@ -74,8 +74,19 @@ mod tests {
     #[test]
     fn flags_alone_make_a_config() {
         let cli = Cli::try_parse_from([
-            "pgsplit", "--primary", "127.0.0.1:5432", "--replica", "127.0.0.1:5433", "--replica",
-            "127.0.0.1:5434", "--pool-size", "7", "--pool-mode", "session", "--auth", "scram-sha-256",
+            "pgsplit",
+            "--primary",
+            "127.0.0.1:5432",
+            "--replica",
+            "127.0.0.1:5433",
+            "--replica",
+            "127.0.0.1:5434",
+            "--pool-size",
+            "7",
+            "--pool-mode",
+            "session",
+            "--auth",
+            "scram-sha-256",
         ])
         .unwrap();
         let mut config = Config::default();

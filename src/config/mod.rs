@@ -129,7 +129,10 @@ impl PoolSettings {
     fn validate(&self, role: &str) -> Result<(), ConfigError> {
         let key = |k: &str| format!("pool.{role}.{k}");
         if self.max_size() == 0 {
-            return Err(invalid(&key("pool_size"), "pool_size + max_overflow must be at least 1"));
+            return Err(invalid(
+                &key("pool_size"),
+                "pool_size + max_overflow must be at least 1",
+            ));
         }
         for (name, value) in [
             ("pool_timeout", self.pool_timeout),
@@ -139,9 +142,15 @@ impl PoolSettings {
                 return Err(invalid(&key(name), "must be a positive number of seconds"));
             }
         }
-        for (name, value) in [("pool_recycle", self.pool_recycle), ("idle_timeout", self.idle_timeout)] {
+        for (name, value) in [
+            ("pool_recycle", self.pool_recycle),
+            ("idle_timeout", self.idle_timeout),
+        ] {
             if !(value >= 0.0 && value.is_finite()) {
-                return Err(invalid(&key(name), "must be 0 (never) or a positive number of seconds"));
+                return Err(invalid(
+                    &key(name),
+                    "must be 0 (never) or a positive number of seconds",
+                ));
             }
         }
         Ok(())
@@ -230,7 +239,10 @@ impl Config {
             .parse::<SocketAddr>()
             .map_err(|_| invalid("listen", format!("{:?} is not ADDR:PORT", self.listen)))?;
         let primary = self.primary.as_deref().ok_or_else(|| {
-            invalid("primary", "no primary server configured (set primary or --primary HOST:PORT)")
+            invalid(
+                "primary",
+                "no primary server configured (set primary or --primary HOST:PORT)",
+            )
         })?;
         check_host_port("primary", primary)?;
         for replica in &self.replicas {
@@ -239,7 +251,10 @@ impl Config {
         self.pool.primary.validate("primary")?;
         self.pool.replica.validate("replica")?;
         if self.auth != AuthMethod::Trust && self.users.is_empty() {
-            return Err(invalid("users", "md5 and scram-sha-256 need at least one [[users]] entry"));
+            return Err(invalid(
+                "users",
+                "md5 and scram-sha-256 need at least one [[users]] entry",
+            ));
         }
         for (i, user) in self.users.iter().enumerate() {
             if user.name.is_empty() {
@@ -250,7 +265,10 @@ impl Config {
             return Err(invalid("max_message_size", "must be at least 1024 bytes"));
         }
         if !(self.replica_ban_time >= 0.0 && self.replica_ban_time.is_finite()) {
-            return Err(invalid("replica_ban_time", "must be 0 or a positive number of seconds"));
+            return Err(invalid(
+                "replica_ban_time",
+                "must be 0 or a positive number of seconds",
+            ));
         }
         Ok(())
     }
@@ -308,7 +326,10 @@ mod tests {
     #[test]
     fn bad_enum_is_refused() {
         let err = Config::from_toml("pool_mode = \"statement\"").unwrap_err();
-        assert!(err.to_string().contains("pool_mode") || err.to_string().contains("statement"), "{err}");
+        assert!(
+            err.to_string().contains("pool_mode") || err.to_string().contains("statement"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -321,7 +342,11 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("replicas"));
         let mut c = valid();
         c.pool.replica.pool_timeout = 0.0;
-        assert!(c.validate().unwrap_err().to_string().contains("pool.replica.pool_timeout"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("pool.replica.pool_timeout"));
         let mut c = valid();
         c.primary = None;
         assert!(c.validate().unwrap_err().to_string().contains("primary"));

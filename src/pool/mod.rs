@@ -39,7 +39,10 @@ impl ClusterPools {
     /// A replica connection if a replica can give one; otherwise the
     /// primary's. Replicas that refuse connections are banned for a while.
     pub async fn checkout_read(&self) -> Result<Checkout, PoolError> {
-        for replica in self.replica_order() {
+        for _ in 0..self.replicas.len() {
+            let Some(replica) = self.pick_replica() else {
+                break;
+            };
             match replica.checkout().await {
                 Ok(conn) => return Ok(conn),
                 Err(PoolError::Server { source, .. }) if !is_login_refusal(&source) => {
@@ -125,11 +128,21 @@ impl Pools {
         let primary_addr = config.primary.as_deref().unwrap_or_default();
         tracing::info!(database, user, "creating pools");
         ClusterPools {
-            primary: ServerPool::new(Role::Primary, target(primary_addr, Role::Primary), &config.pool.primary),
+            primary: ServerPool::new(
+                Role::Primary,
+                target(primary_addr, Role::Primary),
+                &config.pool.primary,
+            ),
             replicas: config
                 .replicas
                 .iter()
-                .map(|addr| ServerPool::new(Role::Replica, target(addr, Role::Replica), &config.pool.replica))
+                .map(|addr| {
+                    ServerPool::new(
+                        Role::Replica,
+                        target(addr, Role::Replica),
+                        &config.pool.replica,
+                    )
+                })
                 .collect(),
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),

@@ -101,7 +101,12 @@ impl ServerPool {
     }
 
     async fn checkout_inner(self: &Arc<Self>) -> Result<Checkout, PoolError> {
-        let permit = self.gate.clone().acquire_owned().await.map_err(|_| PoolError::Closed)?;
+        let permit = self
+            .gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PoolError::Closed)?;
         let conn = self.pool.get_owned().await.map_err(|e| match e {
             bb8::RunError::User(source) => PoolError::Server {
                 pool: self.name.clone(),
@@ -124,6 +129,11 @@ impl ServerPool {
         self.in_use.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
+    pub(super) fn set_in_use(&self, n: usize) {
+        self.in_use.store(n, Ordering::Relaxed);
+    }
+
     pub fn params(&self) -> Option<&Vec<(String, String)>> {
         self.params.get()
     }
@@ -136,7 +146,8 @@ impl ServerPool {
     /// Keeps new clients away for `for_how_long`.
     pub fn ban(&self, for_how_long: Duration) {
         let until = self.epoch.elapsed() + for_how_long;
-        self.banned_until_ms.store(until.as_millis().max(1) as u64, Ordering::Relaxed);
+        self.banned_until_ms
+            .store(until.as_millis().max(1) as u64, Ordering::Relaxed);
     }
 
     pub fn state(&self) -> bb8::State {

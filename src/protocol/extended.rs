@@ -58,7 +58,9 @@ pub fn target(body: &[u8]) -> Result<(u8, &[u8]), ProtocolError> {
         .split_first()
         .ok_or(ProtocolError::Malformed("empty Describe or Close"))?;
     if kind != b'S' && kind != b'P' {
-        return Err(ProtocolError::Malformed("Describe or Close of neither S nor P"));
+        return Err(ProtocolError::Malformed(
+            "Describe or Close of neither S nor P",
+        ));
     }
     Ok((kind, cstr(rest)?.0))
 }

@@ -30,7 +30,11 @@ impl FrameHeader {
             return Err(ProtocolError::BadLength { tag: buf[0], len });
         }
         if len > max {
-            return Err(ProtocolError::TooLarge { tag: buf[0], len, max });
+            return Err(ProtocolError::TooLarge {
+                tag: buf[0],
+                len,
+                max,
+            });
         }
         Ok(Some(FrameHeader {
             tag: buf[0],
@@ -72,8 +76,16 @@ mod tests {
 
     #[test]
     fn header_reads_length() {
-        let h = FrameHeader::peek(b"Q\0\0\0\x0dselect 1\0", 100).unwrap().unwrap();
-        assert_eq!(h, FrameHeader { tag: b'Q', body_len: 9 });
+        let h = FrameHeader::peek(b"Q\0\0\0\x0dselect 1\0", 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            h,
+            FrameHeader {
+                tag: b'Q',
+                body_len: 9
+            }
+        );
         assert_eq!(h.frame_len(), 14);
     }
 

@@ -72,7 +72,8 @@ fn parse_startup(major: u16, minor: u16, mut body: &[u8]) -> Result<StartupPacke
     let mut params = Vec::new();
     let mut protocol_options = Vec::new();
     loop {
-        let (name, rest) = cstr(body).map_err(|_| ProtocolError::BadStartup("missing terminator"))?;
+        let (name, rest) =
+            cstr(body).map_err(|_| ProtocolError::BadStartup("missing terminator"))?;
         if name.is_empty() {
             break;
         }
@@ -106,14 +107,23 @@ mod tests {
 
     #[test]
     fn ssl_and_gss_requests() {
-        assert_eq!(parse(&packet(SSL_REQUEST, b"")).unwrap(), StartupPacket::SslRequest);
-        assert_eq!(parse(&packet(GSSENC_REQUEST, b"")).unwrap(), StartupPacket::GssEncRequest);
+        assert_eq!(
+            parse(&packet(SSL_REQUEST, b"")).unwrap(),
+            StartupPacket::SslRequest
+        );
+        assert_eq!(
+            parse(&packet(GSSENC_REQUEST, b"")).unwrap(),
+            StartupPacket::GssEncRequest
+        );
     }
 
     #[test]
     fn cancel_request() {
         let p = packet(CANCEL_REQUEST, &[0, 0, 0, 7, 0xff, 0xff, 0xff, 0xfe]);
-        assert_eq!(parse(&p).unwrap(), StartupPacket::Cancel { pid: 7, secret: -2 });
+        assert_eq!(
+            parse(&p).unwrap(),
+            StartupPacket::Cancel { pid: 7, secret: -2 }
+        );
         assert!(parse(&packet(CANCEL_REQUEST, &[1, 2])).is_err());
     }
 
@@ -121,9 +131,19 @@ mod tests {
     fn startup_with_params() {
         let p = packet(196608, b"user\0alice\0database\0db\0_pq_.x\0y\0\0");
         match parse(&p).unwrap() {
-            StartupPacket::Startup { minor, params, protocol_options } => {
+            StartupPacket::Startup {
+                minor,
+                params,
+                protocol_options,
+            } => {
                 assert_eq!(minor, 0);
-                assert_eq!(params, vec![("user".into(), "alice".into()), ("database".into(), "db".into())]);
+                assert_eq!(
+                    params,
+                    vec![
+                        ("user".into(), "alice".into()),
+                        ("database".into(), "db".into())
+                    ]
+                );
                 assert_eq!(protocol_options, vec!["_pq_.x".to_string()]);
             }
             other => panic!("{other:?}"),
@@ -133,7 +153,10 @@ mod tests {
     #[test]
     fn old_protocol_refused() {
         let p = packet(2 << 16, b"user\0a\0\0");
-        assert_eq!(parse(&p), Err(ProtocolError::UnsupportedVersion { major: 2, minor: 0 }));
+        assert_eq!(
+            parse(&p),
+            Err(ProtocolError::UnsupportedVersion { major: 2, minor: 0 })
+        );
     }
 
     #[test]

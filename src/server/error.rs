@@ -55,11 +55,13 @@ impl ServerError {
 
     /// What a client is told when this stops its connection or statement.
     pub fn to_client_error(&self, fatal: bool) -> PgError {
-        let make = if fatal { PgError::fatal } else { PgError::error };
+        let make = if fatal {
+            PgError::fatal
+        } else {
+            PgError::error
+        };
         match self {
-            ServerError::Refused { code, message, .. } => {
-make(code, message.clone())
-            }
+            ServerError::Refused { code, message, .. } => make(code, message.clone()),
             other => make("08006", format!("pgsplit: cannot use server: {other}")),
         }
     }

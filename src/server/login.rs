@@ -3,6 +3,7 @@
 //! ParameterStatus / BackendKeyData that follow, up to ReadyForQuery.
 
 use super::{ServerConnection, ServerError};
+use crate::protocol::{tag, FrameHeader};
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
@@ -13,6 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// Login messages are small; a server claiming more is broken.
+const MAX_LOGIN_MESSAGE: usize = 1 << 20;
 
 /// Who to log in as, where.
 #[derive(Debug, Clone)]
@@ -47,7 +51,10 @@ async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerE
         created: Instant::now(),
     };
     let mut out = BytesMut::new();
-    let params = [("user", target.user.as_str()), ("database", target.database.as_str())];
+    let params = [
+        ("user", target.user.as_str()),
+        ("database", target.database.as_str()),
+    ];
     frontend::startup_message(params.iter().copied(), &mut out)?;
     conn.stream.write_all(&out).await?;
     authenticate(&mut conn, target).await?;
@@ -55,8 +62,16 @@ async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerE
     Ok(conn)
 }
 
+/// The next message; an ErrorResponse becomes `ServerError::Refused`, so
+/// the login steps below only handle what they expect.
 async fn next(conn: &mut ServerConnection) -> Result<backend::Message, ServerError> {
     loop {
+        if let Some(h) = FrameHeader::peek(&conn.read_buf, MAX_LOGIN_MESSAGE)? {
+            if h.tag == tag::ERROR_RESPONSE && conn.read_buf.len() >= h.frame_len() {
+                let frame = conn.read_buf.split_to(h.frame_len());
+                return Err(ServerError::from_error_body(&frame[FrameHeader::SIZE..]));
+            }
+        }
         if let Some(message) = backend::Message::parse(&mut conn.read_buf)? {
             return Ok(message);
         }
@@ -77,7 +92,10 @@ fn password(target: &LoginTarget) -> Result<&str, ServerError> {
         .ok_or_else(|| ServerError::NoPassword(target.user.clone()))
 }
 
-async fn authenticate(conn: &mut ServerConnection, target: &LoginTarget) -> Result<(), ServerError> {
+async fn authenticate(
+    conn: &mut ServerConnection,
+    target: &LoginTarget,
+) -> Result<(), ServerError> {
     loop {
         let mut out = BytesMut::new();
         match next(conn).await? {
@@ -86,7 +104,11 @@ async fn authenticate(conn: &mut ServerConnection, target: &LoginTarget) -> Resu
                 frontend::password_message(password(target)?.as_bytes(), &mut out)?;
             }
             backend::Message::AuthenticationMd5Password(body) => {
-                let hash = md5_hash(target.user.as_bytes(), password(target)?.as_bytes(), body.salt());
+                let hash = md5_hash(
+                    target.user.as_bytes(),
+                    password(target)?.as_bytes(),
+                    body.salt(),
+                );
                 frontend::password_message(hash.as_bytes(), &mut out)?;
             }
             backend::Message::AuthenticationSasl(body) => {
@@ -100,7 +122,6 @@ async fn authenticate(conn: &mut ServerConnection, target: &LoginTarget) -> Resu
                 }
                 return scram_exchange(conn, password(target)?).await;
             }
-            backend::Message::ErrorResponse(body) => return Err(refused(body)),
             _ => return Err(ServerError::UnsupportedAuth("Kerberos, GSS or SSPI")),
         }
         send(conn, &out).await?;
@@ -115,21 +136,28 @@ async fn scram_exchange(conn: &mut ServerConnection, password: &str) -> Result<(
     send(conn, &out).await?;
     match next(conn).await? {
         backend::Message::AuthenticationSaslContinue(body) => scram.update(body.data())?,
-        backend::Message::ErrorResponse(body) => return Err(refused(body)),
-        _ => return Err(ServerError::Protocol("unexpected message during SCRAM".into())),
+        _ => {
+            return Err(ServerError::Protocol(
+                "unexpected message during SCRAM".into(),
+            ))
+        }
     }
     out.clear();
     frontend::sasl_response(scram.message(), &mut out)?;
     send(conn, &out).await?;
     match next(conn).await? {
         backend::Message::AuthenticationSaslFinal(body) => scram.finish(body.data())?,
-        backend::Message::ErrorResponse(body) => return Err(refused(body)),
-        _ => return Err(ServerError::Protocol("unexpected message during SCRAM".into())),
+        _ => {
+            return Err(ServerError::Protocol(
+                "unexpected message during SCRAM".into(),
+            ))
+        }
     }
     match next(conn).await? {
         backend::Message::AuthenticationOk => Ok(()),
-        backend::Message::ErrorResponse(body) => Err(refused(body)),
-        _ => Err(ServerError::Protocol("expected AuthenticationOk after SCRAM".into())),
+        _ => Err(ServerError::Protocol(
+            "expected AuthenticationOk after SCRAM".into(),
+        )),
     }
 }
 
@@ -137,34 +165,15 @@ async fn read_until_ready(conn: &mut ServerConnection) -> Result<(), ServerError
     loop {
         match next(conn).await? {
             backend::Message::ParameterStatus(body) => {
-                conn.params.push((body.name()?.to_string(), body.value()?.to_string()));
+                conn.params
+                    .push((body.name()?.to_string(), body.value()?.to_string()));
             }
             backend::Message::BackendKeyData(body) => {
                 conn.backend_pid = body.process_id();
                 conn.backend_secret = body.secret_key();
             }
             backend::Message::ReadyForQuery(_) => return Ok(()),
-            backend::Message::ErrorResponse(body) => return Err(refused(body)),
             _ => {}
         }
-    }
-}
-
-fn refused(body: backend::ErrorResponseBody) -> ServerError {
-    let mut fields = body.fields();
-    let (mut severity, mut code, mut message) = (String::new(), String::new(), String::new());
-    while let Ok(Some(field)) = fields.next() {
-        let value = String::from_utf8_lossy(field.value_bytes()).into_owned();
-        match field.type_() {
-            b'S' => severity = value,
-            b'C' => code = value,
-            b'M' => message = value,
-            _ => {}
-        }
-    }
-    ServerError::Refused {
-        severity,
-        code,
-        message,
     }
 }

@@ -48,7 +48,10 @@ impl ServerConnection {
 
     /// Sends a simple query and returns its rows as text (NULL as `None`).
     /// For pgsplit's own small queries, never for client traffic.
-    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ServerError> {
+    pub async fn simple_query(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
         let mut out = BytesMut::new();
         put_frame(&mut out, tag::QUERY, |b| {
             b.extend_from_slice(sql.as_bytes());
@@ -61,7 +64,10 @@ impl ServerConnection {
         result
     }
 
-    async fn run_simple_query(&mut self, query: &[u8]) -> Result<Vec<Vec<Option<String>>>, ServerError> {
+    async fn run_simple_query(
+        &mut self,
+        query: &[u8],
+    ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
         self.stream.write_all(query).await?;
         let mut rows = Vec::new();
         let mut error = None;
@@ -105,7 +111,10 @@ impl ServerConnection {
 
 fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ServerError> {
     let bad = || ServerError::Protocol("malformed DataRow".into());
-    let count = u16::from_be_bytes([*body.first().ok_or_else(bad)?, *body.get(1).ok_or_else(bad)?]);
+    let count = u16::from_be_bytes([
+        *body.first().ok_or_else(bad)?,
+        *body.get(1).ok_or_else(bad)?,
+    ]);
     let mut at = 2;
     let mut row = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -130,7 +139,10 @@ mod tests {
     #[test]
     fn data_row_decodes_values_and_nulls() {
         let body = b"\0\x02\0\0\0\x03abc\xff\xff\xff\xff";
-        assert_eq!(decode_data_row(body).unwrap(), vec![Some("abc".to_string()), None]);
+        assert_eq!(
+            decode_data_row(body).unwrap(),
+            vec![Some("abc".to_string()), None]
+        );
         assert!(decode_data_row(b"\0\x01\0\0\0\x09ab").is_err());
     }
 }
