@@ -12,6 +12,12 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 export PATH="$PGBIN:$PATH"
 
 PGBIN=$PGBIN scripts/pgcluster.sh deps
+# Real drivers for tests/drivers.rs; once installed, their tests must run.
+if scripts/drivers.sh; then
+  export PGSPLIT_REQUIRE_DRIVERS=1
+else
+  echo "test.sh: could not install every driver; tests/drivers.rs skips the missing ones" >&2
+fi
 
 cargo build --all-targets
 # Plain cargo test (not nextest) so the output ends with cargo's summary lines.
