@@ -9,7 +9,7 @@ use super::io::{ClientError, ClientIo};
 use crate::protocol::{status, tag, FrameHeader};
 use crate::server::ServerConnection;
 use bytes::Buf;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 /// A response pgsplit waits for, in the order the server sends them.
@@ -79,61 +79,80 @@ impl Exchange {
     }
 
     /// Forwards whatever whole or passing-through frames `conn.read_buf`
-    /// holds to the client, in one write where nothing is cut out.
+    /// holds to the client, one write per stretch between cut-outs.
     pub async fn relay(
         &mut self,
         conn: &mut ServerConnection,
         io: &mut ClientIo,
     ) -> Result<(), RelayError> {
+        loop {
+            let Scan { forward, cut } = self.scan(&conn.read_buf, &mut conn.prepared)?;
+            if forward > 0 {
+                io.write(&conn.read_buf[..forward])
+                    .await
+                    .map_err(RelayError::Client)?;
+            }
+            conn.read_buf.advance(forward + cut);
+            if cut == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Looks at the bytes at the front of `buf` (sans I/O): how many go to
+    /// the client as they are, and how many after those are cut out. Frames
+    /// not wholly there yet are forwarded as far as they go, except the
+    /// tiny ones whose content matters.
+    pub fn scan(&mut self, buf: &[u8], prepared: &mut HashSet<String>) -> Result<Scan, RelayError> {
         let mut at = 0;
         loop {
             if self.passthrough > 0 {
-                let n = self.passthrough.min(conn.read_buf.len() - at);
+                let n = self.passthrough.min(buf.len() - at);
                 at += n;
                 self.passthrough -= n;
                 if self.passthrough > 0 {
-                    break;
+                    return Ok(Scan {
+                        forward: at,
+                        cut: 0,
+                    });
                 }
                 continue;
             }
-            let rest = &conn.read_buf[at..];
+            let rest = &buf[at..];
             let Some(h) = FrameHeader::peek(rest, usize::MAX).map_err(|_| RelayError::Server)?
             else {
-                break;
+                return Ok(Scan {
+                    forward: at,
+                    cut: 0,
+                });
             };
             match h.tag {
                 tag::READY_FOR_QUERY => {
                     let Some(&s) = rest.get(FrameHeader::SIZE) else {
-                        break;
+                        return Ok(Scan {
+                            forward: at,
+                            cut: 0,
+                        });
                     };
                     self.ready(s);
                     at += h.frame_len();
                 }
                 tag::PARSE_COMPLETE | tag::CLOSE_COMPLETE => {
                     if self.completes(h.tag) {
-                        io.write(&conn.read_buf[..at])
-                            .await
-                            .map_err(RelayError::Client)?;
-                        conn.read_buf.advance(at + h.frame_len());
-                        at = 0;
-                        continue;
+                        return Ok(Scan {
+                            forward: at,
+                            cut: h.frame_len(),
+                        });
                     }
                     at += h.frame_len();
                 }
                 tag::ERROR_RESPONSE => {
-                    self.batch_failed(conn);
+                    self.batch_failed(prepared);
                     self.passthrough = h.frame_len();
                 }
                 _ => self.passthrough = h.frame_len(),
             }
         }
-        if at > 0 {
-            io.write(&conn.read_buf[..at])
-                .await
-                .map_err(RelayError::Client)?;
-            conn.read_buf.advance(at);
-        }
-        Ok(())
     }
 
     fn ready(&mut self, status: u8) {
@@ -162,7 +181,7 @@ impl Exchange {
     /// After an error the server skips to Sync: the unanswered Parse and
     /// Close messages had no effect, so their changes are undone, newest
     /// first.
-    fn batch_failed(&mut self, conn: &mut ServerConnection) {
+    fn batch_failed(&mut self, prepared: &mut HashSet<String>) {
         let unanswered = self
             .expect
             .iter()
@@ -177,12 +196,19 @@ impl Exchange {
             .collect();
         for change in changes.into_iter().rev() {
             if change.was_present {
-                conn.prepared.insert(change.name.to_string());
+                prepared.insert(change.name.to_string());
             } else {
-                conn.prepared.remove(&*change.name);
+                prepared.remove(&*change.name);
             }
         }
     }
+}
+
+/// The outcome of `Exchange::scan`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Scan {
+    pub forward: usize,
+    pub cut: usize,
 }
 
 #[derive(Debug)]
@@ -190,4 +216,163 @@ pub enum RelayError {
     Client(ClientError),
     /// The server sent something that is not a frame.
     Server,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
+    const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
+    const BIND_COMPLETE: &[u8] = b"2\0\0\0\x04";
+    const READY_IDLE: &[u8] = b"Z\0\0\0\x05I";
+    const READY_IN_TX: &[u8] = b"Z\0\0\0\x05T";
+    const DATA_ROW_ONE_COLUMN: &[u8] = b"D\0\0\0\x0b\0\x01\0\0\0\x011";
+
+    fn bytes(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    fn change(name: &str, was_present: bool) -> Option<Change> {
+        Some(Change {
+            name: Arc::from(name),
+            was_present,
+        })
+    }
+
+    #[test]
+    fn forwards_everything_and_reads_status() {
+        let mut x = Exchange::default();
+        x.sent(Expect::Ready);
+        let buf = bytes(&[DATA_ROW_ONE_COLUMN, READY_IN_TX]);
+        let scan = x.scan(&buf, &mut HashSet::new()).unwrap();
+        assert_eq!(
+            scan,
+            Scan {
+                forward: buf.len(),
+                cut: 0
+            }
+        );
+        assert_eq!(x.pending, 0);
+        assert!(x.in_transaction());
+    }
+
+    #[test]
+    fn cuts_out_completions_of_added_messages() {
+        let mut x = Exchange::default();
+        x.sent(Expect::CloseComplete {
+            swallow: true,
+            change: None,
+        });
+        x.sent(Expect::Parse {
+            swallow: true,
+            change: None,
+        });
+        x.sent(Expect::Parse {
+            swallow: false,
+            change: None,
+        });
+        x.sent(Expect::Ready);
+        let buf = bytes(&[
+            CLOSE_COMPLETE,
+            PARSE_COMPLETE,
+            PARSE_COMPLETE,
+            BIND_COMPLETE,
+            READY_IDLE,
+        ]);
+        let mut prepared = HashSet::new();
+        assert_eq!(
+            x.scan(&buf, &mut prepared).unwrap(),
+            Scan { forward: 0, cut: 5 }
+        );
+        assert_eq!(
+            x.scan(&buf[5..], &mut prepared).unwrap(),
+            Scan { forward: 0, cut: 5 }
+        );
+        let rest = &buf[10..];
+        assert_eq!(
+            x.scan(rest, &mut prepared).unwrap(),
+            Scan {
+                forward: rest.len(),
+                cut: 0
+            }
+        );
+        assert_eq!(x.pending, 0);
+        assert!(x.expect.is_empty());
+    }
+
+    #[test]
+    fn large_rows_pass_through_in_pieces() {
+        let mut x = Exchange::default();
+        x.sent(Expect::Ready);
+        let mut row = b"D\0\x01\0\x04".to_vec();
+        row.resize(5 + 65536, b'x');
+        let mut prepared = HashSet::new();
+        assert_eq!(
+            x.scan(&row[..1000], &mut prepared).unwrap(),
+            Scan {
+                forward: 1000,
+                cut: 0
+            }
+        );
+        assert_eq!(
+            x.scan(&row[1000..], &mut prepared).unwrap(),
+            Scan {
+                forward: row.len() - 1000,
+                cut: 0
+            }
+        );
+        assert_eq!(
+            x.scan(READY_IDLE, &mut prepared).unwrap(),
+            Scan { forward: 6, cut: 0 }
+        );
+        assert_eq!(x.pending, 0);
+    }
+
+    #[test]
+    fn waits_for_the_status_byte() {
+        let mut x = Exchange::default();
+        x.sent(Expect::Ready);
+        assert_eq!(
+            x.scan(&READY_IDLE[..5], &mut HashSet::new()).unwrap(),
+            Scan { forward: 0, cut: 0 }
+        );
+        assert_eq!(x.pending, 1);
+    }
+
+    #[test]
+    fn an_error_undoes_skipped_statement_changes() {
+        let mut x = Exchange::default();
+        let mut prepared: HashSet<String> = ["old".to_string()].into();
+        // Close old (was there), Parse new (was not): both skipped after the error.
+        x.sent(Expect::CloseComplete {
+            swallow: true,
+            change: change("old", true),
+        });
+        x.sent(Expect::Parse {
+            swallow: false,
+            change: change("new", false),
+        });
+        x.sent(Expect::Ready);
+        prepared.remove("old");
+        prepared.insert("new".to_string());
+        let error = b"E\0\0\0\x0aC42601\0\0";
+        let buf = bytes(&[error, READY_IDLE]);
+        assert_eq!(
+            x.scan(&buf, &mut prepared).unwrap(),
+            Scan {
+                forward: buf.len(),
+                cut: 0
+            }
+        );
+        assert_eq!(prepared, ["old".to_string()].into());
+        assert_eq!(x.pending, 0);
+        assert!(x.expect.is_empty());
+    }
+
+    #[test]
+    fn garbage_from_the_server_is_an_error() {
+        let mut x = Exchange::default();
+        assert!(x.scan(b"D\0\0\0\x01", &mut HashSet::new()).is_err());
+    }
 }
