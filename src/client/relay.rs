@@ -356,7 +356,7 @@ mod tests {
         x.sent(Expect::Ready);
         prepared.remove("old");
         prepared.insert("new".to_string());
-        let error = b"E\0\0\0\x0aC42601\0\0";
+        let error = b"E\0\0\0\x0cC42601\0\0";
         let buf = bytes(&[error, READY_IDLE]);
         assert_eq!(
             x.scan(&buf, &mut prepared).unwrap(),
