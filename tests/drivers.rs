@@ -34,8 +34,14 @@ fn run(mut command: Command) {
     let out = command.output().expect("driver script starts");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "driver check failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains(" ok"), "driver check printed no ok:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "driver check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(" ok"),
+        "driver check printed no ok:\n{stdout}\n{stderr}"
+    );
 }
 
 fn setup() -> (Cluster, Proxy) {
@@ -46,14 +52,20 @@ fn setup() -> (Cluster, Proxy) {
 
 #[test]
 fn asyncpg() {
-    if !available("asyncpg", Command::new("python3").args(["-c", "import asyncpg"])) {
+    if !available(
+        "asyncpg",
+        Command::new("python3").args(["-c", "import asyncpg"]),
+    ) {
         return;
     }
     let (cluster, proxy) = setup();
     let mut command = Command::new("python3");
     command
         .arg(drivers_dir().join("asyncpg_check.py"))
-        .arg(format!("postgresql://postgres@127.0.0.1:{}/postgres", proxy.port()))
+        .arg(format!(
+            "postgresql://postgres@127.0.0.1:{}/postgres",
+            proxy.port()
+        ))
         .arg(cluster.primary_port().to_string())
         .arg(cluster.replica_port().to_string());
     run(command);
@@ -61,14 +73,20 @@ fn asyncpg() {
 
 #[test]
 fn psycopg() {
-    if !available("psycopg", Command::new("python3").args(["-c", "import psycopg"])) {
+    if !available(
+        "psycopg",
+        Command::new("python3").args(["-c", "import psycopg"]),
+    ) {
         return;
     }
     let (cluster, proxy) = setup();
     let mut command = Command::new("python3");
     command
         .arg(drivers_dir().join("psycopg_check.py"))
-        .arg(format!("host=127.0.0.1 port={} user=postgres dbname=postgres", proxy.port()))
+        .arg(format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            proxy.port()
+        ))
         .arg(cluster.primary_port().to_string())
         .arg(cluster.replica_port().to_string());
     run(command);
@@ -77,7 +95,12 @@ fn psycopg() {
 #[test]
 fn node_postgres() {
     let modules = drivers_dir().join("node_modules");
-    if !available("node-postgres", Command::new("node").env("NODE_PATH", &modules).args(["-e", "require('pg')"])) {
+    if !available(
+        "node-postgres",
+        Command::new("node")
+            .env("NODE_PATH", &modules)
+            .args(["-e", "require('pg')"]),
+    ) {
         return;
     }
     let (cluster, proxy) = setup();
@@ -94,7 +117,9 @@ fn node_postgres() {
 #[test]
 fn jdbc() {
     let jar = "/usr/share/java/postgresql.jar";
-    if !available("PgJDBC", Command::new("test").args(["-f", jar])) || !available("java", Command::new("java").arg("-version")) {
+    if !available("PgJDBC", Command::new("test").args(["-f", jar]))
+        || !available("java", Command::new("java").arg("-version"))
+    {
         return;
     }
     let (cluster, proxy) = setup();
@@ -102,7 +127,10 @@ fn jdbc() {
     command
         .args(["-cp", jar])
         .arg(drivers_dir().join("JdbcCheck.java"))
-        .arg(format!("jdbc:postgresql://127.0.0.1:{}/postgres", proxy.port()))
+        .arg(format!(
+            "jdbc:postgresql://127.0.0.1:{}/postgres",
+            proxy.port()
+        ))
         .arg(cluster.primary_port().to_string())
         .arg(cluster.replica_port().to_string());
     run(command);

@@ -53,7 +53,9 @@ fn mark_replica_work_mem(c: &Cluster) {
         .expect("append to the replica's postgresql.conf");
     c.psql(c.replica_port(), "select pg_reload_conf()");
     assert!(
-        eventually(Duration::from_secs(5), || c.psql(c.replica_port(), "show work_mem") == "7MB"),
+        eventually(Duration::from_secs(5), || c
+            .psql(c.replica_port(), "show work_mem")
+            == "7MB"),
         "replica did not reload work_mem"
     );
 }
@@ -134,7 +136,11 @@ async fn writes_go_to_the_primary() {
     assert_eq!(c.psql(primary, "select note from t where x = 101"), "c");
 
     // Multi-statement simple query with a write: all of it on the primary.
-    let out = rows(&client, "select inet_server_port(); insert into t values (102, 'd')").await;
+    let out = rows(
+        &client,
+        "select inet_server_port(); insert into t values (102, 'd')",
+    )
+    .await;
     assert_eq!(out, [primary.to_string()]);
     assert_eq!(c.psql(primary, "select note from t where x = 102"), "d");
 
@@ -148,10 +154,16 @@ async fn writes_go_to_the_primary() {
         .await
         .expect("alter table");
     assert_eq!(
-        c.psql(primary, "select count(*) from information_schema.columns where table_name = 'ddl_t'"),
+        c.psql(
+            primary,
+            "select count(*) from information_schema.columns where table_name = 'ddl_t'"
+        ),
         "2"
     );
-    client.batch_execute("drop table ddl_t").await.expect("drop table");
+    client
+        .batch_execute("drop table ddl_t")
+        .await
+        .expect("drop table");
     assert_eq!(c.psql(primary, "select to_regclass('ddl_t') is null"), "t");
 
     // SELECT INTO creates a table.
@@ -162,7 +174,11 @@ async fn writes_go_to_the_primary() {
     assert_eq!(c.psql(primary, "select count(*) > 0 from newtable"), "t");
 
     // EXPLAIN ANALYZE executes the statement: primary (no replica work_mem).
-    let plan = rows(&client, "explain (analyze, settings) select * from t where x = 1").await;
+    let plan = rows(
+        &client,
+        "explain (analyze, settings) select * from t where x = 1",
+    )
+    .await;
     assert!(
         !plan.iter().any(|l| l.contains("work_mem = '7MB'")),
         "EXPLAIN ANALYZE ran on the replica: {plan:?}"
@@ -181,8 +197,20 @@ async fn transactions_stay_on_one_backend() {
     let mut seen = Vec::new();
     client.batch_execute("begin").await.unwrap();
     seen.extend(rows(&client, "select inet_server_port(), pg_backend_pid()").await);
-    seen.extend(rows(&client, "select inet_server_port(), pg_backend_pid() from t where x = 1").await);
-    seen.extend(rows(&client, "insert into t values (200) returning inet_server_port(), pg_backend_pid()").await);
+    seen.extend(
+        rows(
+            &client,
+            "select inet_server_port(), pg_backend_pid() from t where x = 1",
+        )
+        .await,
+    );
+    seen.extend(
+        rows(
+            &client,
+            "insert into t values (200) returning inet_server_port(), pg_backend_pid()",
+        )
+        .await,
+    );
     seen.extend(rows(&client, "select inet_server_port(), pg_backend_pid()").await);
     client.batch_execute("commit").await.unwrap();
     assert_eq!(seen.len(), 4);
@@ -192,13 +220,19 @@ async fn transactions_stay_on_one_backend() {
     // Extended protocol: reads with parameters on the replica, writes on
     // the primary, client.transaction() on one primary backend.
     let row = client
-        .query_one("select inet_server_port(), note from t where x = $1", &[&1i32])
+        .query_one(
+            "select inet_server_port(), note from t where x = $1",
+            &[&1i32],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, i32>(0), c.replica_port() as i32);
     assert_eq!(row.get::<_, String>(1), "n1");
     let row = client
-        .query_one("insert into t values ($1, $2) returning inet_server_port()", &[&201i32, &"e"])
+        .query_one(
+            "insert into t values ($1, $2) returning inet_server_port()",
+            &[&201i32, &"e"],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, i32>(0), c.primary_port() as i32);
@@ -208,20 +242,32 @@ async fn transactions_stay_on_one_backend() {
     let mut seen = Vec::new();
     for _ in 0..3 {
         let r = tx
-            .query_one("select inet_server_port(), pg_backend_pid() from t where x = $1", &[&1i32])
+            .query_one(
+                "select inet_server_port(), pg_backend_pid() from t where x = $1",
+                &[&1i32],
+            )
             .await
             .unwrap();
         seen.push((r.get::<_, i32>(0), r.get::<_, i32>(1)));
     }
     let r = tx
-        .query_one("insert into t values ($1) returning inet_server_port(), pg_backend_pid()", &[&202i32])
+        .query_one(
+            "insert into t values ($1) returning inet_server_port(), pg_backend_pid()",
+            &[&202i32],
+        )
         .await
         .unwrap();
     seen.push((r.get::<_, i32>(0), r.get::<_, i32>(1)));
     tx.commit().await.unwrap();
     assert!(seen.iter().all(|s| s == &seen[0]), "{seen:?}");
     assert_eq!(seen[0].0, c.primary_port() as i32);
-    assert_eq!(c.psql(c.primary_port(), "select count(*) from t where x in (200, 201, 202)"), "3");
+    assert_eq!(
+        c.psql(
+            c.primary_port(),
+            "select count(*) from t where x in (200, 201, 202)"
+        ),
+        "3"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,18 +283,32 @@ async fn config_overrides_routing() {
     let p = Proxy::start(config);
     let client = connect(p.port()).await;
 
-    assert_eq!(port_of(&client, "select inet_server_port(), bump()").await, c.replica_port());
-    assert_eq!(port_of(&client, "select inet_server_port(), imm()").await, c.primary_port());
+    assert_eq!(
+        port_of(&client, "select inet_server_port(), bump()").await,
+        c.replica_port()
+    );
+    assert_eq!(
+        port_of(&client, "select inet_server_port(), imm()").await,
+        c.primary_port()
+    );
 
     // BEGIN READ ONLY runs on the replica, on one backend.
     client.batch_execute("begin read only").await.unwrap();
     let a = rows(&client, "select inet_server_port(), pg_backend_pid()").await;
-    let b = rows(&client, "select inet_server_port(), pg_backend_pid() from t limit 1").await;
+    let b = rows(
+        &client,
+        "select inet_server_port(), pg_backend_pid() from t limit 1",
+    )
+    .await;
     let in_recovery = rows(&client, "select pg_is_in_recovery()").await;
     client.batch_execute("commit").await.unwrap();
     assert_eq!(a, b);
     assert!(a[0].starts_with(&format!("{}|", c.replica_port())), "{a:?}");
-    assert_eq!(in_recovery, ["t"], "the read-only transaction is on the standby");
+    assert_eq!(
+        in_recovery,
+        ["t"],
+        "the read-only transaction is on the standby"
+    );
 
     // A read-write transaction still goes to the primary.
     client.batch_execute("begin").await.unwrap();
@@ -257,21 +317,11 @@ async fn config_overrides_routing() {
     assert_eq!(a, [c.primary_port().to_string()]);
 }
 
+/// Idle pooled connections to the stopped replica hold its FATAL 57P01 and
+/// must not be handed out; a replica refusing connections must be banned
+/// at once (not after pool_timeout) and reads go to the primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_fall_back_to_the_primary_while_the_replica_is_down() {
-    // pool_pre_ping: see the ignored test below for what happens without it.
-    let mut config = Config {
-        replica_ban_time: 0.5,
-        ..Config::default()
-    };
-    config.pool.replica.pool_pre_ping = true;
-    replica_outage(config).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: an idle pooled replica connection the server closed (FATAL 57P01 at shutdown) \
-            is handed out without a check, and its FATAL reaches the client"]
-async fn reads_fall_back_to_the_primary_while_the_replica_is_down_without_pre_ping() {
     let config = Config {
         replica_ban_time: 0.5,
         ..Config::default()
@@ -294,7 +344,11 @@ async fn replica_outage(settings: Config) {
 
     c.stop_replica();
     for i in 0..10 {
-        assert_eq!(port_of(&client, read).await, c.primary_port(), "simple read {i}");
+        assert_eq!(
+            port_of(&client, read).await,
+            c.primary_port(),
+            "simple read {i}"
+        );
         let row = client
             .query_one("select inet_server_port() from t where x = $1", &[&1i32])
             .await
@@ -311,7 +365,10 @@ async fn replica_outage(settings: Config) {
         if port_of(&client, read).await == c.replica_port() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "reads did not return to the replica");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reads did not return to the replica"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -24,8 +24,16 @@ pub enum Expect {
         swallow: bool,
         change: Option<Change>,
     },
-    /// ReadyForQuery, for a Sync, Query or FunctionCall.
+    /// ReadyForQuery, for a Query or FunctionCall.
     Ready,
+    /// ReadyForQuery, for a Sync.
+    Sync,
+}
+
+impl Expect {
+    fn is_ready(&self) -> bool {
+        matches!(self, Expect::Ready | Expect::Sync)
+    }
 }
 
 /// A server-side statement pgsplit counted as created or closed when it
@@ -61,7 +69,7 @@ impl Default for Exchange {
 
 impl Exchange {
     pub fn sent(&mut self, expect: Expect) {
-        if matches!(expect, Expect::Ready) {
+        if expect.is_ready() {
             self.pending += 1;
         }
         self.expect.push_back(expect);
@@ -150,6 +158,10 @@ impl Exchange {
                     self.batch_failed(prepared);
                     self.passthrough = h.frame_len();
                 }
+                tag::COPY_IN_RESPONSE => {
+                    self.copy_in_started();
+                    self.passthrough = h.frame_len();
+                }
                 _ => self.passthrough = h.frame_len(),
             }
         }
@@ -159,9 +171,26 @@ impl Exchange {
         self.tx_status = status;
         self.pending = self.pending.saturating_sub(1);
         while let Some(e) = self.expect.pop_front() {
-            if matches!(e, Expect::Ready) {
+            if e.is_ready() {
                 break;
             }
+        }
+    }
+
+    /// The server ignores a Sync that reaches it in copy-in mode: the
+    /// batch's Sync, sent before the client knew the statement was a COPY
+    /// FROM STDIN, gets no ReadyForQuery of its own; the one the client
+    /// sends after CopyDone or CopyFail does. (Clients wait for
+    /// CopyInResponse before sending data, so that Sync is the last one
+    /// sent.) A simple Query's ReadyForQuery still comes.
+    fn copy_in_started(&mut self) {
+        if matches!(
+            self.expect.iter().find(|e| e.is_ready()),
+            Some(Expect::Sync)
+        ) {
+            self.ready(status::IN_TRANSACTION);
+            // Still inside the COPY: whatever the real status, this
+            // connection is busy until the coming ReadyForQuery.
         }
     }
 
@@ -182,16 +211,13 @@ impl Exchange {
     /// Close messages had no effect, so their changes are undone, newest
     /// first.
     fn batch_failed(&mut self, prepared: &mut HashSet<String>) {
-        let unanswered = self
-            .expect
-            .iter()
-            .take_while(|e| !matches!(e, Expect::Ready));
+        let unanswered = self.expect.iter().take_while(|e| !e.is_ready());
         let changes: Vec<&Change> = unanswered
             .filter_map(|e| match e {
                 Expect::Parse { change, .. } | Expect::CloseComplete { change, .. } => {
                     change.as_ref()
                 }
-                Expect::Ready => None,
+                Expect::Ready | Expect::Sync => None,
             })
             .collect();
         for change in changes.into_iter().rev() {

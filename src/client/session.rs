@@ -94,6 +94,10 @@ impl Session {
     /// connections clean or closes them.
     pub async fn run(mut self) -> Result<(), ClientError> {
         let result = self.serve().await;
+        if let Err(ClientError::Protocol(e)) = &result {
+            tracing::warn!(error = %e, "client protocol violation");
+            self.io.send_error(&PgError::from(e)).await;
+        }
         self.finish().await;
         result
     }
@@ -242,10 +246,11 @@ impl Session {
         self.batch.write(conn, &mut self.exchange, &mut self.out);
         match tag {
             tag::FLUSH => self.batch.open = true,
-            _ => {
-                self.exchange.sent(Expect::Ready);
+            tag::SYNC => {
+                self.exchange.sent(Expect::Sync);
                 self.batch.open = false;
             }
+            _ => self.exchange.sent(Expect::Ready),
         }
         let bytes: &[u8] = if self.out.is_empty() {
             &frame
@@ -670,10 +675,10 @@ pub(super) fn pool_error(e: &PoolError) -> PgError {
         PoolError::Timeout { .. } => {
             PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}"))
         }
-        PoolError::Server {
-            source: ServerError::Refused { code, message, .. },
-            ..
-        } => PgError::error(code, message.clone()),
+        PoolError::Server { source, .. } => match &**source {
+            ServerError::Refused { code, message, .. } => PgError::error(code, message.clone()),
+            _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
+        },
         _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
     }
 }

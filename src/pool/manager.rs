@@ -23,7 +23,10 @@ impl bb8::ManageConnection for ServerManager {
     /// Only called with `pool_pre_ping`: an empty query is the cheapest
     /// round trip a server answers.
     async fn is_valid(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
-        conn.simple_query("").await.map(|_| ())
+        conn.simple_query("")
+            .await
+            .map(|_| ())
+            .map_err(|e| ServerError::Stale(e.to_string()))
     }
 
     fn has_broken(&self, conn: &mut ServerConnection) -> bool {

@@ -20,7 +20,10 @@ pub enum PoolError {
     #[error("timed out after {waited:?} waiting for a connection from pool \"{pool}\"")]
     Timeout { pool: String, waited: Duration },
     #[error("cannot connect to {pool}: {source}")]
-    Server { pool: String, source: ServerError },
+    Server {
+        pool: String,
+        source: Arc<ServerError>,
+    },
     #[error("pool is closed")]
     Closed,
 }

@@ -4,12 +4,12 @@
 use super::manager::ServerManager;
 use super::PoolError;
 use crate::config::PoolSettings;
-use crate::server::{LoginTarget, ServerConnection};
+use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// Primary or replica: what a pool is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,11 @@ pub struct ServerPool {
     gate: Arc<Semaphore>,
     settings: PoolSettings,
     params: Arc<OnceLock<Vec<(String, String)>>>,
+    /// The last connection failure. bb8 opens connections in background
+    /// tasks and only tells its error sink, so clients waiting in
+    /// `checkout` watch this to fail at once with the server's own error
+    /// (unknown database, connection refused) instead of timing out.
+    failures: Arc<watch::Sender<Option<Arc<ServerError>>>>,
     /// Connections checked out now, for least-busy selection.
     in_use: AtomicUsize,
     /// Milliseconds since `epoch` until which this server gets no new
@@ -58,6 +63,7 @@ impl ServerPool {
             target.user
         );
         let addr = target.addr.clone();
+        let failures = Arc::new(watch::Sender::new(None));
         let manager = ServerManager {
             target,
             params: params.clone(),
@@ -72,7 +78,10 @@ impl ServerPool {
             // Surface login errors (unknown database, bad password) to the
             // client instead of retrying until the timeout.
             .retry_connection(false)
-            .error_sink(Box::new(LogSink(name.clone())))
+            .error_sink(Box::new(FailureSink {
+                pool: name.clone(),
+                failures: failures.clone(),
+            }))
             .build_unchecked(manager);
         Arc::new(ServerPool {
             name,
@@ -82,6 +91,7 @@ impl ServerPool {
             gate: Arc::new(Semaphore::new(settings.max_size() as usize)),
             settings: settings.clone(),
             params,
+            failures,
             in_use: AtomicUsize::new(0),
             banned_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -107,22 +117,43 @@ impl ServerPool {
             .acquire_owned()
             .await
             .map_err(|_| PoolError::Closed)?;
-        let conn = self.pool.get_owned().await.map_err(|e| match e {
-            bb8::RunError::User(source) => PoolError::Server {
-                pool: self.name.clone(),
-                source,
-            },
+        let mut failures = self.failures.subscribe();
+        failures.borrow_and_update();
+        // Each dead connection found is dropped, so this ends.
+        for _ in 0..=self.settings.max_size() {
+            let mut conn = tokio::select! {
+                got = self.pool.get_owned() => got.map_err(|e| self.run_error(e))?,
+                Ok(()) = failures.changed() => return Err(self.failure(failures.borrow().clone())),
+            };
+            if conn.is_alive() {
+                self.in_use.fetch_add(1, Ordering::Relaxed);
+                return Ok(Checkout {
+                    conn,
+                    _permit: permit,
+                    pool: self.clone(),
+                });
+            }
+            tracing::info!(pool = %self.name, "server closed an idle connection: replacing it");
+            conn.broken = true;
+        }
+        Err(self.failure(Some(Arc::new(ServerError::Closed))))
+    }
+
+    fn run_error(&self, e: bb8::RunError<ServerError>) -> PoolError {
+        match e {
+            bb8::RunError::User(source) => self.failure(Some(Arc::new(source))),
             bb8::RunError::TimedOut => PoolError::Timeout {
                 pool: self.name.clone(),
                 waited: self.settings.pool_timeout(),
             },
-        })?;
-        self.in_use.fetch_add(1, Ordering::Relaxed);
-        Ok(Checkout {
-            conn,
-            _permit: permit,
-            pool: self.clone(),
-        })
+        }
+    }
+
+    fn failure(&self, source: Option<Arc<ServerError>>) -> PoolError {
+        PoolError::Server {
+            pool: self.name.clone(),
+            source: source.unwrap_or_else(|| Arc::new(ServerError::Closed)),
+        }
     }
 
     pub fn in_use(&self) -> usize {
@@ -188,16 +219,26 @@ impl DerefMut for Checkout {
     }
 }
 
-/// bb8 reports background connection failures (keeping `pool_size` open)
-/// here; they become log lines.
+/// bb8 reports background connection failures (keeping `pool_size` open,
+/// opening one for a waiting client) here: a log line, and a signal to the
+/// clients waiting in `checkout`.
 #[derive(Debug, Clone)]
-struct LogSink(String);
+struct FailureSink {
+    pool: String,
+    failures: Arc<watch::Sender<Option<Arc<ServerError>>>>,
+}
 
-impl bb8::ErrorSink<crate::server::ServerError> for LogSink {
-    fn sink(&self, error: crate::server::ServerError) {
-        tracing::warn!(pool = %self.0, %error, "could not open a server connection");
+impl bb8::ErrorSink<ServerError> for FailureSink {
+    fn sink(&self, error: ServerError) {
+        if let ServerError::Stale(_) = error {
+            // A pre-ping failure: bb8 drops it and tries another connection.
+            tracing::info!(pool = %self.pool, %error, "dropping a server connection");
+            return;
+        }
+        tracing::warn!(pool = %self.pool, %error, "could not open a server connection");
+        self.failures.send_replace(Some(Arc::new(error)));
     }
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<crate::server::ServerError>> {
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<ServerError>> {
         Box::new(self.clone())
     }
 }

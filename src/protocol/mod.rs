@@ -39,6 +39,7 @@ pub mod tag {
     pub const AUTHENTICATION: u8 = b'R';
     pub const DATA_ROW: u8 = b'D';
     pub const COMMAND_COMPLETE: u8 = b'C';
+    pub const COPY_IN_RESPONSE: u8 = b'G';
 }
 
 /// A transaction status byte from ReadyForQuery.

@@ -19,6 +19,9 @@ pub enum ServerError {
     },
     #[error("server closed the connection")]
     Closed,
+    /// A pooled connection failed its pre-ping.
+    #[error("connection failed its check: {0}")]
+    Stale(String),
     #[error("server protocol error: {0}")]
     Protocol(String),
     #[error("server requested a password for user \"{0}\" but pgsplit has none configured")]

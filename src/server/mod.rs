@@ -107,6 +107,24 @@ impl ServerConnection {
     pub fn is_clean(&self) -> bool {
         !self.broken && self.read_buf.is_empty()
     }
+
+    /// Whether an idle connection is still usable: a server that shut
+    /// down or was restarted sent a FATAL and closed it while it sat in the
+    /// pool. Usually costs no system call: tokio already knows whether the
+    /// socket became readable.
+    pub fn is_alive(&mut self) -> bool {
+        use std::task::{Context, Poll};
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 64];
+                // Anything but "nothing to read" means closed or unexpected data.
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
 }
 
 fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ServerError> {

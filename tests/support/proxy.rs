@@ -169,15 +169,33 @@ pub fn psql_via(port: u16, sql: &str) -> Result<String, String> {
 /// stdout, or stderr on failure. psql never prompts.
 pub fn psql_args(port: u16, args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
     let mut cmd = Command::new(pg_bin("psql"));
-    for var in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSSLMODE", "PGOPTIONS"] {
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGSSLMODE",
+        "PGOPTIONS",
+    ] {
         cmd.env_remove(var);
     }
-    cmd.args(["-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null());
+    cmd.args([
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-w",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        "127.0.0.1",
+    ])
+    .arg("-p")
+    .arg(port.to_string())
+    .args(args)
+    .env("PGCONNECT_TIMEOUT", "10")
+    .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
