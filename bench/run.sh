@@ -13,7 +13,8 @@ cargo build --release --bin pgsplit
 # A copy, so that a rebuild during the run cannot change the binary under test.
 BIN=$(mktemp /tmp/pgsplit-bench.XXXXXX)
 cp target/release/pgsplit "$BIN"
+chmod 755 "$BIN"
 trap 'rm -f "$BIN"' EXIT
 cd "$BENCH"
 env "$@" EXTRA_TARGETS="pgsplit:6434" \
-  EXTRA_START="RUST_LOG=warn $BIN --config $ROOT/bench/pgsplit.toml" ./baseline.sh
+  EXTRA_START="env RUST_LOG=warn $BIN --config $ROOT/bench/pgsplit.toml" ./baseline.sh

@@ -64,6 +64,9 @@ enum Acquired {
     Failed(PgError),
 }
 
+// Rare paths (errors, lost servers, catalog lookups) are boxed where they
+// are awaited: their futures are large, and unboxed they would make every
+// statement's future larger and costlier to set up.
 impl Session {
     pub fn new(
         app: Arc<App>,
@@ -113,7 +116,7 @@ impl Session {
                 Event::Client(Ok(_)) => {}
                 Event::Client(Err(e)) => return Err(e.into()),
                 Event::Server(Ok(n)) if n > 0 => self.relay().await?,
-                Event::Server(_) => self.server_lost().await?,
+                Event::Server(_) => Box::pin(self.server_lost()).await?,
             }
         }
     }
@@ -121,7 +124,10 @@ impl Session {
     async fn wait(&mut self) -> Event {
         let read_client = self.deferred.is_none();
         match self.server.as_deref_mut() {
+            // Biased: no random draw per wait; the server goes first so its
+            // replies are never held up behind client input.
             Some(conn) => tokio::select! {
+                biased;
                 r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
                 r = self.io.stream.read_buf(&mut self.io.buf), if read_client => Event::Client(r),
             },
@@ -176,11 +182,12 @@ impl Session {
 
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let text = extended::query_text(&frame[5..])?;
-        match std::str::from_utf8(text).ok().and_then(statement_command) {
+        let text = std::str::from_utf8(text).ok();
+        match text.and_then(statement_command) {
             Some(StatementCommand::Deallocate(name))
                 if self.statements.get(name.as_bytes()).is_some() =>
             {
-                return self.deallocate(name, frame).await;
+                return Box::pin(self.deallocate(name, frame)).await;
             }
             // The server drops its statements too: pgsplit's Close before
             // every Parse keeps its own record of them harmless.
@@ -188,7 +195,10 @@ impl Session {
             _ => {}
         }
         let route = if self.routing_needed() {
-            let route = self.route(text).await;
+            let route = match text {
+                Some(text) => self.route_text(text).await,
+                None => primary(Reason::ParseFailure),
+            };
             Some(match self.batch.needs_primary.clone() {
                 Some(reason) if !self.batch.is_empty() => primary(reason),
                 _ => route,
@@ -234,7 +244,7 @@ impl Session {
                 self.deferred = Some((tag, frame));
                 return Ok(Flow::Wait);
             }
-            Acquired::Failed(error) => return self.refuse(tag, error).await,
+            Acquired::Failed(error) => return Box::pin(self.refuse(tag, error)).await,
         }
         let Some(conn) = self.server.as_deref_mut() else {
             return Err(ClientError::Refused(PgError::fatal(
@@ -259,7 +269,7 @@ impl Session {
             &self.out
         };
         if send(conn, bytes).await.is_err() {
-            self.server_lost().await?;
+            Box::pin(self.server_lost()).await?;
         }
         Ok(Flow::Continue)
     }
@@ -480,7 +490,7 @@ impl Session {
         // it holds no server.
         if let Some(conn) = self.server.as_deref_mut() {
             if send(conn, &frame).await.is_err() {
-                self.server_lost().await?;
+                Box::pin(self.server_lost()).await?;
             }
         }
         Ok(Flow::Continue)
@@ -494,9 +504,13 @@ impl Session {
     /// Classifies statement text, asking the primary's catalog about
     /// functions the router does not know.
     async fn route(&mut self, sql: &[u8]) -> Route {
-        let Ok(text) = std::str::from_utf8(sql) else {
-            return primary(Reason::ParseFailure);
-        };
+        match std::str::from_utf8(sql) {
+            Ok(text) => self.route_text(text).await,
+            Err(_) => primary(Reason::ParseFailure),
+        }
+    }
+
+    async fn route_text(&mut self, text: &str) -> Route {
         for _ in 0..2 {
             match self.app.router.classify(text, &*self.functions) {
                 Classification::Routed(route) => {
@@ -504,7 +518,7 @@ impl Session {
                     return route;
                 }
                 Classification::NeedsCatalog(names) => {
-                    if let Err(error) = self.look_up(&names).await {
+                    if let Err(error) = Box::pin(self.look_up(&names)).await {
                         tracing::warn!(%error, "function lookup failed: statement goes to the primary");
                         return primary(Reason::WriteFunction(names.join(", ")));
                     }
@@ -533,7 +547,7 @@ impl Session {
         match self.exchange.relay(conn, &mut self.io).await {
             Ok(()) => {}
             Err(RelayError::Client(e)) => return Err(e),
-            Err(RelayError::Server) => return self.server_lost().await,
+            Err(RelayError::Server) => return Box::pin(self.server_lost()).await,
         }
         let idle =
             self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;

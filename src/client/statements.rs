@@ -110,7 +110,13 @@ pub enum StatementCommand {
 /// Recognises a query that is exactly one of those commands.
 pub fn statement_command(sql: &str) -> Option<StatementCommand> {
     let sql = sql.trim().trim_end_matches(';').trim_end();
-    if sql.len() > 200 {
+    // Runs for every Query: most are neither command, so rule them out
+    // without allocating.
+    let starts = |word: &str| {
+        sql.get(..word.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(word))
+    };
+    if sql.len() > 200 || !(starts("deallocate") || starts("discard")) {
         return None;
     }
     let words: Vec<&str> = sql.split_whitespace().collect();

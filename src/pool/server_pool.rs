@@ -75,6 +75,10 @@ impl ServerPool {
             .idle_timeout(settings.idle_timeout())
             .connection_timeout(settings.pool_timeout())
             .test_on_check_out(settings.pool_pre_ping)
+            // Most recently used first, as PgBouncer does: a few hot server
+            // backends keep their caches warm, and the idle rest can be
+            // reaped by idle_timeout.
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             // Surface login errors (unknown database, bad password) to the
             // client instead of retrying until the timeout.
             .retry_connection(false)
@@ -98,11 +102,21 @@ impl ServerPool {
         })
     }
 
-    /// A connection, waiting at most `pool_timeout`.
+    /// A connection, waiting at most `pool_timeout` for a turn (bb8 bounds
+    /// its own part by the same time).
     pub async fn checkout(self: &Arc<Self>) -> Result<Checkout, PoolError> {
+        // Fast path, taken whenever the pool is not exhausted: no timer.
+        let permit = match self.gate.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => Box::pin(self.wait_for_turn()).await?,
+        };
+        self.checkout_inner(permit).await
+    }
+
+    async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, PoolError> {
         let timeout = self.settings.pool_timeout();
-        match tokio::time::timeout(timeout, self.checkout_inner()).await {
-            Ok(result) => result,
+        match tokio::time::timeout(timeout, self.gate.clone().acquire_owned()).await {
+            Ok(permit) => permit.map_err(|_| PoolError::Closed),
             Err(_) => Err(PoolError::Timeout {
                 pool: self.name.clone(),
                 waited: timeout,
@@ -110,18 +124,18 @@ impl ServerPool {
         }
     }
 
-    async fn checkout_inner(self: &Arc<Self>) -> Result<Checkout, PoolError> {
-        let permit = self
-            .gate
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PoolError::Closed)?;
+    async fn checkout_inner(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Checkout, PoolError> {
         let mut failures = self.failures.subscribe();
         failures.borrow_and_update();
         // Each dead connection found is dropped, so this ends.
         for _ in 0..=self.settings.max_size() {
+            // Biased: when bb8 has an idle connection the failure watch is
+            // never polled, so no waiter is registered and removed.
             let mut conn = tokio::select! {
+                biased;
                 got = self.pool.get_owned() => got.map_err(|e| self.run_error(e))?,
                 Ok(()) = failures.changed() => return Err(self.failure(failures.borrow().clone())),
             };
