@@ -6,7 +6,7 @@
 //! correctness.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -15,9 +15,31 @@ use super::Route;
 
 const SHARDS: usize = 16;
 
+/// Entries by the key's 64-bit hash, keeping the key to compare: the text
+/// is hashed once per lookup, not once for the shard and again in the map.
+type Shard = HashMap<u64, (String, Route), BuildHasherDefault<Prehashed>>;
+
+/// A `Hasher` for keys that are already random-state hashes.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 pub(crate) struct RouteCache {
-    shards: Vec<Mutex<HashMap<String, Route>>>,
-    /// Picks the shard; the maps hash again with their own state.
+    shards: Vec<Mutex<Shard>>,
+    /// Hashes keys (randomly seeded, so clients cannot aim collisions).
     hasher: RandomState,
     per_shard: usize,
     hits: AtomicU64,
@@ -30,7 +52,7 @@ impl RouteCache {
         let shard_count = if capacity == 0 { 0 } else { SHARDS };
         RouteCache {
             shards: (0..shard_count)
-                .map(|_| Mutex::new(HashMap::new()))
+                .map(|_| Mutex::new(Shard::default()))
                 .collect(),
             hasher: RandomState::new(),
             per_shard: capacity.div_ceil(SHARDS),
@@ -39,17 +61,22 @@ impl RouteCache {
         }
     }
 
-    fn shard(&self, key: &str) -> Option<&Mutex<HashMap<String, Route>>> {
+    fn shard(&self, key: &str) -> Option<(&Mutex<Shard>, u64)> {
         if self.shards.is_empty() {
             return None;
         }
-        let index = self.hasher.hash_one(key) as usize % self.shards.len();
-        self.shards.get(index)
+        let hash = self.hasher.hash_one(key);
+        let index = hash as usize % self.shards.len();
+        self.shards.get(index).map(|shard| (shard, hash))
     }
 
     /// Looks `key` up, counting a hit or a miss.
     pub(crate) fn get(&self, key: &str) -> Option<Route> {
-        let found = self.shard(key)?.lock().get(key).cloned();
+        let (shard, hash) = self.shard(key)?;
+        let found = match shard.lock().get(&hash) {
+            Some((stored, route)) if stored == key => Some(route.clone()),
+            _ => None,
+        };
         let counter = match found {
             Some(_) => &self.hits,
             None => &self.misses,
@@ -59,14 +86,16 @@ impl RouteCache {
     }
 
     pub(crate) fn insert(&self, key: String, route: Route) {
-        let Some(shard) = self.shard(&key) else {
+        let Some((shard, hash)) = self.shard(&key) else {
             return;
         };
         let mut map = shard.lock();
-        if map.len() >= self.per_shard && !map.contains_key(&key) {
+        if map.len() >= self.per_shard && !map.contains_key(&hash) {
             map.clear();
         }
-        map.insert(key, route);
+        // A colliding entry is replaced: the cost is a re-parse, never a
+        // wrong route, since lookups compare the whole key.
+        map.insert(hash, (key, route));
     }
 
     pub(crate) fn stats(&self) -> (u64, u64) {

@@ -23,10 +23,14 @@ const PLACEHOLDER: char = '\0';
 const NORMALISED_TAG: char = 'N';
 const RAW_TAG: char = 'R';
 
-/// The cache key of a statement. One allocation, one pass.
+/// The cache key of a statement. One allocation, usually one pass.
 pub(crate) fn cache_key(sql: &str) -> String {
     let mut key = String::with_capacity(sql.len() + 1);
     key.push(NORMALISED_TAG);
+    if fast::push_normalised(sql, &mut key) {
+        return key;
+    }
+    key.truncate(1);
     if sql.contains(PLACEHOLDER) || !push_normalised(sql, &mut key) {
         key.clear();
         key.push(RAW_TAG);
@@ -58,6 +62,151 @@ fn push_normalised(sql: &str, key: &mut String) -> bool {
     }
     key.push_str(sql.get(kept_from..).unwrap_or_default());
     true
+}
+
+/// The common case in one tight loop: ASCII text with words, numbers,
+/// punctuation and plain '...' strings. Anything else (comments, quoted
+/// identifiers, dollar quotes, escape or prefixed strings, backslashes,
+/// non-ASCII, NUL) makes it give up, and the lexer-based path decides. This
+/// runs for every statement; the lexer was most of the routing cost.
+mod fast {
+    use super::PLACEHOLDER;
+
+    /// What a byte means at the start of a token.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Class {
+        /// Whitespace and punctuation that start nothing.
+        Plain,
+        Word,
+        Digit,
+        /// `.`, `'`, `-`, `/`: depends on what follows.
+        Check,
+        /// Needs the full lexer.
+        Bail,
+    }
+
+    const CLASS: [Class; 256] = {
+        let mut table = [Class::Plain; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            table[c] = match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'_' => Class::Word,
+                b'0'..=b'9' => Class::Digit,
+                b'.' | b'\'' | b'-' | b'/' => Class::Check,
+                b'"' | b'$' | b'\\' | 0 | 0x80..=0xff => Class::Bail,
+                _ => Class::Plain,
+            };
+            c += 1;
+        }
+        table
+    };
+
+    const IDENT: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            table[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'$');
+            c += 1;
+        }
+        table
+    };
+
+    /// Appends the normalised text; false (with `key` partly written) when
+    /// the text needs the full lexer.
+    pub(super) fn push_normalised(sql: &str, key: &mut String) -> bool {
+        let b = sql.as_bytes();
+        let mut kept_from = 0;
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            let literal_end = match CLASS[c as usize] {
+                Class::Plain => {
+                    i += 1;
+                    continue;
+                }
+                Class::Word => {
+                    i = word_end(b, i + 1);
+                    if b.get(i) == Some(&b'\'') {
+                        return false;
+                    }
+                    continue;
+                }
+                Class::Digit => number_end(b, i),
+                Class::Bail => None,
+                Class::Check => match (c, b.get(i + 1).copied()) {
+                    (b'.', Some(b'0'..=b'9')) => number_end(b, i),
+                    (b'\'', _) => string_end(b, i),
+                    (b'-', Some(b'-')) | (b'/', Some(b'*')) => None,
+                    _ => {
+                        i += 1;
+                        continue;
+                    }
+                },
+            };
+            let Some(end) = literal_end else { return false };
+            // Slicing at ASCII positions of a str is always on a boundary.
+            key.push_str(&sql[kept_from..i]);
+            key.push(PLACEHOLDER);
+            kept_from = end;
+            i = end;
+        }
+        key.push_str(&sql[kept_from..]);
+        true
+    }
+
+    fn word_end(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && IDENT[b[i] as usize] {
+            i += 1;
+        }
+        i
+    }
+
+    fn digits_end(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        i
+    }
+
+    /// As the lexer reads numbers; `None` where it would be unsure.
+    fn number_end(b: &[u8], start: usize) -> Option<usize> {
+        let mut i = digits_end(b, start);
+        if b.get(i) == Some(&b'.') {
+            i = digits_end(b, i + 1);
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            let mut j = i + 1;
+            if matches!(b.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            if matches!(b.get(j), Some(b'0'..=b'9')) {
+                i = digits_end(b, j);
+            }
+        }
+        match b.get(i) {
+            Some(&c)
+                if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$' | b'.') || c >= 0x80 =>
+            {
+                None
+            }
+            _ => Some(i),
+        }
+    }
+
+    /// A plain string without backslashes; `None` otherwise.
+    fn string_end(b: &[u8], start: usize) -> Option<usize> {
+        let mut i = start + 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' | 0 => return None,
+                b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+                b'\'' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    }
 }
 
 /// Whether a key was normalised (as opposed to the raw-text fallback).
@@ -132,6 +281,55 @@ mod tests {
             let key = cache_key(sql);
             assert!(!is_normalised(&key), "{sql}");
             assert_eq!(&key[1..], sql);
+        }
+    }
+
+    /// The key built by the full lexer alone, for comparison.
+    fn slow_key(sql: &str) -> String {
+        let mut key = String::from(NORMALISED_TAG);
+        if sql.contains(PLACEHOLDER) || !push_normalised(sql, &mut key) {
+            key.clear();
+            key.push(RAW_TAG);
+            key.push_str(sql);
+        }
+        key
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_lexer() {
+        // Every string over a small alphabet that covers each case, up to
+        // length 5, plus realistic statements.
+        let alphabet = [
+            "a", "E", "1", ".", "'", "-", "/", "*", " ", "$", "\\", "\"", "e", "_", "x",
+        ];
+        let mut texts = vec![String::new()];
+        let mut all = Vec::new();
+        for _ in 0..5 {
+            let mut longer = Vec::new();
+            for t in &texts {
+                for a in alphabet {
+                    longer.push(format!("{t}{a}"));
+                }
+            }
+            all.extend(longer.iter().cloned());
+            texts = longer;
+        }
+        all.extend(
+            [
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+                "select * from t where a = 'x''y' and b >= 1.5e-3 or c < .5",
+                "update t set v = v + 1 where id = 7 returning *",
+                "select 1e, 1e+, 2.x, 3_0, 0x1f, a1 + 1a",
+                "select naïve from t",
+            ]
+            .map(String::from),
+        );
+        for sql in &all {
+            let mut fast_key = String::from(NORMALISED_TAG);
+            if super::fast::push_normalised(sql, &mut fast_key) {
+                assert_eq!(fast_key, slow_key(sql), "{sql:?}");
+            }
+            assert_eq!(cache_key(sql), slow_key(sql), "{sql:?}");
         }
     }
 
