@@ -81,6 +81,8 @@ mod fast {
         Digit,
         /// `.`, `'`, `-`, `/`: depends on what follows.
         Check,
+        /// `$1` is a parameter, kept; a dollar quote needs the lexer.
+        Dollar,
         /// Needs the full lexer.
         Bail,
     }
@@ -94,7 +96,8 @@ mod fast {
                 b'a'..=b'z' | b'A'..=b'Z' | b'_' => Class::Word,
                 b'0'..=b'9' => Class::Digit,
                 b'.' | b'\'' | b'-' | b'/' => Class::Check,
-                b'"' | b'$' | b'\\' | 0 | 0x80..=0xff => Class::Bail,
+                b'$' => Class::Dollar,
+                b'"' | b'\\' | 0 | 0x80..=0xff => Class::Bail,
                 _ => Class::Plain,
             };
             c += 1;
@@ -133,6 +136,14 @@ mod fast {
                     continue;
                 }
                 Class::Digit => number_end(b, i),
+                Class::Dollar => {
+                    let end = digits_end(b, i + 1);
+                    if end == i + 1 || b.get(end).is_some_and(|&c| IDENT[c as usize] || c >= 0x80) {
+                        return false;
+                    }
+                    i = end;
+                    continue;
+                }
                 Class::Bail => None,
                 Class::Check => match (c, b.get(i + 1).copied()) {
                     (b'.', Some(b'0'..=b'9')) => number_end(b, i),
@@ -300,7 +311,7 @@ mod tests {
         // Every string over a small alphabet that covers each case, up to
         // length 5, plus realistic statements.
         let alphabet = [
-            "a", "E", "1", ".", "'", "-", "/", "*", " ", "$", "\\", "\"", "e", "_", "x",
+            "a", "E", "1", ".", "'", "-", "/", "*", " ", "$", "\\", "\"", "e", "_", "x", "$1",
         ];
         let mut texts = vec![String::new()];
         let mut all = Vec::new();
@@ -321,6 +332,7 @@ mod tests {
                 "update t set v = v + 1 where id = 7 returning *",
                 "select 1e, 1e+, 2.x, 3_0, 0x1f, a1 + 1a",
                 "select naïve from t",
+                "select * from t where a = $1 and b = $23 and c = $1x and d = $$",
             ]
             .map(String::from),
         );
