@@ -223,7 +223,7 @@ fn dollar(b: &[u8], start: usize) -> (Kind, usize) {
     }
 }
 
-fn digits(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn digits(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b'0'..=b'9')) {
         i += 1;
     }
@@ -232,7 +232,7 @@ fn digits(b: &[u8], mut i: usize) -> usize {
 
 /// A number must end cleanly: `0x1F`, `1_000`, `1e`, `1.2.3` or `12abc` are
 /// ambiguous rather than guessed at.
-fn number(b: &[u8], start: usize) -> (Kind, usize) {
+pub(crate) fn number(b: &[u8], start: usize) -> (Kind, usize) {
     let mut i = digits(b, start);
     if b.get(i) == Some(&b'.') {
         i = digits(b, i + 1);

@@ -70,6 +70,7 @@ fn push_normalised(sql: &str, key: &mut String) -> bool {
 /// non-ASCII, NUL) makes it give up, and the lexer-based path decides. This
 /// runs for every statement; the lexer was most of the routing cost.
 mod fast {
+    use super::super::lex::{self, Kind};
     use super::PLACEHOLDER;
 
     /// What a byte means at the start of a token.
@@ -137,7 +138,7 @@ mod fast {
                 }
                 Class::Digit => number_end(b, i),
                 Class::Dollar => {
-                    let end = digits_end(b, i + 1);
+                    let end = lex::digits(b, i + 1);
                     if end == i + 1 || b.get(end).is_some_and(|&c| IDENT[c as usize] || c >= 0x80) {
                         return false;
                     }
@@ -173,35 +174,12 @@ mod fast {
         i
     }
 
-    fn digits_end(b: &[u8], mut i: usize) -> usize {
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        i
-    }
-
-    /// As the lexer reads numbers; `None` where it would be unsure.
+    /// The lexer's own number rule, so both paths agree; `None` where it
+    /// would be unsure.
     fn number_end(b: &[u8], start: usize) -> Option<usize> {
-        let mut i = digits_end(b, start);
-        if b.get(i) == Some(&b'.') {
-            i = digits_end(b, i + 1);
-        }
-        if matches!(b.get(i), Some(b'e' | b'E')) {
-            let mut j = i + 1;
-            if matches!(b.get(j), Some(b'+' | b'-')) {
-                j += 1;
-            }
-            if matches!(b.get(j), Some(b'0'..=b'9')) {
-                i = digits_end(b, j);
-            }
-        }
-        match b.get(i) {
-            Some(&c)
-                if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$' | b'.') || c >= 0x80 =>
-            {
-                None
-            }
-            _ => Some(i),
+        match lex::number(b, start) {
+            (Kind::Number, end) => Some(end),
+            _ => None,
         }
     }
 
