@@ -128,17 +128,9 @@ impl ServerPool {
         self: &Arc<Self>,
         permit: OwnedSemaphorePermit,
     ) -> Result<Checkout, PoolError> {
-        let mut failures = self.failures.subscribe();
-        failures.borrow_and_update();
         // Each dead connection found is dropped, so this ends.
         for _ in 0..=self.settings.max_size() {
-            // Biased: when bb8 has an idle connection the failure watch is
-            // never polled, so no waiter is registered and removed.
-            let mut conn = tokio::select! {
-                biased;
-                got = self.pool.get_owned() => got.map_err(|e| self.run_error(e))?,
-                Ok(()) = failures.changed() => return Err(self.failure(failures.borrow().clone())),
-            };
+            let mut conn = self.next_connection().await?;
             if conn.is_alive() {
                 self.in_use.fetch_add(1, Ordering::Relaxed);
                 return Ok(Checkout {
@@ -151,6 +143,27 @@ impl ServerPool {
             conn.broken = true;
         }
         Err(self.failure(Some(Arc::new(ServerError::Closed))))
+    }
+
+    /// bb8's next connection; fails at once when opening one fails.
+    async fn next_connection(
+        &self,
+    ) -> Result<bb8::PooledConnection<'static, ServerManager>, PoolError> {
+        let get = self.pool.get_owned();
+        tokio::pin!(get);
+        // Usually an idle connection is there: take it without touching the
+        // failure watch, whose receiver count all threads would contend on.
+        if let std::task::Poll::Ready(got) = futures::poll!(&mut get) {
+            return got.map_err(|e| self.run_error(e));
+        }
+        // bb8 is opening a connection for us, which takes at least a round
+        // trip: subscribing now still sees its failure.
+        let mut failures = self.failures.subscribe();
+        tokio::select! {
+            biased;
+            got = &mut get => got.map_err(|e| self.run_error(e)),
+            Ok(()) = failures.changed() => Err(self.failure(failures.borrow().clone())),
+        }
     }
 
     fn run_error(&self, e: bb8::RunError<ServerError>) -> PoolError {

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -17,7 +16,16 @@ const SHARDS: usize = 16;
 
 /// Entries by the key's 64-bit hash, keeping the key to compare: the text
 /// is hashed once per lookup, not once for the shard and again in the map.
-type Shard = HashMap<u64, (String, Route), BuildHasherDefault<Prehashed>>;
+type Entries = HashMap<u64, (String, Route), BuildHasherDefault<Prehashed>>;
+
+/// Counters live with the entries, under the shard's lock: a counter shared
+/// by all shards would bounce between cores on every statement.
+#[derive(Default)]
+struct Shard {
+    entries: Entries,
+    hits: u64,
+    misses: u64,
+}
 
 /// A `Hasher` for keys that are already random-state hashes.
 #[derive(Default)]
@@ -42,8 +50,6 @@ pub(crate) struct RouteCache {
     /// Hashes keys (randomly seeded, so clients cannot aim collisions).
     hasher: RandomState,
     per_shard: usize,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 impl RouteCache {
@@ -56,8 +62,6 @@ impl RouteCache {
                 .collect(),
             hasher: RandomState::new(),
             per_shard: capacity.div_ceil(SHARDS),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         }
     }
 
@@ -73,15 +77,15 @@ impl RouteCache {
     /// Looks `key` up, counting a hit or a miss.
     pub(crate) fn get(&self, key: &str) -> Option<Route> {
         let (shard, hash) = self.shard(key)?;
-        let found = match shard.lock().get(&hash) {
+        let mut shard = shard.lock();
+        let found = match shard.entries.get(&hash) {
             Some((stored, route)) if stored == key => Some(route.clone()),
             _ => None,
         };
-        let counter = match found {
-            Some(_) => &self.hits,
-            None => &self.misses,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        match found {
+            Some(_) => shard.hits += 1,
+            None => shard.misses += 1,
+        }
         found
     }
 
@@ -89,7 +93,8 @@ impl RouteCache {
         let Some((shard, hash)) = self.shard(&key) else {
             return;
         };
-        let mut map = shard.lock();
+        let mut shard = shard.lock();
+        let map = &mut shard.entries;
         if map.len() >= self.per_shard && !map.contains_key(&hash) {
             map.clear();
         }
@@ -99,14 +104,17 @@ impl RouteCache {
     }
 
     pub(crate) fn stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+        self.shards.iter().fold((0, 0), |(hits, misses), shard| {
+            let shard = shard.lock();
+            (hits + shard.hits, misses + shard.misses)
+        })
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().len()).sum()
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().entries.len())
+            .sum()
     }
 }
