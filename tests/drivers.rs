@@ -44,10 +44,22 @@ fn run(mut command: Command) {
     );
 }
 
-fn setup() -> (Cluster, Proxy) {
+/// Starts a cluster and pgsplit, then runs `program` with `args(proxy
+/// port)` followed by the primary and replica ports, as every script takes.
+fn check(program: &str, env: &[(&str, &std::ffi::OsStr)], args: impl FnOnce(u16) -> Vec<String>) {
     let cluster = Cluster::start();
     let proxy = Proxy::start(proxy_config(&cluster));
-    (cluster, proxy)
+    let mut command = Command::new(program);
+    command
+        .envs(env.iter().copied())
+        .args(args(proxy.port()))
+        .arg(cluster.primary_port().to_string())
+        .arg(cluster.replica_port().to_string());
+    run(command);
+}
+
+fn script(name: &str) -> String {
+    drivers_dir().join(name).display().to_string()
 }
 
 #[test]
@@ -58,17 +70,12 @@ fn asyncpg() {
     ) {
         return;
     }
-    let (cluster, proxy) = setup();
-    let mut command = Command::new("python3");
-    command
-        .arg(drivers_dir().join("asyncpg_check.py"))
-        .arg(format!(
-            "postgresql://postgres@127.0.0.1:{}/postgres",
-            proxy.port()
-        ))
-        .arg(cluster.primary_port().to_string())
-        .arg(cluster.replica_port().to_string());
-    run(command);
+    check("python3", &[], |port| {
+        vec![
+            script("asyncpg_check.py"),
+            format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
+        ]
+    });
 }
 
 #[test]
@@ -79,17 +86,12 @@ fn psycopg() {
     ) {
         return;
     }
-    let (cluster, proxy) = setup();
-    let mut command = Command::new("python3");
-    command
-        .arg(drivers_dir().join("psycopg_check.py"))
-        .arg(format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            proxy.port()
-        ))
-        .arg(cluster.primary_port().to_string())
-        .arg(cluster.replica_port().to_string());
-    run(command);
+    check("python3", &[], |port| {
+        vec![
+            script("psycopg_check.py"),
+            format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+        ]
+    });
 }
 
 #[test]
@@ -103,15 +105,9 @@ fn node_postgres() {
     ) {
         return;
     }
-    let (cluster, proxy) = setup();
-    let mut command = Command::new("node");
-    command
-        .env("NODE_PATH", &modules)
-        .arg(drivers_dir().join("node_pg_check.js"))
-        .arg(proxy.port().to_string())
-        .arg(cluster.primary_port().to_string())
-        .arg(cluster.replica_port().to_string());
-    run(command);
+    check("node", &[("NODE_PATH", modules.as_os_str())], |port| {
+        vec![script("node_pg_check.js"), port.to_string()]
+    });
 }
 
 #[test]
@@ -122,16 +118,12 @@ fn jdbc() {
     {
         return;
     }
-    let (cluster, proxy) = setup();
-    let mut command = Command::new("java");
-    command
-        .args(["-cp", jar])
-        .arg(drivers_dir().join("JdbcCheck.java"))
-        .arg(format!(
-            "jdbc:postgresql://127.0.0.1:{}/postgres",
-            proxy.port()
-        ))
-        .arg(cluster.primary_port().to_string())
-        .arg(cluster.replica_port().to_string());
-    run(command);
+    check("java", &[], |port| {
+        vec![
+            "-cp".into(),
+            jar.into(),
+            script("JdbcCheck.java"),
+            format!("jdbc:postgresql://127.0.0.1:{port}/postgres"),
+        ]
+    });
 }
