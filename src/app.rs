@@ -5,12 +5,14 @@ use crate::cancel::Cancels;
 use crate::catalog::Catalog;
 use crate::client::auth::Credentials;
 use crate::config::Config;
+use crate::health::Topology;
 use crate::pool::Pools;
 use crate::router::{ReadOnlyTransactions, Router, RouterConfig};
 use std::sync::Arc;
 
 pub struct App {
     pub config: Arc<Config>,
+    pub topology: Arc<Topology>,
     pub pools: Pools,
     pub router: Router,
     pub catalog: Catalog,
@@ -21,8 +23,10 @@ pub struct App {
 impl App {
     pub fn new(config: Config) -> Arc<App> {
         let config = Arc::new(config);
+        let topology = Topology::new(&config);
         Arc::new(App {
-            pools: Pools::new(config.clone()),
+            pools: Pools::new(config.clone(), topology.clone()),
+            topology,
             router: Router::new(router_config(&config)),
             catalog: Catalog::default(),
             cancels: Cancels::default(),

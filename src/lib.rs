@@ -9,6 +9,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod client;
 pub mod config;
+pub mod health;
 pub mod listener;
 pub mod pool;
 pub mod protocol;

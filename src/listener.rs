@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 /// The listener comes from outside, so tests bind port 0 in-process.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let app = App::new(config);
+    let _monitors = crate::health::spawn_monitors(app.topology.clone(), &app.config);
     app.pools.warm_up();
     serve(app, listener, shutdown).await
 }

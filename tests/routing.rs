@@ -185,6 +185,33 @@ async fn writes_go_to_the_primary() {
     );
 }
 
+/// The extended protocol routes each Sync-delimited batch on its own: a
+/// write does not send the client's later reads to the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_reads_after_an_extended_write_use_the_replica() {
+    let c = Cluster::start();
+    setup_schema(&c);
+    let p = Proxy::start(proxy_config(&c));
+    let client = connect(p.port()).await;
+    let port = |row: &tokio_postgres::Row| row.get::<_, i32>(0) as u16;
+    let wrote = client
+        .query_one(
+            "insert into t values ($1, 'w') returning inet_server_port()",
+            &[&200i32],
+        )
+        .await
+        .expect("insert");
+    assert_eq!(port(&wrote), c.primary_port());
+    c.wait_replica_caught_up();
+    for _ in 0..3 {
+        let read = client
+            .query_one("select inet_server_port() from t where x = $1", &[&200i32])
+            .await
+            .expect("select");
+        assert_eq!(port(&read), c.replica_port());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_stay_on_one_backend() {
     let c = Cluster::start();

@@ -58,51 +58,47 @@ impl Batch {
     }
 
     /// Appends the batch, rewritten for `conn`, to `out`, recording the
-    /// responses to expect.
-    pub fn write(
-        &mut self,
-        conn: &mut ServerConnection,
-        exchange: &mut Exchange,
-        out: &mut BytesMut,
-    ) {
-        for message in self.messages.drain(..) {
+    /// responses to expect. The messages stay (a read may be retried
+    /// elsewhere); the caller clears them.
+    pub fn write(&self, conn: &mut ServerConnection, exchange: &mut Exchange, out: &mut BytesMut) {
+        for message in &self.messages {
             write_one(message, conn, exchange, out);
         }
     }
 }
 
 fn write_one(
-    message: Planned,
+    message: &Planned,
     conn: &mut ServerConnection,
     exchange: &mut Exchange,
     out: &mut BytesMut,
 ) {
     match message {
-        Planned::Raw(frame) => out.extend_from_slice(&frame),
+        Planned::Raw(frame) => out.extend_from_slice(frame),
         Planned::ParseUnnamed(frame) => {
-            out.extend_from_slice(&frame);
+            out.extend_from_slice(frame);
             exchange.sent(Expect::Parse {
                 swallow: false,
                 change: None,
             });
         }
-        Planned::Parse(statement) => prepare_on_server(&statement, false, conn, exchange, out),
+        Planned::Parse(statement) => prepare_on_server(statement, false, conn, exchange, out),
         Planned::Use { message, statement } => {
             if !statement.server_name.is_empty() && !conn.prepared.contains(&*statement.server_name)
             {
-                prepare_on_server(&statement, true, conn, exchange, out);
+                prepare_on_server(statement, true, conn, exchange, out);
             }
             match message {
                 Use::Bind { portal, rest } => {
-                    extended::write_bind(out, &portal, &statement.server_name, &rest)
+                    extended::write_bind(out, portal, &statement.server_name, rest)
                 }
                 Use::Describe => {
                     extended::write_target(out, tag::DESCRIBE, b'S', &statement.server_name)
                 }
             }
         }
-        Planned::Close(statement) => close_on_server(&statement, false, conn, exchange, out),
-        Planned::Reparse(statement) => prepare_on_server(&statement, true, conn, exchange, out),
+        Planned::Close(statement) => close_on_server(statement, false, conn, exchange, out),
+        Planned::Reparse(statement) => prepare_on_server(statement, true, conn, exchange, out),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 mod batch;
 mod io;
 mod relay;
+mod retry;
 mod session;
 mod startup;
 mod statements;
@@ -114,7 +115,7 @@ async fn log_in(
 /// time also proves the database and role exist (else the server's FATAL
 /// reaches the client as it would directly).
 async fn server_params(cluster: &ClusterPools) -> Result<Vec<(String, String)>, ClientError> {
-    if let Some(params) = cluster.primary.params() {
+    if let Some(params) = cluster.writer_pool().and_then(|p| p.params()) {
         return Ok(params.clone());
     }
     let conn = cluster.checkout_primary().await.map_err(|e| {

@@ -6,11 +6,13 @@
 use super::batch::{Batch, Planned, Use};
 use super::io::{ClientError, ClientIo};
 use super::relay::{Exchange, Expect, RelayError};
+use super::retry::{self, Retry, Verdict};
 use super::statements::{statement_command, Statement, StatementCommand, Statements};
 use crate::app::App;
 use crate::cancel::{CancelSlot, CancelTarget};
 use crate::catalog::DatabaseFunctions;
-use crate::config::PoolMode;
+use crate::config::{Consistency, PoolMode};
+use crate::health::Need;
 use crate::pool::{Checkout, ClusterPools, PoolError, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
@@ -43,6 +45,13 @@ pub struct Session {
     deferred: Option<(u8, Bytes)>,
     /// After a failed Flush, the rest of the batch is dropped until Sync.
     skip_until_sync: bool,
+    /// What this client's reads must see (read-your-writes).
+    need: Need,
+    /// Something sent to the primary may write: when the server is next
+    /// idle, the client's reads must see it.
+    wrote: bool,
+    /// The read in flight on a replica, until its result starts.
+    retry: Retry,
     out: BytesMut,
 }
 
@@ -89,6 +98,9 @@ impl Session {
             batch: Batch::default(),
             deferred: None,
             skip_until_sync: false,
+            need: Need::Any,
+            wrote: false,
+            retry: Retry::default(),
             out: BytesMut::with_capacity(8192),
         }
     }
@@ -246,12 +258,26 @@ impl Session {
             }
             Acquired::Failed(error) => return Box::pin(self.refuse(tag, error)).await,
         }
-        let Some(conn) = self.server.as_deref_mut() else {
+        let Some(checkout) = self.server.as_mut() else {
             return Err(ClientError::Refused(PgError::fatal(
                 sqlstate::INTERNAL_ERROR,
                 "no server connection",
             )));
         };
+        if checkout.role == Role::Primary && !is_read(route.as_ref()) {
+            self.wrote = true;
+        }
+        // A read alone on a replica can be run again elsewhere if it fails
+        // before its result starts; once pipelined, it cannot.
+        let keep = !self.retry.spent
+            && checkout.role == Role::Replica
+            && self.exchange.pending == 0
+            && matches!(tag, tag::QUERY | tag::SYNC)
+            && route
+                .as_ref()
+                .is_some_and(|r| r.destination == Destination::Replica);
+        self.retry.disarm();
+        let conn = &mut **checkout;
         self.out.clear();
         self.batch.write(conn, &mut self.exchange, &mut self.out);
         match tag {
@@ -261,6 +287,15 @@ impl Session {
                 self.batch.open = false;
             }
             _ => self.exchange.sent(Expect::Ready),
+        }
+        if keep {
+            self.retry.keep(tag, frame.clone(), &mut self.batch);
+        }
+        self.batch.messages.clear();
+        if tag != tag::FLUSH {
+            // The next batch is routed on its own.
+            self.batch.needs_primary = None;
+            self.batch.parsed_unnamed = false;
         }
         let bytes: &[u8] = if self.out.is_empty() {
             &frame
@@ -274,11 +309,48 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// The read kept in `retry` failed on its replica (`code`: the
+    /// server's SQLSTATE; `None`: the connection broke): run it once more,
+    /// on another replica or the primary.
+    async fn retry_elsewhere(&mut self, code: Option<String>) -> Result<(), ClientError> {
+        let mut retry = std::mem::take(&mut self.retry);
+        let conflict = matches!(code.as_deref(), Some("40001" | "40P01"));
+        if let Some(mut conn) = self.server.take() {
+            conn.broken = true;
+            let pool = conn.pool().clone();
+            drop(conn);
+            // A recovery conflict is about this statement on this replica;
+            // a shutdown or a broken connection is about the server.
+            if !conflict {
+                pool.ban(self.app.config.replica_ban_time());
+            }
+            tracing::warn!(pool = %pool.name, reason = code.as_deref().unwrap_or("connection lost"),
+                "read failed on a replica before its result started: running it once more elsewhere");
+        }
+        self.cancel.set(None);
+        self.exchange.reset();
+        std::mem::swap(&mut self.batch.messages, &mut retry.messages);
+        self.batch.parsed_unnamed = retry.parsed_unnamed;
+        let route = Route {
+            // A conflict could strike again on the same replica.
+            destination: if conflict {
+                Destination::Primary
+            } else {
+                Destination::Replica
+            },
+            reason: Reason::ReadOnly,
+        };
+        self.retry.spent = true;
+        let flow = self.dispatch(retry.tag, retry.frame, Some(route)).await;
+        self.retry.spent = false;
+        flow.map(|_| ())
+    }
+
     /// Makes `self.server` a connection that may run a request for
     /// `want` (`None`: whatever is in use, else the primary).
     async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
         if let Some(conn) = &self.server {
-            let held = conn.pool().role;
+            let held = conn.role;
             let Some(want) = want else {
                 return Acquired::Ready;
             };
@@ -300,7 +372,7 @@ impl Session {
             if self
                 .spare
                 .as_ref()
-                .is_some_and(|s| s.pool().role == role_for(want))
+                .is_some_and(|s| s.role == role_for(want))
             {
                 self.server = self.spare.take();
                 self.spare = current;
@@ -310,7 +382,7 @@ impl Session {
             self.spare = current;
         }
         let result = match want {
-            Some(Destination::Replica) => self.cluster.checkout_read().await,
+            Some(Destination::Replica) => self.cluster.checkout_read(&mut self.need).await,
             _ => self.cluster.checkout_primary().await,
         };
         match result {
@@ -544,10 +616,20 @@ impl Session {
         let Some(conn) = self.server.as_deref_mut() else {
             return Ok(());
         };
+        if self.retry.armed {
+            match retry::judge(&conn.read_buf) {
+                Verdict::Wait => return Ok(()),
+                Verdict::Retry(code) => return Box::pin(self.retry_elsewhere(Some(code))).await,
+                Verdict::Release => self.retry.disarm(),
+            }
+        }
         match self.exchange.relay(conn, &mut self.io).await {
             Ok(()) => {}
             Err(RelayError::Client(e)) => return Err(e),
             Err(RelayError::Server) => return Box::pin(self.server_lost()).await,
+        }
+        if self.wrote && self.exchange.tx_status == status::IDLE {
+            self.writes_committed();
         }
         let idle =
             self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
@@ -555,6 +637,18 @@ impl Session {
             self.release();
         }
         Ok(())
+    }
+
+    /// What the primary ran is committed (or rolled back, or failed: it
+    /// cannot tell, and waiting for nothing costs little): the client's
+    /// next reads must see it.
+    fn writes_committed(&mut self) {
+        if self.app.topology.consistency != Consistency::Eventual {
+            self.need = self.app.topology.committed();
+        }
+        if self.exchange.pending == 0 {
+            self.wrote = false;
+        }
     }
 
     /// Transaction pooling: the connection goes back as soon as it is idle.
@@ -573,6 +667,9 @@ impl Session {
     /// is gone, the session ends so the client cannot mistake a later
     /// COMMIT for success.
     async fn server_lost(&mut self) -> Result<(), ClientError> {
+        if self.retry.armed {
+            return Box::pin(self.retry_elsewhere(None)).await;
+        }
         let Some(mut conn) = self.server.take() else {
             return Ok(());
         };
@@ -582,6 +679,9 @@ impl Session {
         self.cancel.set(None);
         let (in_transaction, pending) = (self.exchange.in_transaction(), self.exchange.pending);
         self.exchange.reset();
+        if self.wrote {
+            self.writes_committed();
+        }
         self.exchange.tx_status = status::IDLE;
         self.batch.clear();
         self.batch.open = false;
@@ -676,6 +776,12 @@ fn primary(reason: Reason) -> Route {
     }
 }
 
+/// Whether a statement sent with `route` was routed as a read (it may
+/// still run on the primary, which cannot make it write).
+fn is_read(route: Option<&Route>) -> bool {
+    route.is_some_and(|r| r.destination == Destination::Replica || r.reason == Reason::ReadOnly)
+}
+
 fn role_for(destination: Destination) -> Role {
     match destination {
         Destination::Primary => Role::Primary,
@@ -686,6 +792,10 @@ fn role_for(destination: Destination) -> Role {
 /// The error a client sees when no server connection could be had.
 pub(super) fn pool_error(e: &PoolError) -> PgError {
     match e {
+        PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. } => PgError::error(
+            sqlstate::CANNOT_CONNECT_NOW,
+            format!("pgsplit: {e}; writes and transactions cannot run until it is back"),
+        ),
         PoolError::Timeout { .. } => {
             PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}"))
         }

@@ -1,7 +1,7 @@
 //! Command-line flags. Each one overrides the config file's key of the same
 //! meaning, so pgsplit can also start without a file.
 
-use super::{AuthMethod, Config, ConfigError, PoolMode};
+use super::{AuthMethod, Config, ConfigError, Consistency, PoolMode};
 use clap::Parser;
 
 /// pgsplit: a PostgreSQL proxy that sends read-only statements to replicas
@@ -30,6 +30,9 @@ pub struct Cli {
     /// transaction: a server connection per transaction; session: per client [default: transaction].
     #[arg(long, value_enum)]
     pub pool_mode: Option<PoolMode>,
+    /// Read-your-writes: eventual (any replica), session (a client sees its own writes), global (every read sees every earlier write) [default: session].
+    #[arg(long, value_enum)]
+    pub consistency: Option<Consistency>,
 }
 
 impl Cli {
@@ -63,6 +66,9 @@ impl Cli {
         }
         if let Some(mode) = self.pool_mode {
             config.pool_mode = mode;
+        }
+        if let Some(consistency) = self.consistency {
+            config.consistency = consistency;
         }
     }
 }

@@ -74,6 +74,74 @@ pub enum ReplicaSelection {
     RoundRobin,
 }
 
+/// Which reads must see which writes (read-your-writes by WAL position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Any healthy replica serves a read, however far behind.
+    Eventual,
+    /// A client's reads see that client's own committed writes.
+    #[default]
+    Session,
+    /// Every read sees every write acknowledged through this pgsplit before it.
+    Global,
+}
+
+/// The health monitor: one check per server every `interval`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// Seconds between checks.
+    pub interval: f64,
+    /// Seconds a check (connect and query) may take before it counts as failed.
+    pub timeout: f64,
+    /// Consecutive results that agree before a server changes state.
+    pub threshold: u32,
+    /// Who the monitor logs in as; default: the first [[users]] entry, else "postgres".
+    pub user: Option<String>,
+    /// Its password; default: that user's password from [[users]].
+    pub password: Option<String>,
+    /// The database it connects to; default: the first of `databases`, else "postgres".
+    pub database: Option<String>,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            interval: 1.0,
+            timeout: 1.0,
+            threshold: 3,
+            user: None,
+            password: None,
+            database: None,
+        }
+    }
+}
+
+impl HealthSettings {
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(self.interval)
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [("interval", self.interval), ("timeout", self.timeout)] {
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(invalid(
+                    &format!("health.{name}"),
+                    "must be a positive number of seconds",
+                ));
+            }
+        }
+        if self.threshold == 0 {
+            return Err(invalid("health.threshold", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// Pool settings of one role (primary or replicas), named as in SQLAlchemy.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -194,6 +262,11 @@ pub struct Config {
     pub routing_cache_size: usize,
     pub replica_selection: ReplicaSelection,
     pub replica_ban_time: f64,
+    pub consistency: Consistency,
+    pub max_wait_for_replica: f64,
+    pub max_replica_lag_bytes: u64,
+    pub max_replica_lag_seconds: f64,
+    pub health: HealthSettings,
 }
 
 impl Default for Config {
@@ -214,6 +287,11 @@ impl Default for Config {
             routing_cache_size: 10_000,
             replica_selection: ReplicaSelection::LeastBusy,
             replica_ban_time: 5.0,
+            consistency: Consistency::Session,
+            max_wait_for_replica: 0.05,
+            max_replica_lag_bytes: 0,
+            max_replica_lag_seconds: 0.0,
+            health: HealthSettings::default(),
         }
     }
 }
@@ -270,6 +348,15 @@ impl Config {
                 "must be 0 or a positive number of seconds",
             ));
         }
+        for (name, value) in [
+            ("max_wait_for_replica", self.max_wait_for_replica),
+            ("max_replica_lag_seconds", self.max_replica_lag_seconds),
+        ] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(invalid(name, "must be 0 or a positive number of seconds"));
+            }
+        }
+        self.health.validate()?;
         Ok(())
     }
 
@@ -279,6 +366,32 @@ impl Config {
 
     pub fn replica_ban_time(&self) -> Duration {
         Duration::from_secs_f64(self.replica_ban_time)
+    }
+
+    pub fn max_wait_for_replica(&self) -> Duration {
+        Duration::from_secs_f64(self.max_wait_for_replica)
+    }
+
+    /// The role and database the health monitor logs in with.
+    pub fn health_login(&self) -> (String, Option<String>, String) {
+        let user = self
+            .health
+            .user
+            .clone()
+            .or_else(|| self.users.first().map(|u| u.name.clone()))
+            .unwrap_or_else(|| "postgres".to_string());
+        let password = self
+            .health
+            .password
+            .clone()
+            .or_else(|| self.user(&user).map(|u| u.password.clone()));
+        let database = self
+            .health
+            .database
+            .clone()
+            .or_else(|| self.databases.first().cloned())
+            .unwrap_or_else(|| "postgres".to_string());
+        (user, password, database)
     }
 }
 

@@ -5,7 +5,12 @@ mod manager;
 mod replicas;
 mod server_pool;
 
-pub use server_pool::{Checkout, Role, ServerPool};
+pub use crate::health::Role;
+pub use server_pool::{Checkout, ServerPool};
+
+use crate::health::{lsn, Need, Topology};
+use replicas::Pick;
+use std::time::Instant;
 
 use crate::config::{Config, ReplicaSelection};
 use crate::server::{LoginTarget, ServerError};
@@ -24,14 +29,22 @@ pub enum PoolError {
         pool: String,
         source: Arc<ServerError>,
     },
+    #[error("the primary is unavailable: cannot connect to {pool}: {source}")]
+    PrimaryUnavailable {
+        pool: String,
+        source: Arc<ServerError>,
+    },
+    #[error("no primary is available (the primary is down and no replica has been promoted)")]
+    NoPrimary,
     #[error("pool is closed")]
     Closed,
 }
 
-/// The primary and replicas serving one database as one user.
+/// The servers serving one database as one user: a pool per server,
+/// indexed as `Topology::servers`.
 pub struct ClusterPools {
-    pub primary: Arc<ServerPool>,
-    pub replicas: Vec<Arc<ServerPool>>,
+    pub servers: Vec<Arc<ServerPool>>,
+    topology: Arc<Topology>,
     selection: ReplicaSelection,
     ban_time: Duration,
     /// Turn counter for round robin and least-busy ties.
@@ -39,33 +52,81 @@ pub struct ClusterPools {
 }
 
 impl ClusterPools {
-    /// A replica connection if a replica can give one; otherwise the
-    /// primary's. Replicas that refuse connections are banned for a while.
-    pub async fn checkout_read(&self) -> Result<Checkout, PoolError> {
-        for _ in 0..self.replicas.len() {
-            let Some(replica) = self.pick_replica() else {
-                break;
-            };
-            match replica.checkout().await {
-                Ok(conn) => return Ok(conn),
-                Err(PoolError::Server { source, .. }) if !is_login_refusal(&source) => {
-                    tracing::warn!(pool = %replica.name, error = %source,
-                        ban_seconds = self.ban_time.as_secs_f64(), "replica refused a connection: banned, reads go elsewhere");
-                    replica.ban(self.ban_time);
+    /// A connection to a replica that has what `need` asks for; if none has
+    /// it yet, one that catches up within `max_wait_for_replica`; otherwise
+    /// the primary. Replicas that refuse connections are banned for a while.
+    pub async fn checkout_read(&self, need: &mut Need) -> Result<Checkout, PoolError> {
+        let mut deadline = None;
+        // Each turn returns, bans a replica, or waits for news until the
+        // deadline, so this ends.
+        loop {
+            let required = self.topology.required(need);
+            match self.pick_replica(required) {
+                Pick::Replica(pool) => match pool.checkout().await {
+                    Ok(conn) => return Ok(conn),
+                    Err(PoolError::Server { source, .. }) if !is_login_refusal(&source) => {
+                        tracing::warn!(pool = %pool.name, error = %source,
+                            ban_seconds = self.ban_time.as_secs_f64(), "replica refused a connection: banned, reads go elsewhere");
+                        pool.ban(self.ban_time);
+                    }
+                    Err(e) => return Err(e),
+                },
+                Pick::Behind => {
+                    let deadline = *deadline
+                        .get_or_insert_with(|| Instant::now() + self.topology.max_wait_for_replica);
+                    if Instant::now() >= deadline
+                        || !self.topology.wait_for_progress(required, deadline).await
+                    {
+                        tracing::debug!(required = ?required.map(lsn::format),
+                            "no replica has the client's writes within max_wait_for_replica: read goes to the primary");
+                        break;
+                    }
                 }
-                Err(e) => return Err(e),
+                Pick::Nothing => break,
             }
         }
-        self.primary.checkout().await
+        self.read_from_primary().await
     }
 
+    /// The primary for a read; if it is down, a replica that may not have
+    /// the latest writes (availability over freshness: nothing fresher
+    /// exists until the primary is back or a replica is promoted).
+    async fn read_from_primary(&self) -> Result<Checkout, PoolError> {
+        match self.checkout_primary().await {
+            Err(e @ (PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. })) => {
+                let Pick::Replica(pool) = self.pick_replica(Some(0)) else {
+                    return Err(e);
+                };
+                tracing::warn!(pool = %pool.name, error = %e,
+                    "primary unavailable: read goes to a replica that may not have the latest writes");
+                pool.checkout().await
+            }
+            other => other,
+        }
+    }
+
+    /// A connection to the server that takes writes now.
     pub async fn checkout_primary(&self) -> Result<Checkout, PoolError> {
-        self.primary.checkout().await
+        let writer = self.topology.writer().ok_or(PoolError::NoPrimary)?;
+        match self.servers[writer.index].checkout().await {
+            Err(PoolError::Server { pool, source }) if !is_login_refusal(&source) => {
+                Err(PoolError::PrimaryUnavailable { pool, source })
+            }
+            other => other,
+        }
     }
 
-    /// All pools, primary first.
+    /// The writer's pool, whose login parameters clients are greeted with.
+    pub fn writer_pool(&self) -> Option<&Arc<ServerPool>> {
+        self.topology
+            .writer()
+            .map(|w| &self.servers[w.index])
+            .or(self.servers.first())
+    }
+
+    /// All pools, the configured primary first.
     pub fn all(&self) -> impl Iterator<Item = &Arc<ServerPool>> {
-        std::iter::once(&self.primary).chain(self.replicas.iter())
+        self.servers.iter()
     }
 }
 
@@ -78,13 +139,15 @@ fn is_login_refusal(e: &ServerError) -> bool {
 /// Every pool pgsplit has, created on demand per (database, user).
 pub struct Pools {
     config: Arc<Config>,
+    topology: Arc<Topology>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
 }
 
 impl Pools {
-    pub fn new(config: Arc<Config>) -> Pools {
+    pub fn new(config: Arc<Config>, topology: Arc<Topology>) -> Pools {
         Pools {
             config,
+            topology,
             clusters: RwLock::new(HashMap::new()),
         }
     }
@@ -118,35 +181,29 @@ impl Pools {
 
     fn build(&self, database: &str, user: &str) -> ClusterPools {
         let config = &self.config;
-        let target = |addr: &str, role: Role| LoginTarget {
-            addr: Arc::from(addr),
-            user: user.to_string(),
-            database: database.to_string(),
-            password: config.user(user).map(|u| u.password.clone()),
-            connect_timeout: match role {
-                Role::Primary => config.pool.primary.connect_timeout(),
-                Role::Replica => config.pool.replica.connect_timeout(),
-            },
-        };
-        let primary_addr = config.primary.as_deref().unwrap_or_default();
         tracing::info!(database, user, "creating pools");
+        let servers = self
+            .topology
+            .servers
+            .iter()
+            .map(|server| {
+                let settings = match server.configured {
+                    Role::Primary => &config.pool.primary,
+                    Role::Replica => &config.pool.replica,
+                };
+                let target = LoginTarget {
+                    addr: server.addr.clone(),
+                    user: user.to_string(),
+                    database: database.to_string(),
+                    password: config.user(user).map(|u| u.password.clone()),
+                    connect_timeout: settings.connect_timeout(),
+                };
+                ServerPool::new(server.clone(), target, settings)
+            })
+            .collect();
         ClusterPools {
-            primary: ServerPool::new(
-                Role::Primary,
-                target(primary_addr, Role::Primary),
-                &config.pool.primary,
-            ),
-            replicas: config
-                .replicas
-                .iter()
-                .map(|addr| {
-                    ServerPool::new(
-                        Role::Replica,
-                        target(addr, Role::Replica),
-                        &config.pool.replica,
-                    )
-                })
-                .collect(),
+            servers,
+            topology: self.topology.clone(),
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),
             next: AtomicUsize::new(0),

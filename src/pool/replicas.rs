@@ -2,78 +2,89 @@
 
 use super::{ClusterPools, ServerPool};
 use crate::config::ReplicaSelection;
+use crate::health::lsn::Lsn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// The outcome of choosing a replica for a read.
+pub(super) enum Pick<'a> {
+    Replica(&'a Arc<ServerPool>),
+    /// Replicas serve reads, but none has replayed what the read needs.
+    Behind,
+    /// No replica serves reads (down, lagging, banned, or none configured).
+    Nothing,
+}
+
 impl ClusterPools {
-    /// The replica for the next read, skipping banned ones: the one with
-    /// the fewest connections in use (ties in turn), or simply the next in
-    /// turn. No allocation: this runs for every read.
-    pub(super) fn pick_replica(&self) -> Option<&Arc<ServerPool>> {
-        let n = self.replicas.len();
-        if n == 0 {
-            return None;
+    /// The replica for a read that needs position `required` (`None`: not
+    /// known yet), among those that serve reads and are not banned: the one
+    /// with the fewest connections in use (ties in turn), or simply the next
+    /// in turn. No allocation: this runs for every read.
+    pub(super) fn pick_replica(&self, required: Option<Lsn>) -> Pick<'_> {
+        let usable = self
+            .servers
+            .iter()
+            .filter(|p| p.server.serves_reads() && !p.is_banned());
+        let count = usable.clone().count();
+        if count == 0 {
+            return Pick::Nothing;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let usable = (0..n)
-            .map(|i| &self.replicas[(start + i) % n])
-            .filter(|r| !r.is_banned());
-        match self.selection {
+        // Turns go round the usable replicas only, so each gets its share
+        // whichever server is the primary.
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let caught_up = usable
+            .cycle()
+            .skip(turn)
+            .take(count)
+            .filter(|p| required.is_some_and(|lsn| p.server.has_replayed(lsn)));
+        let best = match self.selection {
+            ReplicaSelection::RoundRobin => caught_up.into_iter().next(),
             // min_by_key keeps the first of equals: the rotation breaks ties.
-            ReplicaSelection::LeastBusy => usable.min_by_key(|r| r.in_use()),
-            ReplicaSelection::RoundRobin => usable.into_iter().next(),
-        }
+            ReplicaSelection::LeastBusy => caught_up.min_by_key(|p| p.in_use()),
+        };
+        best.map_or(Pick::Behind, Pick::Replica)
     }
 
     /// Whether a read could go to a replica now.
     pub fn has_usable_replica(&self) -> bool {
-        self.replicas.iter().any(|r| !r.is_banned())
+        self.servers
+            .iter()
+            .any(|p| p.server.serves_reads() && !p.is_banned())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Pick, Pools};
     use super::*;
-    use crate::config::PoolSettings;
-    use crate::pool::Role;
-    use crate::server::LoginTarget;
-    use std::sync::atomic::AtomicUsize;
+    use crate::config::{Config, PoolSettings};
+    use crate::health::Topology;
     use std::time::Duration;
 
-    fn cluster(selection: ReplicaSelection) -> ClusterPools {
+    fn cluster(selection: ReplicaSelection) -> Arc<ClusterPools> {
         let settings = PoolSettings {
             pool_size: 0,
             ..PoolSettings::default()
         };
-        let pool = |addr: &str, role| {
-            let target = LoginTarget {
-                addr: Arc::from(addr),
-                user: "u".into(),
-                database: "d".into(),
-                password: None,
-                connect_timeout: Duration::from_secs(1),
-            };
-            ServerPool::new(role, target, &settings)
-        };
-        ClusterPools {
-            primary: pool("p:1", Role::Primary),
-            replicas: vec![
-                pool("r:1", Role::Replica),
-                pool("r:2", Role::Replica),
-                pool("r:3", Role::Replica),
-            ],
-            selection,
-            ban_time: Duration::from_secs(60),
-            next: AtomicUsize::new(0),
-        }
+        let config = Arc::new(Config {
+            primary: Some("p:1".into()),
+            replicas: vec!["r:1".into(), "r:2".into(), "r:3".into()],
+            replica_selection: selection,
+            replica_ban_time: 60.0,
+            pool: crate::config::Pools {
+                primary: settings.clone(),
+                replica: settings,
+            },
+            ..Config::default()
+        });
+        Pools::new(config.clone(), Topology::new(&config)).get("d", "u")
     }
 
     fn picks(c: &ClusterPools, n: usize) -> Vec<String> {
         (0..n)
-            .map(|_| {
-                c.pick_replica()
-                    .map(|r| r.addr.to_string())
-                    .unwrap_or_default()
+            .map(|_| match c.pick_replica(Some(0)) {
+                Pick::Replica(r) => r.addr.to_string(),
+                _ => String::new(),
             })
             .collect()
     }
@@ -87,24 +98,31 @@ mod tests {
     #[tokio::test]
     async fn least_busy_wins() {
         let c = cluster(ReplicaSelection::LeastBusy);
-        c.replicas[0].set_in_use(3);
-        c.replicas[1].set_in_use(1);
-        c.replicas[2].set_in_use(2);
+        c.servers[1].set_in_use(3);
+        c.servers[2].set_in_use(1);
+        c.servers[3].set_in_use(2);
         assert_eq!(picks(&c, 3), ["r:2", "r:2", "r:2"]);
         let rr = cluster(ReplicaSelection::RoundRobin);
-        rr.replicas[0].set_in_use(3);
+        rr.servers[1].set_in_use(3);
         assert_eq!(picks(&rr, 3), ["r:1", "r:2", "r:3"]);
     }
 
     #[tokio::test]
     async fn banned_replicas_are_skipped() {
         let c = cluster(ReplicaSelection::RoundRobin);
-        c.replicas[1].ban(Duration::from_secs(60));
-        assert_eq!(picks(&c, 4), ["r:1", "r:3", "r:3", "r:1"]);
-        for r in &c.replicas {
+        c.servers[2].ban(Duration::from_secs(60));
+        assert_eq!(picks(&c, 4), ["r:1", "r:3", "r:1", "r:3"]);
+        for r in &c.servers[1..] {
             r.ban(Duration::from_secs(60));
         }
-        assert!(c.pick_replica().is_none());
+        assert!(matches!(c.pick_replica(Some(0)), Pick::Nothing));
         assert!(!c.has_usable_replica());
+    }
+
+    #[tokio::test]
+    async fn replicas_behind_the_required_position_are_skipped() {
+        let c = cluster(ReplicaSelection::LeastBusy);
+        assert!(matches!(c.pick_replica(None), Pick::Behind));
+        assert!(matches!(c.pick_replica(Some(u64::MAX)), Pick::Behind));
     }
 }

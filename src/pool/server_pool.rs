@@ -4,6 +4,7 @@
 use super::manager::ServerManager;
 use super::PoolError;
 use crate::config::PoolSettings;
+use crate::health::{Role, ServerState};
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,26 +12,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-/// Primary or replica: what a pool is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Primary,
-    Replica,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
-
 pub struct ServerPool {
     /// "primary 127.0.0.1:5432 db=app user=app": how errors and logs name it.
     pub name: String,
-    pub role: Role,
+    /// The server's live state (up, role, replay position).
+    pub server: Arc<ServerState>,
     pub addr: Arc<str>,
     pool: bb8::Pool<ServerManager>,
     /// bb8 does not serve waiters first come, first served (bb8 issue 243);
@@ -53,11 +39,15 @@ pub struct ServerPool {
 }
 
 impl ServerPool {
-    pub fn new(role: Role, target: LoginTarget, settings: &PoolSettings) -> Arc<ServerPool> {
+    pub fn new(
+        server: Arc<ServerState>,
+        target: LoginTarget,
+        settings: &PoolSettings,
+    ) -> Arc<ServerPool> {
         let params = Arc::new(OnceLock::new());
         let name = format!(
             "{} {} db={} user={}",
-            role.as_str(),
+            server.configured.as_str(),
             target.addr,
             target.database,
             target.user
@@ -89,7 +79,7 @@ impl ServerPool {
             .build_unchecked(manager);
         Arc::new(ServerPool {
             name,
-            role,
+            server,
             addr,
             pool,
             gate: Arc::new(Semaphore::new(settings.max_size() as usize)),
@@ -134,6 +124,7 @@ impl ServerPool {
             if conn.is_alive() {
                 self.in_use.fetch_add(1, Ordering::Relaxed);
                 return Ok(Checkout {
+                    role: self.server.role(),
                     conn,
                     _permit: permit,
                     pool: self.clone(),
@@ -216,6 +207,8 @@ impl ServerPool {
 /// A checked-out server connection; dropping it returns it to the pool
 /// (or closes it if it is marked broken or not clean).
 pub struct Checkout {
+    /// The server's role when it was checked out.
+    pub role: Role,
     conn: bb8::PooledConnection<'static, ServerManager>,
     _permit: OwnedSemaphorePermit,
     pool: Arc<ServerPool>,

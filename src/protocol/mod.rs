@@ -40,6 +40,11 @@ pub mod tag {
     pub const DATA_ROW: u8 = b'D';
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const COPY_IN_RESPONSE: u8 = b'G';
+    pub const NOTICE_RESPONSE: u8 = b'N';
+    pub const BIND_COMPLETE: u8 = b'2';
+    pub const PARAMETER_DESCRIPTION: u8 = b't';
+    pub const ROW_DESCRIPTION: u8 = b'T';
+    pub const NO_DATA: u8 = b'n';
 }
 
 /// A transaction status byte from ReadyForQuery.

@@ -232,14 +232,24 @@ impl Cluster {
 
     /// Stops the replica (fast shutdown) and waits until it is gone.
     pub fn stop_replica(&self) {
-        let data = self.data_dir("replica");
+        self.stop("replica", "fast");
+    }
+
+    /// Stops `which` (`"primary"` or `"replica"`) with pg_ctl shutdown `mode`
+    /// (`"fast"`, or `"immediate"` for a crash: no shutdown checkpoint and
+    /// clients cut off without a goodbye) and waits until it is gone.
+    pub fn stop(&self, which: &str, mode: &str) {
+        let data = self.data_dir(which);
         let out = self.server_cmd("pg_ctl", |c| {
             c.arg("-D")
                 .arg(&data)
-                .args(["-m", "fast", "-w", "-t", "30", "stop"]);
+                .args(["-m", mode, "-w", "-t", "30", "stop"]);
         });
         if !out.status.success() {
-            panic!("stopping the replica failed: {}", output_text(&out));
+            panic!(
+                "stopping the {which} ({mode}) failed: {}",
+                output_text(&out)
+            );
         }
     }
 
@@ -248,6 +258,71 @@ impl Cluster {
         self.pg_ctl_start("replica")
             .unwrap_or_else(|e| panic!("{e}"));
         self.wait_streaming();
+    }
+
+    /// Starts the primary again on the same port and waits until it accepts
+    /// connections (after an immediate stop that includes crash recovery).
+    /// Does not wait for the replica: after a promotion it has none.
+    pub fn start_primary(&self) {
+        self.pg_ctl_start("primary")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Promotes the replica and returns once it has left recovery and takes
+    /// writes. The old primary, if still running, does not know and keeps
+    /// taking writes too: stop it first to avoid a split brain.
+    pub fn promote_replica(&self) {
+        let data = self.data_dir("replica");
+        let out = self.server_cmd("pg_ctl", |c| {
+            c.arg("-D").arg(&data).args(["-w", "-t", "30", "promote"]);
+        });
+        if !out.status.success() {
+            panic!("promoting the replica failed: {}", output_text(&out));
+        }
+        // pg_ctl -w already waits for the promotion, but only by reading the
+        // pid file; ask the server itself, as the tests will.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let in_recovery = self.try_psql(self.replica_port, "select pg_is_in_recovery()");
+            if in_recovery.as_deref() == Ok("f") {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("replica still in recovery after promotion: {in_recovery:?}");
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Pauses WAL replay on the replica: it stays connected and streaming
+    /// (the primary sees it as healthy) but its data stops moving, the
+    /// stale replica that read-your-writes must route around.
+    pub fn pause_replay(&self) {
+        self.psql(self.replica_port, "select pg_wal_replay_pause()");
+        // The state turns 'paused' only once the startup process reaches a
+        // record to stop at; with no WAL arriving it may stay 'pause
+        // requested' indefinitely. Either way nothing more is replayed
+        // (replay checks the request before applying each record), so after
+        // a short poll for 'paused' 'pause requested' is good enough.
+        let state = "select pg_get_wal_replay_pause_state()";
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let now = self.psql(self.replica_port, state);
+            if now == "paused" {
+                return;
+            }
+            if Instant::now() > deadline {
+                assert_eq!(now, "pause requested", "replica replay state after pausing");
+                return;
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Resumes WAL replay on the replica; it then catches up on its own
+    /// (use [`Cluster::wait_replica_caught_up`] to wait for that).
+    pub fn resume_replay(&self) {
+        self.psql(self.replica_port, "select pg_wal_replay_resume()");
     }
 
     /// Waits (up to 10 s) until the replica has replayed all WAL the primary

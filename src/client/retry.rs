@@ -1,0 +1,162 @@
+//! A read that fails on a replica before anything of its result reached
+//! the client is run once more elsewhere, so a replica going away or a
+//! recovery conflict does not show. Until the first row (or anything that
+//! is the result itself) arrives, the server's reply stays in the server
+//! connection's buffer, unforwarded; this module judges that buffer.
+
+use super::batch::{Batch, Planned};
+use crate::protocol::{tag, FrameHeader};
+use bytes::Bytes;
+
+/// SQLSTATEs after which the same read may succeed elsewhere: recovery
+/// conflicts (40001, 40P01) and a server shutting down, crashing or not
+/// accepting connections (57P01, 57P02, 57P03).
+const RETRYABLE: [&[u8]; 5] = [b"40001", b"40P01", b"57P01", b"57P02", b"57P03"];
+
+/// The read in flight, kept until its result starts.
+#[derive(Default)]
+pub struct Retry {
+    pub armed: bool,
+    /// The message that ended it (Query or Sync).
+    pub tag: u8,
+    pub frame: Bytes,
+    /// The extended-protocol messages before the Sync, as planned.
+    pub messages: Vec<Planned>,
+    pub parsed_unnamed: bool,
+    /// Set while the retry itself is dispatched: it is not kept again.
+    pub spent: bool,
+}
+
+impl Retry {
+    /// Keeps a read just sent: its ending message and the batch's messages
+    /// (moved, not copied; the batch gets this one's old, empty vector).
+    pub fn keep(&mut self, tag: u8, frame: Bytes, batch: &mut Batch) {
+        self.armed = true;
+        self.tag = tag;
+        self.frame = frame;
+        self.parsed_unnamed = batch.parsed_unnamed;
+        std::mem::swap(&mut self.messages, &mut batch.messages);
+    }
+
+    pub fn disarm(&mut self) {
+        self.armed = false;
+        self.messages.clear();
+        self.frame = Bytes::new();
+    }
+}
+
+/// What the reply so far means for the read in flight.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Only messages that are not the result yet: keep them, read more.
+    Wait,
+    /// It failed in a way another server may not: run it elsewhere.
+    Retry(String),
+    /// The result has started (or failed for good): forward as usual.
+    Release,
+}
+
+/// Judges the frames at the front of `buf`.
+pub fn judge(buf: &[u8]) -> Verdict {
+    let mut at = 0;
+    loop {
+        let rest = &buf[at..];
+        let Ok(Some(h)) = FrameHeader::peek(rest, usize::MAX) else {
+            // Incomplete header (or garbage, which relaying will report).
+            return if rest.len() < FrameHeader::SIZE {
+                Verdict::Wait
+            } else {
+                Verdict::Release
+            };
+        };
+        let end = FrameHeader::SIZE + h.body_len;
+        let frame_whole = rest.len() >= end;
+        match h.tag {
+            tag::ERROR_RESPONSE | tag::NOTICE_RESPONSE => {
+                if !frame_whole {
+                    return Verdict::Wait;
+                }
+                let body = &rest[FrameHeader::SIZE..end];
+                match code(body).filter(|c| RETRYABLE.contains(c)) {
+                    Some(c) => return Verdict::Retry(String::from_utf8_lossy(c).into_owned()),
+                    None if h.tag == tag::ERROR_RESPONSE => return Verdict::Release,
+                    None => {}
+                }
+            }
+            // Preliminaries: nothing the client has to see yet.
+            tag::PARSE_COMPLETE
+            | tag::BIND_COMPLETE
+            | tag::CLOSE_COMPLETE
+            | tag::PARAMETER_DESCRIPTION
+            | tag::ROW_DESCRIPTION
+            | tag::NO_DATA
+            | tag::PARAMETER_STATUS => {
+                if !frame_whole {
+                    return Verdict::Wait;
+                }
+            }
+            _ => return Verdict::Release,
+        }
+        at += end;
+    }
+}
+
+/// The SQLSTATE field of an ErrorResponse or NoticeResponse body.
+fn code(body: &[u8]) -> Option<&[u8]> {
+    body.split(|&b| b == 0)
+        .find(|f| f.first() == Some(&b'C'))
+        .map(|f| &f[1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn error(code: &str) -> Vec<u8> {
+        frame(
+            tag::ERROR_RESPONSE,
+            format!("SERROR\0C{code}\0Mcanceling statement\0\0").as_bytes(),
+        )
+    }
+
+    #[test]
+    fn conflict_before_the_first_row_is_retried() {
+        let mut buf = frame(tag::ROW_DESCRIPTION, b"\0\0");
+        assert_eq!(judge(&buf), Verdict::Wait);
+        buf.extend(error("40001"));
+        assert_eq!(judge(&buf), Verdict::Retry("40001".into()));
+    }
+
+    #[test]
+    fn shutdown_notice_is_retried() {
+        let buf = frame(
+            tag::NOTICE_RESPONSE,
+            b"SWARNING\0C57P01\0Mterminating connection due to immediate shutdown command\0\0",
+        );
+        assert_eq!(judge(&buf), Verdict::Retry("57P01".into()));
+    }
+
+    #[test]
+    fn rows_and_other_errors_are_released() {
+        let mut buf = frame(tag::ROW_DESCRIPTION, b"\0\0");
+        buf.extend(frame(tag::DATA_ROW, b"\0\0"));
+        buf.extend(error("40001"));
+        assert_eq!(judge(&buf), Verdict::Release);
+        assert_eq!(judge(&error("42P01")), Verdict::Release);
+    }
+
+    #[test]
+    fn partial_frames_wait() {
+        let buf = error("40001");
+        assert_eq!(judge(&buf[..3]), Verdict::Wait);
+        assert_eq!(judge(&buf[..10]), Verdict::Wait);
+        assert_eq!(judge(&[]), Verdict::Wait);
+    }
+}

@@ -1,0 +1,154 @@
+//! Read-your-writes by WAL position.
+//!
+//! Every write pgsplit sees commit on the primary takes a ticket (a counter,
+//! no round trip). A read that must see those writes needs the primary's
+//! position sampled *after* its ticket: the insert position then is past
+//! the commit record. The sample is taken lazily, by the writer's monitor,
+//! only when such a read asks for one, so writes cost nothing, and one
+//! sample serves every read waiting at the time. A replica whose replayed
+//! position has reached the sample has the write.
+
+use super::lsn::Lsn;
+use super::{ServerState, Topology};
+use crate::config::Consistency;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// What a client's next read must see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: it has not written (or consistency is eventual).
+    #[default]
+    Any,
+    /// Its writes up to this ticket; the position is not sampled yet.
+    Ticket(u64),
+    /// Everything up to this WAL position.
+    Lsn(Lsn),
+}
+
+impl Topology {
+    /// A write committed on the writer; returns the client's new need.
+    pub fn committed(&self) -> Need {
+        Need::Ticket(self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    /// The position a replica must have replayed to serve a read now, or
+    /// `None` while it is not known (a sample is due). `session` is the
+    /// client's own need, resolved in place once its sample is in.
+    pub fn required(&self, session: &mut Need) -> Option<Lsn> {
+        let need = match self.consistency {
+            Consistency::Eventual => return Some(0),
+            Consistency::Session => *session,
+            Consistency::Global => match self.tickets.load(Ordering::Acquire) {
+                0 => Need::Any,
+                t => Need::Ticket(t),
+            },
+        };
+        let lsn = match need {
+            Need::Any => return Some(0),
+            Need::Lsn(lsn) => return Some(lsn),
+            Need::Ticket(t) => self.sampled_after(t)?,
+        };
+        if self.consistency == Consistency::Session {
+            *session = Need::Lsn(lsn);
+        }
+        Some(lsn)
+    }
+
+    /// The writer's position sampled after ticket `t`. With no writer there
+    /// is nothing left to sample: the last sample is the best there is.
+    fn sampled_after(&self, t: u64) -> Option<Lsn> {
+        if self.sample_covered.load(Ordering::Acquire) >= t || self.writer().is_none() {
+            Some(self.sample_lsn.load(Ordering::Acquire))
+        } else {
+            None
+        }
+    }
+
+    /// Asks for what `required` lacks (a sample from the writer, or fresh
+    /// replay positions from the replicas behind) and waits until a check
+    /// reports back. False when `deadline` passed first.
+    pub async fn wait_for_progress(&self, required: Option<Lsn>, deadline: Instant) -> bool {
+        let notified = self.changed.notified();
+        tokio::pin!(notified);
+        // Registered before asking, so the answer cannot slip past.
+        notified.as_mut().enable();
+        match required {
+            None => {
+                if let Some(writer) = self.writer() {
+                    writer.request_poll();
+                }
+            }
+            Some(lsn) => self
+                .servers
+                .iter()
+                .filter(|s| s.serves_reads() && s.position() < lsn)
+                .for_each(|s| s.request_poll()),
+        }
+        tokio::time::timeout_at(deadline.into(), notified)
+            .await
+            .is_ok()
+    }
+
+    /// Wakes reads waiting in `wait_for_progress`.
+    pub(super) fn progressed(&self) {
+        self.changed.notify_waiters();
+    }
+}
+
+impl ServerState {
+    /// Whether this server can serve a read that must see `required`.
+    pub fn has_replayed(&self, required: Lsn) -> bool {
+        required == 0 || self.position() >= required
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn topology(consistency: Consistency) -> std::sync::Arc<Topology> {
+        Topology::new(&Config {
+            primary: Some("p:1".into()),
+            replicas: vec!["r:1".into()],
+            consistency,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn session_need_resolves_to_a_sample_taken_after_the_write() {
+        let t = topology(Consistency::Session);
+        let mut need = Need::Any;
+        assert_eq!(t.required(&mut need), Some(0));
+        need = t.committed();
+        // A sample covering no tickets does not count.
+        t.primary_position(&t.servers[0], 100, 0);
+        assert_eq!(t.required(&mut need), None);
+        t.primary_position(&t.servers[0], 200, 1);
+        assert_eq!(t.required(&mut need), Some(200));
+        assert_eq!(need, Need::Lsn(200));
+        // Later samples do not make an old need stricter.
+        t.primary_position(&t.servers[0], 900, 1);
+        assert_eq!(t.required(&mut need), Some(200));
+    }
+
+    #[test]
+    fn global_need_follows_every_client_write() {
+        let t = topology(Consistency::Global);
+        let mut other = Need::Any;
+        assert_eq!(t.required(&mut other), Some(0));
+        t.committed();
+        assert_eq!(t.required(&mut other), None);
+        t.primary_position(&t.servers[0], 300, 1);
+        assert_eq!(t.required(&mut other), Some(300));
+    }
+
+    #[test]
+    fn eventual_needs_nothing() {
+        let t = topology(Consistency::Eventual);
+        let mut need = t.committed();
+        assert_eq!(t.required(&mut need), Some(0));
+    }
+}

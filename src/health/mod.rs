@@ -1,0 +1,310 @@
+//! What pgsplit knows about its servers: which is up, which one takes
+//! writes, how far each replica has replayed. A monitor task per server
+//! keeps it current (`monitor`); the pools read it to choose a server, and
+//! `consistency` turns it into read-your-writes.
+
+mod consistency;
+pub mod lsn;
+mod monitor;
+
+pub use consistency::Need;
+pub use monitor::spawn_monitors;
+
+use crate::config::{Config, Consistency};
+use lsn::Lsn;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Primary or replica: the role a server has now (or a pool was set up for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// One configured server, as the monitor last saw it.
+pub struct ServerState {
+    pub index: usize,
+    pub addr: Arc<str>,
+    /// The role in the configuration; the live role is `is_writer`.
+    pub configured: Role,
+    up: AtomicBool,
+    in_recovery: AtomicBool,
+    writer: AtomicBool,
+    /// Replayed position of a standby; insert position of a primary.
+    position: AtomicU64,
+    lag_bytes: AtomicU64,
+    lag_micros: AtomicU64,
+    /// Past `max_replica_lag_*`: no reads until it catches up.
+    lagging: AtomicBool,
+    /// Wakes the monitor for an extra position check, when a read waits.
+    poll: Notify,
+}
+
+impl ServerState {
+    fn new(index: usize, addr: &str, configured: Role) -> ServerState {
+        ServerState {
+            index,
+            addr: Arc::from(addr),
+            configured,
+            // Until the first checks say otherwise, the configuration is right.
+            up: AtomicBool::new(true),
+            in_recovery: AtomicBool::new(configured == Role::Replica),
+            writer: AtomicBool::new(configured == Role::Primary),
+            position: AtomicU64::new(0),
+            lag_bytes: AtomicU64::new(0),
+            lag_micros: AtomicU64::new(0),
+            lagging: AtomicBool::new(false),
+            poll: Notify::new(),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub fn is_writer(&self) -> bool {
+        self.writer.load(Ordering::Relaxed)
+    }
+
+    pub fn role(&self) -> Role {
+        if self.is_writer() {
+            Role::Primary
+        } else {
+            Role::Replica
+        }
+    }
+
+    pub fn position(&self) -> Lsn {
+        self.position.load(Ordering::Acquire)
+    }
+
+    pub fn lag_bytes(&self) -> u64 {
+        self.lag_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn lag_seconds(&self) -> f64 {
+        self.lag_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// A healthy standby within the lag limits: it may serve reads.
+    pub fn serves_reads(&self) -> bool {
+        self.is_up()
+            && self.in_recovery.load(Ordering::Relaxed)
+            && !self.is_writer()
+            && !self.lagging.load(Ordering::Relaxed)
+    }
+
+    /// Asks the monitor for a position check now.
+    pub fn request_poll(&self) {
+        self.poll.notify_one();
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match (
+            self.is_up(),
+            self.is_writer(),
+            self.in_recovery.load(Ordering::Relaxed),
+        ) {
+            (false, _, _) => "down",
+            (true, true, _) => "primary",
+            (true, false, false) => "primary (not used: another server takes writes)",
+            (true, false, true) if self.lagging.load(Ordering::Relaxed) => "replica (lagging)",
+            (true, false, true) => "replica",
+        }
+    }
+}
+
+/// All configured servers, index 0 the configured primary, then the
+/// replicas in configuration order (the pools use the same indexes).
+pub struct Topology {
+    pub servers: Vec<Arc<ServerState>>,
+    /// Index of the server that takes writes; `NO_WRITER` when none.
+    writer: AtomicUsize,
+    pub consistency: Consistency,
+    pub max_wait_for_replica: Duration,
+    max_lag_bytes: u64,
+    max_lag_seconds: f64,
+    /// Writes seen committing through pgsplit so far.
+    tickets: AtomicU64,
+    /// The writer's position, sampled after `sample_covered` tickets.
+    sample_covered: AtomicU64,
+    sample_lsn: AtomicU64,
+    /// Fires whenever a check or poll finished: waiting reads look again.
+    changed: Notify,
+    /// Elections run one at a time, so their log lines tell a true story.
+    electing: Mutex<()>,
+}
+
+const NO_WRITER: usize = usize::MAX;
+
+impl Topology {
+    pub fn new(config: &Config) -> Arc<Topology> {
+        let primary = config.primary.as_deref().unwrap_or_default();
+        let servers = std::iter::once((primary, Role::Primary))
+            .chain(config.replicas.iter().map(|r| (r.as_str(), Role::Replica)))
+            .enumerate()
+            .map(|(i, (addr, role))| Arc::new(ServerState::new(i, addr, role)))
+            .collect();
+        Arc::new(Topology {
+            servers,
+            writer: AtomicUsize::new(0),
+            consistency: config.consistency,
+            max_wait_for_replica: config.max_wait_for_replica(),
+            max_lag_bytes: config.max_replica_lag_bytes,
+            max_lag_seconds: config.max_replica_lag_seconds,
+            tickets: AtomicU64::new(0),
+            sample_covered: AtomicU64::new(0),
+            sample_lsn: AtomicU64::new(0),
+            changed: Notify::new(),
+            electing: Mutex::new(()),
+        })
+    }
+
+    /// The server that takes writes now, if any.
+    pub fn writer(&self) -> Option<&Arc<ServerState>> {
+        self.servers.get(self.writer.load(Ordering::Acquire))
+    }
+
+    /// Whether some server could serve a read other than the writer.
+    pub fn has_read_server(&self) -> bool {
+        self.servers.iter().any(|s| s.serves_reads())
+    }
+
+    /// Chooses the writer after a server changed state: the current one
+    /// while it is up and not in recovery, else the first such server in
+    /// configuration order (a promoted replica), else none. pgsplit never
+    /// promotes a server; it follows what the servers report.
+    fn elect(&self) {
+        let _one_at_a_time = self.electing.lock();
+        let is_primary = |s: &ServerState| s.is_up() && !s.in_recovery.load(Ordering::Relaxed);
+        let current = self.writer.load(Ordering::Acquire);
+        let keep = self.servers.get(current).is_some_and(|s| is_primary(s));
+        let next = if keep {
+            current
+        } else {
+            self.servers
+                .iter()
+                .position(|s| is_primary(s))
+                .unwrap_or(NO_WRITER)
+        };
+        let primaries = self.servers.iter().filter(|s| is_primary(s)).count();
+        if primaries > 1 {
+            tracing::warn!(primaries, writer = %self.servers[next].addr,
+                "more than one server reports it is a primary (not in recovery); writes stay on the current one");
+        }
+        if next == current {
+            return;
+        }
+        for (i, server) in self.servers.iter().enumerate() {
+            server.writer.store(i == next, Ordering::Release);
+        }
+        self.writer.store(next, Ordering::Release);
+        match self.servers.get(next) {
+            Some(server) => tracing::warn!(server = %server.addr,
+                "writes now go to {} (it reports it is not in recovery)", server.addr),
+            None => tracing::error!(
+                "no primary available: writes and transactions fail with SQLSTATE 57P03 until one is back or a replica is promoted"),
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Records a standby's replay position and checks it against the lag
+    /// limits.
+    fn replica_position(&self, server: &ServerState, replayed: Lsn, lag_seconds: f64) {
+        server.position.store(replayed, Ordering::Release);
+        let lag_bytes = self
+            .writer()
+            .map_or(0, |w| w.position().saturating_sub(replayed));
+        server.lag_bytes.store(lag_bytes, Ordering::Relaxed);
+        server
+            .lag_micros
+            .store((lag_seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+        let lagging = (self.max_lag_bytes > 0 && lag_bytes > self.max_lag_bytes)
+            || (self.max_lag_seconds > 0.0 && lag_seconds > self.max_lag_seconds);
+        if server.lagging.swap(lagging, Ordering::Relaxed) != lagging {
+            if lagging {
+                tracing::warn!(server = %server.addr, lag_bytes, lag_seconds,
+                    "replica is lagging past max_replica_lag: no reads until it catches up");
+            } else {
+                tracing::info!(server = %server.addr, lag_bytes, lag_seconds,
+                    "replica caught up: it serves reads again");
+            }
+        }
+    }
+
+    /// Records a primary's insert position, sampled after `covered`
+    /// tickets were issued.
+    fn primary_position(&self, server: &ServerState, position: Lsn, covered: u64) {
+        server.position.fetch_max(position, Ordering::AcqRel);
+        if server.is_writer() {
+            self.sample_lsn.fetch_max(position, Ordering::AcqRel);
+            self.sample_covered.fetch_max(covered, Ordering::AcqRel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(replicas: usize) -> Arc<Topology> {
+        let config = Config {
+            primary: Some("p:1".into()),
+            replicas: (0..replicas).map(|i| format!("r:{i}")).collect(),
+            ..Config::default()
+        };
+        Topology::new(&config)
+    }
+
+    fn set(t: &Topology, i: usize, up: bool, in_recovery: bool) {
+        t.servers[i].up.store(up, Ordering::Relaxed);
+        t.servers[i]
+            .in_recovery
+            .store(in_recovery, Ordering::Relaxed);
+        t.elect();
+    }
+
+    #[test]
+    fn promoted_replica_takes_writes_once_the_primary_is_gone() {
+        let t = topology(2);
+        assert_eq!(t.writer().map(|s| s.index), Some(0));
+        set(&t, 0, false, false);
+        assert!(t.writer().is_none());
+        set(&t, 2, true, false);
+        assert_eq!(t.writer().map(|s| s.index), Some(2));
+        assert!(!t.servers[2].serves_reads());
+        // The old primary coming back as a primary does not take writes back.
+        set(&t, 0, true, false);
+        assert_eq!(t.writer().map(|s| s.index), Some(2));
+    }
+
+    #[test]
+    fn replica_past_the_lag_limit_serves_no_reads() {
+        let config = Config {
+            primary: Some("p:1".into()),
+            replicas: vec!["r:1".into()],
+            max_replica_lag_bytes: 1000,
+            ..Config::default()
+        };
+        let t = Topology::new(&config);
+        t.primary_position(&t.servers[0], 5000, 0);
+        t.replica_position(&t.servers[1], 4500, 0.0);
+        assert!(t.servers[1].serves_reads());
+        t.replica_position(&t.servers[1], 3000, 0.0);
+        assert!(!t.servers[1].serves_reads());
+        assert_eq!(t.servers[1].lag_bytes(), 2000);
+    }
+}

@@ -1,0 +1,272 @@
+//! The health monitor: one task per server, with its own connection
+//! (tokio-postgres through bb8-postgres, apart from the client pools so a
+//! full pool never delays a check). Every `health.interval` it checks the
+//! server; a server changes state only after `health.threshold` checks in a
+//! row agree. Between checks, a read waiting for a replica to catch up (or
+//! for a sample of the primary's position) asks for an extra position check.
+
+use super::lsn::{self, Lsn};
+use super::{Role, ServerState, Topology};
+use crate::config::Config;
+use bb8_postgres::PostgresConnectionManager;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+/// One round trip: the role, the position (replayed on a standby, the
+/// insert position on a primary, which is past every commit acknowledged),
+/// and a standby's replay delay, 0 when it has replayed all it received
+/// (an idle primary is not lag).
+const CHECK: &str = "SELECT pg_is_in_recovery(), \
+    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text, \
+    (CASE WHEN pg_is_in_recovery() AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn() \
+     THEN coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) ELSE 0 END)::float8";
+
+/// After an extra check that found no progress, the next waits this long,
+/// so reads waiting on a paused replica do not flood it.
+const IDLE_POLL_GAP: Duration = Duration::from_millis(1);
+
+/// The monitor tasks; dropping this stops them.
+pub struct Monitors(Vec<JoinHandle<()>>);
+
+impl Drop for Monitors {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
+pub fn spawn_monitors(topology: Arc<Topology>, config: &Config) -> Monitors {
+    let handles = topology
+        .servers
+        .iter()
+        .map(|server| {
+            let monitor = Monitor::new(topology.clone(), server.clone(), config);
+            tokio::spawn(monitor.run())
+        })
+        .collect();
+    Monitors(handles)
+}
+
+/// What one check saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Observed {
+    Down,
+    Primary,
+    Standby,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    in_recovery: bool,
+    position: Lsn,
+    lag_seconds: f64,
+}
+
+/// Consecutive observations that differ from the current state.
+#[derive(Debug)]
+struct Tally {
+    state: Observed,
+    candidate: Observed,
+    streak: u32,
+}
+
+impl Tally {
+    /// Counts `seen`; returns true when the state changes to it.
+    fn observe(&mut self, seen: Observed, threshold: u32) -> bool {
+        if seen == self.state {
+            self.streak = 0;
+            return false;
+        }
+        if seen == self.candidate {
+            self.streak += 1;
+        } else {
+            self.candidate = seen;
+            self.streak = 1;
+        }
+        if self.streak >= threshold {
+            self.state = seen;
+            self.streak = 0;
+            return true;
+        }
+        false
+    }
+}
+
+struct Monitor {
+    topology: Arc<Topology>,
+    server: Arc<ServerState>,
+    pool: bb8::Pool<PostgresConnectionManager<NoTls>>,
+    interval: Duration,
+    timeout: Duration,
+    threshold: u32,
+    tally: Tally,
+}
+
+impl Monitor {
+    fn new(topology: Arc<Topology>, server: Arc<ServerState>, config: &Config) -> Monitor {
+        let (user, password, database) = config.health_login();
+        let (host, port) = server
+            .addr
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(5432)))
+            .unwrap_or_else(|| (server.addr.to_string(), 5432));
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&host)
+            .port(port)
+            .user(&user)
+            .dbname(&database)
+            .application_name("pgsplit health monitor")
+            .connect_timeout(config.health.timeout());
+        if let Some(password) = &password {
+            pg.password(password);
+        }
+        let pool = bb8::Pool::builder()
+            .max_size(1)
+            .min_idle(None)
+            .test_on_check_out(false)
+            .retry_connection(false)
+            .connection_timeout(config.health.timeout())
+            .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
+        let state = match server.configured {
+            Role::Primary => Observed::Primary,
+            Role::Replica => Observed::Standby,
+        };
+        Monitor {
+            topology,
+            server,
+            pool,
+            interval: config.health.interval(),
+            timeout: config.health.timeout(),
+            threshold: config.health.threshold,
+            tally: Tally {
+                state,
+                candidate: state,
+                streak: 0,
+            },
+        }
+    }
+
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let scheduled = tokio::select! {
+                _ = tick.tick() => true,
+                _ = self.server.poll.notified() => false,
+            };
+            let before = self.server.position();
+            let covered = self.topology.tickets.load(Ordering::Acquire);
+            let result = self.check().await;
+            if let Ok(check) = &result {
+                self.record(check, covered);
+            }
+            if scheduled {
+                self.judge(&result);
+            }
+            self.topology.progressed();
+            if !scheduled && self.server.position() == before {
+                tokio::time::sleep(IDLE_POLL_GAP).await;
+            }
+        }
+    }
+
+    async fn check(&self) -> Result<Check, String> {
+        let run = async {
+            let conn = self.pool.get().await.map_err(|e| e.to_string())?;
+            let rows = conn.simple_query(CHECK).await.map_err(|e| e.to_string())?;
+            parse(&rows)
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    fn record(&self, check: &Check, covered: u64) {
+        if check.in_recovery {
+            self.topology
+                .replica_position(&self.server, check.position, check.lag_seconds);
+        } else {
+            let position = lsn::normalize_insert_position(check.position);
+            self.topology
+                .primary_position(&self.server, position, covered);
+        }
+    }
+
+    /// Feeds a scheduled check to the tally; applies a change of state.
+    fn judge(&mut self, result: &Result<Check, String>) {
+        let seen = match result {
+            Err(_) => Observed::Down,
+            Ok(c) if c.in_recovery => Observed::Standby,
+            Ok(_) => Observed::Primary,
+        };
+        if let Err(error) = result {
+            tracing::debug!(server = %self.server.addr, %error, "health check failed");
+        }
+        if !self.tally.observe(seen, self.threshold) {
+            return;
+        }
+        let server = &self.server;
+        server.up.store(seen != Observed::Down, Ordering::Relaxed);
+        if seen != Observed::Down {
+            server
+                .in_recovery
+                .store(seen == Observed::Standby, Ordering::Relaxed);
+        }
+        match (seen, result) {
+            (Observed::Down, Err(error)) => tracing::warn!(server = %server.addr, %error,
+                checks = self.threshold, "server is down: no new statements go to it"),
+            (Observed::Standby, _) => tracing::info!(server = %server.addr,
+                position = %lsn::format(server.position()), "server is up as a replica: it serves reads"),
+            _ => {
+                tracing::info!(server = %server.addr, "server is up and reports it is a primary (not in recovery)")
+            }
+        }
+        self.topology.elect();
+    }
+}
+
+fn parse(rows: &[SimpleQueryMessage]) -> Result<Check, String> {
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .ok_or("health check returned no row")?;
+    let in_recovery = row.get(0) == Some("t");
+    let position = row.get(1).and_then(lsn::parse).unwrap_or(0);
+    let lag_seconds = row.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    Ok(Check {
+        in_recovery,
+        position,
+        lag_seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_changes_after_threshold_agreeing_checks() {
+        let mut tally = Tally {
+            state: Observed::Standby,
+            candidate: Observed::Standby,
+            streak: 0,
+        };
+        assert!(!tally.observe(Observed::Down, 3));
+        assert!(!tally.observe(Observed::Down, 3));
+        // One good check in between starts the count again.
+        assert!(!tally.observe(Observed::Standby, 3));
+        assert!(!tally.observe(Observed::Down, 3));
+        assert!(!tally.observe(Observed::Down, 3));
+        assert!(tally.observe(Observed::Down, 3));
+        assert_eq!(tally.state, Observed::Down);
+        // A mixed streak (down, then promoted) counts per observation.
+        assert!(!tally.observe(Observed::Primary, 2));
+        assert!(tally.observe(Observed::Primary, 2));
+    }
+}
