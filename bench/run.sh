@@ -3,6 +3,8 @@
 # one run) with pgsplit as an extra target on 127.0.0.1:6434, in front of the
 # harness's primary 55432 and replica 55433. Extra arguments are passed as
 # environment, e.g.:  bench/run.sh DUR=3 ROUNDS=1 WORKLOADS=sel_c16_simple
+# With MODES=1 in its environment (MODES=1 bench/run.sh ...) it compares the consistency modes instead: three pgsplit
+# targets, session (6434), global (6435) and eventual (6436), see modes.sh.
 # Needs root on Debian 12 with postgresql, pgbouncer and sysstat installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +18,10 @@ cp target/release/pgsplit "$BIN"
 chmod 755 "$BIN"
 trap 'rm -f "$BIN"' EXIT
 cd "$BENCH"
-env "$@" EXTRA_TARGETS="pgsplit:6434" \
-  EXTRA_START="env RUST_LOG=warn $BIN --config $ROOT/bench/pgsplit.toml" ./baseline.sh
+if [ "${MODES:-0}" = 1 ]; then
+  env "$@" EXTRA_TARGETS="session:6434 global:6435 eventual:6436" \
+    EXTRA_START="$ROOT/bench/modes.sh $BIN $ROOT/bench/pgsplit.toml" ./baseline.sh
+else
+  env "$@" EXTRA_TARGETS="pgsplit:6434" \
+    EXTRA_START="env RUST_LOG=warn $BIN --config $ROOT/bench/pgsplit.toml" ./baseline.sh
+fi

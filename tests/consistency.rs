@@ -227,3 +227,38 @@ async fn lagging_replica_is_skipped() {
         "reads did not return to the replica after it caught up"
     );
 }
+
+/// Read-your-writes does not simply send a writer's reads to the primary:
+/// once the replica has replayed the write (within max_wait_for_replica),
+/// the read goes there, and sees the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_after_writes_use_the_replica_once_it_has_them() {
+    let c = cluster_with_table();
+    let mut config = config(&c, Consistency::Session);
+    // Generous: the harness's replica gets commits within ~10 ms.
+    config.max_wait_for_replica = 2.0;
+    let p = Proxy::start(config);
+    let client = connect(p.port()).await;
+    let mut on_replica = 0;
+    for id in 1..=20 {
+        client
+            .batch_execute(&format!("insert into t values ({id})"))
+            .await
+            .expect("insert");
+        let row = client
+            .query_one(
+                "select count(*), inet_server_port() from t where id = $1",
+                &[&id],
+            )
+            .await
+            .expect("read");
+        assert_eq!(row.get::<_, i64>(0), 1, "row {id} not visible after insert");
+        if row.get::<_, i32>(1) as u16 == c.replica_port() {
+            on_replica += 1;
+        }
+    }
+    assert!(
+        on_replica > 0,
+        "no read after a write went to the replica, though it replays within milliseconds"
+    );
+}

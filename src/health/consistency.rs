@@ -12,7 +12,10 @@ use super::lsn::Lsn;
 use super::{ServerState, Topology};
 use crate::config::Consistency;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long reads skip waiting after a wait ran out.
+const FUTILE_WAIT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What a client's next read must see.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,21 +76,38 @@ impl Topology {
         tokio::pin!(notified);
         // Registered before asking, so the answer cannot slip past.
         notified.as_mut().enable();
-        match required {
-            None => {
-                if let Some(writer) = self.writer() {
-                    writer.request_poll();
-                }
+        // The replicas are asked at once, also while the sample is due: by
+        // the time it is in, they have likely replayed the write too.
+        if required.is_none() {
+            if let Some(writer) = self.writer() {
+                writer.request_poll();
             }
-            Some(lsn) => self
-                .servers
-                .iter()
-                .filter(|s| s.serves_reads() && s.position() < lsn)
-                .for_each(|s| s.request_poll()),
         }
+        self.servers
+            .iter()
+            .filter(|s| s.serves_reads() && required.is_none_or(|lsn| s.position() < lsn))
+            .for_each(|s| s.request_poll());
         tokio::time::timeout_at(deadline.into(), notified)
             .await
             .is_ok()
+    }
+
+    /// Whether reads should skip waiting for replicas: a recent wait ran
+    /// out, so replicas are too far behind (or commits reach them late,
+    /// as with synchronous_commit = off) and waiting would only add
+    /// `max_wait_for_replica` to every read after a write.
+    pub fn waits_futile(&self) -> bool {
+        (self.epoch.elapsed().as_millis() as u64) < self.skip_waits_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// A wait ran out: reads go straight to the primary for a while.
+    pub fn wait_ran_out(&self) {
+        let until = (self.epoch.elapsed() + FUTILE_WAIT_BACKOFF).as_millis() as u64;
+        let before = self.skip_waits_until_ms.swap(until, Ordering::Relaxed);
+        if before < until.saturating_sub(FUTILE_WAIT_BACKOFF.as_millis() as u64) {
+            tracing::info!(backoff_seconds = FUTILE_WAIT_BACKOFF.as_secs_f64(),
+                "no replica caught up within max_wait_for_replica: reads that need a fresher replica go to the primary without waiting for a while");
+        }
     }
 
     /// Wakes reads waiting in `wait_for_progress`.

@@ -15,7 +15,7 @@ use lsn::Lsn;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Primary or replica: the role a server has now (or a pool was set up for).
@@ -146,6 +146,10 @@ pub struct Topology {
     changed: Notify,
     /// Elections run one at a time, so their log lines tell a true story.
     electing: Mutex<()>,
+    /// Milliseconds since `epoch` until which reads do not wait for
+    /// replicas to catch up (see `waits_futile`).
+    skip_waits_until_ms: AtomicU64,
+    epoch: Instant,
 }
 
 const NO_WRITER: usize = usize::MAX;
@@ -170,6 +174,8 @@ impl Topology {
             sample_lsn: AtomicU64::new(0),
             changed: Notify::new(),
             electing: Mutex::new(()),
+            skip_waits_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         })
     }
 

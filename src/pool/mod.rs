@@ -71,6 +71,7 @@ impl ClusterPools {
                     }
                     Err(e) => return Err(e),
                 },
+                Pick::Behind if self.topology.waits_futile() => break,
                 Pick::Behind => {
                     let deadline = *deadline
                         .get_or_insert_with(|| Instant::now() + self.topology.max_wait_for_replica);
@@ -79,6 +80,7 @@ impl ClusterPools {
                     {
                         tracing::debug!(required = ?required.map(lsn::format),
                             "no replica has the client's writes within max_wait_for_replica: read goes to the primary");
+                        self.topology.wait_ran_out();
                         break;
                     }
                 }
