@@ -93,6 +93,8 @@ mod tests {
             "session",
             "--auth",
             "scram-sha-256",
+            "--consistency",
+            "global",
         ])
         .unwrap();
         let mut config = Config::default();
@@ -101,6 +103,7 @@ mod tests {
         assert_eq!(config.pool.replica.pool_size, 7);
         assert_eq!(config.pool_mode, PoolMode::Session);
         assert_eq!(config.auth, AuthMethod::ScramSha256);
+        assert_eq!(config.consistency, Consistency::Global);
         assert_eq!(config.listen, "127.0.0.1:6432");
     }
 
@@ -108,5 +111,6 @@ mod tests {
     fn bad_flag_value_is_refused() {
         assert!(Cli::try_parse_from(["pgsplit", "--pool-mode", "statement"]).is_err());
         assert!(Cli::try_parse_from(["pgsplit", "--pool-size", "many"]).is_err());
+        assert!(Cli::try_parse_from(["pgsplit", "--consistency", "strong"]).is_err());
     }
 }
