@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pgsplit::config::{Config, Consistency};
 use support::cluster::Cluster;
-use support::proxy::{connect, one, proxy_config, Proxy};
+use support::proxy::{connect, one, port_of, proxy_config, Proxy};
 use tokio_postgres::Client;
 
 /// Write-then-read round trips on one connection in each protocol.
@@ -46,15 +46,6 @@ fn stale_replica(mode: Consistency) -> (Cluster, Proxy) {
     let p = Proxy::start(config(&c, mode));
     c.pause_replay();
     (c, p)
-}
-
-/// The port in the first column of the first row `sql` returns.
-async fn port_of(client: &Client, sql: &str) -> u16 {
-    one(client, sql)
-        .await
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-        .parse()
-        .unwrap_or_else(|e| panic!("{sql}: first column is not a port: {e}"))
 }
 
 /// Polls until a read on `client` runs on `port`, for up to `timeout`.

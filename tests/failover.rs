@@ -7,14 +7,14 @@
 
 mod support;
 
-use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use pgsplit::config::Config;
-use support::cluster::{pg_bin, Cluster};
+use support::cluster::Cluster;
 use support::proxy::{
-    code_of, connect, eventually, message_of, one, proxy_config, psql_via, try_connect, Proxy,
+    code_of, connect, eventually, message_of, one, pgbench, proxy_config, psql_via, try_connect,
+    Proxy,
 };
 use tokio_postgres::Client;
 
@@ -31,27 +31,6 @@ fn quick_health(c: &Cluster) -> Config {
     config.health.interval = 0.1;
     config.health.threshold = 2;
     config
-}
-
-/// Runs pgbench against 127.0.0.1:`port` with `args`; whether it exited 0,
-/// and its output. Does not panic, so it can run on a helper thread.
-fn pgbench(port: u16, args: &[&str]) -> (bool, String) {
-    let out = Command::new(pg_bin("pgbench"))
-        .args(["-h", "127.0.0.1", "-U", "postgres"])
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .arg("postgres")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGOPTIONS")
-        .output()
-        .expect("run pgbench");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// The port a fresh psql connection through pgsplit runs a read on.

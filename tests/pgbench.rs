@@ -4,35 +4,15 @@
 
 mod support;
 
-use std::process::Command;
-
 use pgsplit::config::{Config, PoolMode};
-use support::cluster::{pg_bin, Cluster};
+use support::cluster::Cluster;
 use support::proxy::{proxy_config, Proxy};
 
 /// Runs pgbench against 127.0.0.1:`port` with `args`; returns its output.
 /// Panics unless it exits 0.
 fn pgbench(port: u16, args: &[&str]) -> String {
-    let out = Command::new(pg_bin("pgbench"))
-        .args(["-h", "127.0.0.1", "-U", "postgres"])
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .arg("postgres")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGOPTIONS")
-        .output()
-        .expect("run pgbench");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "pgbench {args:?} failed ({}):\n{text}",
-        out.status
-    );
+    let (ok, text) = support::proxy::pgbench(port, args);
+    assert!(ok, "pgbench {args:?} failed:\n{text}");
     text
 }
 

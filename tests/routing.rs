@@ -10,17 +10,8 @@ use std::time::Duration;
 
 use pgsplit::config::{Config, ReadOnlyTransactions};
 use support::cluster::Cluster;
-use support::proxy::{connect, eventually, one, proxy_config, Proxy};
+use support::proxy::{connect, eventually, one, port_of, proxy_config, Proxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
-
-/// The port in the first column of the first row `sql` returns.
-async fn port_of(client: &Client, sql: &str) -> u16 {
-    one(client, sql)
-        .await
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-        .parse()
-        .unwrap_or_else(|e| panic!("{sql}: first column is not a port: {e}"))
-}
 
 /// All rows of a simple query, columns joined with '|'.
 async fn rows(client: &Client, sql: &str) -> Vec<String> {

@@ -245,3 +245,35 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The port in the first column of the first row `sql` returns (tests put
+/// `inet_server_port()` there to see which server ran a statement).
+pub async fn port_of(client: &Client, sql: &str) -> u16 {
+    one(client, sql)
+        .await
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{sql}: first column is not a port: {e}"))
+}
+
+/// Runs pgbench against 127.0.0.1:`port` as `postgres` with `args`;
+/// whether it exited 0, and its output. Does not panic, so it can run on a
+/// helper thread.
+pub fn pgbench(port: u16, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(crate::support::cluster::pg_bin("pgbench"))
+        .args(["-h", "127.0.0.1", "-U", "postgres"])
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .arg("postgres")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGOPTIONS")
+        .output()
+        .expect("run pgbench");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
