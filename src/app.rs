@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::health::Topology;
 use crate::pool::Pools;
 use crate::router::{ReadOnlyTransactions, Router, RouterConfig};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 pub struct App {
@@ -18,6 +19,8 @@ pub struct App {
     pub catalog: Catalog,
     pub cancels: Cancels,
     pub credentials: Credentials,
+    /// Clients pinned to one server connection by session state.
+    pub pinned_clients: AtomicUsize,
 }
 
 impl App {
@@ -31,6 +34,7 @@ impl App {
             catalog: Catalog::default(),
             cancels: Cancels::default(),
             credentials: Credentials::new(&config.users),
+            pinned_clients: AtomicUsize::new(0),
             config,
         })
     }

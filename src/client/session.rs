@@ -16,9 +16,10 @@ use crate::health::Need;
 use crate::pool::{Checkout, ClusterPools, PoolError, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
-use crate::router::{Classification, Destination, Reason, Route};
+use crate::router::{Classification, Destination, Pin, Reason, Route};
 use crate::server::ServerError;
 use bytes::{Bytes, BytesMut};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -45,6 +46,8 @@ pub struct Session {
     deferred: Option<(u8, Bytes)>,
     /// After a failed Flush, the rest of the batch is dropped until Sync.
     skip_until_sync: bool,
+    /// Session state that ties the client to its server connection.
+    pinned: Option<Pin>,
     /// What this client's reads must see (read-your-writes).
     need: Need,
     /// Something sent to the primary may write: when the server is next
@@ -98,6 +101,7 @@ impl Session {
             batch: Batch::default(),
             deferred: None,
             skip_until_sync: false,
+            pinned: None,
             need: Need::Any,
             wrote: false,
             retry: Retry::default(),
@@ -211,11 +215,13 @@ impl Session {
                 Some(text) => self.route_text(text).await,
                 None => primary(Reason::ParseFailure),
             };
+            self.pin_if_needed(&route);
             Some(match self.batch.needs_primary.clone() {
                 Some(reason) if !self.batch.is_empty() => primary(reason),
                 _ => route,
             })
         } else {
+            self.pin_unrouted(text.map(str::as_bytes));
             None
         };
         self.dispatch(tag::QUERY, frame, route).await
@@ -349,6 +355,15 @@ impl Session {
     /// Makes `self.server` a connection that may run a request for
     /// `want` (`None`: whatever is in use, else the primary).
     async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
+        if self.pinned.is_some() && self.server.is_some() {
+            return Acquired::Ready;
+        }
+        // A pinned client's first connection is the primary's: its
+        // session state must be where its writes go.
+        let want = match self.pinned {
+            Some(_) => Some(Destination::Primary),
+            None => want,
+        };
         if let Some(conn) = &self.server {
             let held = conn.role;
             let Some(want) = want else {
@@ -464,6 +479,7 @@ impl Session {
         let route = if self.routing_needed() {
             Some(self.route(parse.query).await)
         } else {
+            self.pin_unrouted(Some(parse.query));
             None
         };
         let name = Bytes::copy_from_slice(parse.name);
@@ -548,8 +564,47 @@ impl Session {
         Some(statement)
     }
 
+    /// Pins the client to its primary connection if `route` says the
+    /// statement creates session state.
+    fn pin_if_needed(&mut self, route: &Route) {
+        if let Reason::Pins(pin) = route.reason {
+            self.pin(pin);
+        }
+    }
+
+    /// Pin detection for statements that are not routed (inside a
+    /// transaction or a flushed batch). No catalog lookup: the functions
+    /// that pin are built in, and the primary connection may be the only one.
+    fn pin_unrouted(&mut self, sql: Option<&[u8]>) {
+        let Some(text) = sql.and_then(|s| std::str::from_utf8(s).ok()) else {
+            return;
+        };
+        if let Classification::Routed(route) = self.app.router.classify(text, &*self.functions) {
+            self.pin_if_needed(&route);
+        }
+    }
+
+    /// From now on the client keeps the connection that runs this
+    /// statement, and everything runs there: its session state (a LISTEN,
+    /// a temporary table, a setting) lives in that server session.
+    fn pin(&mut self, pin: Pin) {
+        if self.pinned.is_some() {
+            return;
+        }
+        self.pinned = Some(pin);
+        let pinned_clients = self.app.pinned_clients.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(
+            reason = pin.describe(),
+            pinned_clients,
+            "client pinned to one primary connection for the rest of its session"
+        );
+    }
+
     /// Remembers that the batch must go to the primary, and why.
     fn note(&mut self, route: Option<&Route>) {
+        if let Some(route) = route {
+            self.pin_if_needed(route);
+        }
         if let Some(route) = route.filter(|r| r.destination == Destination::Primary) {
             self.batch
                 .needs_primary
@@ -633,7 +688,7 @@ impl Session {
         }
         let idle =
             self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
-        if idle && self.mode == PoolMode::Transaction {
+        if idle && self.mode == PoolMode::Transaction && self.pinned.is_none() {
             self.release();
         }
         Ok(())
@@ -685,7 +740,18 @@ impl Session {
         self.exchange.tx_status = status::IDLE;
         self.batch.clear();
         self.batch.open = false;
-        tracing::warn!(%pool, in_transaction, "lost the server connection");
+        tracing::warn!(%pool, in_transaction, pinned = self.pinned.map(Pin::describe), "lost the server connection");
+        if let Some(pin) = self.pinned {
+            let error = PgError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!(
+                    "pgsplit: lost the connection to {pool}, and with it this session's state ({})",
+                    pin.describe()
+                ),
+            );
+            self.io.send_error(&error).await;
+            return Err(ClientError::Refused(error));
+        }
         if in_transaction {
             let error = PgError::fatal(
                 sqlstate::CONNECTION_FAILURE,
@@ -710,6 +776,9 @@ impl Session {
     /// closes them.
     async fn finish(&mut self) {
         self.cancel.set(None);
+        if self.pinned.is_some() {
+            self.app.pinned_clients.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(conn) = self.server.take() {
             let (pending, in_tx) = (self.exchange.pending, self.exchange.in_transaction());
             self.clean_up(conn, pending, in_tx).await;
@@ -742,7 +811,7 @@ impl Session {
                 return;
             }
         }
-        if self.mode == PoolMode::Session {
+        if self.mode == PoolMode::Session || self.pinned.is_some() {
             // The next client must not inherit this one's session state.
             let reset =
                 tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("DISCARD ALL")).await;

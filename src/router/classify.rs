@@ -15,6 +15,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::functions::INTROSPECTION_SETTINGS;
+use super::pin;
 use super::walk::{walk_query, Findings};
 use super::{
     hint, Classification, Destination, FunctionCatalog, ReadOnlyTransactions, Reason, Route,
@@ -64,11 +65,17 @@ fn decide(
         Ok(statements) => statements,
         Err(error) => {
             tracing::debug!(%error, "statement not parsed; routing to the primary");
-            return routed(Destination::Primary, Reason::ParseFailure);
+            let reason = pin::find_in_unparsed(sql).map_or(Reason::ParseFailure, Reason::Pins);
+            return routed(Destination::Primary, reason);
         }
     };
     match combine(&statements, config, findings) {
-        Verdict::Primary(reason) => routed(Destination::Primary, reason),
+        // Only what goes to the primary can pin: a read-only statement
+        // leaves no session state.
+        Verdict::Primary(reason) => {
+            let reason = pin::find(&statements).map_or(reason, Reason::Pins);
+            routed(Destination::Primary, reason)
+        }
         Verdict::ReadOnlyTransaction => routed(Destination::Replica, Reason::ReadOnlyTransaction),
         Verdict::ReadOnly => consult_catalog(&findings.lookups, catalog),
     }

@@ -91,6 +91,31 @@ const INTROSPECTION: &[&str] = &[
 ];
 
 /// Settings whose value differs on a standby (SHOW and current_setting()).
+/// Views of cluster-wide state that a standby lacks or lags on: prepared
+/// transactions (two-phase commit recovery must see them all), sessions,
+/// locks, replication. Queries reading them go to the primary.
+pub(crate) const PRIMARY_STATE_VIEWS: &[&str] = &[
+    "pg_prepared_xacts",
+    "pg_stat_activity",
+    "pg_locks",
+    "pg_stat_replication",
+    "pg_replication_slots",
+    "pg_stat_replication_slots",
+    "pg_stat_subscription",
+    "pg_stat_progress_vacuum",
+    "pg_stat_progress_create_index",
+    "pg_stat_progress_cluster",
+    "pg_stat_progress_analyze",
+    "pg_stat_progress_copy",
+    "pg_stat_progress_basebackup",
+];
+
+/// Whether a relation name (schema `pg_catalog` or none) is one of those.
+pub(crate) fn is_primary_state_view(name: &ObjectName) -> bool {
+    split(name)
+        .is_some_and(|n| in_catalog_schema(&n) && PRIMARY_STATE_VIEWS.contains(&n.name.as_str()))
+}
+
 pub(crate) const INTROSPECTION_SETTINGS: &[&str] = &[
     "transaction_read_only",
     "default_transaction_read_only",

@@ -15,6 +15,7 @@ mod functions;
 mod hint;
 mod lex;
 mod normalize;
+mod pin;
 mod reason;
 mod walk;
 
@@ -23,6 +24,7 @@ mod tests;
 
 use std::collections::HashMap;
 
+pub use pin::Pin;
 pub use reason::Reason;
 
 use cache::RouteCache;

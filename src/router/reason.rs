@@ -1,6 +1,8 @@
 //! Why a statement goes where it goes, in words for the logs and the admin
 //! console.
 
+use super::pin::Pin;
+
 /// Why a statement goes where it goes; [`Reason::describe`] gives words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
@@ -33,6 +35,9 @@ pub enum Reason {
     Introspection,
     /// The query string holds no statement.
     Empty,
+    /// Leaves state in the server session: the client stays on its primary
+    /// connection (transaction pooling).
+    Pins(Pin),
 }
 
 impl Reason {
@@ -40,6 +45,10 @@ impl Reason {
     pub fn describe(&self) -> String {
         match self {
             Reason::WriteFunction(name) => format!("calls {name}(), which may write"),
+            Reason::Pins(pin) => format!(
+                "creates session state ({}): the client stays on one primary connection",
+                pin.describe()
+            ),
             other => other.fixed_description().to_string(),
         }
     }
@@ -61,6 +70,7 @@ impl Reason {
             Reason::Introspection => "asks whether the server is read-only; the primary answers",
             Reason::Empty => "empty query",
             Reason::WriteFunction(_) => "calls a function which may write",
+            Reason::Pins(_) => "creates session state",
         }
     }
 }

@@ -231,7 +231,11 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         ),
         // SELECT INTO
         ("select * into new_t from t", Primary, SelectInto),
-        ("select a into temp tmp from t", Primary, SelectInto),
+        (
+            "select a into temp tmp from t",
+            Primary,
+            Pins(Pin::TempObject),
+        ),
         // data-modifying CTEs
         (
             "with x as (insert into t values (1) returning *) select * from x",
@@ -293,12 +297,12 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         (
             "select set_config('search_path', 'x', false)",
             Primary,
-            write("set_config"),
+            Pins(Pin::SessionSetting),
         ),
         (
             "select pg_advisory_lock(1)",
             Primary,
-            write("pg_advisory_lock"),
+            Pins(Pin::AdvisoryLock),
         ),
         (
             "select pg_try_advisory_xact_lock(1, 2)",
@@ -308,7 +312,7 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         (
             "select * from pg_advisory_lock(1)",
             Primary,
-            write("pg_advisory_lock"),
+            Pins(Pin::AdvisoryLock),
         ),
         (
             "select * from pg_catalog.pg_advisory_unlock_all()",
@@ -358,7 +362,7 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         (
             "select count(*) filter (where pg_advisory_lock(1) is null) from t",
             Primary,
-            write("pg_advisory_lock"),
+            Pins(Pin::AdvisoryLock),
         ),
         (
             "select * from t join lateral (select nextval('s')) n on true",
@@ -375,7 +379,7 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         (
             "select * from rows from (generate_series(1, 2), pg_advisory_lock(3))",
             Primary,
-            ParseFailure,
+            Pins(Pin::AdvisoryLock),
         ),
         ("/* nextval() */ select 1", Replica, ReadOnly),
         ("select 'nextval(1)'", Replica, ReadOnly),
@@ -400,6 +404,28 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         ("show all", Replica, ReadOnly),
         ("show transaction isolation level", Replica, ReadOnly),
         ("show transaction_read_only", Primary, Introspection),
+        ("select gid from pg_prepared_xacts", Primary, Introspection),
+        (
+            "select * from pg_catalog.pg_stat_activity",
+            Primary,
+            Introspection,
+        ),
+        (
+            "select count(*) from pg_locks l join pg_class c on c.oid = l.relation",
+            Primary,
+            Introspection,
+        ),
+        ("select * from pg_stat_replication", Primary, Introspection),
+        (
+            "select slot_name from pg_replication_slots",
+            Primary,
+            Introspection,
+        ),
+        (
+            "select exists (select 1 from pg_prepared_xacts)",
+            Primary,
+            Introspection,
+        ),
         ("SHOW TRANSACTION_READ_ONLY", Primary, Introspection),
         ("show default_transaction_read_only", Primary, Introspection),
         ("show in_hot_standby", Primary, Introspection),

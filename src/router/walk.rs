@@ -91,6 +91,9 @@ impl Visitor for Walker<'_> {
                 ..
             }
             | TableFactor::Function { name, .. } => self.check_call(name),
+            TableFactor::Table { name, .. } if functions::is_primary_state_view(name) => {
+                ControlFlow::Break(Reason::Introspection)
+            }
             TableFactor::Table { .. }
             | TableFactor::Derived { .. }
             | TableFactor::TableFunction { .. }

@@ -70,6 +70,7 @@ wal_writer_delay = 10ms
 max_wal_size = 256MB
 hot_standby_feedback = on
 shared_buffers = 64MB
+max_prepared_transactions = 10
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 ";

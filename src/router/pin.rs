@@ -1,0 +1,263 @@
+//! Statements that leave state in the server session, which a pooled
+//! connection would carry to the next client and which the client's next
+//! transaction, on another connection, would not find. In transaction
+//! pooling they pin the client to its primary connection.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    ContextModifier, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName,
+    Select, Set, Statement, TableFactor, Value, Visit, Visitor,
+};
+
+/// Why a client stays on one server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pin {
+    /// LISTEN: notifications go to the session that listens.
+    Listen,
+    /// pg_advisory_lock and friends (session level, not _xact_).
+    AdvisoryLock,
+    /// CREATE TEMP TABLE / VIEW / SEQUENCE, SELECT INTO TEMP.
+    TempObject,
+    /// SQL-level PREPARE.
+    Prepare,
+    /// DECLARE ... WITH HOLD: the cursor outlives its transaction.
+    HoldCursor,
+    /// SET (session), SET ROLE, SET SESSION AUTHORIZATION, SET SESSION
+    /// CHARACTERISTICS, set_config(..., false).
+    SessionSetting,
+}
+
+impl Pin {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Pin::Listen => "LISTEN",
+            Pin::AdvisoryLock => "a session advisory lock",
+            Pin::TempObject => "a temporary table, view or sequence",
+            Pin::Prepare => "a PREPAREd statement",
+            Pin::HoldCursor => "a WITH HOLD cursor",
+            Pin::SessionSetting => "a session setting (SET, set_config)",
+        }
+    }
+}
+
+/// Session-level advisory lock functions (the _xact_ ones end with the
+/// transaction and pin nothing).
+const ADVISORY_LOCKS: &[&str] = &[
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+];
+
+/// The first thing in `statements` that pins.
+pub(crate) fn find(statements: &[Statement]) -> Option<Pin> {
+    let mut finder = Finder;
+    statements
+        .iter()
+        .find_map(|statement| match statement.visit(&mut finder) {
+            ControlFlow::Break(pin) => Some(pin),
+            ControlFlow::Continue(()) => None,
+        })
+}
+
+/// For text sqlparser cannot parse: a word that may create session state
+/// pins, in doubt.
+pub(crate) fn find_in_unparsed(sql: &str) -> Option<Pin> {
+    let lower = sql.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |w: &str| words.contains(&w);
+    if has("listen") {
+        Some(Pin::Listen)
+    } else if ADVISORY_LOCKS.iter().any(|f| has(f)) {
+        Some(Pin::AdvisoryLock)
+    } else if has("temp") || has("temporary") {
+        Some(Pin::TempObject)
+    } else if words.first() == Some(&"prepare") {
+        Some(Pin::Prepare)
+    } else if has("hold") {
+        Some(Pin::HoldCursor)
+    } else if words.first() == Some(&"set") || has("set_config") {
+        Some(Pin::SessionSetting)
+    } else {
+        None
+    }
+}
+
+struct Finder;
+
+impl Visitor for Finder {
+    type Break = Pin;
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Pin> {
+        match statement_pin(statement) {
+            Some(pin) => ControlFlow::Break(pin),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<Pin> {
+        match &select.into {
+            Some(into) if into.temporary => ControlFlow::Break(Pin::TempObject),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    /// `select * from pg_advisory_lock(1)`.
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Pin> {
+        let name = match factor {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | TableFactor::Function { name, .. } => name,
+            _ => return ControlFlow::Continue(()),
+        };
+        match last_name(name) {
+            Some(n) if ADVISORY_LOCKS.contains(&n.as_str()) => {
+                ControlFlow::Break(Pin::AdvisoryLock)
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Pin> {
+        match expr {
+            Expr::Function(function) => match function_pin(function) {
+                Some(pin) => ControlFlow::Break(pin),
+                None => ControlFlow::Continue(()),
+            },
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+fn statement_pin(statement: &Statement) -> Option<Pin> {
+    match statement {
+        Statement::LISTEN { .. } => Some(Pin::Listen),
+        Statement::Prepare { .. } => Some(Pin::Prepare),
+        Statement::Declare { stmts, .. } if stmts.iter().any(|d| d.hold == Some(true)) => {
+            Some(Pin::HoldCursor)
+        }
+        Statement::CreateTable(table) if table.temporary => Some(Pin::TempObject),
+        Statement::CreateView(view) if view.temporary => Some(Pin::TempObject),
+        Statement::CreateSequence { temporary, .. } if *temporary => Some(Pin::TempObject),
+        Statement::Set(set) if !is_transaction_scoped(set) => Some(Pin::SessionSetting),
+        _ => None,
+    }
+}
+
+/// SET LOCAL and SET TRANSACTION end with the transaction.
+fn is_transaction_scoped(set: &Set) -> bool {
+    match set {
+        Set::SingleAssignment { scope, .. } => *scope == Some(ContextModifier::Local),
+        Set::SetRole {
+            context_modifier, ..
+        } => *context_modifier == Some(ContextModifier::Local),
+        Set::SetTimeZone { local, .. } => *local,
+        Set::SetTransaction { session, .. } => !session,
+        _ => false,
+    }
+}
+
+fn function_pin(function: &Function) -> Option<Pin> {
+    let name = last_name(&function.name)?;
+    if ADVISORY_LOCKS.contains(&name.as_str()) {
+        return Some(Pin::AdvisoryLock);
+    }
+    // set_config(name, value, is_local): only a literal true is local.
+    if name == "set_config" && !third_argument_is_true(&function.args) {
+        return Some(Pin::SessionSetting);
+    }
+    None
+}
+
+/// A function's name without schema, lower-cased (as an unquoted name folds).
+fn last_name(name: &ObjectName) -> Option<String> {
+    Some(name.0.last()?.as_ident()?.value.to_lowercase())
+}
+
+fn third_argument_is_true(args: &FunctionArguments) -> bool {
+    let FunctionArguments::List(list) = args else {
+        return false;
+    };
+    matches!(
+        list.args.get(2),
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))))
+            if matches!(v.value, Value::Boolean(true))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    fn pin(sql: &str) -> Option<Pin> {
+        let statements =
+            Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        find(&statements)
+    }
+
+    #[test]
+    fn session_state_pins() {
+        for (sql, expected) in [
+            ("LISTEN jobs", Pin::Listen),
+            ("select pg_advisory_lock(1)", Pin::AdvisoryLock),
+            ("select * from pg_advisory_lock(1)", Pin::AdvisoryLock),
+            (
+                "select 1 where pg_try_advisory_lock(1, 2)",
+                Pin::AdvisoryLock,
+            ),
+            ("create temp table t(x int)", Pin::TempObject),
+            ("create temporary view v as select 1", Pin::TempObject),
+            ("select 1 into temp t", Pin::TempObject),
+            ("prepare q as select 1", Pin::Prepare),
+            ("declare c cursor with hold for select 1", Pin::HoldCursor),
+            ("set search_path = app", Pin::SessionSetting),
+            ("set session statement_timeout = 5", Pin::SessionSetting),
+            ("set role app", Pin::SessionSetting),
+            ("set time zone 'UTC'", Pin::SessionSetting),
+            (
+                "set session characteristics as transaction read only",
+                Pin::SessionSetting,
+            ),
+            ("select set_config('a.b', 'c', false)", Pin::SessionSetting),
+            ("insert into t values (1); listen x", Pin::Listen),
+        ] {
+            assert_eq!(pin(sql), Some(expected), "{sql}");
+        }
+    }
+
+    #[test]
+    fn transaction_scoped_state_does_not_pin() {
+        for sql in [
+            "select 1",
+            "insert into t values (1)",
+            "set local search_path = app",
+            "set transaction isolation level serializable",
+            "select pg_advisory_xact_lock(1)",
+            "select set_config('a.b', 'c', true)",
+            "declare c cursor for select 1",
+            "create table t(x int)",
+            "unlisten *",
+        ] {
+            assert_eq!(pin(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn unparsed_text_pins_on_keywords() {
+        assert_eq!(find_in_unparsed("LISTEN \"odd\"channel"), Some(Pin::Listen));
+        assert_eq!(
+            find_in_unparsed("create temp table t (like u including all)"),
+            Some(Pin::TempObject)
+        );
+        assert_eq!(find_in_unparsed("vacuum t"), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! Session state in transaction pooling: a statement that leaves state in
+//! the server session (SET, LISTEN, a temporary table, a session advisory
+//! lock, PREPARE, a WITH HOLD cursor) pins its client to one primary
+//! connection, so the state is there for the client's next statements and
+//! never reaches another client; the connection is reset (DISCARD ALL)
+//! before anyone else gets it.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use pgsplit::config::{Config, PoolMode};
+use support::cluster::Cluster;
+use support::proxy::{code_of, connect, eventually, one, proxy_config, Proxy};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+/// Two primary connections at most, so the clients of a test share them.
+fn two_primary_connections(c: &Cluster) -> Config {
+    let mut config = proxy_config(c);
+    config.pool.primary.pool_size = 1;
+    config.pool.primary.max_overflow = 1;
+    config
+}
+
+/// Forces the primary connection used most recently onto another client:
+/// a transaction that holds it, so the next checkout gets the other one.
+async fn hold_a_primary_connection(port: u16) -> Client {
+    let holder = connect(port).await;
+    holder.batch_execute("begin").await.expect("begin");
+    holder
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_setting_stays_with_its_client() {
+    let c = Cluster::start();
+    let p = Proxy::start(two_primary_connections(&c));
+    let a = connect(p.port()).await;
+    let b = connect(p.port()).await;
+
+    a.batch_execute("set statement_timeout = '1234ms'")
+        .await
+        .expect("set");
+    // Read-only, yet it runs where the client's setting is.
+    assert_eq!(
+        one(&a, "show statement_timeout").await.as_deref(),
+        Some("1234ms")
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            one(&b, "/* pgsplit:primary */ show statement_timeout")
+                .await
+                .as_deref(),
+            Some("0"),
+            "another client saw the setting"
+        );
+    }
+    drop(a);
+    // Once the client is gone, its connection is reset before reuse: two
+    // clients in transactions hold both primary connections, one of them
+    // the connection the setting was made on.
+    let (c1, c2) = (connect(p.port()).await, connect(p.port()).await);
+    for client in [&c1, &c2] {
+        client.batch_execute("begin").await.expect("begin");
+        assert_eq!(
+            one(client, "show statement_timeout").await.as_deref(),
+            Some("0"),
+            "the setting outlived its client"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_receives_notifications_while_idle() {
+    let c = Cluster::start();
+    let p = Proxy::start(two_primary_connections(&c));
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        p.port()
+    );
+    let (listener, mut connection) = tokio_postgres::connect(&conninfo, NoTls)
+        .await
+        .expect("connect");
+    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
+            }
+        }
+    });
+    listener.batch_execute("listen jobs").await.expect("listen");
+
+    let notifier = connect(p.port()).await;
+    notifier
+        .batch_execute("notify jobs, 'hello'")
+        .await
+        .expect("notify");
+    let got = tokio::time::timeout(Duration::from_secs(5), notifications.recv())
+        .await
+        .expect("no notification within 5 s while the listener was idle");
+    assert_eq!(got, Some(("jobs".to_string(), "hello".to_string())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_table_lives_across_transactions() {
+    let c = Cluster::start();
+    let p = Proxy::start(two_primary_connections(&c));
+    let a = connect(p.port()).await;
+    a.batch_execute("create temp table scratch(x int)")
+        .await
+        .expect("create temp table");
+    let holder = hold_a_primary_connection(p.port()).await;
+    a.batch_execute("insert into scratch values (1)")
+        .await
+        .expect("insert");
+    a.batch_execute("begin; insert into scratch values (2); commit")
+        .await
+        .expect("transaction");
+    // A plain read: without the pin it would go to the replica.
+    assert_eq!(
+        one(&a, "select count(*) from scratch").await.as_deref(),
+        Some("2")
+    );
+    drop(holder);
+    let b = connect(p.port()).await;
+    let err = b
+        .simple_query("/* pgsplit:primary */ select * from scratch")
+        .await
+        .expect_err("another client sees the temporary table");
+    assert_eq!(code_of(&err).as_deref(), Some("42P01"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_advisory_lock_is_held_until_the_client_leaves() {
+    let c = Cluster::start();
+    let p = Proxy::start(two_primary_connections(&c));
+    let a = connect(p.port()).await;
+    // Extended protocol: the pin is seen at Parse.
+    a.execute("select pg_advisory_lock($1)", &[&77i64])
+        .await
+        .expect("lock");
+    let b = connect(p.port()).await;
+    assert_eq!(
+        one(&b, "select pg_try_advisory_lock(77)").await.as_deref(),
+        Some("f"),
+        "the lock was not held"
+    );
+    drop(b);
+    drop(a);
+    let port = p.port();
+    let unlocked = tokio::task::spawn_blocking(move || {
+        eventually(Duration::from_secs(5), || {
+            support::proxy::psql_via(port, "select pg_try_advisory_lock(77)").as_deref() == Ok("t")
+        })
+    })
+    .await
+    .expect("join");
+    assert!(unlocked, "the lock outlived its client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_and_hold_cursor_survive_between_transactions() {
+    let c = Cluster::start();
+    let p = Proxy::start(two_primary_connections(&c));
+    let a = connect(p.port()).await;
+    a.batch_execute("prepare add_one(int) as select $1 + 1")
+        .await
+        .expect("prepare");
+    a.batch_execute("begin; declare c cursor with hold for select generate_series(1, 3); commit")
+        .await
+        .expect("declare with hold");
+    // Another client takes the connection used last, unless it is pinned.
+    let b = connect(p.port()).await;
+    assert_eq!(
+        one(
+            &b,
+            "/* pgsplit:primary */ select (select count(*) from pg_prepared_statements) \
+             + (select count(*) from pg_cursors)"
+        )
+        .await
+        .as_deref(),
+        Some("0"),
+        "another client's connection has the statement or the cursor"
+    );
+    assert_eq!(one(&a, "execute add_one(41)").await.as_deref(), Some("42"));
+    let rows = a.simple_query("fetch all from c").await.expect("fetch");
+    let rows = rows
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_reads_run_where_the_setting_is() {
+    let c = Cluster::start();
+    c.psql(
+        c.primary_port(),
+        "create schema app; create table app.t(x int); insert into app.t values (1)",
+    );
+    c.wait_replica_caught_up();
+    let mut config = proxy_config(&c);
+    config.pool_mode = PoolMode::Session;
+    let p = Proxy::start(config);
+    let a = connect(p.port()).await;
+    a.batch_execute("set search_path = app").await.expect("set");
+    // The client's replica connection does not have the setting.
+    assert_eq!(
+        one(&a, "select count(*) from t").await.as_deref(),
+        Some("1")
+    );
+}
