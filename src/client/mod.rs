@@ -7,18 +7,21 @@ mod io;
 mod relay;
 mod retry;
 mod session;
+mod settings;
 mod startup;
 mod statements;
 
 pub use io::ClientError;
 
 use crate::app::App;
-use crate::pool::ClusterPools;
+use crate::health::Need;
+use crate::pool::{ClusterPools, PoolError};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, status, PgError};
 use bytes::BytesMut;
 use io::ClientIo;
 use session::Session;
+use settings::Settings;
 use startup::{Opening, StartupParams};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,13 +47,14 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
     tracing::info!(%peer, user = %params.user, database = %params.database, "client connected");
     let registration = app.cancels.register();
     let result = match log_in(&app, &mut io, &params, registration.key).await {
-        Ok(cluster) => {
+        Ok((cluster, settings)) => {
             Session::new(
                 app.clone(),
                 io,
                 cluster,
                 &params.database,
                 registration.slot.clone(),
+                settings,
             )
             .run()
             .await
@@ -86,7 +90,8 @@ async fn log_in(
     io: &mut ClientIo,
     params: &StartupParams,
     key: (i32, i32),
-) -> Result<Arc<ClusterPools>, ClientError> {
+) -> Result<(Arc<ClusterPools>, Settings), ClientError> {
+    let settings = Settings::from_startup(params).map_err(ClientError::Refused)?;
     auth::authenticate(io, app.config.auth, &app.credentials, &params.user).await?;
     if !app.config.databases.is_empty() && !app.config.databases.contains(&params.database) {
         return Err(ClientError::Refused(PgError::fatal(
@@ -95,33 +100,54 @@ async fn log_in(
         )));
     }
     let cluster = app.pools.get(&params.database, &params.user);
-    let server_params = server_params(&cluster).await?;
+    let server_params = server_params(&cluster, &settings).await?;
     let mut out = BytesMut::new();
     backend::authentication_ok(&mut out);
     for (name, value) in &server_params {
-        let value = match (name.as_str(), params.get("application_name")) {
-            ("application_name", Some(client_value)) => client_value,
-            _ => value.as_str(),
-        };
         backend::parameter_status(name, value, &mut out);
     }
     backend::backend_key_data(key.0, key.1, &mut out);
     backend::ready_for_query(status::IDLE, &mut out);
     io.write(&out).await?;
-    Ok(cluster)
+    Ok((cluster, settings))
 }
 
-/// The primary's ParameterStatus values; opening a connection the first
-/// time also proves the database and role exist (else the server's FATAL
-/// reaches the client as it would directly).
-async fn server_params(cluster: &ClusterPools) -> Result<Vec<(String, String)>, ClientError> {
-    if let Some(params) = cluster.writer_pool().and_then(|p| p.params()) {
+/// The ParameterStatus values a server would send this client: the
+/// primary's login values, with those the client's settings change as the
+/// primary reports them after applying them (which also checks them: a bad
+/// value gets the server's error, as a direct login would). Opening a
+/// connection the first time also proves the database and role exist (else
+/// the server's FATAL reaches the client as it would directly).
+async fn server_params(
+    cluster: &ClusterPools,
+    settings: &Settings,
+) -> Result<Vec<(String, String)>, ClientError> {
+    let cached = cluster.writer_pool().and_then(|p| p.params()).cloned();
+    if let (Some(params), 0) = (&cached, settings.fingerprint) {
         return Ok(params.clone());
     }
-    let conn = cluster.checkout_primary().await.map_err(|e| {
+    // With the primary down, a replica checks and reports them: reads go on.
+    let checkout = match cluster.checkout_primary().await {
+        Err(PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. }) => {
+            cluster.checkout_read(&mut Need::Any).await
+        }
+        other => other,
+    };
+    let mut conn = checkout.map_err(|e| {
         let mut error = session::pool_error(&e);
         error.severity = crate::protocol::error::Severity::Fatal;
         ClientError::Refused(error)
     })?;
-    Ok(conn.params.clone())
+    let reported = settings
+        .apply_reporting(&mut conn)
+        .await
+        .map_err(|e| ClientError::Refused(e.to_client_error(true)))?;
+    let mut params = cached.unwrap_or_else(|| conn.params.clone());
+    for (name, value) in reported {
+        match params.iter_mut().find(|(n, _)| *n == name) {
+            Some(param) => param.1 = value,
+            None => params.push((name, value)),
+        }
+    }
+    Ok(params)
 }

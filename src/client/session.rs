@@ -7,6 +7,7 @@ use super::batch::{Batch, Planned, Use};
 use super::io::{ClientError, ClientIo};
 use super::relay::{Exchange, Expect, RelayError};
 use super::retry::{self, Retry, Verdict};
+use super::settings::Settings;
 use super::statements::{statement_command, Statement, StatementCommand, Statements};
 use crate::app::App;
 use crate::cancel::{CancelSlot, CancelTarget};
@@ -48,6 +49,11 @@ pub struct Session {
     skip_until_sync: bool,
     /// Session state that ties the client to its server connection.
     pinned: Option<Pin>,
+    /// The client's startup settings, in force on every connection it uses.
+    settings: Settings,
+    /// The client sent RESET or DISCARD: the connection that runs it no
+    /// longer has the settings it is marked with.
+    settings_reset: bool,
     /// What this client's reads must see (read-your-writes).
     need: Need,
     /// Something sent to the primary may write: when the server is next
@@ -86,6 +92,7 @@ impl Session {
         cluster: Arc<ClusterPools>,
         database: &str,
         cancel: Arc<CancelSlot>,
+        settings: Settings,
     ) -> Session {
         Session {
             functions: app.catalog.database(database),
@@ -102,6 +109,8 @@ impl Session {
             deferred: None,
             skip_until_sync: false,
             pinned: None,
+            settings,
+            settings_reset: false,
             need: Need::Any,
             wrote: false,
             retry: Retry::default(),
@@ -199,6 +208,7 @@ impl Session {
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let text = extended::query_text(&frame[5..])?;
         let text = std::str::from_utf8(text).ok();
+        self.settings_reset |= text.is_some_and(resets_settings);
         match text.and_then(statement_command) {
             Some(StatementCommand::Deallocate(name))
                 if self.statements.get(name.as_bytes()).is_some() =>
@@ -272,6 +282,27 @@ impl Session {
         };
         if checkout.role == Role::Primary && !is_read(route.as_ref()) {
             self.wrote = true;
+        }
+        // Only between transactions: a SET inside the client's transaction
+        // would be undone with it.
+        if checkout.settings != self.settings.fingerprint
+            && self.exchange.pending == 0
+            && !self.exchange.in_transaction()
+        {
+            let applied = match self.pinned {
+                // RESET on a pinned connection: the client's own SETs stay.
+                Some(_) => Box::pin(self.settings.reapply(checkout)).await,
+                None => Box::pin(self.settings.apply(checkout)).await,
+            };
+            if let Err(e) = applied {
+                tracing::warn!(pool = %checkout.pool().name, error = %e, "could not apply the client's settings");
+                self.server = None;
+                return Box::pin(self.refuse(tag, e.to_client_error(false))).await;
+            }
+        }
+        if std::mem::take(&mut self.settings_reset) {
+            // Whoever runs on it next gets their settings applied afresh.
+            checkout.settings = UNKNOWN_SETTINGS;
         }
         // A read alone on a replica can be run again elsewhere if it fails
         // before its result starts; once pipelined, it cannot.
@@ -396,18 +427,43 @@ impl Session {
             }
             self.spare = current;
         }
-        let result = match want {
-            Some(Destination::Replica) => self.cluster.checkout_read(&mut self.need).await,
-            _ => self.cluster.checkout_primary().await,
-        };
-        match result {
+        match self.checkout(want).await {
             Ok(conn) => {
                 self.server = Some(conn);
                 self.point_cancel();
                 Acquired::Ready
             }
-            Err(e) => Acquired::Failed(pool_error(&e)),
+            Err(error) => Acquired::Failed(error),
         }
+    }
+
+    /// A new connection for `want`, with the client's settings in force. A
+    /// replica whose connection fails while they are applied (it just went
+    /// away) is banned and another server is tried.
+    async fn checkout(&mut self, want: Option<Destination>) -> Result<Checkout, PgError> {
+        for _ in 0..=self.cluster.servers.len() {
+            let mut conn = match want {
+                Some(Destination::Replica) => self.cluster.checkout_read(&mut self.need).await,
+                _ => self.cluster.checkout_primary().await,
+            }
+            .map_err(|e| pool_error(&e))?;
+            if conn.settings == self.settings.fingerprint {
+                return Ok(conn);
+            }
+            match Box::pin(self.settings.apply(&mut conn)).await {
+                Ok(()) => return Ok(conn),
+                Err(e @ ServerError::Refused { .. }) => return Err(e.to_client_error(false)),
+                Err(e) if conn.role == Role::Replica => {
+                    tracing::warn!(pool = %conn.pool().name, error = %e, "replica connection failed: banned, reads go elsewhere");
+                    conn.pool().ban(self.app.config.replica_ban_time());
+                }
+                Err(e) => return Err(e.to_client_error(false)),
+            }
+        }
+        Err(PgError::error(
+            sqlstate::CONNECTION_FAILURE,
+            "pgsplit: no server connection could be opened",
+        ))
     }
 
     fn point_cancel(&self) {
@@ -475,6 +531,7 @@ impl Session {
 
     async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let parse = extended::parse(&frame[5..])?;
+        self.settings_reset |= std::str::from_utf8(parse.query).is_ok_and(resets_settings);
         let (name_len, unnamed) = (parse.name.len(), parse.name.is_empty());
         let route = if self.routing_needed() {
             Some(self.route(parse.query).await)
@@ -816,6 +873,7 @@ impl Session {
             let reset =
                 tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("DISCARD ALL")).await;
             conn.prepared.clear();
+            conn.settings = 0;
             if !matches!(reset, Ok(Ok(_))) {
                 conn.broken = true;
             }
@@ -842,6 +900,33 @@ fn primary(reason: Reason) -> Route {
     Route {
         destination: Destination::Primary,
         reason,
+    }
+}
+
+/// A connection whose settings pgsplit does not know.
+const UNKNOWN_SETTINGS: u64 = u64::MAX;
+
+/// `RESET ...` and `DISCARD ...` put settings back to the session's start
+/// values, which on a pooled connection are not the client's.
+fn resets_settings(sql: &str) -> bool {
+    let first = skip_comments(sql)
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    first.eq_ignore_ascii_case("reset") || first.eq_ignore_ascii_case("discard")
+}
+
+/// `sql` after leading whitespace and comments.
+fn skip_comments(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return sql;
+        }
     }
 }
 

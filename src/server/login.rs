@@ -49,6 +49,7 @@ async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerE
         prepared: HashSet::new(),
         broken: false,
         created: Instant::now(),
+        settings: 0,
     };
     let mut out = BytesMut::new();
     let params = [

@@ -38,6 +38,9 @@ pub struct ServerConnection {
     /// in a transaction, I/O error); bb8 then drops it.
     pub broken: bool,
     pub created: Instant,
+    /// Fingerprint of the client settings in force on this connection
+    /// (`client::settings`); 0: those of its login.
+    pub settings: u64,
 }
 
 impl ServerConnection {
@@ -57,16 +60,34 @@ impl ServerConnection {
             b.extend_from_slice(sql.as_bytes());
             b.extend_from_slice(&[0]);
         });
-        let result = self.run_simple_query(&out).await;
+        let result = self.run_simple_query(&out, &mut Vec::new()).await;
         if result.is_err() {
             self.broken = true;
         }
         result
     }
 
+    /// Runs commands that change settings (`SET`, `RESET ALL`) and returns
+    /// the ParameterStatus values the server reported for them. On an
+    /// error the connection is marked broken: some commands may have run.
+    pub async fn set(&mut self, sql: &str) -> Result<Vec<(String, String)>, ServerError> {
+        let mut out = BytesMut::new();
+        put_frame(&mut out, tag::QUERY, |b| {
+            b.extend_from_slice(sql.as_bytes());
+            b.extend_from_slice(&[0]);
+        });
+        let mut reported = Vec::new();
+        let result = self.run_simple_query(&out, &mut reported).await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result.map(|_| reported)
+    }
+
     async fn run_simple_query(
         &mut self,
         query: &[u8],
+        reported: &mut Vec<(String, String)>,
     ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
         self.stream.write_all(query).await?;
         let mut rows = Vec::new();
@@ -75,6 +96,7 @@ impl ServerConnection {
             let (tag, body) = self.read_message().await?;
             match tag {
                 tag::DATA_ROW => rows.push(decode_data_row(&body)?),
+                tag::PARAMETER_STATUS => reported.push(parameter_status(&body)?),
                 tag::ERROR_RESPONSE => error = Some(ServerError::from_error_body(&body)),
                 tag::READY_FOR_QUERY => {
                     return match error {
@@ -148,6 +170,16 @@ fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ServerError> {
         at += len as usize;
     }
     Ok(row)
+}
+
+/// A ParameterStatus body: name and value.
+fn parameter_status(body: &[u8]) -> Result<(String, String), ServerError> {
+    let (name, rest) = crate::protocol::frame::cstr(body)?;
+    let (value, _) = crate::protocol::frame::cstr(rest)?;
+    Ok((
+        String::from_utf8_lossy(name).into_owned(),
+        String::from_utf8_lossy(value).into_owned(),
+    ))
 }
 
 #[cfg(test)]

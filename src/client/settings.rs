@@ -1,0 +1,230 @@
+//! A client's session settings from its StartupMessage: every parameter but
+//! `user`, `database` and `replication` (client_encoding, DateStyle,
+//! TimeZone, application_name, ...), and `-c name=value` in `options`.
+//! Server connections log in without them, so they are set on whichever
+//! connection runs the client's statements. A connection remembers whose
+//! settings it has (a fingerprint); when it changes hands between clients
+//! whose settings differ it gets `RESET ALL` and the new client's `SET`s
+//! first, one round trip, and nothing when they match (LIFO pools and
+//! clients of one application keep them matching).
+
+use super::startup::StartupParams;
+use crate::protocol::error::sqlstate;
+use crate::protocol::PgError;
+use crate::server::{ServerConnection, ServerError};
+use std::hash::{Hash, Hasher};
+
+/// Startup parameters that are not settings.
+const NOT_SETTINGS: &[&str] = &["user", "database", "replication", "options"];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// In the order the client sent them.
+    pub list: Vec<(String, String)>,
+    /// 0 for no settings (a connection's login state), else a hash of `list`.
+    pub fingerprint: u64,
+    /// `RESET ALL; SET ...`: what makes a connection's settings these.
+    sql: String,
+}
+
+impl Settings {
+    pub fn from_startup(params: &StartupParams) -> Result<Settings, PgError> {
+        let mut list = Vec::new();
+        for (name, value) in &params.params {
+            if !NOT_SETTINGS.contains(&name.as_str()) {
+                list.push((name.clone(), value.clone()));
+            }
+        }
+        if let Some(options) = params.get("options") {
+            list.extend(parse_options(options)?);
+        }
+        for (name, _) in &list {
+            if !is_setting_name(name) {
+                return Err(PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("invalid startup parameter name \"{name}\""),
+                ));
+            }
+        }
+        Ok(Settings::new(list))
+    }
+
+    fn new(list: Vec<(String, String)>) -> Settings {
+        if list.is_empty() {
+            return Settings::default();
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        list.hash(&mut hasher);
+        // 0 means "login settings": keep it for the empty list.
+        // 0 and u64::MAX mean "login settings" and "unknown".
+        let fingerprint = hasher.finish().clamp(1, u64::MAX - 1);
+        // set_config reads the value as a config file or `-c` would (a list
+        // like search_path `a,b` stays a list; SET 'a,b' would be one name).
+        let calls: Vec<String> = list
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "set_config('{name}', '{}', false)",
+                    value.replace('\'', "''")
+                )
+            })
+            .collect();
+        let sql = format!("RESET ALL; SELECT {}", calls.join(", "));
+        Settings {
+            list,
+            fingerprint,
+            sql,
+        }
+    }
+
+    /// Makes `conn`'s settings these, unless they already are; returns the
+    /// ParameterStatus values the server reported while doing it.
+    pub async fn apply(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
+        if conn.settings != self.fingerprint {
+            self.apply_reporting(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// After the client's RESET or DISCARD on a connection it keeps (it is
+    /// pinned): its startup values again, without RESET ALL, which would
+    /// undo its own SETs too.
+    pub async fn reapply(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
+        if self.fingerprint != 0 {
+            let sets = self.sql.trim_start_matches("RESET ALL; ");
+            conn.set(sets).await?;
+        }
+        conn.settings = self.fingerprint;
+        Ok(())
+    }
+
+    /// Applies them even if `conn` has them, for the values the server
+    /// reports (ParameterStatus) while doing it: what the client is told
+    /// at login.
+    pub async fn apply_reporting(
+        &self,
+        conn: &mut ServerConnection,
+    ) -> Result<Vec<(String, String)>, ServerError> {
+        let sql = if self.fingerprint == 0 {
+            "RESET ALL"
+        } else {
+            self.sql.as_str()
+        };
+        let reported = conn.set(sql).await?;
+        conn.settings = self.fingerprint;
+        Ok(reported)
+    }
+}
+
+/// `-c name=value`, `-cname=value` and `--name=value`, separated by
+/// whitespace; a backslash keeps the next character (a space) in the value,
+/// as PostgreSQL reads `options`.
+fn parse_options(options: &str) -> Result<Vec<(String, String)>, PgError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let assignment = if word == "-c" {
+            words.next().unwrap_or_default()
+        } else if let Some(rest) = word.strip_prefix("-c") {
+            rest.to_string()
+        } else if let Some(rest) = word.strip_prefix("--") {
+            rest.to_string()
+        } else {
+            return Err(unsupported_option(&word));
+        };
+        let Some((name, value)) = assignment.split_once('=') else {
+            return Err(unsupported_option(&assignment));
+        };
+        settings.push((name.replace('-', "_"), value.to_string()));
+    }
+    Ok(settings)
+}
+
+fn unsupported_option(word: &str) -> PgError {
+    PgError::fatal(
+        sqlstate::PROTOCOL_VIOLATION,
+        format!("invalid command-line argument for server process: {word}"),
+    )
+}
+
+/// Setting names are identifiers, possibly qualified (`app.user_id`).
+fn is_setting_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup(params: &[(&str, &str)]) -> StartupParams {
+        StartupParams {
+            user: "u".into(),
+            database: "d".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn startup_parameters_and_options_become_settings() {
+        let s = Settings::from_startup(&startup(&[
+            ("user", "u"),
+            ("database", "d"),
+            ("application_name", "it's"),
+            (
+                "options",
+                "-c search_path=app -cstatement_timeout=5s --lock-timeout=1s -c x.y=a\\ b",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.list,
+            [
+                ("application_name".to_string(), "it's".to_string()),
+                ("search_path".into(), "app".into()),
+                ("statement_timeout".into(), "5s".into()),
+                ("lock_timeout".into(), "1s".into()),
+                ("x.y".into(), "a b".into()),
+            ]
+        );
+        assert_ne!(s.fingerprint, 0);
+        assert!(s.sql.starts_with(
+            "RESET ALL; SELECT set_config('application_name', 'it''s', false), set_config('search_path', 'app', false)"
+        ));
+    }
+
+    #[test]
+    fn no_settings_is_the_login_state() {
+        let s = Settings::from_startup(&startup(&[("user", "u"), ("database", "d")])).unwrap();
+        assert_eq!(s.fingerprint, 0);
+    }
+
+    #[test]
+    fn bad_options_and_names_are_refused() {
+        assert!(Settings::from_startup(&startup(&[("options", "-d 5")])).is_err());
+        assert!(Settings::from_startup(&startup(&[("options", "-c nothing")])).is_err());
+        assert!(Settings::from_startup(&startup(&[("bad name; drop", "x")])).is_err());
+    }
+}
