@@ -276,7 +276,18 @@ async fn empty_query_and_copy_round_trip() {
         "500|125250"
     );
 
-    // COPY TO STDOUT (extended protocol, tokio-postgres).
+    // COPY TO STDOUT (extended protocol, tokio-postgres) only reads: it runs
+    // on the replica, once that has the rows another session wrote.
+    c.wait_replica_caught_up();
+    let port = client
+        .copy_out("copy (select inet_server_port()) to stdout")
+        .await
+        .expect("copy out");
+    let port: Vec<Bytes> = port.try_collect().await.expect("copy out data");
+    assert_eq!(
+        String::from_utf8(port.concat()).unwrap().trim(),
+        c.replica_port().to_string()
+    );
     for sql in [
         "copy cp to stdout",
         "copy (select * from cp order by id) to stdout",

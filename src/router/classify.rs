@@ -1,15 +1,15 @@
 //! The classifier: statement text in, route (or a catalog question) out.
 //!
 //! Cheap checks first (empty, hint), then the parse, then each statement by
-//! kind. Only SELECT/VALUES/TABLE queries, SHOW and EXPLAIN (without ANALYZE)
-//! of those can reach a replica; every other kind of statement is the
+//! kind. Only SELECT/VALUES/TABLE queries, SHOW, EXPLAIN (without ANALYZE)
+//! of those, and COPY ... TO STDOUT can reach a replica; every other kind of statement is the
 //! primary's, which is what the final `_` arm of [`check_statement`] says.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Ident, Statement, TransactionAccessMode, TransactionIsolationLevel, TransactionMode,
-    UtilityOption, Value,
+    CopySource, CopyTarget, Expr, Ident, Statement, TransactionAccessMode,
+    TransactionIsolationLevel, TransactionMode, UtilityOption, Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -130,6 +130,16 @@ fn check_statement(
             }
         }
         Statement::ShowVariable { variable } => check_show(variable),
+        // COPY ... TO STDOUT only reads: a table, or a query checked as any.
+        Statement::Copy {
+            source,
+            to: true,
+            target: CopyTarget::Stdout,
+            ..
+        } => match source {
+            CopySource::Query(query) => from_walk(walk_query(query, config, findings)),
+            CopySource::Table { .. } => Verdict::ReadOnly,
+        },
         Statement::StartTransaction {
             modes,
             statements,

@@ -7,7 +7,7 @@
 //!
 //! Known limits, all erring towards the primary or out of reach of a parser:
 //! functions called through views, triggers, defaults or operators are not
-//! seen; `COPY (SELECT ...) TO STDOUT` goes to the primary.
+//! seen.
 
 mod cache;
 mod classify;
