@@ -14,7 +14,7 @@ use crate::cancel::{CancelSlot, CancelTarget};
 use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
-use crate::pool::{Checkout, ClusterPools, PoolError, Role};
+use crate::pool::{is_login_refusal, Checkout, ClusterPools, PoolError, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
 use crate::router::{Classification, Destination, Pin, Reason, Route};
@@ -452,7 +452,7 @@ impl Session {
             }
             match Box::pin(self.settings.apply(&mut conn)).await {
                 Ok(()) => return Ok(conn),
-                Err(e @ ServerError::Refused { .. }) => return Err(e.to_client_error(false)),
+                Err(e) if is_login_refusal(&e) => return Err(e.to_client_error(false)),
                 Err(e) if conn.role == Role::Replica => {
                     tracing::warn!(pool = %conn.pool().name, error = %e, "replica connection failed: banned, reads go elsewhere");
                     conn.pool().ban(self.app.config.replica_ban_time());

@@ -133,9 +133,15 @@ impl ClusterPools {
 }
 
 /// A server that answers with an ErrorResponse is up: the problem is the
-/// login (unknown database, password), which another server would refuse too.
-fn is_login_refusal(e: &ServerError) -> bool {
-    matches!(e, ServerError::Refused { .. })
+/// login (unknown database, password), which another server would refuse
+/// too. Except when it says it cannot take connections now (class 57:
+/// starting up, shutting down; class 53: out of connections): then another
+/// server may.
+pub fn is_login_refusal(e: &ServerError) -> bool {
+    match e {
+        ServerError::Refused { code, .. } => !(code.starts_with("57") || code.starts_with("53")),
+        _ => false,
+    }
 }
 
 /// Every pool pgsplit has, created on demand per (database, user).
@@ -210,5 +216,27 @@ impl Pools {
             ban_time: config.replica_ban_time(),
             next: AtomicUsize::new(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: &str) -> ServerError {
+        ServerError::Refused {
+            severity: "FATAL".into(),
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_server_shutting_down_is_unavailable_not_refusing() {
+        assert!(is_login_refusal(&refused("28P01")));
+        assert!(is_login_refusal(&refused("3D000")));
+        assert!(!is_login_refusal(&refused("57P03")));
+        assert!(!is_login_refusal(&refused("53300")));
+        assert!(!is_login_refusal(&ServerError::Closed));
     }
 }
