@@ -1,0 +1,92 @@
+//! What drivers do beyond plain statements, through pgsplit in transaction
+//! pooling: portals fetched a few rows at a time (Execute with a row limit,
+//! PortalSuspended), a backend terminated under a client (inside a
+//! transaction: a clear error; idle in the pool: replaced unseen).
+
+mod support;
+
+use support::cluster::Cluster;
+use support::proxy::{connect, one, proxy_config, Proxy};
+use tokio_postgres::SimpleQueryMessage;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_rows_come_in_batches() {
+    let c = Cluster::start();
+    let p = Proxy::start(proxy_config(&c));
+    let mut client = connect(p.port()).await;
+    let tx = client.transaction().await.expect("begin");
+    let statement = tx
+        .prepare("select g from generate_series(1, 7) g order by g")
+        .await
+        .expect("prepare");
+    let portal = tx.bind(&statement, &[]).await.expect("bind");
+    let mut seen = Vec::new();
+    loop {
+        let rows = tx.query_portal(&portal, 3).await.expect("execute 3 rows");
+        if rows.is_empty() {
+            break;
+        }
+        assert!(rows.len() <= 3, "a batch of {} rows", rows.len());
+        seen.extend(rows.iter().map(|r| r.get::<_, i32>(0)));
+    }
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+    tx.commit().await.expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_backend_in_a_transaction_is_a_clear_error() {
+    let c = Cluster::start();
+    let p = Proxy::start(proxy_config(&c));
+    let client = connect(p.port()).await;
+    client.batch_execute("begin").await.expect("begin");
+    let pid = one(&client, "select pg_backend_pid()").await.expect("pid");
+    c.psql(
+        c.primary_port(),
+        &format!("select pg_terminate_backend({pid})"),
+    );
+    let err = client
+        .simple_query("select 1")
+        .await
+        .expect_err("the transaction's backend is gone");
+    let text = format!("{err} {:?}", err.as_db_error());
+    assert!(
+        text.contains("terminat") || text.contains("lost the connection") || err.is_closed(),
+        "unclear error: {text}"
+    );
+    // Everyone else goes on, on a replacement connection.
+    let other = connect(p.port()).await;
+    assert_eq!(
+        one(&other, "/* pgsplit:primary */ select 1")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_idle_pooled_backend_is_replaced_unseen() {
+    let c = Cluster::start();
+    let mut config = proxy_config(&c);
+    config.pool.primary.pool_size = 1;
+    config.pool.primary.max_overflow = 0;
+    let p = Proxy::start(config);
+    let client = connect(p.port()).await;
+    let pid = one(&client, "/* pgsplit:primary */ select pg_backend_pid()")
+        .await
+        .expect("pid");
+    c.psql(
+        c.primary_port(),
+        &format!("select pg_terminate_backend({pid}, 5000)"),
+    );
+    // The only pooled primary connection is dead: the next statement gets
+    // a new one, and the client sees nothing.
+    let rows = client
+        .simple_query("/* pgsplit:primary */ select pg_backend_pid()")
+        .await
+        .expect("a statement after the pooled backend was terminated");
+    let new_pid = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_ne!(new_pid.as_deref(), Some(pid.as_str()));
+}
