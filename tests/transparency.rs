@@ -1,12 +1,15 @@
 //! What drivers do beyond plain statements, through pgsplit in transaction
 //! pooling: portals fetched a few rows at a time (Execute with a row limit,
-//! PortalSuspended), a backend terminated under a client (inside a
+//! PortalSuspended), COPY FROM STDIN that the client abandons (CopyFail) or
+//! the server rejects midway, a backend terminated under a client (inside a
 //! transaction: a clear error; idle in the pool: replaced unseen).
 
 mod support;
 
+use bytes::Bytes;
+use futures::SinkExt;
 use support::cluster::Cluster;
-use support::proxy::{connect, one, proxy_config, Proxy};
+use support::proxy::{code_of, connect, one, proxy_config, Proxy};
 use tokio_postgres::SimpleQueryMessage;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,4 +92,41 @@ async fn terminated_idle_pooled_backend_is_replaced_unseen() {
         _ => None,
     });
     assert_ne!(new_pid.as_deref(), Some(pid.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_copy_in_leaves_nothing_and_the_session_usable() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create table cp(id int)");
+    let p = Proxy::start(proxy_config(&c));
+    let client = connect(p.port()).await;
+
+    // The client gives up: dropping the sink unfinished sends CopyFail.
+    {
+        let sink = client.copy_in("copy cp from stdin").await.expect("copy in");
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from_static(b"1\n2\n"))
+            .await
+            .expect("data");
+    }
+    assert_eq!(one(&client, "select 1").await.as_deref(), Some("1"));
+
+    // The server rejects a row midway: the error, then business as usual.
+    let sink = client.copy_in("copy cp from stdin").await.expect("copy in");
+    futures::pin_mut!(sink);
+    let sent = async {
+        sink.send(Bytes::from_static(b"3\nnot a number\n4\n"))
+            .await?;
+        sink.finish().await
+    }
+    .await;
+    let err = sent.expect_err("a bad row was accepted");
+    assert_eq!(code_of(&err).as_deref(), Some("22P02"), "{err}");
+    assert_eq!(
+        one(&client, "/* pgsplit:primary */ select count(*) from cp")
+            .await
+            .as_deref(),
+        Some("0"),
+        "a failed COPY left rows behind"
+    );
 }
