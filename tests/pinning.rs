@@ -212,3 +212,30 @@ async fn session_mode_reads_run_where_the_setting_is() {
         Some("1")
     );
 }
+
+/// `CREATE TABLE pg_temp.t` makes a temporary table without the TEMP
+/// keyword (tokio-postgres's own tests do it): it pins as well, and the
+/// next client on that connection does not find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_in_the_temp_schema_pin_and_do_not_leak() {
+    let c = Cluster::start();
+    let mut config = proxy_config(&c);
+    config.pool.primary.pool_size = 1;
+    config.pool.primary.max_overflow = 0;
+    let p = Proxy::start(config);
+    let a = connect(p.port()).await;
+    a.batch_execute("create table pg_temp.scratch(x int)")
+        .await
+        .expect("create");
+    assert_eq!(
+        one(&a, "select count(*) from pg_temp.scratch")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    drop(a);
+    let b = connect(p.port()).await;
+    b.batch_execute("create table pg_temp.scratch(x int)")
+        .await
+        .expect("the first client's temporary table leaked to the next");
+}

@@ -100,9 +100,12 @@ async fn log_in(
         )));
     }
     let cluster = app.pools.get(&params.database, &params.user);
-    let server_params = server_params(&cluster, &settings).await?;
+    let (server_params, notices) = server_params(&cluster, &settings).await?;
     let mut out = BytesMut::new();
     backend::authentication_ok(&mut out);
+    // What the server had to say about the settings (a truncated name, ...)
+    // a direct login shows here too.
+    out.extend_from_slice(&notices);
     for (name, value) in &server_params {
         backend::parameter_status(name, value, &mut out);
     }
@@ -121,10 +124,10 @@ async fn log_in(
 async fn server_params(
     cluster: &ClusterPools,
     settings: &Settings,
-) -> Result<Vec<(String, String)>, ClientError> {
+) -> Result<(Vec<(String, String)>, BytesMut), ClientError> {
     let cached = cluster.writer_pool().and_then(|p| p.params()).cloned();
     if let (Some(params), 0) = (&cached, settings.fingerprint) {
-        return Ok(params.clone());
+        return Ok((params.clone(), BytesMut::new()));
     }
     // With the primary down, a replica checks and reports them: reads go on.
     let checkout = match cluster.checkout_primary().await {
@@ -138,16 +141,16 @@ async fn server_params(
         error.severity = crate::protocol::error::Severity::Fatal;
         ClientError::Refused(error)
     })?;
-    let reported = settings
+    let said = settings
         .apply_reporting(&mut conn)
         .await
         .map_err(|e| ClientError::Refused(e.to_client_error(true)))?;
     let mut params = cached.unwrap_or_else(|| conn.params.clone());
-    for (name, value) in reported {
+    for (name, value) in said.reported {
         match params.iter_mut().find(|(n, _)| *n == name) {
             Some(param) => param.1 = value,
             None => params.push((name, value)),
         }
     }
-    Ok(params)
+    Ok((params, said.notices))
 }

@@ -11,7 +11,7 @@
 use super::startup::StartupParams;
 use crate::protocol::error::sqlstate;
 use crate::protocol::PgError;
-use crate::server::{ServerConnection, ServerError};
+use crate::server::{Said, ServerConnection, ServerError};
 use std::hash::{Hash, Hasher};
 
 /// Startup parameters that are not settings.
@@ -101,18 +101,15 @@ impl Settings {
     /// Applies them even if `conn` has them, for the values the server
     /// reports (ParameterStatus) while doing it: what the client is told
     /// at login.
-    pub async fn apply_reporting(
-        &self,
-        conn: &mut ServerConnection,
-    ) -> Result<Vec<(String, String)>, ServerError> {
+    pub async fn apply_reporting(&self, conn: &mut ServerConnection) -> Result<Said, ServerError> {
         let sql = if self.fingerprint == 0 {
             "RESET ALL"
         } else {
             self.sql.as_str()
         };
-        let reported = conn.set(sql).await?;
+        let said = conn.set(sql).await?;
         conn.settings = self.fingerprint;
-        Ok(reported)
+        Ok(said)
     }
 }
 

@@ -73,7 +73,9 @@ fn decide(
         // Only what goes to the primary can pin: a read-only statement
         // leaves no session state.
         Verdict::Primary(reason) => {
-            let reason = pin::find(&statements).map_or(reason, Reason::Pins);
+            let reason = pin::find(&statements)
+                .or_else(|| pin::names_temp_schema(sql))
+                .map_or(reason, Reason::Pins);
             routed(Destination::Primary, reason)
         }
         Verdict::ReadOnlyTransaction => routed(Destination::Replica, Reason::ReadOnlyTransaction),

@@ -61,6 +61,14 @@ pub(crate) fn find(statements: &[Statement]) -> Option<Pin> {
         })
 }
 
+/// Objects created in the `pg_temp` schema by name (`CREATE TABLE
+/// pg_temp.t`, `CREATE TYPE pg_temp.mood`, `CREATE FUNCTION pg_temp.f`) are
+/// temporary too, whatever the statement.
+pub(crate) fn names_temp_schema(sql: &str) -> Option<Pin> {
+    let lower = sql.to_ascii_lowercase();
+    lower.contains("pg_temp").then_some(Pin::TempObject)
+}
+
 /// For text sqlparser cannot parse: a word that may create session state
 /// pins, in doubt.
 pub(crate) fn find_in_unparsed(sql: &str) -> Option<Pin> {
@@ -74,7 +82,7 @@ pub(crate) fn find_in_unparsed(sql: &str) -> Option<Pin> {
         Some(Pin::Listen)
     } else if ADVISORY_LOCKS.iter().any(|f| has(f)) {
         Some(Pin::AdvisoryLock)
-    } else if has("temp") || has("temporary") {
+    } else if has("temp") || has("temporary") || lower.contains("pg_temp") {
         Some(Pin::TempObject)
     } else if words.first() == Some(&"prepare") {
         Some(Pin::Prepare)
@@ -249,6 +257,15 @@ mod tests {
         ] {
             assert_eq!(pin(sql), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn objects_in_the_temp_schema_pin() {
+        assert_eq!(
+            names_temp_schema("CREATE TYPE pg_temp.mood AS ENUM ('ok')"),
+            Some(Pin::TempObject)
+        );
+        assert_eq!(names_temp_schema("create table t(x int)"), None);
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl ServerConnection {
             b.extend_from_slice(sql.as_bytes());
             b.extend_from_slice(&[0]);
         });
-        let result = self.run_simple_query(&out, &mut Vec::new()).await;
+        let result = self.run_simple_query(&out, &mut Said::default()).await;
         if result.is_err() {
             self.broken = true;
         }
@@ -68,26 +68,27 @@ impl ServerConnection {
     }
 
     /// Runs commands that change settings (`SET`, `RESET ALL`) and returns
-    /// the ParameterStatus values the server reported for them. On an
-    /// error the connection is marked broken: some commands may have run.
-    pub async fn set(&mut self, sql: &str) -> Result<Vec<(String, String)>, ServerError> {
+    /// what the server said besides: the ParameterStatus values it reported
+    /// and its notices (whole NoticeResponse frames). On an error the
+    /// connection is marked broken: some commands may have run.
+    pub async fn set(&mut self, sql: &str) -> Result<Said, ServerError> {
         let mut out = BytesMut::new();
         put_frame(&mut out, tag::QUERY, |b| {
             b.extend_from_slice(sql.as_bytes());
             b.extend_from_slice(&[0]);
         });
-        let mut reported = Vec::new();
-        let result = self.run_simple_query(&out, &mut reported).await;
+        let mut said = Said::default();
+        let result = self.run_simple_query(&out, &mut said).await;
         if result.is_err() {
             self.broken = true;
         }
-        result.map(|_| reported)
+        result.map(|_| said)
     }
 
     async fn run_simple_query(
         &mut self,
         query: &[u8],
-        reported: &mut Vec<(String, String)>,
+        said: &mut Said,
     ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
         self.stream.write_all(query).await?;
         let mut rows = Vec::new();
@@ -96,7 +97,10 @@ impl ServerConnection {
             let (tag, body) = self.read_message().await?;
             match tag {
                 tag::DATA_ROW => rows.push(decode_data_row(&body)?),
-                tag::PARAMETER_STATUS => reported.push(parameter_status(&body)?),
+                tag::PARAMETER_STATUS => said.reported.push(parameter_status(&body)?),
+                tag::NOTICE_RESPONSE => put_frame(&mut said.notices, tag, |b| {
+                    b.extend_from_slice(&body);
+                }),
                 tag::ERROR_RESPONSE => error = Some(ServerError::from_error_body(&body)),
                 tag::READY_FOR_QUERY => {
                     return match error {
@@ -170,6 +174,15 @@ fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ServerError> {
         at += len as usize;
     }
     Ok(row)
+}
+
+/// What a server said while running pgsplit's own commands, besides rows.
+#[derive(Debug, Default)]
+pub struct Said {
+    /// ParameterStatus values, in order.
+    pub reported: Vec<(String, String)>,
+    /// NoticeResponse frames, whole, ready to forward.
+    pub notices: BytesMut,
 }
 
 /// A ParameterStatus body: name and value.

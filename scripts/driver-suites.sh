@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Runs a real driver's own test suite against PostgreSQL directly and through
+# pgsplit (transaction pooling, then session pooling), and prints the three
+# results side by side with every test whose outcome differs.
+#
+# Suite: tokio-postgres's integration tests (tests/test in the crate source
+# cargo already has, at the version in Cargo.lock). They expect a server on
+# 127.0.0.1:5433 with roles pass_user (password), md5_user (md5) and
+# scram_user (scram-sha-256), all with password "password", and the hstore,
+# citext and ltree extensions: set up here as the driver's own CI does.
+#
+# Direct: a primary on 5433 (replica 5434). Through pgsplit: a primary and a
+# replica on 55532/55533, pgsplit on 5433 (trust; it logs in to the servers
+# with the roles' passwords from its [[users]]).
+#
+# Usage: scripts/driver-suites.sh   (root on Debian 12; needs postgresql,
+# postgresql-contrib, cargo and network access to crates.io for the suite's
+# dev-dependencies). Results go to /tmp/pgsplit-suites/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+WORK=${WORK:-/tmp/pgsplit-suites}
+mkdir -p "$WORK"
+chmod 755 "$WORK"
+VERSION=$(awk '/^name = "tokio-postgres"$/ {getline; gsub(/[^0-9.]/, "", $0); print; exit}' Cargo.lock)
+SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"tokio-postgres-$VERSION" | head -1)
+[ -d "$SRC/tests/test" ] || { echo "no tokio-postgres $VERSION source with tests" >&2; exit 1; }
+
+cargo build --release --bin pgsplit
+SUITE=$WORK/tokio-postgres-$VERSION
+if [ ! -d "$SUITE" ]; then
+  cp -r "$SRC" "$SUITE"
+  # Its own workspace, so cargo does not look for one above it.
+  printf '\n[workspace]\n' >>"$SUITE/Cargo.toml"
+fi
+(cd "$SUITE" && cargo test --test test --no-run >"$WORK/build.log" 2>&1) \
+  || { tail -30 "$WORK/build.log" >&2; exit 1; }
+
+PSQL=/usr/lib/postgresql/15/bin/psql
+cluster_up() { # DIR PRIMARY_PORT REPLICA_PORT
+  PGC_FAST=1 scripts/pgcluster.sh up "$1" "$2" "$3" >/dev/null
+  for data in "$1/primary" "$1/replica"; do
+    { printf 'host all pass_user 127.0.0.1/32 password\n'
+      printf 'host all md5_user 127.0.0.1/32 md5\n'
+      printf 'host all scram_user 127.0.0.1/32 scram-sha-256\n'
+      cat "$data/pg_hba.conf"; } >"$data/pg_hba.conf.new"
+    mv "$data/pg_hba.conf.new" "$data/pg_hba.conf"
+    chown postgres: "$data/pg_hba.conf" 2>/dev/null || true
+  done
+  "$PSQL" -X -q -h 127.0.0.1 -p "$2" -U postgres postgres <<'SQL' >/dev/null
+SET password_encryption = 'md5';
+CREATE ROLE pass_user PASSWORD 'password' LOGIN;
+CREATE ROLE md5_user PASSWORD 'password' LOGIN;
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE scram_user PASSWORD 'password' LOGIN;
+CREATE EXTENSION hstore;
+CREATE EXTENSION citext;
+CREATE EXTENSION ltree;
+SELECT pg_reload_conf();
+SQL
+  "$PSQL" -X -q -h 127.0.0.1 -p "$3" -U postgres postgres -c "select pg_reload_conf()" >/dev/null
+}
+
+run_suite() { # NAME
+  (cd "$SUITE" && cargo test --test test -- --test-threads=1 2>&1) >"$WORK/$1.log" || true
+  grep -E '^test .* \.\.\. (ok|FAILED|ignored)' "$WORK/$1.log" \
+    | sed -E 's/^test (.*) \.\.\. (ok|FAILED|ignored).*/\1 \2/' | sort >"$WORK/$1.txt"
+}
+
+PGSPLIT_PID=
+cleanup() {
+  [ -n "$PGSPLIT_PID" ] && kill "$PGSPLIT_PID" 2>/dev/null || true
+  scripts/pgcluster.sh down "$WORK/direct" >/dev/null 2>&1 || true
+  scripts/pgcluster.sh down "$WORK/proxied" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+echo "== direct: PostgreSQL on 5433"
+cleanup
+rm -rf "$WORK/direct" "$WORK/proxied"
+cluster_up "$WORK/direct" 5433 5434
+run_suite direct
+scripts/pgcluster.sh down "$WORK/direct" >/dev/null
+
+cluster_up "$WORK/proxied" 55532 55533
+for mode in transaction session; do
+  echo "== through pgsplit, $mode pooling, on 5433"
+  cat >"$WORK/pgsplit.toml" <<EOF
+listen = "127.0.0.1:5433"
+primary = "127.0.0.1:55532"
+replicas = ["127.0.0.1:55533"]
+pool_mode = "$mode"
+[[users]]
+name = "pass_user"
+password = "password"
+[[users]]
+name = "md5_user"
+password = "password"
+[[users]]
+name = "scram_user"
+password = "password"
+[health]
+user = "postgres"
+EOF
+  RUST_LOG=warn "$ROOT/target/release/pgsplit" --config "$WORK/pgsplit.toml" >"$WORK/pgsplit-$mode.log" 2>&1 &
+  PGSPLIT_PID=$!
+  sleep 1
+  run_suite "$mode"
+  kill "$PGSPLIT_PID"; wait "$PGSPLIT_PID" 2>/dev/null || true
+  PGSPLIT_PID=
+done
+
+count() { awk -v want="$2" '$2 == want' "$WORK/$1.txt" | wc -l; }
+echo
+echo "| suite | direct | pgsplit transaction | pgsplit session |"
+echo "|---|---|---|---|"
+printf '| tokio-postgres %s (%s tests) |' "$VERSION" "$(wc -l <"$WORK/direct.txt")"
+for run in direct transaction session; do
+  printf ' %s passed, %s failed |' "$(count $run ok)" "$(count $run FAILED)"
+done
+echo
+echo
+echo "Tests whose outcome differs from direct:"
+for mode in transaction session; do
+  join "$WORK/direct.txt" "$WORK/$mode.txt" | awk -v m="$mode" '$2 != $3 {print "  " m ": " $1 " (direct " $2 ", pgsplit " $3 ")"}'
+done
