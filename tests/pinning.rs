@@ -1,9 +1,10 @@
 //! Session state in transaction pooling: a statement that leaves state in
-//! the server session (SET, LISTEN, a temporary table, a session advisory
-//! lock, PREPARE, a WITH HOLD cursor) pins its client to one primary
+//! the server session (LISTEN, a temporary table, a session advisory lock,
+//! PREPARE, a WITH HOLD cursor, SET ROLE) pins its client to one primary
 //! connection, so the state is there for the client's next statements and
 //! never reaches another client; the connection is reset (DISCARD ALL)
-//! before anyone else gets it.
+//! before anyone else gets it. A plain SET is tracked instead (see
+//! settings.rs); here it is checked never to reach another client.
 
 mod support;
 

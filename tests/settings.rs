@@ -87,3 +87,41 @@ async fn bad_startup_setting_is_refused_at_login() {
     .expect_err("a bad TimeZone was accepted");
     assert_eq!(code_of(&err).as_deref(), Some("22023"), "{err}");
 }
+
+/// A plain SET is tracked, not pinned: the client keeps reading from the
+/// replica, with its setting in force there too; a failed SET changes
+/// nothing, RESET undoes it, and no other client sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_follows_the_client_and_reads_stay_on_the_replica() {
+    let c = Cluster::start();
+    let p = Proxy::start(one_connection_each(&c));
+    let a = client(p.port(), "").await;
+    let b = client(p.port(), "").await;
+    a.batch_execute("set statement_timeout = '4321ms'")
+        .await
+        .expect("set");
+    assert_eq!(
+        support::proxy::port_of(&a, "select inet_server_port()").await,
+        c.replica_port(),
+        "a client that ran SET left the replica"
+    );
+    assert_eq!(both(&a, "statement_timeout").await, ["4321ms", "4321ms"]);
+    assert_eq!(both(&b, "statement_timeout").await, ["0", "0"]);
+    let err = a
+        .batch_execute("set statement_timeout = 'bogus'")
+        .await
+        .expect_err("a bad value was accepted");
+    assert_eq!(code_of(&err).as_deref(), Some("22023"), "{err}");
+    assert_eq!(both(&a, "statement_timeout").await, ["4321ms", "4321ms"]);
+    a.batch_execute("set time zone 'Asia/Tokyo'")
+        .await
+        .expect("set time zone");
+    assert_eq!(both(&a, "timezone").await, ["Asia/Tokyo", "Asia/Tokyo"]);
+    a.batch_execute("reset statement_timeout")
+        .await
+        .expect("reset");
+    assert_eq!(both(&a, "statement_timeout").await, ["0", "0"]);
+    assert_eq!(both(&a, "timezone").await, ["Asia/Tokyo", "Asia/Tokyo"]);
+    assert_eq!(both(&b, "timezone").await[0], both(&b, "timezone").await[1]);
+    assert_ne!(both(&b, "timezone").await[0], "Asia/Tokyo");
+}

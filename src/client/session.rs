@@ -54,6 +54,9 @@ pub struct Session {
     /// The client sent RESET or DISCARD: the connection that runs it no
     /// longer has the settings it is marked with.
     settings_reset: bool,
+    /// A plain SET of this setting is running: once it is done, its value
+    /// joins the client's settings.
+    tracking: Option<String>,
     /// What this client's reads must see (read-your-writes).
     need: Need,
     /// Something sent to the primary may write: when the server is next
@@ -111,6 +114,7 @@ impl Session {
             pinned: None,
             settings,
             settings_reset: false,
+            tracking: None,
             need: Need::Any,
             wrote: false,
             retry: Retry::default(),
@@ -208,7 +212,10 @@ impl Session {
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let text = extended::query_text(&frame[5..])?;
         let text = std::str::from_utf8(text).ok();
-        self.settings_reset |= text.is_some_and(resets_settings);
+        if let Some(reset) = text.and_then(settings_reset) {
+            self.settings.reset(reset.as_deref());
+            self.settings_reset = true;
+        }
         match text.and_then(statement_command) {
             Some(StatementCommand::Deallocate(name))
                 if self.statements.get(name.as_bytes()).is_some() =>
@@ -225,7 +232,10 @@ impl Session {
                 Some(text) => self.route_text(text).await,
                 None => primary(Reason::ParseFailure),
             };
-            self.pin_if_needed(&route);
+            match &route.reason {
+                Reason::Setting(name) => self.tracking = Some(name.clone()),
+                _ => self.pin_if_needed(&route),
+            }
             Some(match self.batch.needs_primary.clone() {
                 Some(reason) if !self.batch.is_empty() => primary(reason),
                 _ => route,
@@ -531,7 +541,13 @@ impl Session {
 
     async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let parse = extended::parse(&frame[5..])?;
-        self.settings_reset |= std::str::from_utf8(parse.query).is_ok_and(resets_settings);
+        if let Some(reset) = std::str::from_utf8(parse.query)
+            .ok()
+            .and_then(settings_reset)
+        {
+            self.settings.reset(reset.as_deref());
+            self.settings_reset = true;
+        }
         let (name_len, unnamed) = (parse.name.len(), parse.name.is_empty());
         let route = if self.routing_needed() {
             Some(self.route(parse.query).await)
@@ -624,8 +640,47 @@ impl Session {
     /// Pins the client to its primary connection if `route` says the
     /// statement creates session state.
     fn pin_if_needed(&mut self, route: &Route) {
-        if let Reason::Pins(pin) = route.reason {
-            self.pin(pin);
+        match route.reason {
+            Reason::Pins(pin) => self.pin(pin),
+            // A SET is tracked only alone in a simple query outside a
+            // transaction; anywhere else it pins.
+            Reason::Setting(_) => self.pin(Pin::SessionSetting),
+            _ => {}
+        }
+    }
+
+    /// The SET being tracked is done: its value, as the server now has it,
+    /// joins the client's settings (a failed SET leaves the old value), and
+    /// the connection is known to carry them. Inside a transaction that a
+    /// rollback could undo, the client is pinned instead.
+    async fn record_setting(&mut self) {
+        let Some(name) = self.tracking.take() else {
+            return;
+        };
+        if self.exchange.in_transaction() {
+            self.pin(Pin::SessionSetting);
+            return;
+        }
+        let Some(conn) = self.server.as_deref_mut() else {
+            return;
+        };
+        let sql = format!(
+            "SELECT current_setting('{}', true)",
+            name.replace('\'', "''")
+        );
+        match conn.simple_query(&sql).await {
+            Ok(rows) => {
+                if let Some(Some(value)) = rows.first().and_then(|row| row.first()) {
+                    self.settings.set(&name, value);
+                    tracing::debug!(setting = %name, %value, "client setting tracked");
+                }
+                conn.settings = self.settings.fingerprint;
+            }
+            // The connection is marked broken; the client finds out at its
+            // next statement.
+            Err(error) => {
+                tracing::warn!(%error, setting = %name, "could not read back a client's setting")
+            }
         }
     }
 
@@ -742,6 +797,9 @@ impl Session {
         }
         if self.wrote && self.exchange.tx_status == status::IDLE {
             self.writes_committed();
+        }
+        if self.tracking.is_some() && self.exchange.pending == 0 {
+            Box::pin(self.record_setting()).await;
         }
         let idle =
             self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
@@ -906,14 +964,22 @@ fn primary(reason: Reason) -> Route {
 /// A connection whose settings pgsplit does not know.
 const UNKNOWN_SETTINGS: u64 = u64::MAX;
 
-/// `RESET ...` and `DISCARD ...` put settings back to the session's start
-/// values, which on a pooled connection are not the client's.
-fn resets_settings(sql: &str) -> bool {
-    let first = skip_comments(sql)
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("");
-    first.eq_ignore_ascii_case("reset") || first.eq_ignore_ascii_case("discard")
+/// What `RESET name` (`Some(Some(name))`), `RESET ALL` or `DISCARD ALL`
+/// (`Some(None)`) puts back to the session's start values, which on a
+/// pooled connection are not the client's; `None` for other statements.
+fn settings_reset(sql: &str) -> Option<Option<String>> {
+    let mut words = skip_comments(sql)
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    let first = words.next()?;
+    let second = words.next().map(|w| w.to_lowercase());
+    if first.eq_ignore_ascii_case("reset") {
+        return Some(second.filter(|w| w != "all").map(|w| w.replace('"', "")));
+    }
+    if first.eq_ignore_ascii_case("discard") && second.as_deref() == Some("all") {
+        return Some(None);
+    }
+    None
 }
 
 /// `sql` after leading whitespace and comments.
@@ -933,7 +999,10 @@ fn skip_comments(mut sql: &str) -> &str {
 /// Whether a statement sent with `route` was routed as a read (it may
 /// still run on the primary, which cannot make it write).
 fn is_read(route: Option<&Route>) -> bool {
-    route.is_some_and(|r| r.destination == Destination::Replica || r.reason == Reason::ReadOnly)
+    route.is_some_and(|r| {
+        r.destination == Destination::Replica
+            || matches!(r.reason, Reason::ReadOnly | Reason::Setting(_))
+    })
 }
 
 fn role_for(destination: Destination) -> Role {

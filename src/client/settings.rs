@@ -19,7 +19,12 @@ const NOT_SETTINGS: &[&str] = &["user", "database", "replication", "options"];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
-    /// In the order the client sent them.
+    /// From the StartupMessage, in the order the client sent them.
+    startup: Vec<(String, String)>,
+    /// The client's session SETs since (name lower-case, value as the
+    /// server reported it after the SET), later ones replacing earlier.
+    overrides: Vec<(String, String)>,
+    /// `startup` then `overrides`: what a connection must have.
     pub list: Vec<(String, String)>,
     /// 0 for no settings (a connection's login state), else a hash of `list`.
     pub fingerprint: u64,
@@ -46,10 +51,31 @@ impl Settings {
                 ));
             }
         }
-        Ok(Settings::new(list))
+        Ok(Settings::new(list, Vec::new()))
     }
 
-    fn new(list: Vec<(String, String)>) -> Settings {
+    /// The client SET `name`, which now has `value` on the connection that
+    /// ran it.
+    pub fn set(&mut self, name: &str, value: &str) {
+        let mut overrides = std::mem::take(&mut self.overrides);
+        overrides.retain(|(n, _)| n != name);
+        overrides.push((name.to_string(), value.to_string()));
+        *self = Settings::new(std::mem::take(&mut self.startup), overrides);
+    }
+
+    /// The client RESET `name` (`None`: RESET ALL or DISCARD ALL): back to
+    /// its startup value.
+    pub fn reset(&mut self, name: Option<&str>) {
+        let mut overrides = std::mem::take(&mut self.overrides);
+        match name {
+            Some(name) => overrides.retain(|(n, _)| n != name),
+            None => overrides.clear(),
+        }
+        *self = Settings::new(std::mem::take(&mut self.startup), overrides);
+    }
+
+    fn new(startup: Vec<(String, String)>, overrides: Vec<(String, String)>) -> Settings {
+        let list: Vec<(String, String)> = startup.iter().chain(&overrides).cloned().collect();
         if list.is_empty() {
             return Settings::default();
         }
@@ -71,6 +97,8 @@ impl Settings {
             .collect();
         let sql = format!("RESET ALL; SELECT {}", calls.join(", "));
         Settings {
+            startup,
+            overrides,
             list,
             fingerprint,
             sql,
@@ -210,6 +238,25 @@ mod tests {
         assert!(s.sql.starts_with(
             "RESET ALL; SELECT set_config('application_name', 'it''s', false), set_config('search_path', 'app', false)"
         ));
+    }
+
+    #[test]
+    fn sets_override_and_resets_restore_startup_values() {
+        let mut s = Settings::from_startup(&startup(&[("TimeZone", "UTC")])).unwrap();
+        let start = s.fingerprint;
+        s.set("statement_timeout", "5s");
+        s.set("statement_timeout", "6s");
+        assert_eq!(s.list.len(), 2);
+        assert_ne!(s.fingerprint, start);
+        s.reset(Some("statement_timeout"));
+        assert_eq!(s.fingerprint, start);
+        s.set("search_path", "app");
+        s.reset(None);
+        assert_eq!(s.fingerprint, start);
+        let mut empty = Settings::default();
+        empty.set("a.b", "1");
+        empty.reset(None);
+        assert_eq!(empty.fingerprint, 0);
     }
 
     #[test]

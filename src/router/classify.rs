@@ -72,6 +72,10 @@ fn decide(
     match combine(&statements, config, findings) {
         // Only what goes to the primary can pin: a read-only statement
         // leaves no session state.
+        Verdict::Primary(_) if pin::trackable_setting(&statements).is_some() => {
+            let name = pin::trackable_setting(&statements).unwrap_or_default();
+            routed(Destination::Primary, Reason::Setting(name))
+        }
         Verdict::Primary(reason) => {
             let reason = pin::find(&statements)
                 .or_else(|| pin::names_temp_schema(sql))

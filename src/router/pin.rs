@@ -61,6 +61,25 @@ pub(crate) fn find(statements: &[Statement]) -> Option<Pin> {
         })
 }
 
+/// A `SET [SESSION] name {TO|=} value` or `SET TIME ZONE value` alone in
+/// its query: pgsplit tracks it per client (and sets it wherever the client
+/// runs next) instead of pinning. Returns the setting's name, lower-case.
+pub(crate) fn trackable_setting(statements: &[Statement]) -> Option<String> {
+    let [Statement::Set(set)] = statements else {
+        return None;
+    };
+    match set {
+        Set::SingleAssignment {
+            scope: None | Some(ContextModifier::Session),
+            hivevar: false,
+            variable,
+            ..
+        } => Some(variable.to_string().to_lowercase().replace('"', "")),
+        Set::SetTimeZone { local: false, .. } => Some("timezone".to_string()),
+        _ => None,
+    }
+}
+
 /// Objects created in the `pg_temp` schema by name (`CREATE TABLE
 /// pg_temp.t`, `CREATE TYPE pg_temp.mood`, `CREATE FUNCTION pg_temp.f`) are
 /// temporary too, whatever the statement.
@@ -256,6 +275,25 @@ mod tests {
             "unlisten *",
         ] {
             assert_eq!(pin(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn plain_session_sets_are_trackable() {
+        let parse = |sql: &str| Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        for (sql, name) in [
+            ("set search_path = app", Some("search_path")),
+            (
+                "SET SESSION Statement_Timeout TO '5s'",
+                Some("statement_timeout"),
+            ),
+            ("set time zone 'UTC'", Some("timezone")),
+            ("set app.user_id = 7", Some("app.user_id")),
+            ("set local search_path = app", None),
+            ("set role app", None),
+            ("set search_path = a; select 1", None),
+        ] {
+            assert_eq!(trackable_setting(&parse(sql)).as_deref(), name, "{sql}");
         }
     }
 

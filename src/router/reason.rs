@@ -38,6 +38,9 @@ pub enum Reason {
     /// Leaves state in the server session: the client stays on its primary
     /// connection (transaction pooling).
     Pins(Pin),
+    /// A plain session SET of this setting, alone in its query: tracked per
+    /// client and set wherever the client's statements run.
+    Setting(String),
 }
 
 impl Reason {
@@ -45,6 +48,9 @@ impl Reason {
     pub fn describe(&self) -> String {
         match self {
             Reason::WriteFunction(name) => format!("calls {name}(), which may write"),
+            Reason::Setting(name) => {
+                format!("sets {name} for the session: pgsplit keeps it for the client")
+            }
             Reason::Pins(pin) => format!(
                 "creates session state ({}): the client stays on one primary connection",
                 pin.describe()
@@ -71,6 +77,7 @@ impl Reason {
             Reason::Empty => "empty query",
             Reason::WriteFunction(_) => "calls a function which may write",
             Reason::Pins(_) => "creates session state",
+            Reason::Setting(_) => "sets a session setting",
         }
     }
 }
