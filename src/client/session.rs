@@ -972,6 +972,10 @@ fn settings_reset(sql: &str) -> Option<Option<String>> {
         .split(|c: char| c.is_whitespace() || c == ';')
         .filter(|w| !w.is_empty());
     let first = words.next()?;
+    // Runs for every query: the common case returns before allocating.
+    if !(first.eq_ignore_ascii_case("reset") || first.eq_ignore_ascii_case("discard")) {
+        return None;
+    }
     let second = words.next().map(|w| w.to_lowercase());
     if first.eq_ignore_ascii_case("reset") {
         return Some(second.filter(|w| w != "all").map(|w| w.replace('"', "")));
@@ -984,6 +988,7 @@ fn settings_reset(sql: &str) -> Option<Option<String>> {
 
 /// `sql` after leading whitespace and comments.
 fn skip_comments(mut sql: &str) -> &str {
+    // Each round strips one comment.
     loop {
         sql = sql.trim_start();
         if let Some(rest) = sql.strip_prefix("--") {
@@ -1027,5 +1032,26 @@ pub(super) fn pool_error(e: &PoolError) -> PgError {
             _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
         },
         _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_reset;
+
+    #[test]
+    fn resets_are_recognised() {
+        assert_eq!(settings_reset("RESET ALL"), Some(None));
+        assert_eq!(settings_reset("discard all;"), Some(None));
+        assert_eq!(
+            settings_reset("/* c */ reset Statement_Timeout"),
+            Some(Some("statement_timeout".into()))
+        );
+        assert_eq!(
+            settings_reset("-- x\nreset search_path;"),
+            Some(Some("search_path".into()))
+        );
+        assert_eq!(settings_reset("discard plans"), None);
+        assert_eq!(settings_reset("select 1"), None);
     }
 }
