@@ -3,6 +3,9 @@
 //! the client and, while one is held, the server; everything else is
 //! handed to the batch, relay and routing code.
 
+mod recovery;
+mod state;
+
 use super::batch::{Batch, Planned, Use};
 use super::io::{ClientError, ClientIo};
 use super::relay::{Exchange, Expect, RelayError};
@@ -20,13 +23,9 @@ use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
 use crate::router::{Classification, Destination, Pin, Reason, Route};
 use crate::server::ServerError;
 use bytes::{Bytes, BytesMut};
-use std::sync::atomic::Ordering;
+use state::{settings_reset, UNKNOWN_SETTINGS};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::AsyncReadExt;
-
-/// How long pgsplit waits for ROLLBACK on a transaction a client left open.
-const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Session {
     app: Arc<App>,
@@ -356,43 +355,6 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// The read kept in `retry` failed on its replica (`code`: the
-    /// server's SQLSTATE; `None`: the connection broke): run it once more,
-    /// on another replica or the primary.
-    async fn retry_elsewhere(&mut self, code: Option<String>) -> Result<(), ClientError> {
-        let mut retry = std::mem::take(&mut self.retry);
-        let conflict = matches!(code.as_deref(), Some("40001" | "40P01"));
-        if let Some(mut conn) = self.server.take() {
-            conn.broken = true;
-            let pool = conn.pool().clone();
-            drop(conn);
-            // A recovery conflict is about this statement on this replica;
-            // a shutdown or a broken connection is about the server.
-            if !conflict {
-                pool.ban(self.app.config.replica_ban_time());
-            }
-            tracing::warn!(pool = %pool.name, reason = code.as_deref().unwrap_or("connection lost"),
-                "read failed on a replica before its result started: running it once more elsewhere");
-        }
-        self.cancel.set(None);
-        self.exchange.reset();
-        std::mem::swap(&mut self.batch.messages, &mut retry.messages);
-        self.batch.parsed_unnamed = retry.parsed_unnamed;
-        let route = Route {
-            // A conflict could strike again on the same replica.
-            destination: if conflict {
-                Destination::Primary
-            } else {
-                Destination::Replica
-            },
-            reason: Reason::ReadOnly,
-        };
-        self.retry.spent = true;
-        let flow = self.dispatch(retry.tag, retry.frame, Some(route)).await;
-        self.retry.spent = false;
-        flow.map(|_| ())
-    }
-
     /// Makes `self.server` a connection that may run a request for
     /// `want` (`None`: whatever is in use, else the primary).
     async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
@@ -637,81 +599,6 @@ impl Session {
         Some(statement)
     }
 
-    /// Pins the client to its primary connection if `route` says the
-    /// statement creates session state.
-    fn pin_if_needed(&mut self, route: &Route) {
-        match route.reason {
-            Reason::Pins(pin) => self.pin(pin),
-            // A SET is tracked only alone in a simple query outside a
-            // transaction; anywhere else it pins.
-            Reason::Setting(_) => self.pin(Pin::SessionSetting),
-            _ => {}
-        }
-    }
-
-    /// The SET being tracked is done: its value, as the server now has it,
-    /// joins the client's settings (a failed SET leaves the old value), and
-    /// the connection is known to carry them. Inside a transaction that a
-    /// rollback could undo, the client is pinned instead.
-    async fn record_setting(&mut self) {
-        let Some(name) = self.tracking.take() else {
-            return;
-        };
-        if self.exchange.in_transaction() {
-            self.pin(Pin::SessionSetting);
-            return;
-        }
-        let Some(conn) = self.server.as_deref_mut() else {
-            return;
-        };
-        let sql = format!(
-            "SELECT current_setting('{}', true)",
-            name.replace('\'', "''")
-        );
-        match conn.simple_query(&sql).await {
-            Ok(rows) => {
-                if let Some(Some(value)) = rows.first().and_then(|row| row.first()) {
-                    self.settings.set(&name, value);
-                    tracing::debug!(setting = %name, %value, "client setting tracked");
-                }
-                conn.settings = self.settings.fingerprint;
-            }
-            // The connection is marked broken; the client finds out at its
-            // next statement.
-            Err(error) => {
-                tracing::warn!(%error, setting = %name, "could not read back a client's setting")
-            }
-        }
-    }
-
-    /// Pin detection for statements that are not routed (inside a
-    /// transaction or a flushed batch). No catalog lookup: the functions
-    /// that pin are built in, and the primary connection may be the only one.
-    fn pin_unrouted(&mut self, sql: Option<&[u8]>) {
-        let Some(text) = sql.and_then(|s| std::str::from_utf8(s).ok()) else {
-            return;
-        };
-        if let Classification::Routed(route) = self.app.router.classify(text, &*self.functions) {
-            self.pin_if_needed(&route);
-        }
-    }
-
-    /// From now on the client keeps the connection that runs this
-    /// statement, and everything runs there: its session state (a LISTEN,
-    /// a temporary table, a setting) lives in that server session.
-    fn pin(&mut self, pin: Pin) {
-        if self.pinned.is_some() {
-            return;
-        }
-        self.pinned = Some(pin);
-        let pinned_clients = self.app.pinned_clients.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::info!(
-            reason = pin.describe(),
-            pinned_clients,
-            "client pinned to one primary connection for the rest of its session"
-        );
-    }
-
     /// Remembers that the batch must go to the primary, and why.
     fn note(&mut self, route: Option<&Route>) {
         if let Some(route) = route {
@@ -831,112 +718,6 @@ impl Session {
         self.exchange.reset();
         self.cancel.set(None);
     }
-
-    /// The server connection broke. Outside a transaction the client gets
-    /// an error for what was running and goes on; inside one, whose work
-    /// is gone, the session ends so the client cannot mistake a later
-    /// COMMIT for success.
-    async fn server_lost(&mut self) -> Result<(), ClientError> {
-        if self.retry.armed {
-            return Box::pin(self.retry_elsewhere(None)).await;
-        }
-        let Some(mut conn) = self.server.take() else {
-            return Ok(());
-        };
-        conn.broken = true;
-        let pool = conn.pool().name.clone();
-        drop(conn);
-        self.cancel.set(None);
-        let (in_transaction, pending) = (self.exchange.in_transaction(), self.exchange.pending);
-        self.exchange.reset();
-        if self.wrote {
-            self.writes_committed();
-        }
-        self.exchange.tx_status = status::IDLE;
-        self.batch.clear();
-        self.batch.open = false;
-        tracing::warn!(%pool, in_transaction, pinned = self.pinned.map(Pin::describe), "lost the server connection");
-        if let Some(pin) = self.pinned {
-            let error = PgError::fatal(
-                sqlstate::CONNECTION_FAILURE,
-                format!(
-                    "pgsplit: lost the connection to {pool}, and with it this session's state ({})",
-                    pin.describe()
-                ),
-            );
-            self.io.send_error(&error).await;
-            return Err(ClientError::Refused(error));
-        }
-        if in_transaction {
-            let error = PgError::fatal(
-                sqlstate::CONNECTION_FAILURE,
-                format!("pgsplit: lost the connection to {pool} during a transaction; the transaction did not commit"),
-            );
-            self.io.send_error(&error).await;
-            return Err(ClientError::Refused(error));
-        }
-        self.out.clear();
-        for _ in 0..pending {
-            PgError::error(
-                sqlstate::CONNECTION_FAILURE,
-                format!("pgsplit: lost the connection to {pool} while running the statement; it may or may not have completed"),
-            )
-            .encode(&mut self.out);
-            backend::ready_for_query(status::IDLE, &mut self.out);
-        }
-        self.io.write(&self.out).await
-    }
-
-    /// Returns the client's server connections to their pools clean, or
-    /// closes them.
-    async fn finish(&mut self) {
-        self.cancel.set(None);
-        if self.pinned.is_some() {
-            self.app.pinned_clients.fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Some(conn) = self.server.take() {
-            let (pending, in_tx) = (self.exchange.pending, self.exchange.in_transaction());
-            self.clean_up(conn, pending, in_tx).await;
-        }
-        if let Some(conn) = self.spare.take() {
-            self.clean_up(conn, 0, false).await;
-        }
-    }
-
-    async fn clean_up(&self, mut conn: Checkout, pending: usize, in_transaction: bool) {
-        if pending > 0 {
-            // Cut off mid-reply: stop the server's work and close it.
-            tracing::info!(pool = %conn.pool().name, "client left while a statement ran: cancelling it and closing the server connection");
-            let target = (conn.backend_pid, conn.backend_secret, conn.addr.clone());
-            conn.broken = true;
-            drop(conn);
-            self.app
-                .cancels
-                .cancel_server(target.0, target.1, target.2)
-                .await;
-            return;
-        }
-        if in_transaction {
-            let rolled_back =
-                tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("ROLLBACK")).await;
-            let ok = matches!(rolled_back, Ok(Ok(_)));
-            tracing::info!(pool = %conn.pool().name, rolled_back = ok, "client left inside a transaction");
-            if !ok {
-                conn.broken = true;
-                return;
-            }
-        }
-        if self.mode == PoolMode::Session || self.pinned.is_some() {
-            // The next client must not inherit this one's session state.
-            let reset =
-                tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("DISCARD ALL")).await;
-            conn.prepared.clear();
-            conn.settings = 0;
-            if !matches!(reset, Ok(Ok(_))) {
-                conn.broken = true;
-            }
-        }
-    }
 }
 
 async fn send(conn: &mut crate::server::ServerConnection, bytes: &[u8]) -> Result<(), ServerError> {
@@ -958,46 +739,6 @@ fn primary(reason: Reason) -> Route {
     Route {
         destination: Destination::Primary,
         reason,
-    }
-}
-
-/// A connection whose settings pgsplit does not know.
-const UNKNOWN_SETTINGS: u64 = u64::MAX;
-
-/// What `RESET name` (`Some(Some(name))`), `RESET ALL` or `DISCARD ALL`
-/// (`Some(None)`) puts back to the session's start values, which on a
-/// pooled connection are not the client's; `None` for other statements.
-fn settings_reset(sql: &str) -> Option<Option<String>> {
-    let mut words = skip_comments(sql)
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty());
-    let first = words.next()?;
-    // Runs for every query: the common case returns before allocating.
-    if !(first.eq_ignore_ascii_case("reset") || first.eq_ignore_ascii_case("discard")) {
-        return None;
-    }
-    let second = words.next().map(|w| w.to_lowercase());
-    if first.eq_ignore_ascii_case("reset") {
-        return Some(second.filter(|w| w != "all").map(|w| w.replace('"', "")));
-    }
-    if first.eq_ignore_ascii_case("discard") && second.as_deref() == Some("all") {
-        return Some(None);
-    }
-    None
-}
-
-/// `sql` after leading whitespace and comments.
-fn skip_comments(mut sql: &str) -> &str {
-    // Each round strips one comment.
-    loop {
-        sql = sql.trim_start();
-        if let Some(rest) = sql.strip_prefix("--") {
-            sql = rest.split_once('\n').map_or("", |(_, after)| after);
-        } else if let Some(rest) = sql.strip_prefix("/*") {
-            sql = rest.split_once("*/").map_or("", |(_, after)| after);
-        } else {
-            return sql;
-        }
     }
 }
 
@@ -1032,26 +773,5 @@ pub(super) fn pool_error(e: &PoolError) -> PgError {
             _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
         },
         _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::settings_reset;
-
-    #[test]
-    fn resets_are_recognised() {
-        assert_eq!(settings_reset("RESET ALL"), Some(None));
-        assert_eq!(settings_reset("discard all;"), Some(None));
-        assert_eq!(
-            settings_reset("/* c */ reset Statement_Timeout"),
-            Some(Some("statement_timeout".into()))
-        );
-        assert_eq!(
-            settings_reset("-- x\nreset search_path;"),
-            Some(Some("search_path".into()))
-        );
-        assert_eq!(settings_reset("discard plans"), None);
-        assert_eq!(settings_reset("select 1"), None);
     }
 }

@@ -1,0 +1,164 @@
+//! When things end: a read that failed on a replica is run again
+//! elsewhere, a lost server connection is reported, and a departing
+//! client's connections go back to their pools clean or are closed.
+
+use super::Session;
+use crate::client::io::ClientError;
+use crate::config::PoolMode;
+use crate::pool::Checkout;
+use crate::protocol::error::sqlstate;
+use crate::protocol::{backend, status, PgError};
+use crate::router::{Destination, Pin, Reason, Route};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How long pgsplit waits for ROLLBACK on a transaction a client left open.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Session {
+    /// The read kept in `retry` failed on its replica (`code`: the
+    /// server's SQLSTATE; `None`: the connection broke): run it once more,
+    /// on another replica or the primary.
+    pub(super) async fn retry_elsewhere(
+        &mut self,
+        code: Option<String>,
+    ) -> Result<(), ClientError> {
+        let mut retry = std::mem::take(&mut self.retry);
+        let conflict = matches!(code.as_deref(), Some("40001" | "40P01"));
+        if let Some(mut conn) = self.server.take() {
+            conn.broken = true;
+            let pool = conn.pool().clone();
+            drop(conn);
+            // A recovery conflict is about this statement on this replica;
+            // a shutdown or a broken connection is about the server.
+            if !conflict {
+                pool.ban(self.app.config.replica_ban_time());
+            }
+            tracing::warn!(pool = %pool.name, reason = code.as_deref().unwrap_or("connection lost"),
+                "read failed on a replica before its result started: running it once more elsewhere");
+        }
+        self.cancel.set(None);
+        self.exchange.reset();
+        std::mem::swap(&mut self.batch.messages, &mut retry.messages);
+        self.batch.parsed_unnamed = retry.parsed_unnamed;
+        let route = Route {
+            // A conflict could strike again on the same replica.
+            destination: if conflict {
+                Destination::Primary
+            } else {
+                Destination::Replica
+            },
+            reason: Reason::ReadOnly,
+        };
+        self.retry.spent = true;
+        let flow = self.dispatch(retry.tag, retry.frame, Some(route)).await;
+        self.retry.spent = false;
+        flow.map(|_| ())
+    }
+
+    /// The server connection broke. Outside a transaction the client gets
+    /// an error for what was running and goes on; inside one, whose work
+    /// is gone, the session ends so the client cannot mistake a later
+    /// COMMIT for success.
+    pub(super) async fn server_lost(&mut self) -> Result<(), ClientError> {
+        if self.retry.armed {
+            return Box::pin(self.retry_elsewhere(None)).await;
+        }
+        let Some(mut conn) = self.server.take() else {
+            return Ok(());
+        };
+        conn.broken = true;
+        let pool = conn.pool().name.clone();
+        drop(conn);
+        self.cancel.set(None);
+        let (in_transaction, pending) = (self.exchange.in_transaction(), self.exchange.pending);
+        self.exchange.reset();
+        if self.wrote {
+            self.writes_committed();
+        }
+        self.exchange.tx_status = status::IDLE;
+        self.batch.clear();
+        self.batch.open = false;
+        tracing::warn!(%pool, in_transaction, pinned = self.pinned.map(Pin::describe), "lost the server connection");
+        if let Some(pin) = self.pinned {
+            let error = PgError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!(
+                    "pgsplit: lost the connection to {pool}, and with it this session's state ({})",
+                    pin.describe()
+                ),
+            );
+            self.io.send_error(&error).await;
+            return Err(ClientError::Refused(error));
+        }
+        if in_transaction {
+            let error = PgError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!("pgsplit: lost the connection to {pool} during a transaction; the transaction did not commit"),
+            );
+            self.io.send_error(&error).await;
+            return Err(ClientError::Refused(error));
+        }
+        self.out.clear();
+        for _ in 0..pending {
+            PgError::error(
+                sqlstate::CONNECTION_FAILURE,
+                format!("pgsplit: lost the connection to {pool} while running the statement; it may or may not have completed"),
+            )
+            .encode(&mut self.out);
+            backend::ready_for_query(status::IDLE, &mut self.out);
+        }
+        self.io.write(&self.out).await
+    }
+
+    /// Returns the client's server connections to their pools clean, or
+    /// closes them.
+    pub(super) async fn finish(&mut self) {
+        self.cancel.set(None);
+        if self.pinned.is_some() {
+            self.app.pinned_clients.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(conn) = self.server.take() {
+            let (pending, in_tx) = (self.exchange.pending, self.exchange.in_transaction());
+            self.clean_up(conn, pending, in_tx).await;
+        }
+        if let Some(conn) = self.spare.take() {
+            self.clean_up(conn, 0, false).await;
+        }
+    }
+
+    pub(super) async fn clean_up(&self, mut conn: Checkout, pending: usize, in_transaction: bool) {
+        if pending > 0 {
+            // Cut off mid-reply: stop the server's work and close it.
+            tracing::info!(pool = %conn.pool().name, "client left while a statement ran: cancelling it and closing the server connection");
+            let target = (conn.backend_pid, conn.backend_secret, conn.addr.clone());
+            conn.broken = true;
+            drop(conn);
+            self.app
+                .cancels
+                .cancel_server(target.0, target.1, target.2)
+                .await;
+            return;
+        }
+        if in_transaction {
+            let rolled_back =
+                tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("ROLLBACK")).await;
+            let ok = matches!(rolled_back, Ok(Ok(_)));
+            tracing::info!(pool = %conn.pool().name, rolled_back = ok, "client left inside a transaction");
+            if !ok {
+                conn.broken = true;
+                return;
+            }
+        }
+        if self.mode == PoolMode::Session || self.pinned.is_some() {
+            // The next client must not inherit this one's session state.
+            let reset =
+                tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("DISCARD ALL")).await;
+            conn.prepared.clear();
+            conn.settings = 0;
+            if !matches!(reset, Ok(Ok(_))) {
+                conn.broken = true;
+            }
+        }
+    }
+}

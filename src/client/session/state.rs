@@ -1,0 +1,145 @@
+//! The session state a client leaves on servers: pins (state that cannot
+//! move between connections keeps the client on one) and tracked settings
+//! (a plain SET becomes one of the client's settings, set wherever it runs).
+
+use super::Session;
+use crate::router::{Classification, Pin, Reason, Route};
+use std::sync::atomic::Ordering;
+
+impl Session {
+    /// Pins the client to its primary connection if `route` says the
+    /// statement creates session state.
+    pub(super) fn pin_if_needed(&mut self, route: &Route) {
+        match route.reason {
+            Reason::Pins(pin) => self.pin(pin),
+            // A SET is tracked only alone in a simple query outside a
+            // transaction; anywhere else it pins.
+            Reason::Setting(_) => self.pin(Pin::SessionSetting),
+            _ => {}
+        }
+    }
+
+    /// The SET being tracked is done: its value, as the server now has it,
+    /// joins the client's settings (a failed SET leaves the old value), and
+    /// the connection is known to carry them. Inside a transaction that a
+    /// rollback could undo, the client is pinned instead.
+    pub(super) async fn record_setting(&mut self) {
+        let Some(name) = self.tracking.take() else {
+            return;
+        };
+        if self.exchange.in_transaction() {
+            self.pin(Pin::SessionSetting);
+            return;
+        }
+        let Some(conn) = self.server.as_deref_mut() else {
+            return;
+        };
+        let sql = format!(
+            "SELECT current_setting('{}', true)",
+            name.replace('\'', "''")
+        );
+        match conn.simple_query(&sql).await {
+            Ok(rows) => {
+                if let Some(Some(value)) = rows.first().and_then(|row| row.first()) {
+                    self.settings.set(&name, value);
+                    tracing::debug!(setting = %name, %value, "client setting tracked");
+                }
+                conn.settings = self.settings.fingerprint;
+            }
+            // The connection is marked broken; the client finds out at its
+            // next statement.
+            Err(error) => {
+                tracing::warn!(%error, setting = %name, "could not read back a client's setting")
+            }
+        }
+    }
+
+    /// Pin detection for statements that are not routed (inside a
+    /// transaction or a flushed batch). No catalog lookup: the functions
+    /// that pin are built in, and the primary connection may be the only one.
+    pub(super) fn pin_unrouted(&mut self, sql: Option<&[u8]>) {
+        let Some(text) = sql.and_then(|s| std::str::from_utf8(s).ok()) else {
+            return;
+        };
+        if let Classification::Routed(route) = self.app.router.classify(text, &*self.functions) {
+            self.pin_if_needed(&route);
+        }
+    }
+
+    /// From now on the client keeps the connection that runs this
+    /// statement, and everything runs there: its session state (a LISTEN,
+    /// a temporary table, a setting) lives in that server session.
+    pub(super) fn pin(&mut self, pin: Pin) {
+        if self.pinned.is_some() {
+            return;
+        }
+        self.pinned = Some(pin);
+        let pinned_clients = self.app.pinned_clients.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(
+            reason = pin.describe(),
+            pinned_clients,
+            "client pinned to one primary connection for the rest of its session"
+        );
+    }
+}
+
+/// A connection whose settings pgsplit does not know.
+pub(super) const UNKNOWN_SETTINGS: u64 = u64::MAX;
+
+/// What `RESET name` (`Some(Some(name))`), `RESET ALL` or `DISCARD ALL`
+/// (`Some(None)`) puts back to the session's start values, which on a
+/// pooled connection are not the client's; `None` for other statements.
+pub(super) fn settings_reset(sql: &str) -> Option<Option<String>> {
+    let mut words = skip_comments(sql)
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    let first = words.next()?;
+    // Runs for every query: the common case returns before allocating.
+    if !(first.eq_ignore_ascii_case("reset") || first.eq_ignore_ascii_case("discard")) {
+        return None;
+    }
+    let second = words.next().map(|w| w.to_lowercase());
+    if first.eq_ignore_ascii_case("reset") {
+        return Some(second.filter(|w| w != "all").map(|w| w.replace('"', "")));
+    }
+    if first.eq_ignore_ascii_case("discard") && second.as_deref() == Some("all") {
+        return Some(None);
+    }
+    None
+}
+
+/// `sql` after leading whitespace and comments.
+fn skip_comments(mut sql: &str) -> &str {
+    // Each round strips one comment.
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return sql;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_reset;
+
+    #[test]
+    fn resets_are_recognised() {
+        assert_eq!(settings_reset("RESET ALL"), Some(None));
+        assert_eq!(settings_reset("discard all;"), Some(None));
+        assert_eq!(
+            settings_reset("/* c */ reset Statement_Timeout"),
+            Some(Some("statement_timeout".into()))
+        );
+        assert_eq!(
+            settings_reset("-- x\nreset search_path;"),
+            Some(Some("search_path".into()))
+        );
+        assert_eq!(settings_reset("discard plans"), None);
+        assert_eq!(settings_reset("select 1"), None);
+    }
+}
