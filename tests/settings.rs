@@ -125,3 +125,27 @@ async fn set_follows_the_client_and_reads_stay_on_the_replica() {
     assert_eq!(both(&b, "timezone").await[0], both(&b, "timezone").await[1]);
     assert_ne!(both(&b, "timezone").await[0], "Asia/Tokyo");
 }
+
+/// A hot standby refuses serializable transactions: a client whose
+/// default isolation is serializable reads from the primary (psycopg2's
+/// `set_session(isolation_level=...)` does this), until it resets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serializable_by_default_reads_from_the_primary() {
+    let c = Cluster::start();
+    let p = Proxy::start(proxy_config(&c));
+    let a = client(p.port(), "").await;
+    a.batch_execute("set default_transaction_isolation = 'serializable'")
+        .await
+        .expect("set");
+    assert_eq!(
+        support::proxy::port_of(&a, "select inet_server_port()").await,
+        c.primary_port()
+    );
+    a.batch_execute("reset default_transaction_isolation")
+        .await
+        .expect("reset");
+    assert_eq!(
+        support::proxy::port_of(&a, "select inet_server_port()").await,
+        c.replica_port()
+    );
+}

@@ -26,6 +26,9 @@ pub struct Settings {
     overrides: Vec<(String, String)>,
     /// `startup` then `overrides`: what a connection must have.
     pub list: Vec<(String, String)>,
+    /// A setting that a hot standby refuses to run with (serializable as
+    /// the default isolation): the client's reads go to the primary.
+    pub primary_only: bool,
     /// 0 for no settings (a connection's login state), else a hash of `list`.
     pub fingerprint: u64,
     /// `RESET ALL; SET ...`: what makes a connection's settings these.
@@ -96,10 +99,15 @@ impl Settings {
             })
             .collect();
         let sql = format!("RESET ALL; SELECT {}", calls.join(", "));
+        let primary_only = list.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("default_transaction_isolation")
+                && value.to_ascii_lowercase().contains("serializable")
+        });
         Settings {
             startup,
             overrides,
             list,
+            primary_only,
             fingerprint,
             sql,
         }
@@ -253,6 +261,10 @@ mod tests {
         s.set("search_path", "app");
         s.reset(None);
         assert_eq!(s.fingerprint, start);
+        s.set("default_transaction_isolation", "serializable");
+        assert!(s.primary_only);
+        s.reset(Some("default_transaction_isolation"));
+        assert!(!s.primary_only);
         let mut empty = Settings::default();
         empty.set("a.b", "1");
         empty.reset(None);

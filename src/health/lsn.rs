@@ -18,16 +18,22 @@ pub fn format(lsn: Lsn) -> String {
 /// WAL page size (XLOG_BLCKSZ, fixed at PostgreSQL build time; 8 kB unless
 /// built otherwise).
 const WAL_PAGE: u64 = 8192;
-/// Size of a page's short header (SizeOfXLogShortPHD).
+/// Size of a page's short header (SizeOfXLogShortPHD), and of the long one
+/// that starts each WAL segment (SizeOfXLogLongPHD).
 const SHORT_PAGE_HEADER: u64 = 24;
+const LONG_PAGE_HEADER: u64 = 40;
 
 /// The primary's insert position when the last record ended exactly at a
 /// page boundary points past the next page's header, a position a replica
 /// never reports as replayed (it reports the boundary). Mapped back to the
 /// boundary, a replica that has replayed everything counts as caught up.
 /// No record can end right after a header, so nothing replayable is skipped.
-pub fn normalize_insert_position(lsn: Lsn) -> Lsn {
-    if lsn % WAL_PAGE == SHORT_PAGE_HEADER {
+/// `segment_offset` (the position's offset in its WAL segment, when known)
+/// tells a segment's first page, whose header is the long one.
+pub fn normalize_insert_position(lsn: Lsn, segment_offset: Option<u64>) -> Lsn {
+    if segment_offset == Some(LONG_PAGE_HEADER) {
+        lsn - LONG_PAGE_HEADER
+    } else if lsn % WAL_PAGE == SHORT_PAGE_HEADER {
         lsn - SHORT_PAGE_HEADER
     } else {
         lsn
@@ -49,8 +55,15 @@ mod tests {
 
     #[test]
     fn page_header_positions_map_to_the_boundary() {
-        assert_eq!(normalize_insert_position(0x4000 + 24), 0x4000);
-        assert_eq!(normalize_insert_position(0x4000 + 25), 0x4000 + 25);
-        assert_eq!(normalize_insert_position(0x4000), 0x4000);
+        assert_eq!(normalize_insert_position(0x4000 + 24, None), 0x4000);
+        assert_eq!(normalize_insert_position(0x4000 + 25, None), 0x4000 + 25);
+        assert_eq!(normalize_insert_position(0x4000, None), 0x4000);
+        // A segment's first page has the long header.
+        assert_eq!(normalize_insert_position(0x300_0028, Some(40)), 0x300_0000);
+        // Offset 40 on a page with the short header is a real position.
+        assert_eq!(
+            normalize_insert_position(0x300_2028, Some(0x2028)),
+            0x300_2028
+        );
     }
 }

@@ -19,10 +19,15 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 /// insert position on a primary, which is past every commit acknowledged),
 /// and a standby's replay delay, 0 when it has replayed all it received
 /// (an idle primary is not lag).
-const CHECK: &str = "SELECT pg_is_in_recovery(), \
-    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END)::text, \
-    (CASE WHEN pg_is_in_recovery() AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn() \
-     THEN coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) ELSE 0 END)::float8";
+/// On a primary also the insert position's offset in its WAL segment (of
+/// the same reading), to recognise a position just past a segment's long
+/// page header.
+const CHECK: &str = "SELECT r, (CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE l END)::text, \
+    (CASE WHEN r AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn() \
+     THEN coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) ELSE 0 END)::float8, \
+    (CASE WHEN r THEN NULL ELSE (pg_walfile_name_offset(l)).file_offset END) \
+    FROM (SELECT pg_is_in_recovery() AS r) AS role, \
+    LATERAL (SELECT CASE WHEN role.r THEN NULL ELSE pg_current_wal_insert_lsn() END AS l) AS insert";
 
 /// After an extra check that found no progress, the next waits this long,
 /// so reads waiting on a paused replica do not flood it.
@@ -62,6 +67,8 @@ struct Check {
     in_recovery: bool,
     position: Lsn,
     lag_seconds: f64,
+    /// A primary's insert position's offset in its WAL segment.
+    segment_offset: Option<u64>,
 }
 
 /// Consecutive observations that differ from the current state.
@@ -189,7 +196,7 @@ impl Monitor {
             self.topology
                 .replica_position(&self.server, check.position, check.lag_seconds);
         } else {
-            let position = lsn::normalize_insert_position(check.position);
+            let position = lsn::normalize_insert_position(check.position, check.segment_offset);
             self.topology
                 .primary_position(&self.server, position, covered);
         }
@@ -239,10 +246,12 @@ fn parse(rows: &[SimpleQueryMessage]) -> Result<Check, String> {
     let in_recovery = row.get(0) == Some("t");
     let position = row.get(1).and_then(lsn::parse).unwrap_or(0);
     let lag_seconds = row.get(2).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let segment_offset = row.get(3).and_then(|s| s.parse().ok());
     Ok(Check {
         in_recovery,
         position,
         lag_seconds,
+        segment_offset,
     })
 }
 

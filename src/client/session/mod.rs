@@ -365,6 +365,8 @@ impl Session {
         // session state must be where its writes go.
         let want = match self.pinned {
             Some(_) => Some(Destination::Primary),
+            // A standby refuses serializable transactions.
+            None if self.settings.primary_only => want.map(|_| Destination::Primary),
             None => want,
         };
         if let Some(conn) = &self.server {
