@@ -3,11 +3,14 @@
 # pgsplit (transaction pooling, then session pooling), and prints the three
 # results side by side with every test whose outcome differs.
 #
-# Suite: tokio-postgres's integration tests (tests/test in the crate source
-# cargo already has, at the version in Cargo.lock). They expect a server on
-# 127.0.0.1:5433 with roles pass_user (password), md5_user (md5) and
-# scram_user (scram-sha-256), all with password "password", and the hstore,
-# citext and ltree extensions: set up here as the driver's own CI does.
+# Suites:
+# - tokio-postgres's integration tests (tests/test in the crate source cargo
+#   already has, at the version in Cargo.lock). They expect a server on
+#   127.0.0.1:5433 with roles pass_user (password), md5_user (md5) and
+#   scram_user (scram-sha-256), all with password "password", and the
+#   hstore, citext and ltree extensions: set up here as its own CI does.
+# - psycopg2's test suite (tests/ in its PyPI sdist, run against
+#   psycopg2-binary of the same version), on database psycopg2_test.
 #
 # Direct: a primary on 5433 (replica 5434). Through pgsplit: a primary and a
 # replica on 55532/55533, pgsplit on 5433 (trust; it logs in to the servers
@@ -36,6 +39,20 @@ fi
 (cd "$SUITE" && cargo test --test test --no-run >"$WORK/build.log" 2>&1) \
   || { tail -30 "$WORK/build.log" >&2; exit 1; }
 
+# psycopg2: the sdist has the tests; the binary wheel is what they import.
+PSYCOPG2=${PSYCOPG2_VERSION:-2.9.13}
+PG2=$WORK/psycopg2-$PSYCOPG2
+if [ ! -d "$PG2/tests" ]; then
+  pip install -q "psycopg2-binary==$PSYCOPG2" >/dev/null 2>&1
+  url=$(curl -s "https://pypi.org/pypi/psycopg2/json" | python3 -c "
+import sys, json, urllib.parse
+data = json.load(sys.stdin)
+files = data.get('releases', {}).get('$PSYCOPG2') or data['urls']
+sdist = [f['url'] for f in files if f['packagetype'] == 'sdist'][0]
+print(urllib.parse.urljoin('https://pypi.org/pypi/psycopg2/json', sdist))")
+  curl -sL "$url" | tar xz -C "$WORK"
+fi
+
 PSQL=/usr/lib/postgresql/15/bin/psql
 cluster_up() { # DIR PRIMARY_PORT REPLICA_PORT
   PGC_FAST=1 scripts/pgcluster.sh up "$1" "$2" "$3" >/dev/null
@@ -56,6 +73,9 @@ CREATE ROLE scram_user PASSWORD 'password' LOGIN;
 CREATE EXTENSION hstore;
 CREATE EXTENSION citext;
 CREATE EXTENSION ltree;
+CREATE DATABASE psycopg2_test;
+\c psycopg2_test
+CREATE EXTENSION hstore;
 SELECT pg_reload_conf();
 SQL
   "$PSQL" -X -q -h 127.0.0.1 -p "$3" -U postgres postgres -c "select pg_reload_conf()" >/dev/null
@@ -65,6 +85,17 @@ run_suite() { # NAME
   (cd "$SUITE" && cargo test --test test -- --test-threads=1 2>&1) >"$WORK/$1.log" || true
   grep -E '^test .* \.\.\. (ok|FAILED|ignored)' "$WORK/$1.log" \
     | sed -E 's/^test (.*) \.\.\. (ok|FAILED|ignored).*/\1 \2/' | sort >"$WORK/$1.txt"
+  (cd "$PG2" && PSYCOPG2_TESTDB_HOST=127.0.0.1 PSYCOPG2_TESTDB_PORT=5433 PSYCOPG2_TESTDB_USER=postgres \
+    timeout 900 python3 -c "import tests; tests.unittest.main(defaultTest='tests.test_suite')" -v 2>&1) \
+    >"$WORK/pg2-$1.log" || true
+  # "test_x (tests.mod.Class.test_x) ... ok" may span lines (docstrings).
+  python3 - "$WORK/pg2-$1.log" >"$WORK/pg2-$1.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+for name, outcome in re.findall(r"^(test\w+ \([\w.]+\))(?:.|\n)*? \.\.\. (ok|FAIL|ERROR|skipped)", text, re.M):
+    print(name.replace(" ", "_"), "FAILED" if outcome in ("FAIL", "ERROR") else outcome)
+PY
+  sort -o "$WORK/pg2-$1.txt" "$WORK/pg2-$1.txt"
 }
 
 PGSPLIT_PID=
@@ -111,16 +142,23 @@ EOF
 done
 
 count() { awk -v want="$2" '$2 == want' "$WORK/$1.txt" | wc -l; }
+row() { # LABEL PREFIX
+  printf '| %s (%s tests) |' "$1" "$(wc -l <"$WORK/${2}direct.txt")"
+  for run in direct transaction session; do
+    printf ' %s passed, %s failed |' "$(count "$2$run" ok)" "$(count "$2$run" FAILED)"
+  done
+  echo
+}
 echo
 echo "| suite | direct | pgsplit transaction | pgsplit session |"
 echo "|---|---|---|---|"
-printf '| tokio-postgres %s (%s tests) |' "$VERSION" "$(wc -l <"$WORK/direct.txt")"
-for run in direct transaction session; do
-  printf ' %s passed, %s failed |' "$(count $run ok)" "$(count $run FAILED)"
-done
-echo
+row "tokio-postgres $VERSION" ""
+row "psycopg2 $PSYCOPG2" "pg2-"
 echo
 echo "Tests whose outcome differs from direct:"
-for mode in transaction session; do
-  join "$WORK/direct.txt" "$WORK/$mode.txt" | awk -v m="$mode" '$2 != $3 {print "  " m ": " $1 " (direct " $2 ", pgsplit " $3 ")"}'
+for prefix in "" pg2-; do
+  for mode in transaction session; do
+    join "$WORK/${prefix}direct.txt" "$WORK/$prefix$mode.txt" \
+      | awk -v m="$prefix$mode" '$2 != $3 {print "  " m ": " $1 " (direct " $2 ", pgsplit " $3 ")"}'
+  done
 done
