@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod batch;
+mod commands;
 mod io;
 mod relay;
 mod retry;

@@ -98,52 +98,6 @@ impl Statements {
     }
 }
 
-/// SQL commands that drop prepared statements.
-#[derive(Debug, PartialEq, Eq)]
-pub enum StatementCommand {
-    /// `DEALLOCATE [PREPARE] name`, with the name as PostgreSQL folds it.
-    Deallocate(String),
-    /// `DEALLOCATE [PREPARE] ALL` or `DISCARD ALL`.
-    DropAll,
-}
-
-/// Recognises a query that is exactly one of those commands.
-pub fn statement_command(sql: &str) -> Option<StatementCommand> {
-    let sql = sql.trim().trim_end_matches(';').trim_end();
-    // Runs for every Query: most are neither command, so rule them out
-    // without allocating.
-    let starts = |word: &str| {
-        sql.get(..word.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(word))
-    };
-    if sql.len() > 200 || !(starts("deallocate") || starts("discard")) {
-        return None;
-    }
-    let words: Vec<&str> = sql.split_whitespace().collect();
-    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
-    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-    match lower.as_slice() {
-        ["discard", "all"] | ["deallocate", "all"] | ["deallocate", "prepare", "all"] => {
-            Some(StatementCommand::DropAll)
-        }
-        ["deallocate", _] | ["deallocate", "prepare", _] => words
-            .last()
-            .and_then(|w| fold_name(w))
-            .map(StatementCommand::Deallocate),
-        _ => None,
-    }
-}
-
-/// An identifier as PostgreSQL reads it: quoted kept, unquoted lower-cased.
-fn fold_name(word: &str) -> Option<String> {
-    match word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
-        Some(quoted) if !quoted.contains('"') => Some(quoted.to_string()),
-        Some(_) => None,
-        None if word.chars().all(|c| c.is_alphanumeric() || c == '_') => Some(word.to_lowercase()),
-        None => None,
-    }
-}
-
 /// `pgsplit_` and 128 bits of hash, hex: 40 characters, under PostgreSQL's
 /// 63-byte name limit. A collision would need 2^64 distinct statements.
 pub fn server_name(after_name: &[u8]) -> String {
@@ -171,29 +125,6 @@ mod tests {
             server_name(b"select $1\0\0\x01\0\0\0\x19")
         );
         assert_eq!(a.len(), 40);
-    }
-
-    #[test]
-    fn recognises_statement_commands() {
-        use StatementCommand::*;
-        assert_eq!(statement_command("DEALLOCATE ALL"), Some(DropAll));
-        assert_eq!(statement_command("discard all;"), Some(DropAll));
-        assert_eq!(statement_command("deallocate prepare all"), Some(DropAll));
-        assert_eq!(
-            statement_command("DEALLOCATE P_0"),
-            Some(Deallocate("p_0".into()))
-        );
-        assert_eq!(
-            statement_command("deallocate \"P_0\""),
-            Some(Deallocate("P_0".into()))
-        );
-        assert_eq!(
-            statement_command("deallocate prepare s1 ;"),
-            Some(Deallocate("s1".into()))
-        );
-        assert_eq!(statement_command("discard plans"), None);
-        assert_eq!(statement_command("select 1; deallocate all"), None);
-        assert_eq!(statement_command("deallocate a b"), None);
     }
 
     #[test]

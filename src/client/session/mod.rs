@@ -7,11 +7,12 @@ mod recovery;
 mod state;
 
 use super::batch::{Batch, Planned, Use};
+use super::commands::{session_command, SessionCommand};
 use super::io::{ClientError, ClientIo};
 use super::relay::{Exchange, Expect, RelayError};
 use super::retry::{self, Retry, Verdict};
 use super::settings::Settings;
-use super::statements::{statement_command, Statement, StatementCommand, Statements};
+use super::statements::{Statement, Statements};
 use crate::app::App;
 use crate::cancel::{CancelSlot, CancelTarget};
 use crate::catalog::DatabaseFunctions;
@@ -23,7 +24,7 @@ use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
 use crate::router::{Classification, Destination, Pin, Reason, Route};
 use crate::server::ServerError;
 use bytes::{Bytes, BytesMut};
-use state::{settings_reset, UNKNOWN_SETTINGS};
+use state::UNKNOWN_SETTINGS;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
@@ -211,20 +212,13 @@ impl Session {
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let text = extended::query_text(&frame[5..])?;
         let text = std::str::from_utf8(text).ok();
-        if let Some(reset) = text.and_then(settings_reset) {
-            self.settings.reset(reset.as_deref());
-            self.settings_reset = true;
-        }
-        match text.and_then(statement_command) {
-            Some(StatementCommand::Deallocate(name))
-                if self.statements.get(name.as_bytes()).is_some() =>
-            {
-                return Box::pin(self.deallocate(name, frame)).await;
+        if let Some(command) = text.and_then(session_command) {
+            self.follow(&command);
+            if let SessionCommand::Deallocate(name) = command {
+                if self.statements.get(name.as_bytes()).is_some() {
+                    return Box::pin(self.deallocate(name, frame)).await;
+                }
             }
-            // The server drops its statements too: pgsplit's Close before
-            // every Parse keeps its own record of them harmless.
-            Some(StatementCommand::DropAll) => self.statements.clear(),
-            _ => {}
         }
         let route = if self.routing_needed() {
             let route = match text {
@@ -505,12 +499,11 @@ impl Session {
 
     async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let parse = extended::parse(&frame[5..])?;
-        if let Some(reset) = std::str::from_utf8(parse.query)
+        if let Some(command) = std::str::from_utf8(parse.query)
             .ok()
-            .and_then(settings_reset)
+            .and_then(session_command)
         {
-            self.settings.reset(reset.as_deref());
-            self.settings_reset = true;
+            self.follow(&command);
         }
         let (name_len, unnamed) = (parse.name.len(), parse.name.is_empty());
         let route = if self.routing_needed() {

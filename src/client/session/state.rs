@@ -3,6 +3,7 @@
 //! (a plain SET becomes one of the client's settings, set wherever it runs).
 
 use super::Session;
+use crate::client::commands::SessionCommand;
 use crate::router::{Classification, Pin, Reason, Route};
 use std::sync::atomic::Ordering;
 
@@ -83,63 +84,21 @@ impl Session {
     }
 }
 
-/// A connection whose settings pgsplit does not know.
-pub(super) const UNKNOWN_SETTINGS: u64 = u64::MAX;
-
-/// What `RESET name` (`Some(Some(name))`), `RESET ALL` or `DISCARD ALL`
-/// (`Some(None)`) puts back to the session's start values, which on a
-/// pooled connection are not the client's; `None` for other statements.
-pub(super) fn settings_reset(sql: &str) -> Option<Option<String>> {
-    let mut words = skip_comments(sql)
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty());
-    let first = words.next()?;
-    // Runs for every query: the common case returns before allocating.
-    if !(first.eq_ignore_ascii_case("reset") || first.eq_ignore_ascii_case("discard")) {
-        return None;
-    }
-    let second = words.next().map(|w| w.to_lowercase());
-    if first.eq_ignore_ascii_case("reset") {
-        return Some(second.filter(|w| w != "all").map(|w| w.replace('"', "")));
-    }
-    if first.eq_ignore_ascii_case("discard") && second.as_deref() == Some("all") {
-        return Some(None);
-    }
-    None
-}
-
-/// `sql` after leading whitespace and comments.
-fn skip_comments(mut sql: &str) -> &str {
-    // Each round strips one comment.
-    loop {
-        sql = sql.trim_start();
-        if let Some(rest) = sql.strip_prefix("--") {
-            sql = rest.split_once('\n').map_or("", |(_, after)| after);
-        } else if let Some(rest) = sql.strip_prefix("/*") {
-            sql = rest.split_once("*/").map_or("", |(_, after)| after);
-        } else {
-            return sql;
+impl Session {
+    /// Keeps pgsplit's record of the client in step with a DEALLOCATE,
+    /// RESET or DISCARD ALL it sends.
+    pub(super) fn follow(&mut self, command: &SessionCommand) {
+        // The server drops its statements too: pgsplit's Close before
+        // every Parse keeps its own record of them harmless.
+        if command.drops_statements() {
+            self.statements.clear();
+        }
+        if let Some(reset) = command.resets_settings() {
+            self.settings.reset(reset);
+            self.settings_reset = true;
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::settings_reset;
-
-    #[test]
-    fn resets_are_recognised() {
-        assert_eq!(settings_reset("RESET ALL"), Some(None));
-        assert_eq!(settings_reset("discard all;"), Some(None));
-        assert_eq!(
-            settings_reset("/* c */ reset Statement_Timeout"),
-            Some(Some("statement_timeout".into()))
-        );
-        assert_eq!(
-            settings_reset("-- x\nreset search_path;"),
-            Some(Some("search_path".into()))
-        );
-        assert_eq!(settings_reset("discard plans"), None);
-        assert_eq!(settings_reset("select 1"), None);
-    }
-}
+/// A connection whose settings pgsplit does not know.
+pub(super) const UNKNOWN_SETTINGS: u64 = u64::MAX;
