@@ -72,19 +72,24 @@ fn decide(
     match combine(&statements, config, findings) {
         // Only what goes to the primary can pin: a read-only statement
         // leaves no session state.
-        Verdict::Primary(_) if pin::trackable_setting(&statements).is_some() => {
-            let name = pin::trackable_setting(&statements).unwrap_or_default();
-            routed(Destination::Primary, Reason::Setting(name))
-        }
-        Verdict::Primary(reason) => {
-            let reason = pin::find(&statements)
-                .or_else(|| pin::names_temp_schema(sql))
-                .map_or(reason, Reason::Pins);
-            routed(Destination::Primary, reason)
-        }
+        Verdict::Primary(reason) => routed(
+            Destination::Primary,
+            session_effect(&statements, sql, reason),
+        ),
         Verdict::ReadOnlyTransaction => routed(Destination::Replica, Reason::ReadOnlyTransaction),
         Verdict::ReadOnly => consult_catalog(&findings.lookups, catalog),
     }
+}
+
+/// A primary statement's reason, refined by what it leaves in the session:
+/// a plain SET pgsplit tracks, or state that pins the client.
+fn session_effect(statements: &[Statement], sql: &str, reason: Reason) -> Reason {
+    if let Some(name) = pin::trackable_setting(statements) {
+        return Reason::Setting(name);
+    }
+    pin::find(statements)
+        .or_else(|| pin::names_temp_schema(sql))
+        .map_or(reason, Reason::Pins)
 }
 
 fn routed(destination: Destination, reason: Reason) -> Classification {

@@ -55,34 +55,35 @@ impl ServerConnection {
         &mut self,
         sql: &str,
     ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
-        let mut out = BytesMut::new();
-        put_frame(&mut out, tag::QUERY, |b| {
-            b.extend_from_slice(sql.as_bytes());
-            b.extend_from_slice(&[0]);
-        });
-        let result = self.run_simple_query(&out, &mut Said::default()).await;
-        if result.is_err() {
-            self.broken = true;
-        }
-        result
+        self.query_noting(sql, &mut Said::default()).await
     }
 
     /// Runs commands that change settings (`SET`, `RESET ALL`) and returns
     /// what the server said besides: the ParameterStatus values it reported
-    /// and its notices (whole NoticeResponse frames). On an error the
-    /// connection is marked broken: some commands may have run.
+    /// and its notices (whole NoticeResponse frames).
     pub async fn set(&mut self, sql: &str) -> Result<Said, ServerError> {
+        let mut said = Said::default();
+        self.query_noting(sql, &mut said).await?;
+        Ok(said)
+    }
+
+    /// A simple query; what the server says besides rows goes to `said`.
+    /// On an error the connection is marked broken: part of it may have run.
+    async fn query_noting(
+        &mut self,
+        sql: &str,
+        said: &mut Said,
+    ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
         let mut out = BytesMut::new();
         put_frame(&mut out, tag::QUERY, |b| {
             b.extend_from_slice(sql.as_bytes());
             b.extend_from_slice(&[0]);
         });
-        let mut said = Said::default();
-        let result = self.run_simple_query(&out, &mut said).await;
+        let result = self.run_simple_query(&out, said).await;
         if result.is_err() {
             self.broken = true;
         }
-        result.map(|_| said)
+        result
     }
 
     async fn run_simple_query(
