@@ -1,42 +1,286 @@
 //! The application state every session shares: one `Arc<App>`, no globals,
 //! so tests run many proxies side by side.
+//!
+//! What a reload may change (servers, pools, routing, users) lives in a
+//! [`Current`] generation behind an `ArcSwap`: a reload builds the next one
+//! and swaps it in. Sessions move to it at their next checkout, so clients
+//! keep their connections and transactions in flight finish where they
+//! started.
 
 use crate::cancel::Cancels;
 use crate::catalog::Catalog;
 use crate::client::auth::Credentials;
+use crate::client::registry::{ClientState, Clients};
 use crate::config::Config;
-use crate::health::Topology;
+use crate::health::{Monitors, Topology};
+use crate::listener::Reloader;
+use crate::metrics::{ClientCounts, Metrics, Sample};
 use crate::pool::Pools;
 use crate::router::{ReadOnlyTransactions, Router, RouterConfig};
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{watch, Notify};
 
 pub struct App {
+    current: ArcSwap<Current>,
+    /// Bumped by every reload; a session compares it to its own
+    /// generation's number with one load per checkout.
+    generation: AtomicU64,
+    pub catalog: Catalog,
+    pub cancels: Cancels,
+    pub metrics: Arc<Metrics>,
+    pub clients: Clients,
+    /// Clients pinned to one server connection by session state.
+    pub pinned_clients: AtomicUsize,
+    /// PAUSE: no new server connections are handed out until RESUME.
+    paused: AtomicBool,
+    resumed: Notify,
+    /// Shutdown progress, watched by the listener and the sessions.
+    stop: watch::Sender<Stop>,
+    /// Re-reads the configuration for RELOAD and SIGHUP.
+    reloader: OnceLock<Reloader>,
+}
+
+/// One generation of what a reload changes.
+pub struct Current {
     pub config: Arc<Config>,
     pub topology: Arc<Topology>,
     pub pools: Pools,
     pub router: Router,
-    pub catalog: Catalog,
-    pub cancels: Cancels,
     pub credentials: Credentials,
-    /// Clients pinned to one server connection by session state.
-    pub pinned_clients: AtomicUsize,
+    pub generation: u64,
+    /// The health checks of this generation's servers; stop with it.
+    monitors: OnceLock<Monitors>,
+}
+
+/// Where a shutdown stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    Running,
+    /// No new clients; clients are told to leave between transactions.
+    Draining,
+    /// `shutdown_timeout` passed: remaining clients are cut off now.
+    Now,
 }
 
 impl App {
+    /// The application for `config`: starts its health checks and opens
+    /// `pool_size` connections per pool (so it needs a tokio runtime).
     pub fn new(config: Config) -> Arc<App> {
-        let config = Arc::new(config);
-        let topology = Topology::new(&config);
+        let metrics = Arc::new(Metrics::new());
+        let current = Current::build(Arc::new(config), None, &metrics, 0);
+        current.start();
         Arc::new(App {
-            pools: Pools::new(config.clone(), topology.clone()),
-            topology,
-            router: Router::new(router_config(&config)),
+            current: ArcSwap::from_pointee(current),
+            generation: AtomicU64::new(0),
             catalog: Catalog::default(),
             cancels: Cancels::default(),
-            credentials: Credentials::new(&config.users),
+            metrics,
+            clients: Clients::default(),
             pinned_clients: AtomicUsize::new(0),
-            config,
+            paused: AtomicBool::new(false),
+            resumed: Notify::new(),
+            stop: watch::Sender::new(Stop::Running),
+            reloader: OnceLock::new(),
         })
+    }
+
+    /// The current generation.
+    pub fn current(&self) -> Arc<Current> {
+        self.current.load_full()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.current.load().config.clone()
+    }
+
+    /// Swaps in `config` (already validated): new clients and the next
+    /// checkout of every session use it. Servers that stay keep their
+    /// health state; pools whose settings did not change keep their
+    /// connections.
+    pub fn reload(&self, config: Config) {
+        let old = self.current();
+        let generation = old.generation + 1;
+        let next = Current::build(Arc::new(config), Some(&old), &self.metrics, generation);
+        next.start();
+        self.current.store(Arc::new(next));
+        self.generation.store(generation, Ordering::Release);
+        self.metrics.reloaded(true);
+    }
+
+    pub fn set_reloader(&self, reloader: Reloader) {
+        let _ = self.reloader.set(reloader);
+    }
+
+    /// Re-reads the configuration and swaps it in; an invalid one is
+    /// refused (logged, counted) and the running one stays. Returns what
+    /// happened, in words.
+    pub fn reload_from_source(&self) -> Result<String, String> {
+        let Some(reloader) = self.reloader.get() else {
+            return Err("pgsplit was started without a config file: nothing to re-read".into());
+        };
+        let config = match reloader() {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!(%error, "reload refused: the running configuration stays");
+                self.metrics.reloaded(false);
+                return Err(format!(
+                    "reload refused, the running configuration stays: {error}"
+                ));
+            }
+        };
+        let old = self.config();
+        for (key, before, after) in [
+            ("listen", Some(&old.listen), Some(&config.listen)),
+            (
+                "metrics_listen",
+                old.metrics_listen.as_ref(),
+                config.metrics_listen.as_ref(),
+            ),
+        ] {
+            if before != after {
+                tracing::warn!(
+                    key,
+                    "changing this key needs a restart; the old value stays in use"
+                );
+            }
+        }
+        let changed = *old != config;
+        self.reload(config);
+        let what = if changed {
+            "configuration reloaded"
+        } else {
+            "configuration reloaded (unchanged)"
+        };
+        tracing::info!(generation = self.generation(), "{what}");
+        Ok(what.to_string())
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+        if !paused {
+            self.resumed.notify_waiters();
+        }
+    }
+
+    /// Returns once RESUME is given (at once if not paused).
+    pub async fn wait_resumed(&self) {
+        loop {
+            let resumed = self.resumed.notified();
+            if !self.is_paused() {
+                return;
+            }
+            resumed.await;
+        }
+    }
+
+    pub fn stop_state(&self) -> watch::Receiver<Stop> {
+        self.stop.subscribe()
+    }
+
+    pub fn request_stop(&self, stop: Stop) {
+        self.stop.send_if_modified(|s| {
+            let later = stop > *s;
+            if later {
+                *s = stop;
+            }
+            later
+        });
+    }
+
+    /// Pools, servers and clients as they are now.
+    pub fn sample(&self) -> Sample {
+        let current = self.current();
+        let (hits, misses) = current.router.cache_stats();
+        let clusters = current.pools.snapshot();
+        let mut servers: Vec<_> = current
+            .topology
+            .servers
+            .iter()
+            .map(|s| s.sample())
+            .collect();
+        for cluster in &clusters {
+            for (server, pool) in servers.iter_mut().zip(cluster.all()) {
+                server.bans += pool.bans.load(Ordering::Relaxed);
+            }
+        }
+        let waits = &current.topology.consistency_waits;
+        Sample {
+            pools: clusters
+                .iter()
+                .flat_map(|c| c.all().map(|p| p.sample()).collect::<Vec<_>>())
+                .collect(),
+            servers,
+            clients: self.client_counts(),
+            routing_cache_hits: hits,
+            routing_cache_misses: misses,
+            consistency_waits: [0, 1].map(|i| waits[i].load(Ordering::Relaxed)),
+            paused: self.is_paused(),
+        }
+    }
+
+    fn client_counts(&self) -> ClientCounts {
+        let mut counts = ClientCounts {
+            pinned: self.pinned_clients.load(Ordering::Relaxed) as u64,
+            ..ClientCounts::default()
+        };
+        for client in self.clients.list() {
+            match client.state() {
+                ClientState::Idle => counts.idle += 1,
+                ClientState::Active => counts.active += 1,
+                ClientState::Waiting => counts.waiting += 1,
+            }
+        }
+        counts
+    }
+}
+
+impl crate::http::Observed for App {
+    fn sample(&self) -> Sample {
+        App::sample(self)
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics.render(&App::sample(self))
+    }
+}
+
+impl Current {
+    fn build(
+        config: Arc<Config>,
+        previous: Option<&Current>,
+        metrics: &Arc<Metrics>,
+        generation: u64,
+    ) -> Current {
+        let topology = Topology::succeed(&config, previous.map(|p| &*p.topology));
+        let pools = Pools::new(config.clone(), topology.clone(), metrics.clone());
+        if let Some(previous) = previous {
+            pools.inherit(&previous.pools);
+        }
+        Current {
+            router: Router::new(router_config(&config)),
+            credentials: Credentials::new(&config.users),
+            pools,
+            topology,
+            config,
+            generation,
+            monitors: OnceLock::new(),
+        }
+    }
+
+    fn start(&self) {
+        let monitors = crate::health::spawn_monitors(self.topology.clone(), &self.config);
+        let _ = self.monitors.set(monitors);
+        self.pools.warm_up();
     }
 }
 

@@ -10,10 +10,12 @@ pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod health;
+pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod router;
 pub mod server;
 
-pub use listener::run;
+pub use listener::{run, run_reloadable, Reloader};

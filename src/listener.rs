@@ -1,31 +1,63 @@
-//! Accepts client connections and gives each its own task.
+//! Accepts client connections and gives each its own task; serves the
+//! metrics endpoint; reloads on SIGHUP; shuts down gracefully.
 
-use crate::app::App;
-use crate::config::Config;
+use crate::app::{App, Stop};
+use crate::config::{Config, ConfigError};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-/// Runs a proxy with `config` on `listener` until `shutdown` completes.
-/// The listener comes from outside, so tests bind port 0 in-process.
+/// Re-reads the configuration (file and flags) for a reload.
+pub type Reloader = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// Runs a proxy with `config` on `listener` until `shutdown` completes (or
+/// the admin console's SHUTDOWN), then shuts down gracefully. The listener
+/// comes from outside, so tests bind port 0 in-process.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    run_reloadable(config, listener, shutdown, None).await
+}
+
+/// [`run`], with RELOAD and SIGHUP re-reading the configuration through
+/// `reloader`.
+pub async fn run_reloadable(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    reloader: Option<Reloader>,
+) {
     let app = App::new(config);
-    let _monitors = crate::health::spawn_monitors(app.topology.clone(), &app.config);
-    app.pools.warm_up();
-    serve(app, listener, shutdown).await
+    if let Some(reloader) = reloader {
+        app.set_reloader(reloader);
+        tokio::spawn(reload_on_sighup(Arc::downgrade(&app)));
+    }
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = app.config().metrics_listen.clone() {
+        match TcpListener::bind(&addr).await {
+            Ok(l) => {
+                let source: Arc<dyn crate::http::Observed> = app.clone();
+                tokio::spawn(crate::http::serve(l, source, async {
+                    let _ = http_stopped.await;
+                }));
+            }
+            Err(error) => tracing::error!(%addr, %error, "cannot listen for metrics"),
+        }
+    }
+    serve(app.clone(), listener, shutdown).await;
+    drain(&app).await;
+    let _ = http_stop.send(());
 }
 
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut stop = app.stop_state();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "pgsplit listening");
     }
     loop {
         tokio::select! {
-            _ = &mut shutdown => {
-                tracing::info!("shutting down");
-                return;
-            }
+            _ = &mut shutdown => return,
+            _ = stop.wait_for(|s| *s != Stop::Running) => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     tokio::spawn(crate::client::handle(app.clone(), stream, peer));
@@ -33,9 +65,55 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                 Err(error) => {
                     // Out of file descriptors and the like: wait, don't spin.
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
+    }
+}
+
+/// Graceful shutdown, the listener already closed: clients are told to
+/// leave as soon as they are between transactions; after
+/// `shutdown_timeout` those still in one are cut off.
+async fn drain(app: &App) {
+    let timeout = app.config().shutdown_timeout();
+    app.request_stop(Stop::Draining);
+    tracing::info!(
+        clients = app.clients.count(),
+        timeout_seconds = timeout.as_secs_f64(),
+        "shutting down: no new clients; clients leave as their transactions end"
+    );
+    if !clients_gone(app, timeout).await {
+        tracing::warn!(
+            clients = app.clients.count(),
+            "shutdown_timeout passed: ending the transactions still running"
+        );
+        app.request_stop(Stop::Now);
+        clients_gone(app, Duration::from_secs(5)).await;
+    }
+    tracing::info!("pgsplit stopped");
+}
+
+async fn clients_gone(app: &App, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while app.clients.count() > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+async fn reload_on_sighup(app: std::sync::Weak<App>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload only through the admin console");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let Some(app) = app.upgrade() else { return };
+        tracing::info!("SIGHUP: reloading the configuration");
+        let _ = app.reload_from_source();
     }
 }

@@ -1,8 +1,9 @@
 //! The pgsplit binary: flags and config, logging, then the listener.
 
 use clap::Parser;
-use pgsplit::config::Cli;
+use pgsplit::config::{Cli, LogFormat};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -13,11 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logging(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(error) => {
@@ -33,18 +30,44 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        pgsplit::run(config, listener, shutdown_signal()).await;
+        let reloader: pgsplit::Reloader = Arc::new(move || cli.load());
+        pgsplit::run_reloadable(config, listener, first_signal_then_watch(), Some(reloader)).await;
         ExitCode::SUCCESS
     })
 }
 
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Completes at the first SIGTERM or SIGINT, starting a graceful shutdown;
+/// a second one exits at once.
+async fn first_signal_then_watch() {
+    shutdown_signal().await;
+    tracing::info!("signal received: shutting down gracefully (send it again to exit at once)");
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(1);
+    });
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
 }

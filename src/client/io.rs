@@ -3,6 +3,7 @@
 
 use crate::protocol::{FrameHeader, PgError, ProtocolError};
 use bytes::{Bytes, BytesMut};
+use prometheus::IntCounter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -10,14 +11,17 @@ pub struct ClientIo {
     pub stream: TcpStream,
     pub buf: BytesMut,
     max_message: usize,
+    /// `pgsplit_client_sent_bytes_total`.
+    sent: IntCounter,
 }
 
 impl ClientIo {
-    pub fn new(stream: TcpStream, buf: BytesMut, max_message: usize) -> ClientIo {
+    pub fn new(stream: TcpStream, buf: BytesMut, max_message: usize, sent: IntCounter) -> ClientIo {
         ClientIo {
             stream,
             buf,
             max_message,
+            sent,
         }
     }
 
@@ -58,6 +62,7 @@ impl ClientIo {
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.sent.inc_by(bytes.len() as u64);
         self.stream
             .write_all(bytes)
             .await

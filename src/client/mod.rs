@@ -5,6 +5,7 @@ pub mod auth;
 mod batch;
 mod commands;
 mod io;
+pub mod registry;
 mod relay;
 mod retry;
 mod session;
@@ -35,7 +36,12 @@ pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let opening = startup::read_opening(&mut stream, &mut buf).await;
-    let mut io = ClientIo::new(stream, buf, app.config.max_message_size);
+    let mut io = ClientIo::new(
+        stream,
+        buf,
+        app.config().max_message_size,
+        app.metrics.client_sent_bytes.clone(),
+    );
     match opening {
         Ok(Opening::Cancel { pid, secret }) => app.cancels.cancel(pid, secret).await,
         Ok(Opening::Session(params)) => serve(app, io, params, peer).await,
@@ -46,9 +52,16 @@ pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
 async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: SocketAddr) {
     let started = Instant::now();
     tracing::info!(%peer, user = %params.user, database = %params.database, "client connected");
+    app.metrics.client_connections_total.inc();
     let registration = app.cancels.register();
     let result = match log_in(&app, &mut io, &params, registration.key).await {
         Ok((cluster, settings)) => {
+            let client = app.clients.register(
+                peer,
+                &params.user,
+                &params.database,
+                params.get("application_name").unwrap_or_default(),
+            );
             Session::new(
                 app.clone(),
                 io,
@@ -56,11 +69,13 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
                 &params.database,
                 registration.slot.clone(),
                 settings,
+                client.info.clone(),
             )
             .run()
             .await
         }
         Err(e) => {
+            count_refusal(&app, &e);
             report(&mut io, &e, &peer).await;
             Err(e)
         }
@@ -69,6 +84,23 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
     match result {
         Ok(()) | Err(ClientError::Gone) => tracing::info!(%peer, seconds, "client disconnected"),
         Err(error) => tracing::info!(%peer, seconds, %error, "client disconnected"),
+    }
+}
+
+/// A failed login: the client's fault (protocol, password, unknown
+/// database or role) or pgsplit's (no server could check it).
+fn count_refusal(app: &App, e: &ClientError) {
+    use crate::metrics::ErrorSide;
+    match e {
+        ClientError::Protocol(p) => app.metrics.error(ErrorSide::Client, &PgError::from(p).code),
+        ClientError::Refused(error) => {
+            let side = match error.code.get(..2) {
+                Some("28" | "3D" | "08") => ErrorSide::Client,
+                _ => ErrorSide::Pgsplit,
+            };
+            app.metrics.error(side, &error.code);
+        }
+        ClientError::Io(_) | ClientError::Gone => {}
     }
 }
 
@@ -93,14 +125,16 @@ async fn log_in(
     key: (i32, i32),
 ) -> Result<(Arc<ClusterPools>, Settings), ClientError> {
     let settings = Settings::from_startup(params).map_err(ClientError::Refused)?;
-    auth::authenticate(io, app.config.auth, &app.credentials, &params.user).await?;
-    if !app.config.databases.is_empty() && !app.config.databases.contains(&params.database) {
+    let current = app.current();
+    let config = &current.config;
+    auth::authenticate(io, config.auth, &current.credentials, &params.user).await?;
+    if !config.databases.is_empty() && !config.databases.contains(&params.database) {
         return Err(ClientError::Refused(PgError::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!("database \"{}\" does not exist", params.database),
         )));
     }
-    let cluster = app.pools.get(&params.database, &params.user);
+    let cluster = current.pools.get(&params.database, &params.user);
     let (server_params, notices) = server_params(&cluster, &settings).await?;
     let mut out = BytesMut::new();
     backend::authentication_ok(&mut out);

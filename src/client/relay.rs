@@ -54,6 +54,8 @@ pub struct Exchange {
     pub tx_status: u8,
     /// Bytes of a frame already passing through that have not arrived yet.
     passthrough: usize,
+    /// SQLSTATE classes of the ErrorResponses relayed, for the metrics.
+    pub errors: Vec<[u8; 2]>,
 }
 
 impl Default for Exchange {
@@ -63,6 +65,7 @@ impl Default for Exchange {
             pending: 0,
             tx_status: status::IDLE,
             passthrough: 0,
+            errors: Vec::new(),
         }
     }
 }
@@ -156,6 +159,7 @@ impl Exchange {
                 }
                 tag::ERROR_RESPONSE => {
                     self.batch_failed(prepared);
+                    self.errors.push(error_class(rest.get(..h.frame_len())));
                     self.passthrough = h.frame_len();
                 }
                 tag::COPY_IN_RESPONSE => {
@@ -401,4 +405,22 @@ mod tests {
         let mut x = Exchange::default();
         assert!(x.scan(b"D\0\0\0\x01", &mut HashSet::new()).is_err());
     }
+}
+
+/// The SQLSTATE class of an ErrorResponse frame ("??" when the frame is
+/// not all there or has no code field).
+fn error_class(frame: Option<&[u8]>) -> [u8; 2] {
+    let mut fields = frame
+        .and_then(|f| f.get(FrameHeader::SIZE..))
+        .unwrap_or_default();
+    while let Some((&kind, rest)) = fields.split_first() {
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        if kind == b'C' {
+            if let [a, b, ..] = rest[..end] {
+                return [a, b];
+            }
+        }
+        fields = rest.get(end + 1..).unwrap_or_default();
+    }
+    *b"??"
 }

@@ -1,7 +1,7 @@
 //! Command-line flags. Each one overrides the config file's key of the same
 //! meaning, so pgsplit can also start without a file.
 
-use super::{AuthMethod, Config, ConfigError, Consistency, PoolMode};
+use super::{AuthMethod, Config, ConfigError, Consistency, LogFormat, PoolMode};
 use clap::Parser;
 
 /// pgsplit: a PostgreSQL proxy that sends read-only statements to replicas
@@ -33,6 +33,12 @@ pub struct Cli {
     /// Read-your-writes: eventual (any replica), session (a client sees its own writes), global (every read sees every earlier write) [default: session].
     #[arg(long, value_enum)]
     pub consistency: Option<Consistency>,
+    /// Serve GET /metrics (Prometheus), /status and /healthz here [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
+    /// Log line format [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 impl Cli {
@@ -69,6 +75,12 @@ impl Cli {
         }
         if let Some(consistency) = self.consistency {
             config.consistency = consistency;
+        }
+        if let Some(addr) = &self.metrics_listen {
+            config.metrics_listen = Some(addr.clone());
+        }
+        if let Some(format) = self.log_format {
+            config.log_format = format;
         }
     }
 }

@@ -267,6 +267,19 @@ pub struct Config {
     pub max_replica_lag_bytes: u64,
     pub max_replica_lag_seconds: f64,
     pub health: HealthSettings,
+    pub metrics_listen: Option<String>,
+    pub admin_users: Vec<String>,
+    pub shutdown_timeout: f64,
+    pub log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -292,6 +305,10 @@ impl Default for Config {
             max_replica_lag_bytes: 0,
             max_replica_lag_seconds: 0.0,
             health: HealthSettings::default(),
+            metrics_listen: None,
+            admin_users: Vec::new(),
+            shutdown_timeout: 30.0,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -357,6 +374,16 @@ impl Config {
             }
         }
         self.health.validate()?;
+        if let Some(addr) = &self.metrics_listen {
+            addr.parse::<SocketAddr>()
+                .map_err(|_| invalid("metrics_listen", format!("{addr:?} is not ADDR:PORT")))?;
+        }
+        if !(self.shutdown_timeout >= 0.0 && self.shutdown_timeout.is_finite()) {
+            return Err(invalid(
+                "shutdown_timeout",
+                "must be 0 or a positive number of seconds",
+            ));
+        }
         Ok(())
     }
 
@@ -366,6 +393,15 @@ impl Config {
 
     pub fn replica_ban_time(&self) -> Duration {
         Duration::from_secs_f64(self.replica_ban_time)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_timeout)
+    }
+
+    /// Whether `user` may use the admin console (any user in trust mode).
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.auth == AuthMethod::Trust || self.admin_users.iter().any(|u| u == user)
     }
 
     pub fn max_wait_for_replica(&self) -> Duration {

@@ -8,7 +8,7 @@ pub mod lsn;
 mod monitor;
 
 pub use consistency::Need;
-pub use monitor::spawn_monitors;
+pub use monitor::{spawn_monitors, Monitors};
 
 use crate::config::{Config, Consistency};
 use lsn::Lsn;
@@ -51,6 +51,8 @@ pub struct ServerState {
     lagging: AtomicBool,
     /// Wakes the monitor for an extra position check, when a read waits.
     poll: Notify,
+    /// Health checks that failed or timed out, for the metrics.
+    pub check_failures: AtomicU64,
 }
 
 impl ServerState {
@@ -68,6 +70,7 @@ impl ServerState {
             lag_micros: AtomicU64::new(0),
             lagging: AtomicBool::new(false),
             poll: Notify::new(),
+            check_failures: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +115,27 @@ impl ServerState {
         self.poll.notify_one();
     }
 
+    /// The server as the metrics and /status show it.
+    pub fn sample(&self) -> crate::metrics::ServerSample {
+        crate::metrics::ServerSample {
+            server: self.addr.to_string(),
+            configured_role: self.configured.as_str().to_string(),
+            state: self.describe().to_string(),
+            up: self.is_up(),
+            primary: self.is_writer(),
+            lag_bytes: self.lag_bytes(),
+            lag_seconds: self.lag_seconds(),
+            lagging: self.is_lagging(),
+            check_failures: self.check_failures.load(Ordering::Relaxed),
+            bans: 0,
+        }
+    }
+
+    /// Up and in recovery but past the lag limits.
+    pub fn is_lagging(&self) -> bool {
+        self.is_up() && self.lagging.load(Ordering::Relaxed)
+    }
+
     pub fn describe(&self) -> &'static str {
         match (
             self.is_up(),
@@ -150,31 +174,53 @@ pub struct Topology {
     /// replicas to catch up (see `waits_futile`).
     skip_waits_until_ms: AtomicU64,
     epoch: Instant,
+    /// Reads that waited for a replica to catch up: [caught up, ran out].
+    pub consistency_waits: [AtomicU64; 2],
 }
 
 const NO_WRITER: usize = usize::MAX;
 
 impl Topology {
     pub fn new(config: &Config) -> Arc<Topology> {
+        Topology::succeed(config, None)
+    }
+
+    /// The topology of a reloaded `config`. A server at the same place
+    /// with the same address and role keeps its state (up, role, position),
+    /// and so does the writer; write tickets keep counting, so a read that
+    /// must see a write made before the reload still waits for it.
+    pub fn succeed(config: &Config, previous: Option<&Topology>) -> Arc<Topology> {
         let primary = config.primary.as_deref().unwrap_or_default();
-        let servers = std::iter::once((primary, Role::Primary))
+        let servers: Vec<Arc<ServerState>> = std::iter::once((primary, Role::Primary))
             .chain(config.replicas.iter().map(|r| (r.as_str(), Role::Replica)))
             .enumerate()
-            .map(|(i, (addr, role))| Arc::new(ServerState::new(i, addr, role)))
+            .map(|(i, (addr, role))| {
+                previous
+                    .and_then(|p| p.servers.get(i))
+                    .filter(|s| &*s.addr == addr && s.configured == role)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(ServerState::new(i, addr, role)))
+            })
             .collect();
+        let writer = previous
+            .and_then(|p| p.writer())
+            .filter(|w| servers.get(w.index).is_some_and(|s| Arc::ptr_eq(s, w)))
+            .map_or(0, |w| w.index);
+        let tickets = previous.map_or(0, |p| p.tickets.load(Ordering::Acquire));
         Arc::new(Topology {
             servers,
-            writer: AtomicUsize::new(0),
+            writer: AtomicUsize::new(writer),
             consistency: config.consistency,
             max_wait_for_replica: config.max_wait_for_replica(),
             max_lag_bytes: config.max_replica_lag_bytes,
             max_lag_seconds: config.max_replica_lag_seconds,
-            tickets: AtomicU64::new(0),
+            tickets: AtomicU64::new(tickets),
             sample_covered: AtomicU64::new(0),
             sample_lsn: AtomicU64::new(0),
             changed: Notify::new(),
             electing: Mutex::new(()),
             skip_waits_until_ms: AtomicU64::new(0),
+            consistency_waits: Default::default(),
             epoch: Instant::now(),
         })
     }

@@ -210,6 +210,7 @@ impl Monitor {
             Ok(_) => Observed::Primary,
         };
         if let Err(error) = result {
+            self.server.check_failures.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(server = %self.server.addr, %error, "health check failed");
         }
         if !self.tally.observe(seen, self.threshold) {

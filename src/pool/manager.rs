@@ -1,6 +1,7 @@
 //! bb8's view of a server: how to open, check and judge a connection.
 
 use crate::server::{LoginTarget, ServerConnection, ServerError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub struct ServerManager {
@@ -8,6 +9,8 @@ pub struct ServerManager {
     /// The ParameterStatus values of the first login, which pgsplit sends
     /// to its clients as a server would.
     pub params: Arc<OnceLock<Vec<(String, String)>>>,
+    /// Connections being opened now, for the pool's metrics.
+    pub opening: Arc<AtomicUsize>,
 }
 
 impl bb8::ManageConnection for ServerManager {
@@ -17,6 +20,7 @@ impl bb8::ManageConnection for ServerManager {
     type Error = ServerError;
 
     async fn connect(&self) -> Result<Box<ServerConnection>, ServerError> {
+        let _opening = Opening::start(&self.opening);
         let conn = ServerConnection::connect(&self.target).await?;
         let _ = self.params.set(conn.params.clone());
         Ok(Box::new(conn))
@@ -33,5 +37,22 @@ impl bb8::ManageConnection for ServerManager {
 
     fn has_broken(&self, conn: &mut Box<ServerConnection>) -> bool {
         !conn.is_clean()
+    }
+}
+
+/// Counts a connection being opened until it is open, failed, or its
+/// future dropped (bb8 gives up on it at its timeout).
+struct Opening<'a>(&'a AtomicUsize);
+
+impl<'a> Opening<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Opening(count)
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -13,10 +13,11 @@ use replicas::Pick;
 use std::time::Instant;
 
 use crate::config::{Config, ReplicaSelection};
+use crate::metrics::{Metrics, RouteLabel};
 use crate::server::{LoginTarget, ServerError};
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +45,8 @@ pub enum PoolError {
 /// indexed as `Topology::servers`.
 pub struct ClusterPools {
     pub servers: Vec<Arc<ServerPool>>,
-    topology: Arc<Topology>,
+    pub topology: Arc<Topology>,
+    pub user: String,
     selection: ReplicaSelection,
     ban_time: Duration,
     /// Turn counter for round robin and least-busy ties.
@@ -55,15 +57,21 @@ impl ClusterPools {
     /// A connection to a replica that has what `need` asks for; if none has
     /// it yet, one that catches up within `max_wait_for_replica`; otherwise
     /// the primary. Replicas that refuse connections are banned for a while.
+    /// A checkout on the primary says why in `detour`.
     pub async fn checkout_read(&self, need: &mut Need) -> Result<Checkout, PoolError> {
         let mut deadline = None;
         // Each turn returns, bans a replica, or waits for news until the
         // deadline, so this ends.
-        loop {
+        let detour = loop {
             let required = self.topology.required(need);
             match self.pick_replica(required) {
                 Pick::Replica(pool) => match pool.checkout().await {
-                    Ok(conn) => return Ok(conn),
+                    Ok(conn) => {
+                        if deadline.is_some() {
+                            self.topology.consistency_waits[0].fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Ok(conn);
+                    }
                     Err(PoolError::Server { source, .. }) if !is_login_refusal(&source) => {
                         tracing::warn!(pool = %pool.name, error = %source,
                             ban_seconds = self.ban_time.as_secs_f64(), "replica refused a connection: banned, reads go elsewhere");
@@ -71,7 +79,7 @@ impl ClusterPools {
                     }
                     Err(e) => return Err(e),
                 },
-                Pick::Behind if self.topology.waits_futile() => break,
+                Pick::Behind if self.topology.waits_futile() => break RouteLabel::ConsistencyWait,
                 Pick::Behind => {
                     let deadline = *deadline
                         .get_or_insert_with(|| Instant::now() + self.topology.max_wait_for_replica);
@@ -81,13 +89,26 @@ impl ClusterPools {
                         tracing::debug!(required = ?required.map(lsn::format),
                             "no replica has the client's writes within max_wait_for_replica: read goes to the primary");
                         self.topology.wait_ran_out();
-                        break;
+                        self.topology.consistency_waits[1].fetch_add(1, Ordering::Relaxed);
+                        break RouteLabel::ConsistencyWait;
                     }
                 }
-                Pick::Nothing => break,
+                Pick::Nothing => break self.no_replica_reason(),
             }
+        };
+        let mut conn = self.read_from_primary().await?;
+        conn.detour = Some(detour);
+        Ok(conn)
+    }
+
+    /// Why no replica could take a read: lag, or none up at all.
+    fn no_replica_reason(&self) -> RouteLabel {
+        let lagging = self.servers.iter().any(|p| p.server.is_lagging());
+        if lagging {
+            RouteLabel::Lag
+        } else {
+            RouteLabel::Fallback
         }
-        self.read_from_primary().await
     }
 
     /// The primary for a read; if it is down, a replica that may not have
@@ -101,7 +122,9 @@ impl ClusterPools {
                 };
                 tracing::warn!(pool = %pool.name, error = %e,
                     "primary unavailable: read goes to a replica that may not have the latest writes");
-                pool.checkout().await
+                let mut conn = pool.checkout().await?;
+                conn.detour = Some(RouteLabel::Fallback);
+                Ok(conn)
             }
             other => other,
         }
@@ -148,14 +171,16 @@ pub fn is_login_refusal(e: &ServerError) -> bool {
 pub struct Pools {
     config: Arc<Config>,
     topology: Arc<Topology>,
+    metrics: Arc<Metrics>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
 }
 
 impl Pools {
-    pub fn new(config: Arc<Config>, topology: Arc<Topology>) -> Pools {
+    pub fn new(config: Arc<Config>, topology: Arc<Topology>, metrics: Arc<Metrics>) -> Pools {
         Pools {
             config,
             topology,
+            metrics,
             clusters: RwLock::new(HashMap::new()),
         }
     }
@@ -187,9 +212,32 @@ impl Pools {
         self.clusters.read().values().cloned().collect()
     }
 
+    /// After a reload: the (database, user) pairs `previous` served get
+    /// pools here too, and a server pool whose server, login and settings
+    /// did not change is taken over with its open connections.
+    pub fn inherit(&self, previous: &Pools) {
+        let old = previous.clusters.read().clone();
+        let mut clusters = self.clusters.write();
+        for ((database, user), cluster) in old {
+            let next = self.build_reusing(&database, &user, Some(&cluster));
+            clusters.insert((database, user), Arc::new(next));
+        }
+    }
+
     fn build(&self, database: &str, user: &str) -> ClusterPools {
+        self.build_reusing(database, user, None)
+    }
+
+    fn build_reusing(
+        &self,
+        database: &str,
+        user: &str,
+        previous: Option<&ClusterPools>,
+    ) -> ClusterPools {
         let config = &self.config;
-        tracing::info!(database, user, "creating pools");
+        if previous.is_none() {
+            tracing::info!(database, user, "creating pools");
+        }
         let servers = self
             .topology
             .servers
@@ -206,11 +254,24 @@ impl Pools {
                     password: config.user(user).map(|u| u.password.clone()),
                     connect_timeout: settings.connect_timeout(),
                 };
-                ServerPool::new(server.clone(), target, settings)
+                let same = previous
+                    .and_then(|p| p.servers.get(server.index))
+                    .filter(|p| p.is_like(server, &target, settings));
+                if let Some(pool) = same {
+                    return pool.clone();
+                }
+                let handles = self.metrics.pool_handles(&[
+                    &server.addr,
+                    server.configured.as_str(),
+                    database,
+                    user,
+                ]);
+                ServerPool::new(server.clone(), target, settings, handles)
             })
             .collect();
         ClusterPools {
             servers,
+            user: user.to_string(),
             topology: self.topology.clone(),
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),

@@ -5,6 +5,7 @@ use super::manager::ServerManager;
 use super::PoolError;
 use crate::config::PoolSettings;
 use crate::health::{Role, ServerState};
+use crate::metrics::{PoolHandles, PoolSample, RouteLabel};
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +19,9 @@ pub struct ServerPool {
     /// The server's live state (up, role, replay position).
     pub server: Arc<ServerState>,
     pub addr: Arc<str>,
+    pub database: String,
+    pub user: String,
+    target: LoginTarget,
     pool: bb8::Pool<ServerManager>,
     /// bb8 does not serve waiters first come, first served (bb8 issue 243);
     /// tokio's semaphore does, so a client waits here for a permit and only
@@ -36,6 +40,13 @@ pub struct ServerPool {
     /// clients (it refused a connection); 0 when not banned.
     banned_until_ms: AtomicU64,
     epoch: Instant,
+    /// Clients waiting for a permit now.
+    waiting: AtomicUsize,
+    /// Connections being opened now (shared with the manager).
+    opening: Arc<AtomicUsize>,
+    /// Times this pool's server was banned.
+    pub bans: AtomicU64,
+    metrics: PoolHandles,
 }
 
 impl ServerPool {
@@ -43,6 +54,7 @@ impl ServerPool {
         server: Arc<ServerState>,
         target: LoginTarget,
         settings: &PoolSettings,
+        metrics: PoolHandles,
     ) -> Arc<ServerPool> {
         let params = Arc::new(OnceLock::new());
         let name = format!(
@@ -53,10 +65,13 @@ impl ServerPool {
             target.user
         );
         let addr = target.addr.clone();
+        let (database, user) = (target.database.clone(), target.user.clone());
         let failures = Arc::new(watch::Sender::new(None));
+        let opening = Arc::new(AtomicUsize::new(0));
         let manager = ServerManager {
-            target,
+            target: target.clone(),
             params: params.clone(),
+            opening: opening.clone(),
         };
         let pool = bb8::Pool::builder()
             .max_size(settings.max_size())
@@ -81,6 +96,9 @@ impl ServerPool {
             name,
             server,
             addr,
+            database,
+            user,
+            target,
             pool,
             gate: Arc::new(Semaphore::new(settings.max_size() as usize)),
             settings: settings.clone(),
@@ -89,6 +107,10 @@ impl ServerPool {
             in_use: AtomicUsize::new(0),
             banned_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            waiting: AtomicUsize::new(0),
+            opening,
+            bans: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -97,7 +119,10 @@ impl ServerPool {
     pub async fn checkout(self: &Arc<Self>) -> Result<Checkout, PoolError> {
         // Fast path, taken whenever the pool is not exhausted: no timer.
         let permit = match self.gate.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+            Ok(permit) => {
+                self.metrics.wait.observe(0.0);
+                permit
+            }
             Err(_) => Box::pin(self.wait_for_turn()).await?,
         };
         self.checkout_inner(permit).await
@@ -105,12 +130,22 @@ impl ServerPool {
 
     async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, PoolError> {
         let timeout = self.settings.pool_timeout();
-        match tokio::time::timeout(timeout, self.gate.clone().acquire_owned()).await {
+        let started = Instant::now();
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let waited = tokio::time::timeout(timeout, self.gate.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.wait.observe(started.elapsed().as_secs_f64());
+        match waited {
             Ok(permit) => permit.map_err(|_| PoolError::Closed),
-            Err(_) => Err(PoolError::Timeout {
-                pool: self.name.clone(),
-                waited: timeout,
-            }),
+            Err(_) => {
+                self.metrics.timeouts.inc();
+                tracing::warn!(pool = %self.name, waited_seconds = timeout.as_secs_f64(),
+                    "a client gave up waiting for a connection (pool_timeout)");
+                Err(PoolError::Timeout {
+                    pool: self.name.clone(),
+                    waited: timeout,
+                })
+            }
         }
     }
 
@@ -125,6 +160,7 @@ impl ServerPool {
                 self.in_use.fetch_add(1, Ordering::Relaxed);
                 return Ok(Checkout {
                     role: self.server.role(),
+                    detour: None,
                     conn,
                     _permit: permit,
                     pool: self.clone(),
@@ -174,6 +210,17 @@ impl ServerPool {
         }
     }
 
+    /// Whether this pool serves `server` with the same login and settings
+    /// (a reload may then keep it).
+    pub fn is_like(
+        &self,
+        server: &Arc<ServerState>,
+        target: &LoginTarget,
+        settings: &PoolSettings,
+    ) -> bool {
+        Arc::ptr_eq(&self.server, server) && self.target == *target && self.settings == *settings
+    }
+
     pub fn in_use(&self) -> usize {
         self.in_use.load(Ordering::Relaxed)
     }
@@ -194,6 +241,7 @@ impl ServerPool {
 
     /// Keeps new clients away for `for_how_long`.
     pub fn ban(&self, for_how_long: Duration) {
+        self.bans.fetch_add(1, Ordering::Relaxed);
         let until = self.epoch.elapsed() + for_how_long;
         self.banned_until_ms
             .store(until.as_millis().max(1) as u64, Ordering::Relaxed);
@@ -202,6 +250,29 @@ impl ServerPool {
     pub fn state(&self) -> bb8::State {
         self.pool.state()
     }
+
+    /// The pool as the metrics, /status and SHOW POOLS show it.
+    pub fn sample(&self) -> PoolSample {
+        let state = self.pool.state();
+        let checked_out = self.in_use() as u32;
+        let size = self.settings.pool_size;
+        PoolSample {
+            server: self.addr.to_string(),
+            role: self.server.configured.as_str().to_string(),
+            database: self.database.clone(),
+            user: self.user.clone(),
+            size,
+            checked_in: state.idle_connections,
+            checked_out,
+            overflow: state.connections.saturating_sub(size),
+            max_overflow: self.settings.max_overflow,
+            opening: self.opening.load(Ordering::Relaxed) as u32,
+            waiting: self.waiting.load(Ordering::Relaxed) as u32,
+            healthy: self.server.is_up()
+                && (self.server.is_writer() || self.server.serves_reads())
+                && !self.is_banned(),
+        }
+    }
 }
 
 /// A checked-out server connection; dropping it returns it to the pool
@@ -209,6 +280,9 @@ impl ServerPool {
 pub struct Checkout {
     /// The server's role when it was checked out.
     pub role: Role,
+    /// A read that landed on the primary (or, the primary being down, a
+    /// write's fallback to a replica): why.
+    pub detour: Option<RouteLabel>,
     conn: bb8::PooledConnection<'static, ServerManager>,
     _permit: OwnedSemaphorePermit,
     pool: Arc<ServerPool>,

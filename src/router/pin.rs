@@ -29,6 +29,18 @@ pub enum Pin {
 }
 
 impl Pin {
+    /// A short name, for the `reason` label of `pgsplit_pins_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Pin::Listen => "listen",
+            Pin::AdvisoryLock => "advisory_lock",
+            Pin::TempObject => "temp_object",
+            Pin::Prepare => "prepare",
+            Pin::HoldCursor => "hold_cursor",
+            Pin::SessionSetting => "session_setting",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Pin::Listen => "LISTEN",

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 const MAX_LOGIN_MESSAGE: usize = 1 << 20;
 
 /// Who to log in as, where.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoginTarget {
     pub addr: Arc<str>,
     pub user: String,

@@ -16,15 +16,17 @@ mod state;
 use super::batch::{Batch, Planned};
 use super::commands::{session_command, SessionCommand};
 use super::io::{ClientError, ClientIo};
+use super::registry::{ClientInfo, ClientState};
 use super::relay::{Exchange, Expect, RelayError};
 use super::retry::{self, Retry, Verdict};
 use super::settings::Settings;
 use super::statements::Statements;
-use crate::app::App;
+use crate::app::{App, Current, Stop};
 use crate::cancel::{CancelSlot, CancelTarget};
 use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
+use crate::metrics::{ErrorSide, RouteLabel, Side};
 use crate::pool::{is_login_refusal, Checkout, ClusterPools, PoolError, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
@@ -32,11 +34,18 @@ use crate::router::{Classification, Destination, Pin, Reason, Route};
 use crate::server::ServerError;
 use bytes::{Bytes, BytesMut};
 use state::UNKNOWN_SETTINGS;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 
 pub struct Session {
     app: Arc<App>,
+    /// The configuration generation this session uses; it moves to a
+    /// reloaded one at its next checkout.
+    current: Arc<Current>,
+    database: String,
     io: ClientIo,
     cluster: Arc<ClusterPools>,
     functions: Arc<DatabaseFunctions>,
@@ -72,6 +81,14 @@ pub struct Session {
     /// The read in flight on a replica, until its result starts.
     retry: Retry,
     out: BytesMut,
+    /// This client in the registry (state, pin, statement count).
+    client: Arc<ClientInfo>,
+    /// When the oldest exchange still pending was sent, and where.
+    sent_at: Option<(Instant, Side)>,
+    /// When the server transaction in progress began, and where.
+    transaction_since: Option<(Instant, Side)>,
+    /// pgsplit's shutdown: the client is told to leave between transactions.
+    stop: watch::Receiver<Stop>,
 }
 
 /// What the loop does after a message.
@@ -84,6 +101,8 @@ enum Flow {
 enum Event {
     Client(std::io::Result<usize>),
     Server(std::io::Result<usize>),
+    /// The shutdown state changed.
+    Stop,
 }
 
 enum Acquired {
@@ -103,10 +122,15 @@ impl Session {
         database: &str,
         cancel: Arc<CancelSlot>,
         settings: Settings,
+        client: Arc<ClientInfo>,
     ) -> Session {
+        let current = app.current();
+        let stop = app.stop_state();
         Session {
             functions: app.catalog.database(database),
-            mode: app.config.pool_mode,
+            mode: current.config.pool_mode,
+            current,
+            database: database.to_string(),
             app,
             io,
             cluster,
@@ -126,6 +150,10 @@ impl Session {
             wrote: false,
             retry: Retry::default(),
             out: BytesMut::with_capacity(8192),
+            client,
+            sent_at: None,
+            transaction_since: None,
+            stop,
         }
     }
 
@@ -135,6 +163,8 @@ impl Session {
         let result = self.serve().await;
         if let Err(ClientError::Protocol(e)) = &result {
             tracing::warn!(error = %e, "client protocol violation");
+            let code = PgError::from(e).code;
+            self.app.metrics.error(ErrorSide::Client, &code);
             self.io.send_error(&PgError::from(e)).await;
         }
         self.finish().await;
@@ -146,10 +176,14 @@ impl Session {
             if let Flow::Terminate = self.handle_buffered().await? {
                 return Ok(());
             }
+            if self.must_leave() {
+                return Box::pin(self.tell_shutdown()).await;
+            }
             match self.wait().await {
+                Event::Stop => {}
                 Event::Client(Ok(0)) if self.io.buf.is_empty() => return Ok(()),
                 Event::Client(Ok(0)) => return Err(ClientError::Gone),
-                Event::Client(Ok(_)) => {}
+                Event::Client(Ok(n)) => self.app.metrics.client_received_bytes.inc_by(n as u64),
                 Event::Client(Err(e)) => return Err(e.into()),
                 Event::Server(Ok(n)) if n > 0 => self.relay().await?,
                 Event::Server(_) => Box::pin(self.server_lost()).await?,
@@ -166,9 +200,46 @@ impl Session {
                 biased;
                 r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
                 r = self.io.stream.read_buf(&mut self.io.buf), if read_client => Event::Client(r),
+                Ok(()) = self.stop.changed() => Event::Stop,
             },
-            None => Event::Client(self.io.stream.read_buf(&mut self.io.buf).await),
+            None => tokio::select! {
+                biased;
+                r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
+                Ok(()) = self.stop.changed() => Event::Stop,
+            },
         }
+    }
+
+    /// pgsplit is shutting down and this client is between transactions
+    /// (or `shutdown_timeout` has passed).
+    fn must_leave(&self) -> bool {
+        match *self.stop.borrow() {
+            Stop::Running => false,
+            Stop::Draining => {
+                self.exchange.pending == 0
+                    && !self.exchange.in_transaction()
+                    && !self.batch.open
+                    && self.batch.is_empty()
+                    && self.deferred.is_none()
+            }
+            Stop::Now => true,
+        }
+    }
+
+    /// Tells the client, as PostgreSQL does on a fast shutdown, and ends
+    /// the session (its server connections are cleaned up by `run`).
+    async fn tell_shutdown(&mut self) -> Result<(), ClientError> {
+        tracing::info!("telling the client pgsplit is shutting down");
+        self.app
+            .metrics
+            .error(ErrorSide::Pgsplit, sqlstate::ADMIN_SHUTDOWN);
+        self.io
+            .send_error(&PgError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because pgsplit is shutting down",
+            ))
+            .await;
+        Ok(())
     }
 
     /// Handles every whole message buffered, unless one has to wait.
@@ -293,6 +364,16 @@ impl Session {
         if checkout.role == Role::Primary && !is_read(route.as_ref()) {
             self.wrote = true;
         }
+        self.client.set_state(ClientState::Active);
+        let side = side_of(checkout.role);
+        let label = route_label(route.as_ref(), checkout, self.pinned.is_some());
+        self.app.metrics.statement(side, label);
+        self.client.statements.fetch_add(1, Ordering::Relaxed);
+        if self.sent_at.is_none() || self.transaction_since.is_none() {
+            let now = Instant::now();
+            self.sent_at.get_or_insert((now, side));
+            self.transaction_since.get_or_insert((now, side));
+        }
         // Only between transactions: a SET inside the client's transaction
         // would be undone with it.
         if checkout.settings != self.settings.fingerprint
@@ -402,14 +483,34 @@ impl Session {
             }
             self.spare = current;
         }
+        self.client.set_state(ClientState::Waiting);
+        if self.app.is_paused() {
+            // PAUSE: new transactions wait here for RESUME.
+            Box::pin(self.app.wait_resumed()).await;
+        }
+        self.follow_reload();
         match self.checkout(want).await {
             Ok(conn) => {
                 self.server = Some(conn);
                 self.point_cancel();
                 Acquired::Ready
             }
-            Err(error) => Acquired::Failed(error),
+            Err(error) => {
+                self.client.set_state(ClientState::Idle);
+                Acquired::Failed(error)
+            }
         }
+    }
+
+    /// After a reload, the next checkout comes from the new generation's
+    /// pools. A connection still held (a pinned client's, or the spare one
+    /// in session pooling) stays with its old pool until released.
+    fn follow_reload(&mut self) {
+        if self.app.generation() == self.current.generation {
+            return;
+        }
+        self.current = self.app.current();
+        self.cluster = self.current.pools.get(&self.database, &self.cluster.user);
     }
 
     /// A new connection for `want`, with the client's settings in force. A
@@ -430,7 +531,7 @@ impl Session {
                 Err(e) if is_login_refusal(&e) => return Err(e.to_client_error(false)),
                 Err(e) if conn.role == Role::Replica => {
                     tracing::warn!(pool = %conn.pool().name, error = %e, "replica connection failed: banned, reads go elsewhere");
-                    conn.pool().ban(self.app.config.replica_ban_time());
+                    conn.pool().ban(self.current.config.replica_ban_time());
                 }
                 Err(e) => return Err(e.to_client_error(false)),
             }
@@ -454,6 +555,7 @@ impl Session {
     /// waits for one, ReadyForQuery.
     async fn refuse(&mut self, tag: u8, error: PgError) -> Result<Flow, ClientError> {
         tracing::warn!(code = %error.code, error = %error.message, "statement refused");
+        self.app.metrics.error(ErrorSide::Pgsplit, &error.code);
         self.batch.clear();
         self.out.clear();
         error.encode(&mut self.out);
@@ -503,7 +605,7 @@ impl Session {
 
     async fn route_text(&mut self, text: &str) -> Route {
         for _ in 0..2 {
-            match self.app.router.classify(text, &*self.functions) {
+            match self.current.router.classify(text, &*self.functions) {
                 Classification::Routed(route) => {
                     tracing::debug!(destination = ?route.destination, reason = %route.reason.describe(), statement = text, "routed");
                     return route;
@@ -547,6 +649,7 @@ impl Session {
             Err(RelayError::Client(e)) => return Err(e),
             Err(RelayError::Server) => return Box::pin(self.server_lost()).await,
         }
+        self.observe_exchange();
         if self.wrote && self.exchange.tx_status == status::IDLE {
             self.writes_committed();
         }
@@ -555,18 +658,46 @@ impl Session {
         }
         let idle =
             self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
+        if idle {
+            self.client.set_state(ClientState::Idle);
+        }
         if idle && self.mode == PoolMode::Transaction && self.pinned.is_none() {
             self.release();
         }
         Ok(())
     }
 
+    /// Counts server errors relayed, and times statements and
+    /// transactions as they end.
+    fn observe_exchange(&mut self) {
+        for class in self.exchange.errors.drain(..) {
+            let class = std::str::from_utf8(&class).unwrap_or("??");
+            self.app.metrics.error(ErrorSide::Server, class);
+        }
+        if self.exchange.pending > 0 {
+            return;
+        }
+        if let Some((since, side)) = self.sent_at.take() {
+            let now = Instant::now();
+            self.app
+                .metrics
+                .statement_done(side, (now - since).as_secs_f64());
+            if !self.exchange.in_transaction() && !self.batch.open {
+                if let Some((since, side)) = self.transaction_since.take() {
+                    self.app
+                        .metrics
+                        .transaction_done(side, (now - since).as_secs_f64());
+                }
+            }
+        }
+    }
+
     /// What the primary ran is committed (or rolled back, or failed: it
     /// cannot tell, and waiting for nothing costs little): the client's
     /// next reads must see it.
     fn writes_committed(&mut self) {
-        if self.app.topology.consistency != Consistency::Eventual {
-            self.need = self.app.topology.committed();
+        if self.cluster.topology.consistency != Consistency::Eventual {
+            self.need = self.cluster.topology.committed();
         }
         if self.exchange.pending == 0 {
             self.wrote = false;
@@ -582,6 +713,8 @@ impl Session {
         }
         self.exchange.reset();
         self.cancel.set(None);
+        self.sent_at = None;
+        self.transaction_since = None;
     }
 }
 
@@ -614,6 +747,51 @@ fn is_read(route: Option<&Route>) -> bool {
         r.destination == Destination::Replica
             || matches!(r.reason, Reason::ReadOnly | Reason::Setting(_))
     })
+}
+
+fn side_of(role: Role) -> Side {
+    match role {
+        Role::Primary => Side::Primary,
+        Role::Replica => Side::Replica,
+    }
+}
+
+/// The `reason` label of a statement that runs on `checkout`: why the
+/// router sent it, or why it landed elsewhere than routed.
+fn route_label(route: Option<&Route>, checkout: &Checkout, pinned: bool) -> RouteLabel {
+    let Some(route) = route else {
+        return if pinned {
+            RouteLabel::Pinned
+        } else {
+            RouteLabel::InTransaction
+        };
+    };
+    let landed_elsewhere = role_for(route.destination) != checkout.role;
+    match checkout.detour {
+        Some(detour) if landed_elsewhere => detour,
+        _ if pinned => RouteLabel::Pinned,
+        _ => reason_label(&route.reason),
+    }
+}
+
+fn reason_label(reason: &Reason) -> RouteLabel {
+    match reason {
+        Reason::ReadOnly => RouteLabel::ReadOnly,
+        Reason::Write => RouteLabel::Write,
+        Reason::Transaction => RouteLabel::Transaction,
+        Reason::ReadOnlyTransaction => RouteLabel::ReadOnlyTransaction,
+        Reason::Hint => RouteLabel::Hint,
+        Reason::Locking => RouteLabel::Locking,
+        Reason::SelectInto => RouteLabel::SelectInto,
+        Reason::DataModifyingCte => RouteLabel::DataModifyingCte,
+        Reason::WriteFunction(_) => RouteLabel::Function,
+        Reason::ExplainAnalyze => RouteLabel::ExplainAnalyze,
+        Reason::ParseFailure => RouteLabel::ParseFailure,
+        Reason::Introspection => RouteLabel::Introspection,
+        Reason::Empty => RouteLabel::Empty,
+        Reason::Pins(_) => RouteLabel::Pinned,
+        Reason::Setting(_) => RouteLabel::Setting,
+    }
 }
 
 fn role_for(destination: Destination) -> Role {

@@ -32,7 +32,7 @@ impl Session {
             // A recovery conflict is about this statement on this replica;
             // a shutdown or a broken connection is about the server.
             if !conflict {
-                pool.ban(self.app.config.replica_ban_time());
+                pool.ban(self.current.config.replica_ban_time());
             }
             tracing::warn!(pool = %pool.name, reason = code.as_deref().unwrap_or("connection lost"),
                 "read failed on a replica before its result started: running it once more elsewhere");
@@ -73,6 +73,8 @@ impl Session {
         self.cancel.set(None);
         let (in_transaction, pending) = (self.exchange.in_transaction(), self.exchange.pending);
         self.exchange.reset();
+        self.sent_at = None;
+        self.transaction_since = None;
         if self.wrote {
             self.writes_committed();
         }

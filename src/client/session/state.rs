@@ -62,7 +62,8 @@ impl Session {
         let Some(text) = sql.and_then(|s| std::str::from_utf8(s).ok()) else {
             return;
         };
-        if let Classification::Routed(route) = self.app.router.classify(text, &*self.functions) {
+        if let Classification::Routed(route) = self.current.router.classify(text, &*self.functions)
+        {
             self.pin_if_needed(&route);
         }
     }
@@ -75,6 +76,8 @@ impl Session {
             return;
         }
         self.pinned = Some(pin);
+        self.app.metrics.pinned(pin.label());
+        let _ = self.client.pinned.set(pin.describe().to_string());
         let pinned_clients = self.app.pinned_clients.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(
             reason = pin.describe(),

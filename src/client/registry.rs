@@ -1,0 +1,118 @@
+//! The clients connected now, for SHOW CLIENTS, the client gauges and
+//! graceful shutdown. A client registers once at login; per statement it
+//! only stores its state into its own entry (no shared lock).
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+/// What a client is doing, for the gauges and SHOW CLIENTS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Between statements, holding no server connection of its own
+    /// (transaction pooling) or idle on it.
+    Idle = 0,
+    /// A statement or transaction in progress on a server connection.
+    Active = 1,
+    /// Waiting for a server connection.
+    Waiting = 2,
+}
+
+impl ClientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Idle => "idle",
+            ClientState::Active => "active",
+            ClientState::Waiting => "waiting",
+        }
+    }
+}
+
+pub struct ClientInfo {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub user: String,
+    pub database: String,
+    pub application_name: String,
+    pub connected_at: SystemTime,
+    state: AtomicU8,
+    /// Why the client is pinned, once it is.
+    pub pinned: OnceLock<String>,
+    /// Statements (and batches) the client sent to servers.
+    pub statements: AtomicU64,
+}
+
+impl ClientInfo {
+    #[inline]
+    pub fn set_state(&self, state: ClientState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> ClientState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => ClientState::Active,
+            2 => ClientState::Waiting,
+            _ => ClientState::Idle,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    live: Mutex<HashMap<u64, Arc<ClientInfo>>>,
+}
+
+/// Removes the client from the registry when its connection ends.
+pub struct Registered<'a> {
+    clients: &'a Clients,
+    pub info: Arc<ClientInfo>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.clients.live.lock().remove(&self.info.id);
+    }
+}
+
+impl Clients {
+    pub fn register(
+        &self,
+        peer: SocketAddr,
+        user: &str,
+        database: &str,
+        application_name: &str,
+    ) -> Registered<'_> {
+        let info = Arc::new(ClientInfo {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            peer,
+            user: user.to_string(),
+            database: database.to_string(),
+            application_name: application_name.to_string(),
+            connected_at: SystemTime::now(),
+            state: AtomicU8::new(ClientState::Idle as u8),
+            pinned: OnceLock::new(),
+            statements: AtomicU64::new(0),
+        });
+        self.live.lock().insert(info.id, info.clone());
+        Registered {
+            clients: self,
+            info,
+        }
+    }
+
+    /// Every connected client, oldest first.
+    pub fn list(&self) -> Vec<Arc<ClientInfo>> {
+        let mut all: Vec<_> = self.live.lock().values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    pub fn count(&self) -> usize {
+        self.live.lock().len()
+    }
+}

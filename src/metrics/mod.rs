@@ -1,0 +1,316 @@
+//! Prometheus metrics: the counters and histograms the forwarding path
+//! updates, and the gauges read from a [`Sample`] at scrape time.
+//!
+//! Knows nothing of sessions or pools: callers update counters through
+//! handles resolved once (no label lookup, no lock per statement), and the
+//! scrape is handed a [`Sample`] of what pools, servers and clients look
+//! like now. Gauges are computed from it when scraped, so keeping them
+//! costs the hot path nothing.
+
+mod labels;
+mod sample;
+
+pub use labels::{ErrorSide, RouteLabel};
+pub use sample::{ClientCounts, PoolSample, Sample, ServerSample};
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::time::Instant;
+
+/// Pool labels, in this order everywhere: server address, configured role,
+/// database, user.
+pub const POOL_LABELS: [&str; 4] = ["server", "role", "database", "user"];
+
+/// Statement and transaction durations: 50 µs to 10 s.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0,
+];
+
+/// Waits for a pool connection: most are immediate (0), the rest up to
+/// `pool_timeout`.
+const WAIT_BUCKETS: [f64; 12] = [
+    0.0, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// [destination][route label], resolved once.
+    statements: [Vec<IntCounter>; 2],
+    statement_seconds: [Histogram; 2],
+    transactions: [IntCounter; 2],
+    transaction_seconds: [Histogram; 2],
+    errors: IntCounterVec,
+    pub client_received_bytes: IntCounter,
+    pub client_sent_bytes: IntCounter,
+    pub client_connections_total: IntCounter,
+    pins: IntCounterVec,
+    reloads: IntCounterVec,
+    checkout_wait: HistogramVec,
+    checkout_timeouts: IntCounterVec,
+    uptime: IntGauge,
+    started: Instant,
+}
+
+/// Where a statement ran: the index into the per-destination handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Primary = 0,
+    Replica = 1,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Side::Primary => "primary",
+            Side::Replica => "replica",
+        }
+    }
+}
+
+const SIDES: [Side; 2] = [Side::Primary, Side::Replica];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let statements_vec = counter_vec(
+            &registry,
+            "pgsplit_statements_total",
+            "Statements (and extended-protocol batches) routed, by where they ran and why",
+            &["destination", "reason"],
+        );
+        let statement_seconds = histogram_vec(
+            &registry,
+            "pgsplit_statement_duration_seconds",
+            "Time from sending a statement to the server until its ReadyForQuery",
+            &["destination"],
+            &DURATION_BUCKETS,
+        );
+        let transactions = counter_vec(
+            &registry,
+            "pgsplit_transactions_total",
+            "Transactions served (a statement outside BEGIN..COMMIT counts as one)",
+            &["destination"],
+        );
+        let transaction_seconds = histogram_vec(
+            &registry,
+            "pgsplit_transaction_duration_seconds",
+            "Time a transaction held its server connection",
+            &["destination"],
+            &DURATION_BUCKETS,
+        );
+        let metrics = Metrics {
+            statements: SIDES.map(|side| {
+                RouteLabel::ALL
+                    .iter()
+                    .map(|r| statements_vec.with_label_values(&[side.as_str(), r.as_str()]))
+                    .collect()
+            }),
+            statement_seconds: SIDES.map(|s| statement_seconds.with_label_values(&[s.as_str()])),
+            transactions: SIDES.map(|s| transactions.with_label_values(&[s.as_str()])),
+            transaction_seconds: SIDES
+                .map(|s| transaction_seconds.with_label_values(&[s.as_str()])),
+            errors: counter_vec(
+                &registry,
+                "pgsplit_errors_total",
+                "Errors by who caused them (client, server, pgsplit) and SQLSTATE class",
+                &["side", "class"],
+            ),
+            client_received_bytes: counter(
+                &registry,
+                "pgsplit_client_received_bytes_total",
+                "Bytes received from clients",
+            ),
+            client_sent_bytes: counter(
+                &registry,
+                "pgsplit_client_sent_bytes_total",
+                "Bytes sent to clients",
+            ),
+            client_connections_total: counter(
+                &registry,
+                "pgsplit_client_connections_total",
+                "Client connections accepted",
+            ),
+            pins: counter_vec(
+                &registry,
+                "pgsplit_pins_total",
+                "Clients pinned to one server connection, by what pinned them",
+                &["reason"],
+            ),
+            reloads: counter_vec(
+                &registry,
+                "pgsplit_reloads_total",
+                "Configuration reloads, by result",
+                &["result"],
+            ),
+            checkout_wait: histogram_vec(
+                &registry,
+                "pgsplit_pool_checkout_wait_seconds",
+                "Time clients waited for a server connection from the pool",
+                &POOL_LABELS,
+                &WAIT_BUCKETS,
+            ),
+            checkout_timeouts: counter_vec(
+                &registry,
+                "pgsplit_pool_checkout_timeouts_total",
+                "Clients that gave up waiting for a pool connection after pool_timeout",
+                &POOL_LABELS,
+            ),
+            uptime: gauge(
+                &registry,
+                "pgsplit_uptime_seconds",
+                "Seconds since pgsplit started",
+            ),
+            started: Instant::now(),
+            registry,
+        };
+        let build = IntGaugeVec::new(
+            Opts::new("pgsplit_build_info", "pgsplit's version; always 1"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        register(&metrics.registry, build);
+        metrics
+    }
+
+    /// A statement (or batch) sent to a server.
+    #[inline]
+    pub fn statement(&self, side: Side, label: RouteLabel) {
+        if let Some(counter) = self.statements[side as usize].get(label as usize) {
+            counter.inc();
+        }
+    }
+
+    pub fn statement_done(&self, side: Side, seconds: f64) {
+        self.statement_seconds[side as usize].observe(seconds);
+    }
+
+    pub fn transaction_done(&self, side: Side, seconds: f64) {
+        self.transactions[side as usize].inc();
+        self.transaction_seconds[side as usize].observe(seconds);
+    }
+
+    /// An error, by SQLSTATE (its first two characters are the class).
+    pub fn error(&self, side: ErrorSide, sqlstate: &str) {
+        let class = sqlstate.get(..2).unwrap_or("??");
+        self.errors.with_label_values(&[side.as_str(), class]).inc();
+    }
+
+    pub fn pinned(&self, reason: &str) {
+        self.pins.with_label_values(&[reason]).inc();
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The checkout-wait histogram and timeout counter of one pool,
+    /// resolved once when the pool is made.
+    pub fn pool_handles(&self, labels: &[&str; 4]) -> PoolHandles {
+        PoolHandles {
+            wait: self.checkout_wait.with_label_values(labels),
+            timeouts: self.checkout_timeouts.with_label_values(labels),
+        }
+    }
+
+    /// The text exposition of everything: the registry's counters plus
+    /// gauges computed from `sample`.
+    pub fn render(&self, sample: &Sample) -> String {
+        self.uptime.set(self.started.elapsed().as_secs() as i64);
+        let mut families = self.registry.gather();
+        families.extend(sample::gauges(sample));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::warn!(%error, "could not encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// One pool's handles, kept by the pool.
+#[derive(Clone)]
+pub struct PoolHandles {
+    pub wait: Histogram,
+    pub timeouts: IntCounter,
+}
+
+impl PoolHandles {
+    /// Handles that count into a registry nobody reads (pools made
+    /// without metrics, in unit tests).
+    pub fn detached() -> PoolHandles {
+        Metrics::new().pool_handles(&["", "", "", ""])
+    }
+}
+
+// The names and help texts are constants: registering them cannot fail
+// except by a programming error, which the unit tests below would catch.
+fn register(registry: &Registry, collector: impl Collector + 'static) {
+    if let Err(error) = registry.register(Box::new(collector)) {
+        tracing::error!(%error, "metric not registered");
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    register(registry, c.clone());
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    register(registry, g.clone());
+    g
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    register(registry, c.clone());
+    c
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    let h = HistogramVec::new(opts, labels).expect("valid metric");
+    register(registry, h.clone());
+    h
+}
+
+/// A gauge family for one scrape.
+pub(crate) fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_renders() {
+        let m = Metrics::new();
+        m.statement(Side::Replica, RouteLabel::ReadOnly);
+        m.error(ErrorSide::Server, "23505");
+        let text = m.render(&Sample::default());
+        assert!(text
+            .contains("pgsplit_statements_total{destination=\"replica\",reason=\"read_only\"} 1"));
+        assert!(text.contains("pgsplit_errors_total{class=\"23\",side=\"server\"} 1"));
+        assert!(text.contains("pgsplit_build_info{version="));
+        assert!(text.contains("pgsplit_pinned_clients 0"));
+    }
+}
