@@ -248,6 +248,24 @@ pub enum RelayError {
     Server,
 }
 
+/// The SQLSTATE class of an ErrorResponse frame ("??" when the frame is
+/// not all there or has no code field).
+fn error_class(frame: Option<&[u8]>) -> [u8; 2] {
+    let mut fields = frame
+        .and_then(|f| f.get(FrameHeader::SIZE..))
+        .unwrap_or_default();
+    while let Some((&kind, rest)) = fields.split_first() {
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        if kind == b'C' {
+            if let [a, b, ..] = rest[..end] {
+                return [a, b];
+            }
+        }
+        fields = rest.get(end + 1..).unwrap_or_default();
+    }
+    *b"??"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,22 +423,4 @@ mod tests {
         let mut x = Exchange::default();
         assert!(x.scan(b"D\0\0\0\x01", &mut HashSet::new()).is_err());
     }
-}
-
-/// The SQLSTATE class of an ErrorResponse frame ("??" when the frame is
-/// not all there or has no code field).
-fn error_class(frame: Option<&[u8]>) -> [u8; 2] {
-    let mut fields = frame
-        .and_then(|f| f.get(FrameHeader::SIZE..))
-        .unwrap_or_default();
-    while let Some((&kind, rest)) = fields.split_first() {
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        if kind == b'C' {
-            if let [a, b, ..] = rest[..end] {
-                return [a, b];
-            }
-        }
-        fields = rest.get(end + 1..).unwrap_or_default();
-    }
-    *b"??"
 }
