@@ -4,6 +4,7 @@
 //! The data flows listener -> client session -> router -> pool -> server,
 //! and the modules follow that path.
 
+pub mod admin;
 pub mod app;
 pub mod cancel;
 pub mod catalog;

@@ -1,6 +1,7 @@
 //! One client connection: opening (encryption refusal, cancel, startup),
 //! authentication, the greeting a server would send, then the session.
 
+mod admin;
 pub mod auth;
 mod batch;
 mod commands;
@@ -50,6 +51,13 @@ pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
 }
 
 async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: SocketAddr) {
+    if params.database == crate::admin::DATABASE {
+        if let Err(e) = admin::serve(&app, &mut io, &params).await {
+            count_refusal(&app, &e);
+            report(&mut io, &e, &peer).await;
+        }
+        return;
+    }
     let started = Instant::now();
     tracing::info!(%peer, user = %params.user, database = %params.database, "client connected");
     app.metrics.client_connections_total.inc();

@@ -6,7 +6,7 @@ mod cli;
 
 pub use cli::Cli;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// How clients prove who they are to pgsplit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMethod {
     /// Any user and database the servers accept.
@@ -45,7 +45,7 @@ pub enum AuthMethod {
 }
 
 /// How long a client keeps a server connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolMode {
     /// From a client's first statement until the server is idle again.
@@ -56,7 +56,7 @@ pub enum PoolMode {
 }
 
 /// Where `BEGIN READ ONLY` transactions run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadOnlyTransactions {
     #[default]
@@ -65,7 +65,7 @@ pub enum ReadOnlyTransactions {
 }
 
 /// How reads are spread over replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplicaSelection {
     /// The replica with the fewest checked-out connections, ties in turn.
@@ -75,7 +75,7 @@ pub enum ReplicaSelection {
 }
 
 /// Which reads must see which writes (read-your-writes by WAL position).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Consistency {
     /// Any healthy replica serves a read, however far behind.
@@ -88,7 +88,7 @@ pub enum Consistency {
 }
 
 /// The health monitor: one check per server every `interval`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSettings {
     /// Seconds between checks.
@@ -143,7 +143,7 @@ impl HealthSettings {
 }
 
 /// Pool settings of one role (primary or replicas), named as in SQLAlchemy.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolSettings {
     /// Connections kept open, opened at start-up.
@@ -226,7 +226,7 @@ impl PoolSettings {
 }
 
 /// Pool settings per role.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pools {
     pub primary: PoolSettings,
@@ -234,7 +234,7 @@ pub struct Pools {
 }
 
 /// A user pgsplit authenticates clients as, and logs in to the servers as.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
@@ -244,7 +244,7 @@ pub struct User {
 }
 
 /// The whole configuration. Field docs are in `config.toml.example`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: String,
@@ -274,7 +274,7 @@ pub struct Config {
 }
 
 /// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]

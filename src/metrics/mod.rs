@@ -217,6 +217,33 @@ impl Metrics {
         }
     }
 
+    /// (metric, labels, value) of every counter, and count and sum of
+    /// every histogram, for the admin console's SHOW STATS.
+    pub fn stats(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for family in self.registry.gather() {
+            let kind = family.get_field_type();
+            for m in family.get_metric() {
+                let labels = m
+                    .get_label()
+                    .iter()
+                    .map(|l| format!("{}={}", l.name(), l.value()))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                if kind == prometheus::proto::MetricType::COUNTER {
+                    let v = m.get_counter().value();
+                    out.push((family.name().to_string(), labels, v.to_string()));
+                } else if kind == prometheus::proto::MetricType::HISTOGRAM {
+                    let h = m.get_histogram();
+                    let name = family.name();
+                    out.push((format!("{name}_count"), labels.clone(), h.get_sample_count().to_string()));
+                    out.push((format!("{name}_sum"), labels, format!("{:.6}", h.get_sample_sum())));
+                }
+            }
+        }
+        out
+    }
+
     /// The text exposition of everything: the registry's counters plus
     /// gauges computed from `sample`.
     pub fn render(&self, sample: &Sample) -> String {

@@ -7,6 +7,7 @@ use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
 };
+use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 use pgwire::messages::Message;
 
 pub fn authentication_ok(out: &mut BytesMut) {
@@ -53,6 +54,42 @@ pub fn ready_for_query(status: u8, out: &mut BytesMut) {
 
 pub fn command_complete(tag: &str, out: &mut BytesMut) {
     let _ = pgwire::messages::response::CommandComplete::new(tag.to_string()).encode(out);
+}
+
+/// A NoticeResponse (severity NOTICE, SQLSTATE 00000).
+pub fn notice(message: &str, out: &mut BytesMut) {
+    use pgwire::messages::response::NoticeResponse;
+    let fields = vec![
+        (b'S', "NOTICE".to_string()),
+        (b'V', "NOTICE".to_string()),
+        (b'C', "00000".to_string()),
+        (b'M', message.to_string()),
+    ];
+    let _ = NoticeResponse::new(fields).encode(out);
+}
+
+/// A RowDescription of text columns (type text, oid 25).
+pub fn row_description(columns: &[&str], out: &mut BytesMut) {
+    let fields = columns
+        .iter()
+        .map(|name| FieldDescription::new(name.to_string(), 0, 0, 25, -1, -1, 0))
+        .collect();
+    let _ = RowDescription::new(fields).encode(out);
+}
+
+/// A DataRow of text values; `None` is NULL.
+pub fn data_row(values: &[Option<&str>], out: &mut BytesMut) {
+    let mut data = BytesMut::new();
+    for value in values {
+        match value {
+            Some(v) => {
+                data.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                data.extend_from_slice(v.as_bytes());
+            }
+            None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    let _ = DataRow::new(data, values.len() as i16).encode(out);
 }
 
 /// ParseComplete, CloseComplete and friends: a tag and no body.

@@ -2,4 +2,5 @@
 //! needs them declares `mod support;`.
 
 pub mod cluster;
+pub mod http;
 pub mod proxy;

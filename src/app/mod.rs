@@ -7,6 +7,8 @@
 //! keep their connections and transactions in flight finish where they
 //! started.
 
+mod console;
+
 use crate::cancel::Cancels;
 use crate::catalog::Catalog;
 use crate::client::auth::Credentials;

@@ -1,0 +1,94 @@
+//! The admin console's commands, parsed from a query string.
+
+/// What the operator asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    ShowPools,
+    ShowServers,
+    ShowClients,
+    ShowStats,
+    ShowConfig,
+    ShowVersion,
+    ShowHelp,
+    /// Where this statement would go, and why.
+    ShowRoute(String),
+    Reload,
+    Pause,
+    Resume,
+    Shutdown,
+    /// An empty query (psql sends them for `;`).
+    Empty,
+}
+
+pub const HELP: &str = "SHOW POOLS | SERVERS | CLIENTS | STATS | CONFIG | VERSION | HELP, \
+SHOW ROUTE <statement>, RELOAD, PAUSE, RESUME, SHUTDOWN";
+
+/// Parses one command; the error says what is understood.
+pub fn parse(text: &str) -> Result<Command, String> {
+    let text = text.trim().trim_end_matches(';').trim();
+    if text.is_empty() {
+        return Ok(Command::Empty);
+    }
+    let mut words = text.split_whitespace();
+    let first = words.next().unwrap_or_default().to_ascii_uppercase();
+    let second = words.next().map(str::to_ascii_uppercase);
+    let command = match (first.as_str(), second.as_deref()) {
+        ("SHOW", Some("POOLS")) => Command::ShowPools,
+        ("SHOW", Some("SERVERS")) => Command::ShowServers,
+        ("SHOW", Some("CLIENTS")) => Command::ShowClients,
+        ("SHOW", Some("STATS")) => Command::ShowStats,
+        ("SHOW", Some("CONFIG")) => Command::ShowConfig,
+        ("SHOW", Some("VERSION")) => Command::ShowVersion,
+        ("SHOW", Some("HELP")) => Command::ShowHelp,
+        ("SHOW", Some("ROUTE")) => return route(text),
+        ("RELOAD", None) => Command::Reload,
+        ("PAUSE", None) => Command::Pause,
+        ("RESUME", None) => Command::Resume,
+        ("SHUTDOWN", None) => Command::Shutdown,
+        _ => return Err(format!("unknown admin command \"{text}\"; commands: {HELP}")),
+    };
+    if words.next().is_some() && command != Command::ShowRoute(String::new()) {
+        return Err(format!("unexpected words after the command in \"{text}\"; commands: {HELP}"));
+    }
+    Ok(command)
+}
+
+/// SHOW ROUTE takes the rest of the text, as written (case kept).
+fn route(text: &str) -> Result<Command, String> {
+    let rest = text
+        .trim_start()
+        .get(4..)
+        .map(str::trim_start)
+        .and_then(|r| r.get(5..))
+        .map(str::trim)
+        .unwrap_or_default();
+    if rest.is_empty() {
+        return Err("SHOW ROUTE needs a statement, e.g. SHOW ROUTE SELECT 1".into());
+    }
+    Ok(Command::ShowRoute(rest.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_in_any_case() {
+        assert_eq!(parse("show pools;"), Ok(Command::ShowPools));
+        assert_eq!(parse("  SHOW   Servers "), Ok(Command::ShowServers));
+        assert_eq!(parse("reload"), Ok(Command::Reload));
+        assert_eq!(parse(";"), Ok(Command::Empty));
+        assert_eq!(
+            parse("show route SELECT nextval('s')"),
+            Ok(Command::ShowRoute("SELECT nextval('s')".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_commands_are_refused_with_the_list() {
+        let e = parse("DROP TABLE t").unwrap_err();
+        assert!(e.contains("SHOW POOLS"), "{e}");
+        assert!(parse("SHOW ROUTE").is_err());
+        assert!(parse("PAUSE now").is_err());
+    }
+}
