@@ -37,7 +37,10 @@ async fn counters_move_by_the_workload() {
     for _ in 0..5 {
         client.simple_query("SELECT 1").await.unwrap();
     }
-    assert!(client.simple_query("SELECT * FROM no_such_table").await.is_err());
+    assert!(client
+        .simple_query("SELECT * FROM no_such_table")
+        .await
+        .is_err());
     for i in 0..3 {
         client
             .simple_query(&format!("INSERT INTO m VALUES ({i})"))
@@ -45,7 +48,10 @@ async fn counters_move_by_the_workload() {
             .unwrap();
     }
     client.batch_execute("BEGIN").await.unwrap();
-    client.batch_execute("INSERT INTO m VALUES (9)").await.unwrap();
+    client
+        .batch_execute("INSERT INTO m VALUES (9)")
+        .await
+        .unwrap();
     client.batch_execute("COMMIT").await.unwrap();
     let after = scrape(port);
 
@@ -68,7 +74,10 @@ async fn counters_move_by_the_workload() {
         6.0
     );
     // Three autocommit writes and one explicit transaction.
-    assert_eq!(delta("pgsplit_transactions_total{destination=\"primary\"}"), 4.0);
+    assert_eq!(
+        delta("pgsplit_transactions_total{destination=\"primary\"}"),
+        4.0
+    );
     assert!(delta("pgsplit_client_received_bytes_total") > 0.0);
     assert!(delta("pgsplit_client_sent_bytes_total") > 0.0);
     assert!(delta("pgsplit_routing_cache_hits_total") >= 4.0, "{after}");
@@ -83,7 +92,10 @@ async fn counters_move_by_the_workload() {
         );
     }
     assert_eq!(
-        value(&after, &format!("pgsplit_server_primary{{server=\"{primary}\"}}")),
+        value(
+            &after,
+            &format!("pgsplit_server_primary{{server=\"{primary}\"}}")
+        ),
         1.0
     );
     let pool = format!(
@@ -94,7 +106,10 @@ async fn counters_move_by_the_workload() {
         "{after}"
     );
     assert!(after.contains("pgsplit_pool_checkout_wait_seconds_bucket"));
-    assert_eq!(value(&after, "pgsplit_client_connections{state=\"idle\"}"), 1.0);
+    assert_eq!(
+        value(&after, "pgsplit_client_connections{state=\"idle\"}"),
+        1.0
+    );
     assert!(after.contains("pgsplit_build_info{version=\""));
     assert!(after.contains("pgsplit_uptime_seconds"));
     drop(proxy);
@@ -130,7 +145,11 @@ async fn status_and_healthz_describe_pools_and_servers() {
 }
 
 fn admin(port: u16, command: &str) -> Result<String, String> {
-    psql_args(port, &["-U", "postgres", "-d", "pgsplit", "-c", command], &[])
+    psql_args(
+        port,
+        &["-U", "postgres", "-d", "pgsplit", "-c", command],
+        &[],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +171,10 @@ async fn admin_console_answers_psql_and_drivers() {
     let config = admin(port, "SHOW CONFIG").unwrap();
     assert!(config.contains("pool.replica.pool_size|2"), "{config}");
     let stats = admin(port, "SHOW STATS").unwrap();
-    assert!(stats.contains("pgsplit_statements_total|destination=replica,reason=read_only|1"), "{stats}");
+    assert!(
+        stats.contains("pgsplit_statements_total|destination=replica,reason=read_only|1"),
+        "{stats}"
+    );
     let route = admin(port, "SHOW ROUTE SELECT nextval('s')").unwrap();
     assert!(route.starts_with("primary|calls nextval()"), "{route}");
     let route = admin(port, "SHOW ROUTE select * from t").unwrap();

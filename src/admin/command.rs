@@ -45,10 +45,16 @@ pub fn parse(text: &str) -> Result<Command, String> {
         ("PAUSE", None) => Command::Pause,
         ("RESUME", None) => Command::Resume,
         ("SHUTDOWN", None) => Command::Shutdown,
-        _ => return Err(format!("unknown admin command \"{text}\"; commands: {HELP}")),
+        _ => {
+            return Err(format!(
+                "unknown admin command \"{text}\"; commands: {HELP}"
+            ))
+        }
     };
     if words.next().is_some() && command != Command::ShowRoute(String::new()) {
-        return Err(format!("unexpected words after the command in \"{text}\"; commands: {HELP}"));
+        return Err(format!(
+            "unexpected words after the command in \"{text}\"; commands: {HELP}"
+        ));
     }
     Ok(command)
 }

@@ -51,7 +51,12 @@ impl Console for App {
 
     fn route(&self, sql: &str) -> (String, String) {
         let current = self.current();
-        let database = current.config.databases.first().cloned().unwrap_or_else(|| "postgres".into());
+        let database = current
+            .config
+            .databases
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "postgres".into());
         let functions = self.catalog.database(&database);
         match current.router.classify(sql, &*functions) {
             Classification::Routed(route) => {
@@ -90,7 +95,9 @@ impl Console for App {
                 return "paused: no transaction in flight".into();
             }
             if Instant::now() >= deadline {
-                return format!("paused; {active} clients still in a transaction after {PAUSE_WAIT:?}");
+                return format!(
+                    "paused; {active} clients still in a transaction after {PAUSE_WAIT:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -112,7 +119,11 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
     match value {
         toml::Value::Table(table) => {
             for (key, v) in table {
-                let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let key = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 flatten(&key, v, out);
             }
         }

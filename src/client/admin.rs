@@ -21,7 +21,11 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("application_name", "pgsplit"),
 ];
 
-pub async fn serve(app: &App, io: &mut ClientIo, params: &StartupParams) -> Result<(), ClientError> {
+pub async fn serve(
+    app: &App,
+    io: &mut ClientIo,
+    params: &StartupParams,
+) -> Result<(), ClientError> {
     let current = app.current();
     super::auth::authenticate(io, current.config.auth, &current.credentials, &params.user).await?;
     if !current.config.is_admin(&params.user) {

@@ -69,6 +69,19 @@ impl ClientIo {
             .map_err(|_| ClientError::Gone)
     }
 
+    /// Closes our side and reads whatever the client still sends until it
+    /// closes too (at most a second): closing a socket with unread input
+    /// resets the connection, and the client could lose the goodbye it was
+    /// just sent.
+    pub async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+    }
+
     /// Sends an error; write failures are ignored since the client is
     /// being told goodbye anyway.
     pub async fn send_error(&mut self, error: &PgError) {

@@ -236,8 +236,16 @@ impl Metrics {
                 } else if kind == prometheus::proto::MetricType::HISTOGRAM {
                     let h = m.get_histogram();
                     let name = family.name();
-                    out.push((format!("{name}_count"), labels.clone(), h.get_sample_count().to_string()));
-                    out.push((format!("{name}_sum"), labels, format!("{:.6}", h.get_sample_sum())));
+                    out.push((
+                        format!("{name}_count"),
+                        labels.clone(),
+                        h.get_sample_count().to_string(),
+                    ));
+                    out.push((
+                        format!("{name}_sum"),
+                        labels,
+                        format!("{:.6}", h.get_sample_sum()),
+                    ));
                 }
             }
         }

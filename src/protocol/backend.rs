@@ -3,11 +3,11 @@
 //! limits, which none of these approach, so the results are ignored.
 
 use bytes::{Bytes, BytesMut};
+use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
 };
-use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 use pgwire::messages::Message;
 
 pub fn authentication_ok(out: &mut BytesMut) {

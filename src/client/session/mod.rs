@@ -239,6 +239,7 @@ impl Session {
                 "terminating connection because pgsplit is shutting down",
             ))
             .await;
+        self.io.linger().await;
         Ok(())
     }
 
