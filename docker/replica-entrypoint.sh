@@ -33,10 +33,8 @@ as_postgres() {
   fi
 }
 
-if [ "$(id -u)" -eq 0 ]; then
-  mkdir -p "$PGDATA"
-  chown postgres:postgres "$PGDATA"
-fi
+mkdir -p "$PGDATA"
+[ "$(id -u)" -ne 0 ] || chown postgres:postgres "$PGDATA"
 # postgres insists on 0700 (or 0750) for its data directory.
 chmod 0700 "$PGDATA"
 
