@@ -178,6 +178,21 @@ metrics_moved() {
     <(printf '%s\n' "$1") <(printf '%s\n' "$2")
 }
 
+# wait_for_replica ID: until the replica has replayed user ID, then a second
+# more. Right after a write pgsplit reads from the primary unless a replica
+# has the writer's commits (read-your-writes); the demo's servers commit
+# asynchronously, so that takes a moment, and after a read found no replica
+# caught up pgsplit keeps such reads on the primary for a second.
+wait_for_replica() {
+  local i
+  printf '\n  (waiting until the replica has replayed user %s, so that reads go there)\n' "$1"
+  for ((i = 0; i < 50; i++)); do
+    [ "$(q "$RPORT" "select count(*) from users where id = $1" 2>/dev/null)" = 1 ] && break
+    sleep 0.1
+  done
+  sleep 1
+}
+
 run_api_examples() {
   local runs suffix alice bob before after
   # Emails are unique per run, so a second call shows the same answers.
@@ -190,6 +205,7 @@ run_api_examples() {
   api POST /users "{\"name\": \"Alice\", \"email\": \"alice$suffix@example.com\", \"balance\": 100}"
   alice=$(first_id)
   api POST /users "{\"name\": \"Alice again\", \"email\": \"alice$suffix@example.com\"}"
+  wait_for_replica "${alice:-0}"
   api GET "/users/${alice:-1}"
   api GET "/users?skip=0&limit=5"
   api PUT "/users/${alice:-1}" '{"name": "Alice Smith"}'
