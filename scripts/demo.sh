@@ -173,8 +173,9 @@ metrics() { # the pgsplit_statements_total lines of /metrics, if served
 
 # Lines of $2 (after) whose value differs from $1 (before), with both values.
 metrics_moved() {
-  awk 'NR == FNR { v = $NF; $NF = ""; before[$0] = v; next }
-       { v = $NF; $NF = ""; if (before[$0] != v) printf "    %s %s -> %s\n", $0, (before[$0] == "" ? 0 : before[$0]), v }' \
+  awk 'function key() { return substr($0, 1, length($0) - length($NF) - 1) }
+       NR == FNR { before[key()] = $NF; next }
+       { k = key(); if (before[k] != $NF) printf "    %s %s -> %s\n", k, (before[k] == "" ? 0 : before[k]), $NF }' \
     <(printf '%s\n' "$1") <(printf '%s\n' "$2")
 }
 
