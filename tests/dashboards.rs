@@ -3,8 +3,12 @@
 //! prometheus that every panel and query uses, and every PromQL expression
 //! names only metrics from the list below (the metrics module's contract).
 
+mod support;
+
 use serde_json::Value;
 use std::path::Path;
+use support::cluster::{free_port, Cluster};
+use support::proxy::{connect, proxy_config, Proxy};
 
 /// Every metric pgsplit exports (histograms by their base name).
 const METRICS: &[&str] = &[
@@ -149,5 +153,30 @@ fn dashboards_query_only_exported_metrics() {
             .iter()
             .any(|s| s == metric || s.strip_suffix("_bucket") == Some(metric));
         assert!(covered, "no dashboard shows {metric}");
+    }
+}
+
+/// The list above is what /metrics really exports: every name in it has a
+/// `# TYPE` line after a little traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listed_metric_is_exported() {
+    let cluster = Cluster::start();
+    let port = free_port();
+    let mut config = proxy_config(&cluster);
+    config.metrics_listen = Some(format!("127.0.0.1:{port}"));
+    let proxy = Proxy::start(config);
+    let client = connect(proxy.port()).await;
+    client.simple_query("SELECT 1").await.unwrap();
+    assert!(client
+        .simple_query("SELECT * FROM no_such_table")
+        .await
+        .is_err());
+    let (code, text) = support::http::get(port, "/metrics");
+    assert_eq!(code, 200);
+    for name in METRICS {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} is not exported:\n{text}"
+        );
     }
 }

@@ -148,10 +148,11 @@ struct Stack {
 impl Stack {
     fn start() -> Stack {
         let cluster = Cluster::start();
-        let proxy = Proxy::start(proxy_config(&cluster));
-        // pgsplit has no status endpoint in this harness yet: a port nobody
-        // listens on, so /pool/status must report the error, not fail.
-        let status_url = format!("http://127.0.0.1:{}/status", free_port());
+        let metrics_port = free_port();
+        let mut config = proxy_config(&cluster);
+        config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+        let proxy = Proxy::start(config);
+        let status_url = format!("http://127.0.0.1:{metrics_port}/status");
         let app = UsersApi::start(proxy.port(), &status_url);
         Stack {
             app,
@@ -503,13 +504,18 @@ async fn pool_status_reports_both_pools(s: &Stack) {
     }
     assert_eq!(pool["size"], 5);
     assert_eq!(pool["checked_out"], 0, "{}", status.body);
-    // TODO(status): once pgsplit serves /status (--metrics-listen), start the
-    // proxy with it and check that `pgsplit` lists its primary and replica
-    // pools instead of an error.
-    let error = status.body["pgsplit"]["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("pgsplit field should hold an error: {}", status.body));
-    assert!(error.contains("cannot reach"), "{error}");
+    // pgsplit's own pools, from its /status: the primary's and the replica's.
+    let pools = status.body["pgsplit"]["pools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("pgsplit's pools missing: {}", status.body));
+    let mut roles: Vec<&str> = pools.iter().filter_map(|p| p["role"].as_str()).collect();
+    roles.sort();
+    assert_eq!(roles, ["primary", "replica"], "{}", status.body);
+    assert!(
+        pools.iter().all(|p| p["checked_out"] == 0),
+        "{}",
+        status.body
+    );
 }
 
 /// 20 clients at once: creates, reads right after each create, list reads

@@ -20,6 +20,16 @@ use prometheus::{
 };
 use std::time::Instant;
 
+/// The `reason` values of `pgsplit_pins_total` (the router's pins).
+pub const PIN_LABELS: [&str; 6] = [
+    "listen",
+    "advisory_lock",
+    "temp_object",
+    "prepare",
+    "hold_cursor",
+    "session_setting",
+];
+
 /// Pool labels, in this order everywhere: server address, configured role,
 /// database, user.
 pub const POOL_LABELS: [&str; 4] = ["server", "role", "database", "user"];
@@ -173,6 +183,13 @@ impl Metrics {
         .expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         register(&metrics.registry, build);
+        // Series that exist from the start read 0 rather than "no data".
+        for result in ["ok", "failed"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        for pin in PIN_LABELS {
+            metrics.pins.with_label_values(&[pin]);
+        }
         metrics
     }
 
