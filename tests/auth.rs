@@ -144,3 +144,36 @@ async fn databases_list_is_enforced() {
         Some("postgres")
     );
 }
+
+/// With password authentication only `admin_users` reach the admin console;
+/// others get 42501 after logging in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_console_needs_admin_users() {
+    let c = Cluster::start();
+    let user = |name: &str| User {
+        name: name.into(),
+        password: PASSWORD.into(),
+    };
+    let p = Proxy::start(Config {
+        auth: AuthMethod::Md5,
+        users: vec![user("md5user"), user("scramuser")],
+        admin_users: vec!["md5user".into()],
+        ..proxy_config(&c)
+    });
+    let admin = try_connect(&conninfo(&p, "md5user", Some(PASSWORD), "pgsplit"))
+        .await
+        .unwrap();
+    assert!(admin.simple_query("SHOW POOLS").await.is_ok());
+    refused(
+        &conninfo(&p, "scramuser", Some(PASSWORD), "pgsplit"),
+        "42501",
+        "permission denied for the pgsplit admin console: user \"scramuser\" is not in admin_users",
+    )
+    .await;
+    refused(
+        &conninfo(&p, "md5user", Some("wrong"), "pgsplit"),
+        "28P01",
+        "password authentication failed for user \"md5user\"",
+    )
+    .await;
+}

@@ -100,3 +100,33 @@ fn starts_from_flags_and_serves_psql() {
     );
     drop(child);
 }
+
+/// `--log-format json`: every log line is a JSON object with a message.
+#[test]
+fn json_logs() {
+    let c = Cluster::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let child = Child(
+        pgsplit()
+            .args(["--primary", &c.primary_addr(), "--log-format", "json"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    drop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.iter().any(|l| l.contains("client connected")), "{text}");
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["message"].is_string(), "{line}");
+        assert!(value["level"].is_string(), "{line}");
+    }
+}

@@ -275,6 +275,9 @@ impl Metrics {
         self.uptime.set(self.started.elapsed().as_secs() as i64);
         let mut families = self.registry.gather();
         families.extend(sample::gauges(sample));
+        // The encoder refuses a family without samples (a vector no label
+        // set was used of yet, pool gauges before any pool exists).
+        families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
