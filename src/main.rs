@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(config.worker_threads) {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("pgsplit: cannot start the runtime: {error}");
@@ -34,6 +34,19 @@ fn main() -> ExitCode {
         pgsplit::run_reloadable(config, listener, first_signal_then_watch(), Some(reloader)).await;
         ExitCode::SUCCESS
     })
+}
+
+/// One thread: a current-thread runtime (no work stealing, no wakeups
+/// across threads); otherwise that many workers, 0 meaning one per core.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads == 1 {
+        return tokio::runtime::Builder::new_current_thread().enable_all().build();
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 1 {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build()
 }
 
 fn init_logging(format: LogFormat) {

@@ -271,6 +271,7 @@ pub struct Config {
     pub admin_users: Vec<String>,
     pub shutdown_timeout: f64,
     pub log_format: LogFormat,
+    pub worker_threads: usize,
 }
 
 /// How log lines look.
@@ -309,6 +310,7 @@ impl Default for Config {
             admin_users: Vec::new(),
             shutdown_timeout: 30.0,
             log_format: LogFormat::Text,
+            worker_threads: 0,
         }
     }
 }
