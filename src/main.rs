@@ -40,7 +40,9 @@ fn main() -> ExitCode {
 /// across threads); otherwise that many workers, 0 meaning one per core.
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads == 1 {
-        return tokio::runtime::Builder::new_current_thread().enable_all().build();
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
     }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if threads > 1 {

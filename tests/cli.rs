@@ -118,11 +118,17 @@ fn json_logs() {
             .spawn()
             .expect("spawn pgsplit"),
     );
-    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    assert!(eventually(Duration::from_secs(10), || psql_via(
+        port, "select 1"
+    )
+    .is_ok()));
     drop(child);
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines.iter().any(|l| l.contains("client connected")), "{text}");
+    assert!(
+        lines.iter().any(|l| l.contains("client connected")),
+        "{text}"
+    );
     for line in lines {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));

@@ -1,9 +1,9 @@
 //! The client's socket and its read buffer: hands out whole frames, checked
 //! against the size limit before anything is allocated for them.
 
+use crate::metrics::SessionMetrics;
 use crate::protocol::{FrameHeader, PgError, ProtocolError};
 use bytes::{Bytes, BytesMut};
-use prometheus::IntCounter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -11,17 +11,22 @@ pub struct ClientIo {
     pub stream: TcpStream,
     pub buf: BytesMut,
     max_message: usize,
-    /// `pgsplit_client_sent_bytes_total`.
-    sent: IntCounter,
+    /// This connection's statement, transaction and byte counters.
+    pub metrics: SessionMetrics,
 }
 
 impl ClientIo {
-    pub fn new(stream: TcpStream, buf: BytesMut, max_message: usize, sent: IntCounter) -> ClientIo {
+    pub fn new(
+        stream: TcpStream,
+        buf: BytesMut,
+        max_message: usize,
+        metrics: SessionMetrics,
+    ) -> ClientIo {
         ClientIo {
             stream,
             buf,
             max_message,
-            sent,
+            metrics,
         }
     }
 
@@ -62,7 +67,7 @@ impl ClientIo {
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.sent.inc_by(bytes.len() as u64);
+        self.metrics.sent(bytes.len());
         self.stream
             .write_all(bytes)
             .await

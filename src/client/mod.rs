@@ -41,7 +41,7 @@ pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
         stream,
         buf,
         app.config().max_message_size,
-        app.metrics.client_sent_bytes.clone(),
+        app.metrics.session(),
     );
     match opening {
         Ok(Opening::Cancel { pid, secret }) => app.cancels.cancel(pid, secret).await,

@@ -9,9 +9,14 @@
 
 mod labels;
 mod sample;
+mod shard;
 
 pub use labels::{ErrorSide, RouteLabel};
 pub use sample::{ClientCounts, PoolSample, Sample, ServerSample};
+pub use shard::SessionMetrics;
+
+use shard::Shards;
+use std::sync::Arc;
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -34,11 +39,6 @@ pub const PIN_LABELS: [&str; 6] = [
 /// database, user.
 pub const POOL_LABELS: [&str; 4] = ["server", "role", "database", "user"];
 
-/// Statement and transaction durations: 50 µs to 10 s.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0,
-];
-
 /// Waits for a pool connection: most are immediate (0), the rest up to
 /// `pool_timeout`.
 const WAIT_BUCKETS: [f64; 12] = [
@@ -47,14 +47,9 @@ const WAIT_BUCKETS: [f64; 12] = [
 
 pub struct Metrics {
     registry: Registry,
-    /// [destination][route label], resolved once.
-    statements: [Vec<IntCounter>; 2],
-    statement_seconds: [Histogram; 2],
-    transactions: [IntCounter; 2],
-    transaction_seconds: [Histogram; 2],
+    /// The per-statement counters, one shard per session.
+    shards: Arc<Shards>,
     errors: IntCounterVec,
-    pub client_received_bytes: IntCounter,
-    pub client_sent_bytes: IntCounter,
     pub client_connections_total: IntCounter,
     pins: IntCounterVec,
     reloads: IntCounterVec,
@@ -80,63 +75,16 @@ impl Side {
     }
 }
 
-const SIDES: [Side; 2] = [Side::Primary, Side::Replica];
-
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let statements_vec = counter_vec(
-            &registry,
-            "pgsplit_statements_total",
-            "Statements (and extended-protocol batches) routed, by where they ran and why",
-            &["destination", "reason"],
-        );
-        let statement_seconds = histogram_vec(
-            &registry,
-            "pgsplit_statement_duration_seconds",
-            "Time from sending a statement to the server until its ReadyForQuery",
-            &["destination"],
-            &DURATION_BUCKETS,
-        );
-        let transactions = counter_vec(
-            &registry,
-            "pgsplit_transactions_total",
-            "Transactions served (a statement outside BEGIN..COMMIT counts as one)",
-            &["destination"],
-        );
-        let transaction_seconds = histogram_vec(
-            &registry,
-            "pgsplit_transaction_duration_seconds",
-            "Time a transaction held its server connection",
-            &["destination"],
-            &DURATION_BUCKETS,
-        );
         let metrics = Metrics {
-            statements: SIDES.map(|side| {
-                RouteLabel::ALL
-                    .iter()
-                    .map(|r| statements_vec.with_label_values(&[side.as_str(), r.as_str()]))
-                    .collect()
-            }),
-            statement_seconds: SIDES.map(|s| statement_seconds.with_label_values(&[s.as_str()])),
-            transactions: SIDES.map(|s| transactions.with_label_values(&[s.as_str()])),
-            transaction_seconds: SIDES
-                .map(|s| transaction_seconds.with_label_values(&[s.as_str()])),
+            shards: Arc::default(),
             errors: counter_vec(
                 &registry,
                 "pgsplit_errors_total",
                 "Errors by who caused them (client, server, pgsplit) and SQLSTATE class",
                 &["side", "class"],
-            ),
-            client_received_bytes: counter(
-                &registry,
-                "pgsplit_client_received_bytes_total",
-                "Bytes received from clients",
-            ),
-            client_sent_bytes: counter(
-                &registry,
-                "pgsplit_client_sent_bytes_total",
-                "Bytes sent to clients",
             ),
             client_connections_total: counter(
                 &registry,
@@ -193,21 +141,16 @@ impl Metrics {
         metrics
     }
 
-    /// A statement (or batch) sent to a server.
-    #[inline]
-    pub fn statement(&self, side: Side, label: RouteLabel) {
-        if let Some(counter) = self.statements[side as usize].get(label as usize) {
-            counter.inc();
-        }
+    /// The counters of a new session.
+    pub fn session(&self) -> SessionMetrics {
+        SessionMetrics::new(self.shards.clone())
     }
 
-    pub fn statement_done(&self, side: Side, seconds: f64) {
-        self.statement_seconds[side as usize].observe(seconds);
-    }
-
-    pub fn transaction_done(&self, side: Side, seconds: f64) {
-        self.transactions[side as usize].inc();
-        self.transaction_seconds[side as usize].observe(seconds);
+    /// Every family: the registry's and the summed session shards'.
+    fn families(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.registry.gather();
+        families.extend(shard::families(&self.shards.total()));
+        families
     }
 
     /// An error, by SQLSTATE (its first two characters are the class).
@@ -238,7 +181,7 @@ impl Metrics {
     /// every histogram, for the admin console's SHOW STATS.
     pub fn stats(&self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
-        for family in self.registry.gather() {
+        for family in self.families() {
             let kind = family.get_field_type();
             for m in family.get_metric() {
                 let labels = m
@@ -273,7 +216,7 @@ impl Metrics {
     /// gauges computed from `sample`.
     pub fn render(&self, sample: &Sample) -> String {
         self.uptime.set(self.started.elapsed().as_secs() as i64);
-        let mut families = self.registry.gather();
+        let mut families = self.families();
         families.extend(sample::gauges(sample));
         // The encoder refuses a family without samples (a vector no label
         // set was used of yet, pool gauges before any pool exists).
@@ -359,11 +302,23 @@ mod tests {
     #[test]
     fn every_metric_registers_and_renders() {
         let m = Metrics::new();
-        m.statement(Side::Replica, RouteLabel::ReadOnly);
+        let session = m.session();
+        session.statement(Side::Replica, RouteLabel::ReadOnly);
+        session.statement_done(Side::Replica, 0.0003);
+        drop(session);
+        // A live session's counts and an ended one's both show.
+        let live = m.session();
+        live.statement(Side::Replica, RouteLabel::ReadOnly);
         m.error(ErrorSide::Server, "23505");
         let text = m.render(&Sample::default());
         assert!(text
-            .contains("pgsplit_statements_total{destination=\"replica\",reason=\"read_only\"} 1"));
+            .contains("pgsplit_statements_total{destination=\"replica\",reason=\"read_only\"} 2"));
+        assert!(text.contains(
+            "pgsplit_statement_duration_seconds_bucket{destination=\"replica\",le=\"0.0005\"} 1"
+        ));
+        assert!(
+            text.contains("pgsplit_statement_duration_seconds_count{destination=\"replica\"} 1")
+        );
         assert!(text.contains("pgsplit_errors_total{class=\"23\",side=\"server\"} 1"));
         assert!(text.contains("pgsplit_build_info{version="));
         assert!(text.contains("pgsplit_pinned_clients 0"));

@@ -183,7 +183,7 @@ impl Session {
                 Event::Stop => {}
                 Event::Client(Ok(0)) if self.io.buf.is_empty() => return Ok(()),
                 Event::Client(Ok(0)) => return Err(ClientError::Gone),
-                Event::Client(Ok(n)) => self.app.metrics.client_received_bytes.inc_by(n as u64),
+                Event::Client(Ok(n)) => self.io.metrics.received(n),
                 Event::Client(Err(e)) => return Err(e.into()),
                 Event::Server(Ok(n)) if n > 0 => self.relay().await?,
                 Event::Server(_) => Box::pin(self.server_lost()).await?,
@@ -368,7 +368,7 @@ impl Session {
         self.client.set_state(ClientState::Active);
         let side = side_of(checkout.role);
         let label = route_label(route.as_ref(), checkout, self.pinned.is_some());
-        self.app.metrics.statement(side, label);
+        self.io.metrics.statement(side, label);
         self.client.statements.fetch_add(1, Ordering::Relaxed);
         if self.sent_at.is_none() || self.transaction_since.is_none() {
             let now = Instant::now();
@@ -680,12 +680,12 @@ impl Session {
         }
         if let Some((since, side)) = self.sent_at.take() {
             let now = Instant::now();
-            self.app
+            self.io
                 .metrics
                 .statement_done(side, (now - since).as_secs_f64());
             if !self.exchange.in_transaction() && !self.batch.open {
                 if let Some((since, side)) = self.transaction_since.take() {
-                    self.app
+                    self.io
                         .metrics
                         .transaction_done(side, (now - since).as_secs_f64());
                 }

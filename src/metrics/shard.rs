@@ -1,0 +1,283 @@
+//! Per-session counters: the statement, transaction and byte counts every
+//! statement updates. Each session writes only its own shard, so the
+//! forwarding path never touches a cache line another core writes (shared
+//! counters would bounce between cores on every statement); a scrape adds
+//! up the live shards and what ended sessions left behind.
+
+use super::labels::RouteLabel;
+use super::Side;
+use parking_lot::Mutex;
+use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Statement and transaction durations: 50 µs to 10 s.
+pub(super) const DURATION_BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0,
+];
+
+const LABELS: usize = RouteLabel::ALL.len();
+
+#[derive(Default)]
+struct Hist {
+    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Shard {
+    statements: [[AtomicU64; LABELS]; 2],
+    transactions: [AtomicU64; 2],
+    statement_seconds: [Hist; 2],
+    transaction_seconds: [Hist; 2],
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+/// Only the owning session writes a live shard, so a plain load and store
+/// (no locked instruction) is enough; the scrape only reads.
+#[inline]
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+impl Hist {
+    #[inline]
+    fn observe(&self, seconds: f64) {
+        if let Some(i) = DURATION_BUCKETS.iter().position(|&le| seconds <= le) {
+            bump(&self.buckets[i], 1);
+        }
+        bump(&self.count, 1);
+        bump(&self.sum_nanos, (seconds * 1e9) as u64);
+    }
+
+    fn add_into(&self, total: &Hist) {
+        for (mine, theirs) in self.buckets.iter().zip(&total.buckets) {
+            theirs.fetch_add(mine.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        total
+            .count
+            .fetch_add(self.count.load(Ordering::Relaxed), Ordering::Relaxed);
+        total
+            .sum_nanos
+            .fetch_add(self.sum_nanos.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+impl Shard {
+    /// Adds this shard's counts into `total` (which others may add to at
+    /// the same time, hence fetch_add there).
+    fn add_into(&self, total: &Shard) {
+        for side in 0..2 {
+            for (mine, theirs) in self.statements[side].iter().zip(&total.statements[side]) {
+                theirs.fetch_add(mine.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            total.transactions[side].fetch_add(
+                self.transactions[side].load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            self.statement_seconds[side].add_into(&total.statement_seconds[side]);
+            self.transaction_seconds[side].add_into(&total.transaction_seconds[side]);
+        }
+        total
+            .received
+            .fetch_add(self.received.load(Ordering::Relaxed), Ordering::Relaxed);
+        total
+            .sent
+            .fetch_add(self.sent.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// The live shards and the sum of the retired ones.
+#[derive(Default)]
+pub(super) struct Shards {
+    live: Mutex<Vec<Arc<Shard>>>,
+    retired: Shard,
+}
+
+impl Shards {
+    pub(super) fn total(&self) -> Shard {
+        let total = Shard::default();
+        self.retired.add_into(&total);
+        for shard in self.live.lock().iter() {
+            shard.add_into(&total);
+        }
+        total
+    }
+}
+
+/// One session's counters; dropping it folds them into the retired sum.
+pub struct SessionMetrics {
+    shard: Arc<Shard>,
+    shards: Arc<Shards>,
+}
+
+impl SessionMetrics {
+    pub(super) fn new(shards: Arc<Shards>) -> SessionMetrics {
+        let shard = Arc::new(Shard::default());
+        shards.live.lock().push(shard.clone());
+        SessionMetrics { shard, shards }
+    }
+
+    /// A statement (or batch) sent to a server.
+    #[inline]
+    pub fn statement(&self, side: Side, label: RouteLabel) {
+        if let Some(counter) = self.shard.statements[side as usize].get(label as usize) {
+            bump(counter, 1);
+        }
+    }
+
+    #[inline]
+    pub fn statement_done(&self, side: Side, seconds: f64) {
+        self.shard.statement_seconds[side as usize].observe(seconds);
+    }
+
+    #[inline]
+    pub fn transaction_done(&self, side: Side, seconds: f64) {
+        bump(&self.shard.transactions[side as usize], 1);
+        self.shard.transaction_seconds[side as usize].observe(seconds);
+    }
+
+    #[inline]
+    pub fn received(&self, bytes: usize) {
+        bump(&self.shard.received, bytes as u64);
+    }
+
+    #[inline]
+    pub fn sent(&self, bytes: usize) {
+        bump(&self.shard.sent, bytes as u64);
+    }
+}
+
+impl Drop for SessionMetrics {
+    fn drop(&mut self) {
+        // Under the lock, so a scrape counts the shard exactly once.
+        let mut live = self.shards.live.lock();
+        self.shard.add_into(&self.shards.retired);
+        live.retain(|s| !Arc::ptr_eq(s, &self.shard));
+    }
+}
+
+/// The families of the summed shards, for the text exposition.
+pub(super) fn families(total: &Shard) -> Vec<MetricFamily> {
+    let sides = [Side::Primary, Side::Replica];
+    let mut statements = family(
+        "pgsplit_statements_total",
+        "Statements (and extended-protocol batches) routed, by where they ran and why",
+        MetricType::COUNTER,
+    );
+    let mut transactions = family(
+        "pgsplit_transactions_total",
+        "Transactions served (a statement outside BEGIN..COMMIT counts as one)",
+        MetricType::COUNTER,
+    );
+    let mut statement_seconds = family(
+        "pgsplit_statement_duration_seconds",
+        "Time from sending a statement to the server until its ReadyForQuery",
+        MetricType::HISTOGRAM,
+    );
+    let mut transaction_seconds = family(
+        "pgsplit_transaction_duration_seconds",
+        "Time a transaction held its server connection",
+        MetricType::HISTOGRAM,
+    );
+    for side in sides {
+        let s = side as usize;
+        for label in RouteLabel::ALL {
+            let n = total.statements[s][label as usize].load(Ordering::Relaxed);
+            statements.mut_metric().push(counter(
+                &[("destination", side.as_str()), ("reason", label.as_str())],
+                n,
+            ));
+        }
+        let dest = [("destination", side.as_str())];
+        let n = total.transactions[s].load(Ordering::Relaxed);
+        transactions.mut_metric().push(counter(&dest, n));
+        statement_seconds
+            .mut_metric()
+            .push(histogram(&dest, &total.statement_seconds[s]));
+        transaction_seconds
+            .mut_metric()
+            .push(histogram(&dest, &total.transaction_seconds[s]));
+    }
+    let mut received = family(
+        "pgsplit_client_received_bytes_total",
+        "Bytes received from clients",
+        MetricType::COUNTER,
+    );
+    received
+        .mut_metric()
+        .push(counter(&[], total.received.load(Ordering::Relaxed)));
+    let mut sent = family(
+        "pgsplit_client_sent_bytes_total",
+        "Bytes sent to clients",
+        MetricType::COUNTER,
+    );
+    sent.mut_metric()
+        .push(counter(&[], total.sent.load(Ordering::Relaxed)));
+    vec![
+        statements,
+        transactions,
+        statement_seconds,
+        transaction_seconds,
+        received,
+        sent,
+    ]
+}
+
+fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(kind);
+    f
+}
+
+fn labelled(labels: &[(&str, &str)]) -> Metric {
+    let mut m = Metric::default();
+    let pairs = labels
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name(name.to_string());
+            pair.set_value(value.to_string());
+            pair
+        })
+        .collect();
+    m.set_label(pairs);
+    m
+}
+
+fn counter(labels: &[(&str, &str)], value: u64) -> Metric {
+    let mut m = labelled(labels);
+    let mut c = Counter::default();
+    c.set_value(value as f64);
+    m.set_counter(c);
+    m
+}
+
+fn histogram(labels: &[(&str, &str)], hist: &Hist) -> Metric {
+    let mut m = labelled(labels);
+    let mut h = Histogram::default();
+    let mut cumulative = 0;
+    let buckets = DURATION_BUCKETS
+        .iter()
+        .zip(&hist.buckets)
+        .map(|(&le, n)| {
+            cumulative += n.load(Ordering::Relaxed);
+            let mut b = Bucket::default();
+            b.set_upper_bound(le);
+            b.set_cumulative_count(cumulative);
+            b
+        })
+        .collect();
+    h.set_bucket(buckets);
+    h.set_sample_count(hist.count.load(Ordering::Relaxed));
+    h.set_sample_sum(hist.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+    m.set_histogram(h);
+    m
+}
