@@ -276,3 +276,44 @@ async fn a_second_signal_exits_at_once() {
         p.log()
     );
 }
+
+/// Users and the authentication method change on reload for new clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changes_users() {
+    let c = Cluster::start();
+    let p = Pgsplit::start(&config(&c, &[c.replica_addr()], 2, ""));
+    let login = |password: &str| {
+        support::proxy::psql_args(
+            p.port,
+            &[
+                "-U",
+                "md5user",
+                "-d",
+                "postgres",
+                "-c",
+                "select current_user",
+            ],
+            &[("PGPASSWORD", password)],
+        )
+    };
+    // Top-level keys first: config() puts `extra` before its tables.
+    let md5 = format!(
+        "auth = \"md5\"\n[[users]]\nname = \"md5user\"\npassword = \"{}\"\n",
+        support::cluster::PASSWORD
+    );
+    p.rewrite(&config(&c, &[c.replica_addr()], 2, &md5));
+    assert!(
+        eventually(Duration::from_secs(5), || count(
+            &p.log(),
+            "configuration reloaded"
+        ) == 1),
+        "{}",
+        p.log()
+    );
+    assert_eq!(login(support::cluster::PASSWORD).as_deref(), Ok("md5user"));
+    let refused = login("wrong").unwrap_err();
+    assert!(
+        refused.contains("password authentication failed"),
+        "{refused}"
+    );
+}
