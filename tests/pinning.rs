@@ -240,3 +240,31 @@ async fn objects_in_the_temp_schema_pin_and_do_not_leak() {
         .await
         .expect("the first client's temporary table leaked to the next");
 }
+
+/// DISCARD ALL undoes what pinned a client: once it succeeds the client's
+/// reads move to the replica again; a DISCARD ALL that fails (inside a
+/// transaction block) keeps the pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discard_all_unpins() {
+    let c = Cluster::start();
+    let p = Proxy::start(proxy_config(&c));
+    let a = connect(p.port()).await;
+    let read = "select inet_server_port()";
+    a.batch_execute("LISTEN unpin_me").await.unwrap();
+    assert_eq!(support::proxy::port_of(&a, read).await, c.primary_port());
+
+    a.batch_execute("BEGIN").await.unwrap();
+    assert!(a.batch_execute("DISCARD ALL").await.is_err());
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(support::proxy::port_of(&a, read).await, c.primary_port());
+
+    a.batch_execute("DISCARD ALL").await.unwrap();
+    assert_eq!(support::proxy::port_of(&a, read).await, c.replica_port());
+    let clients = support::proxy::psql_args(
+        p.port(),
+        &["-U", "postgres", "-d", "pgsplit", "-c", "SHOW CLIENTS"],
+        &[],
+    )
+    .unwrap();
+    assert!(!clients.contains("LISTEN"), "{clients}");
+}

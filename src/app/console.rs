@@ -26,7 +26,7 @@ impl Console for App {
                 application_name: c.application_name.clone(),
                 addr: c.peer.to_string(),
                 state: c.state().as_str(),
-                pinned: c.pinned.get().cloned(),
+                pinned: c.pinned.lock().clone(),
                 statements: c.statements.load(std::sync::atomic::Ordering::Relaxed),
                 connected_seconds: SystemTime::now()
                     .duration_since(c.connected_at)

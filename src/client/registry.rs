@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// What a client is doing, for the gauges and SHOW CLIENTS.
@@ -40,8 +40,8 @@ pub struct ClientInfo {
     pub application_name: String,
     pub connected_at: SystemTime,
     state: AtomicU8,
-    /// Why the client is pinned, once it is.
-    pub pinned: OnceLock<String>,
+    /// Why the client is pinned, while it is.
+    pub pinned: Mutex<Option<String>>,
     /// Statements (and batches) the client sent to servers.
     pub statements: AtomicU64,
 }
@@ -95,7 +95,7 @@ impl Clients {
             application_name: application_name.to_string(),
             connected_at: SystemTime::now(),
             state: AtomicU8::new(ClientState::Idle as u8),
-            pinned: OnceLock::new(),
+            pinned: Mutex::new(None),
             statements: AtomicU64::new(0),
         });
         self.live.lock().insert(info.id, info.clone());

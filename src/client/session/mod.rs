@@ -65,6 +65,9 @@ pub struct Session {
     skip_until_sync: bool,
     /// Session state that ties the client to its server connection.
     pinned: Option<Pin>,
+    /// A DISCARD ALL of a pinned client is running: `Some(true)` until an
+    /// error shows it failed.
+    unpin_on_success: Option<bool>,
     /// The client's startup settings, in force on every connection it uses.
     settings: Settings,
     /// The client sent RESET or DISCARD: the connection that runs it no
@@ -143,6 +146,7 @@ impl Session {
             deferred: None,
             skip_until_sync: false,
             pinned: None,
+            unpin_on_success: None,
             settings,
             settings_reset: false,
             tracking: None,
@@ -661,6 +665,7 @@ impl Session {
             self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
         if idle {
             self.client.set_state(ClientState::Idle);
+            self.unpin_if_discarded();
         }
         if idle && self.mode == PoolMode::Transaction && self.pinned.is_none() {
             self.release();
@@ -671,6 +676,9 @@ impl Session {
     /// Counts server errors relayed, and times statements and
     /// transactions as they end.
     fn observe_exchange(&mut self) {
+        if !self.exchange.errors.is_empty() && self.unpin_on_success.is_some() {
+            self.unpin_on_success = Some(false);
+        }
         for class in self.exchange.errors.drain(..) {
             let class = std::str::from_utf8(&class).unwrap_or("??");
             self.app.metrics.error(ErrorSide::Server, class);

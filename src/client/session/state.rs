@@ -77,7 +77,7 @@ impl Session {
         }
         self.pinned = Some(pin);
         self.app.metrics.pinned(pin.label());
-        let _ = self.client.pinned.set(pin.describe().to_string());
+        *self.client.pinned.lock() = Some(pin.describe().to_string());
         let pinned_clients = self.app.pinned_clients.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(
             reason = pin.describe(),
@@ -100,6 +100,30 @@ impl Session {
             self.settings.reset(reset);
             self.settings_reset = true;
         }
+        // DISCARD ALL undoes every kind of pin (UNLISTEN *, advisory
+        // unlock, temporary objects, prepared statements, cursors, session
+        // settings); if it succeeds the client may move again.
+        if matches!(command, SessionCommand::DiscardAll) && self.pinned.is_some() {
+            self.unpin_on_success = Some(true);
+        }
+    }
+
+    /// The DISCARD ALL that was to unpin the client is done: unless it
+    /// failed (inside a transaction block, say), the client is free.
+    pub(super) fn unpin_if_discarded(&mut self) {
+        if self.unpin_on_success.take() != Some(true) {
+            return;
+        }
+        let Some(pin) = self.pinned.take() else {
+            return;
+        };
+        *self.client.pinned.lock() = None;
+        let pinned_clients = self.app.pinned_clients.fetch_sub(1, Ordering::Relaxed) - 1;
+        tracing::info!(
+            was = pin.describe(),
+            pinned_clients,
+            "client unpinned: DISCARD ALL undid its session state"
+        );
     }
 }
 
