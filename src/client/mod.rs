@@ -16,7 +16,7 @@ mod statements;
 
 pub use io::ClientError;
 
-use crate::app::App;
+use crate::app::{App, Current};
 use crate::health::Need;
 use crate::pool::{ClusterPools, PoolError};
 use crate::protocol::error::sqlstate;
@@ -63,7 +63,7 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
     app.metrics.client_connections_total.inc();
     let registration = app.cancels.register();
     let result = match log_in(&app, &mut io, &params, registration.key).await {
-        Ok((cluster, settings)) => {
+        Ok((current, cluster, settings)) => {
             let client = app.clients.register(
                 peer,
                 &params.user,
@@ -72,6 +72,7 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
             );
             Session::new(
                 app.clone(),
+                current,
                 io,
                 cluster,
                 &params.database,
@@ -131,7 +132,7 @@ async fn log_in(
     io: &mut ClientIo,
     params: &StartupParams,
     key: (i32, i32),
-) -> Result<(Arc<ClusterPools>, Settings), ClientError> {
+) -> Result<(Arc<Current>, Arc<ClusterPools>, Settings), ClientError> {
     let settings = Settings::from_startup(params).map_err(ClientError::Refused)?;
     let current = app.current();
     let config = &current.config;
@@ -155,7 +156,7 @@ async fn log_in(
     backend::backend_key_data(key.0, key.1, &mut out);
     backend::ready_for_query(status::IDLE, &mut out);
     io.write(&out).await?;
-    Ok((cluster, settings))
+    Ok((current, cluster, settings))
 }
 
 /// The ParameterStatus values a server would send this client: the

@@ -118,8 +118,11 @@ enum Acquired {
 // are awaited: their futures are large, and unboxed they would make every
 // statement's future larger and costlier to set up.
 impl Session {
+    /// `current` is the generation the client logged in with, whose pools
+    /// `cluster` comes from.
     pub fn new(
         app: Arc<App>,
+        current: Arc<Current>,
         io: ClientIo,
         cluster: Arc<ClusterPools>,
         database: &str,
@@ -127,7 +130,6 @@ impl Session {
         settings: Settings,
         client: Arc<ClientInfo>,
     ) -> Session {
-        let current = app.current();
         let stop = app.stop_state();
         Session {
             functions: app.catalog.database(database),
