@@ -7,6 +7,7 @@
 //! like now. Gauges are computed from it when scraped, so keeping them
 //! costs the hot path nothing.
 
+mod family;
 mod labels;
 mod sample;
 mod shard;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::time::Instant;
@@ -288,11 +289,6 @@ fn histogram_vec(
     let h = HistogramVec::new(opts, labels).expect("valid metric");
     register(registry, h.clone());
     h
-}
-
-/// A gauge family for one scrape.
-pub(crate) fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
 }
 
 #[cfg(test)]

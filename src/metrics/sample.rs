@@ -1,11 +1,10 @@
 //! What pools, servers and clients look like at one moment: the source of
 //! the gauges, of GET /status and of the admin console's SHOW commands.
 
-use super::gauge_vec;
-use prometheus::core::Collector;
-use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use super::family::{counter, family, gauge};
+use prometheus::proto::{Metric, MetricFamily, MetricType};
 use serde::Serialize;
+use MetricType::{COUNTER, GAUGE};
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Sample {
@@ -75,174 +74,155 @@ pub struct ClientCounts {
     pub pinned: u64,
 }
 
-/// The gauge families of one scrape.
+/// The families computed from a sample: gauges, and the counters kept
+/// outside the registry (by servers, pools and the router).
 pub(super) fn gauges(s: &Sample) -> Vec<MetricFamily> {
-    let mut families = Vec::new();
-    families.extend(pool_gauges(s));
-    families.extend(server_gauges(s));
-    let clients = gauge_vec(
-        "pgsplit_client_connections",
-        "Client connections by state",
-        &["state"],
-    );
-    for (state, n) in [
+    let mut families = pool_gauges(s);
+    families.extend(server_families(s));
+    let clients = [
         ("idle", s.clients.idle),
         ("active", s.clients.active),
         ("waiting", s.clients.waiting),
-    ] {
-        clients.with_label_values(&[state]).set(n as f64);
-    }
-    families.extend(clients.collect());
-    families.extend(gauge(
-        "pgsplit_pinned_clients",
-        "Clients pinned to one server connection by session state",
-        s.clients.pinned as f64,
-    ));
-    families.extend(gauge(
-        "pgsplit_paused",
-        "1 while PAUSE is in force",
-        f64::from(u8::from(s.paused)),
-    ));
-    let waits = IntCounterVec::new(
-        Opts::new(
+    ]
+    .iter()
+    .map(|(state, n)| gauge(&[("state", state)], *n as f64))
+    .collect();
+    let waits = ["caught_up", "timed_out"]
+        .iter()
+        .zip(s.consistency_waits)
+        .map(|(outcome, n)| counter(&[("outcome", outcome)], n))
+        .collect();
+    families.extend([
+        family(
+            "pgsplit_client_connections",
+            "Client connections by state",
+            GAUGE,
+            clients,
+        ),
+        family(
+            "pgsplit_pinned_clients",
+            "Clients pinned to one server connection by session state",
+            GAUGE,
+            vec![gauge(&[], s.clients.pinned as f64)],
+        ),
+        family(
+            "pgsplit_paused",
+            "1 while PAUSE is in force",
+            GAUGE,
+            vec![gauge(&[], f64::from(u8::from(s.paused)))],
+        ),
+        family(
             "pgsplit_consistency_waits_total",
             "Reads that waited for a replica to replay the client's writes, by outcome",
+            COUNTER,
+            waits,
         ),
-        &["outcome"],
-    )
-    .expect("valid metric");
-    for (outcome, n) in ["caught_up", "timed_out"].iter().zip(s.consistency_waits) {
-        waits.with_label_values(&[outcome]).inc_by(n);
-    }
-    families.extend(waits.collect());
-    families.extend(counter(
-        "pgsplit_routing_cache_hits_total",
-        "Statements whose route came from the routing cache",
-        s.routing_cache_hits,
-    ));
-    families.extend(counter(
-        "pgsplit_routing_cache_misses_total",
-        "Statements parsed because the routing cache did not have them",
-        s.routing_cache_misses,
-    ));
+        family(
+            "pgsplit_routing_cache_hits_total",
+            "Statements whose route came from the routing cache",
+            COUNTER,
+            vec![counter(&[], s.routing_cache_hits)],
+        ),
+        family(
+            "pgsplit_routing_cache_misses_total",
+            "Statements parsed because the routing cache did not have them",
+            COUNTER,
+            vec![counter(&[], s.routing_cache_misses)],
+        ),
+    ]);
     families
 }
 
 fn pool_gauges(s: &Sample) -> Vec<MetricFamily> {
-    let labels = &super::POOL_LABELS;
-    let connections = gauge_vec(
-        "pgsplit_pool_connections",
-        "Server connections by state: idle (checked in), active (checked out), opening",
-        &[labels[0], labels[1], labels[2], labels[3], "state"],
-    );
-    let size = gauge_vec("pgsplit_pool_size", "Configured pool_size", labels);
-    let overflow = gauge_vec(
-        "pgsplit_pool_max_overflow",
-        "Configured max_overflow",
-        labels,
-    );
-    let waiting = gauge_vec(
-        "pgsplit_pool_waiting_clients",
-        "Clients waiting for a connection from the pool",
-        labels,
-    );
+    let (mut connections, mut size, mut overflow, mut waiting) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in &s.pools {
-        let l = [&*p.server, &*p.role, &*p.database, &*p.user];
+        let [a, b, c, d] = super::POOL_LABELS;
+        let l = [
+            (a, &*p.server),
+            (b, &*p.role),
+            (c, &*p.database),
+            (d, &*p.user),
+        ];
         for (state, n) in [
             ("idle", p.checked_in),
             ("active", p.checked_out),
             ("opening", p.opening),
         ] {
-            connections
-                .with_label_values(&[l[0], l[1], l[2], l[3], state])
-                .set(f64::from(n));
+            let [l0, l1, l2, l3] = l;
+            connections.push(gauge(&[l0, l1, l2, l3, ("state", state)], f64::from(n)));
         }
-        size.with_label_values(&l).set(f64::from(p.size));
-        overflow
-            .with_label_values(&l)
-            .set(f64::from(p.max_overflow));
-        waiting.with_label_values(&l).set(f64::from(p.waiting));
+        size.push(gauge(&l, f64::from(p.size)));
+        overflow.push(gauge(&l, f64::from(p.max_overflow)));
+        waiting.push(gauge(&l, f64::from(p.waiting)));
     }
-    [connections, size, overflow, waiting]
-        .iter()
-        .flat_map(|g| g.collect())
-        .collect()
+    vec![
+        family(
+            "pgsplit_pool_connections",
+            "Server connections by state: idle (checked in), active (checked out), opening",
+            GAUGE,
+            connections,
+        ),
+        family("pgsplit_pool_size", "Configured pool_size", GAUGE, size),
+        family(
+            "pgsplit_pool_max_overflow",
+            "Configured max_overflow",
+            GAUGE,
+            overflow,
+        ),
+        family(
+            "pgsplit_pool_waiting_clients",
+            "Clients waiting for a connection from the pool",
+            GAUGE,
+            waiting,
+        ),
+    ]
 }
 
-fn server_gauges(s: &Sample) -> Vec<MetricFamily> {
-    let up = gauge_vec(
-        "pgsplit_server_up",
-        "1 while the server answers health checks",
-        &["server"],
-    );
-    let primary = gauge_vec(
-        "pgsplit_server_primary",
-        "1 for the server that takes writes now",
-        &["server"],
-    );
-    let lag_bytes = gauge_vec(
-        "pgsplit_replica_lag_bytes",
-        "WAL bytes the replica has yet to replay",
-        &["server"],
-    );
-    let lag_seconds = gauge_vec(
-        "pgsplit_replica_lag_seconds",
-        "Seconds since the last transaction the replica replayed, while behind",
-        &["server"],
-    );
-    for server in &s.servers {
-        let l = [&*server.server];
-        up.with_label_values(&l).set(f64::from(u8::from(server.up)));
-        primary
-            .with_label_values(&l)
-            .set(f64::from(u8::from(server.primary)));
-        if !server.primary {
-            lag_bytes.with_label_values(&l).set(server.lag_bytes as f64);
-            lag_seconds.with_label_values(&l).set(server.lag_seconds);
-        }
+fn server_families(s: &Sample) -> Vec<MetricFamily> {
+    let per_server = |value: &dyn Fn(&ServerSample) -> Option<Metric>| {
+        s.servers.iter().filter_map(value).collect::<Vec<_>>()
+    };
+    fn l(server: &ServerSample) -> [(&'static str, &str); 1] {
+        [("server", server.server.as_str())]
     }
-    let failures = server_counter(
-        "pgsplit_health_check_failures_total",
-        "Health checks that failed or timed out",
-    );
-    let bans = server_counter(
-        "pgsplit_replica_bans_total",
-        "Times a server was banned for reads after refusing or losing a connection",
-    );
-    for server in &s.servers {
-        let l = [&*server.server];
-        failures.with_label_values(&l).inc_by(server.check_failures);
-        bans.with_label_values(&l).inc_by(server.bans);
-    }
-    let mut families: Vec<MetricFamily> = [up, primary, lag_bytes, lag_seconds]
-        .iter()
-        .flat_map(|g| g.collect())
-        .collect();
-    families.extend(failures.collect());
-    families.extend(bans.collect());
-    families
-}
-
-fn server_counter(name: &str, help: &str) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), &["server"]).expect("valid metric")
-}
-
-fn gauge(name: &str, help: &str, value: f64) -> Vec<MetricFamily> {
-    match prometheus::Gauge::new(name, help) {
-        Ok(g) => {
-            g.set(value);
-            g.collect()
-        }
-        Err(_) => Vec::new(),
-    }
-}
-
-fn counter(name: &str, help: &str, value: u64) -> Vec<MetricFamily> {
-    match IntCounter::new(name, help) {
-        Ok(c) => {
-            c.inc_by(value);
-            c.collect()
-        }
-        Err(_) => Vec::new(),
-    }
+    let flag = |b: bool| f64::from(u8::from(b));
+    vec![
+        family(
+            "pgsplit_server_up",
+            "1 while the server answers health checks",
+            GAUGE,
+            per_server(&|v| Some(gauge(&l(v), flag(v.up)))),
+        ),
+        family(
+            "pgsplit_server_primary",
+            "1 for the server that takes writes now",
+            GAUGE,
+            per_server(&|v| Some(gauge(&l(v), flag(v.primary)))),
+        ),
+        family(
+            "pgsplit_replica_lag_bytes",
+            "WAL bytes the replica has yet to replay",
+            GAUGE,
+            per_server(&|v| (!v.primary).then(|| gauge(&l(v), v.lag_bytes as f64))),
+        ),
+        family(
+            "pgsplit_replica_lag_seconds",
+            "Seconds since the last transaction the replica replayed, while behind",
+            GAUGE,
+            per_server(&|v| (!v.primary).then(|| gauge(&l(v), v.lag_seconds))),
+        ),
+        family(
+            "pgsplit_health_check_failures_total",
+            "Health checks that failed or timed out",
+            COUNTER,
+            per_server(&|v| Some(counter(&l(v), v.check_failures))),
+        ),
+        family(
+            "pgsplit_replica_bans_total",
+            "Times a server was banned for reads after refusing or losing a connection",
+            COUNTER,
+            per_server(&|v| Some(counter(&l(v), v.bans))),
+        ),
+    ]
 }

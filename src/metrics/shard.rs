@@ -4,10 +4,11 @@
 //! counters would bounce between cores on every statement); a scrape adds
 //! up the live shards and what ended sessions left behind.
 
+use super::family::{counter, family, labelled};
 use super::labels::RouteLabel;
 use super::Side;
 use parking_lot::Mutex;
-use prometheus::proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -169,21 +170,25 @@ pub(super) fn families(total: &Shard) -> Vec<MetricFamily> {
         "pgsplit_statements_total",
         "Statements (and extended-protocol batches) routed, by where they ran and why",
         MetricType::COUNTER,
+        Vec::new(),
     );
     let mut transactions = family(
         "pgsplit_transactions_total",
         "Transactions served (a statement outside BEGIN..COMMIT counts as one)",
         MetricType::COUNTER,
+        Vec::new(),
     );
     let mut statement_seconds = family(
         "pgsplit_statement_duration_seconds",
         "Time from sending a statement to the server until its ReadyForQuery",
         MetricType::HISTOGRAM,
+        Vec::new(),
     );
     let mut transaction_seconds = family(
         "pgsplit_transaction_duration_seconds",
         "Time a transaction held its server connection",
         MetricType::HISTOGRAM,
+        Vec::new(),
     );
     for side in sides {
         let s = side as usize;
@@ -208,6 +213,7 @@ pub(super) fn families(total: &Shard) -> Vec<MetricFamily> {
         "pgsplit_client_received_bytes_total",
         "Bytes received from clients",
         MetricType::COUNTER,
+        Vec::new(),
     );
     received
         .mut_metric()
@@ -216,6 +222,7 @@ pub(super) fn families(total: &Shard) -> Vec<MetricFamily> {
         "pgsplit_client_sent_bytes_total",
         "Bytes sent to clients",
         MetricType::COUNTER,
+        Vec::new(),
     );
     sent.mut_metric()
         .push(counter(&[], total.sent.load(Ordering::Relaxed)));
@@ -227,37 +234,6 @@ pub(super) fn families(total: &Shard) -> Vec<MetricFamily> {
         received,
         sent,
     ]
-}
-
-fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_string());
-    f.set_help(help.to_string());
-    f.set_field_type(kind);
-    f
-}
-
-fn labelled(labels: &[(&str, &str)]) -> Metric {
-    let mut m = Metric::default();
-    let pairs = labels
-        .iter()
-        .map(|(name, value)| {
-            let mut pair = LabelPair::default();
-            pair.set_name(name.to_string());
-            pair.set_value(value.to_string());
-            pair
-        })
-        .collect();
-    m.set_label(pairs);
-    m
-}
-
-fn counter(labels: &[(&str, &str)], value: u64) -> Metric {
-    let mut m = labelled(labels);
-    let mut c = Counter::default();
-    c.set_value(value as f64);
-    m.set_counter(c);
-    m
 }
 
 fn histogram(labels: &[(&str, &str)], hist: &Hist) -> Metric {
