@@ -75,7 +75,6 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
                 current,
                 io,
                 cluster,
-                &params.database,
                 registration.slot.clone(),
                 settings,
                 client.info.clone(),

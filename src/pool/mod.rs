@@ -46,7 +46,6 @@ pub enum PoolError {
 pub struct ClusterPools {
     pub servers: Vec<Arc<ServerPool>>,
     pub topology: Arc<Topology>,
-    pub user: String,
     selection: ReplicaSelection,
     ban_time: Duration,
     /// Turn counter for round robin and least-busy ties.
@@ -271,7 +270,6 @@ impl Pools {
             .collect();
         ClusterPools {
             servers,
-            user: user.to_string(),
             topology: self.topology.clone(),
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),

@@ -45,7 +45,6 @@ pub struct Session {
     /// The configuration generation this session uses; it moves to a
     /// reloaded one at its next checkout.
     current: Arc<Current>,
-    database: String,
     io: ClientIo,
     cluster: Arc<ClusterPools>,
     functions: Arc<DatabaseFunctions>,
@@ -119,23 +118,21 @@ enum Acquired {
 // statement's future larger and costlier to set up.
 impl Session {
     /// `current` is the generation the client logged in with, whose pools
-    /// `cluster` comes from.
+    /// `cluster` comes from; `client` says which database it uses.
     pub fn new(
         app: Arc<App>,
         current: Arc<Current>,
         io: ClientIo,
         cluster: Arc<ClusterPools>,
-        database: &str,
         cancel: Arc<CancelSlot>,
         settings: Settings,
         client: Arc<ClientInfo>,
     ) -> Session {
         let stop = app.stop_state();
         Session {
-            functions: app.catalog.database(database),
+            functions: app.catalog.database(&client.database),
             mode: current.config.pool_mode,
             current,
-            database: database.to_string(),
             app,
             io,
             cluster,
@@ -517,7 +514,10 @@ impl Session {
             return;
         }
         self.current = self.app.current();
-        self.cluster = self.current.pools.get(&self.database, &self.cluster.user);
+        self.cluster = self
+            .current
+            .pools
+            .get(&self.client.database, &self.client.user);
     }
 
     /// A new connection for `want`, with the client's settings in force. A
