@@ -71,6 +71,7 @@ impl App {
     /// `pool_size` connections per pool (so it needs a tokio runtime).
     pub fn new(config: Config) -> Arc<App> {
         let metrics = Arc::new(Metrics::new());
+        metrics.declare_pin_reasons(&crate::router::Pin::ALL.map(crate::router::Pin::label));
         let current = Current::build(Arc::new(config), None, &metrics, 0);
         current.start();
         Arc::new(App {

@@ -126,6 +126,7 @@ impl ServerState {
             lag_bytes: self.lag_bytes(),
             lag_seconds: self.lag_seconds(),
             lagging: self.is_lagging(),
+            serves_reads: self.serves_reads(),
             check_failures: self.check_failures.load(Ordering::Relaxed),
             bans: 0,
         }

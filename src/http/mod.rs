@@ -83,11 +83,7 @@ impl Health {
             .iter()
             .find(|s| s.up && s.primary)
             .map(|s| s.server.clone());
-        let replicas_serving = sample
-            .servers
-            .iter()
-            .filter(|s| s.up && !s.primary && !s.lagging && s.state.starts_with("replica"))
-            .count();
+        let replicas_serving = sample.servers.iter().filter(|s| s.serves_reads).count();
         let writes = primary.is_some();
         let reads = writes || replicas_serving > 0;
         Health {

@@ -26,16 +26,6 @@ use prometheus::{
 };
 use std::time::Instant;
 
-/// The `reason` values of `pgsplit_pins_total` (the router's pins).
-pub const PIN_LABELS: [&str; 6] = [
-    "listen",
-    "advisory_lock",
-    "temp_object",
-    "prepare",
-    "hold_cursor",
-    "session_setting",
-];
-
 /// Pool labels, in this order everywhere: server address, configured role,
 /// database, user.
 pub const POOL_LABELS: [&str; 4] = ["server", "role", "database", "user"];
@@ -136,9 +126,6 @@ impl Metrics {
         for result in ["ok", "failed"] {
             metrics.reloads.with_label_values(&[result]);
         }
-        for pin in PIN_LABELS {
-            metrics.pins.with_label_values(&[pin]);
-        }
         metrics
     }
 
@@ -158,6 +145,14 @@ impl Metrics {
     pub fn error(&self, side: ErrorSide, sqlstate: &str) {
         let class = sqlstate.get(..2).unwrap_or("??");
         self.errors.with_label_values(&[side.as_str(), class]).inc();
+    }
+
+    /// Makes the `pgsplit_pins_total` series of these reasons exist (at 0)
+    /// before any client is pinned.
+    pub fn declare_pin_reasons(&self, reasons: &[&str]) {
+        for reason in reasons {
+            self.pins.with_label_values(&[reason]);
+        }
     }
 
     pub fn pinned(&self, reason: &str) {
@@ -242,14 +237,6 @@ impl Default for Metrics {
 pub struct PoolHandles {
     pub wait: Histogram,
     pub timeouts: IntCounter,
-}
-
-impl PoolHandles {
-    /// Handles that count into a registry nobody reads (pools made
-    /// without metrics, in unit tests).
-    pub fn detached() -> PoolHandles {
-        Metrics::new().pool_handles(&["", "", "", ""])
-    }
 }
 
 // The names and help texts are constants: registering them cannot fail

@@ -58,6 +58,8 @@ pub struct ServerSample {
     pub lag_seconds: f64,
     /// Past `max_replica_lag_*`: skipped for reads.
     pub lagging: bool,
+    /// A healthy standby within the lag limits: reads may go to it.
+    pub serves_reads: bool,
     pub check_failures: u64,
     /// Times a pool of this server was banned.
     pub bans: u64,

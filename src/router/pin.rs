@@ -29,6 +29,15 @@ pub enum Pin {
 }
 
 impl Pin {
+    pub const ALL: [Pin; 6] = [
+        Pin::Listen,
+        Pin::AdvisoryLock,
+        Pin::TempObject,
+        Pin::Prepare,
+        Pin::HoldCursor,
+        Pin::SessionSetting,
+    ];
+
     /// A short name, for the `reason` label of `pgsplit_pins_total`.
     pub fn label(self) -> &'static str {
         match self {
