@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::cluster::{free_port, Cluster};
 use support::http::{get, value};
-use support::proxy::{connect, proxy_config, psql_args, try_connect, Proxy};
+use support::proxy::{connect, eventually, proxy_config, psql_args, try_connect, Proxy};
 use tokio_postgres::SimpleQueryMessage;
 
 fn with_metrics(cluster: &Cluster) -> (Proxy, u16) {
@@ -53,6 +53,13 @@ async fn counters_move_by_the_workload() {
         .await
         .unwrap();
     client.batch_execute("COMMIT").await.unwrap();
+    // The client has its answer a moment before pgsplit records the end of
+    // the exchange and marks the client idle: wait for that.
+    let idle = "pgsplit_client_connections{state=\"idle\"}";
+    assert!(eventually(Duration::from_secs(5), || value(
+        &scrape(port),
+        idle
+    ) == 1.0));
     let after = scrape(port);
 
     let delta = |series: &str| value(&after, series) - value(&before, series);
@@ -122,9 +129,21 @@ async fn status_and_healthz_describe_pools_and_servers() {
     let client = connect(proxy.port()).await;
     client.simple_query("SELECT 1").await.unwrap();
 
-    let (code, body) = get(port, "/status");
-    assert_eq!(code, 200);
-    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The client has its answer a moment before pgsplit puts the
+    // connection back: wait for that moment.
+    let idle = |s: &serde_json::Value| {
+        s["pools"]
+            .as_array()
+            .is_some_and(|p| p.iter().all(|p| p["checked_out"] == 0))
+    };
+    let status_now = || {
+        let (code, body) = get(port, "/status");
+        assert_eq!(code, 200);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    assert!(eventually(Duration::from_secs(5), || idle(&status_now())));
+    let status = status_now();
+    let body = status.to_string();
     let pools = status["pools"].as_array().unwrap();
     assert_eq!(pools.len(), 2, "{body}");
     for pool in pools {
