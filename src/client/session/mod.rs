@@ -6,10 +6,12 @@
 //! Here: the loop, simple queries, routing, acquiring a server connection
 //! and dispatching to it. `batches`: the extended protocol's messages up to
 //! Sync. `state`: what a client leaves in server sessions (pins, tracked
-//! settings). `recovery`: a failed read run again, a lost server, and the
-//! clean-up when the client leaves.
+//! settings). `recovery`: a failed read run again, a lost server, the
+//! goodbye at shutdown and the clean-up when the client leaves. `observe`:
+//! the session's metrics (statements by route, durations, server errors).
 
 mod batches;
+mod observe;
 mod recovery;
 mod state;
 
@@ -26,7 +28,7 @@ use crate::cancel::{CancelSlot, CancelTarget};
 use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
-use crate::metrics::{ErrorSide, RouteLabel, Side};
+use crate::metrics::{ErrorSide, Side};
 use crate::pool::{is_login_refusal, Checkout, ClusterPools, PoolError, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
@@ -34,7 +36,6 @@ use crate::router::{Classification, Destination, Pin, Reason, Route};
 use crate::server::ServerError;
 use bytes::{Bytes, BytesMut};
 use state::UNKNOWN_SETTINGS;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
@@ -213,39 +214,6 @@ impl Session {
         }
     }
 
-    /// pgsplit is shutting down and this client is between transactions
-    /// (or `shutdown_timeout` has passed).
-    fn must_leave(&self) -> bool {
-        match *self.stop.borrow() {
-            Stop::Running => false,
-            Stop::Draining => {
-                self.exchange.pending == 0
-                    && !self.exchange.in_transaction()
-                    && !self.batch.open
-                    && self.batch.is_empty()
-                    && self.deferred.is_none()
-            }
-            Stop::Now => true,
-        }
-    }
-
-    /// Tells the client, as PostgreSQL does on a fast shutdown, and ends
-    /// the session (its server connections are cleaned up by `run`).
-    async fn tell_shutdown(&mut self) -> Result<(), ClientError> {
-        tracing::info!("telling the client pgsplit is shutting down");
-        self.app
-            .metrics
-            .error(ErrorSide::Pgsplit, sqlstate::ADMIN_SHUTDOWN);
-        self.io
-            .send_error(&PgError::fatal(
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection because pgsplit is shutting down",
-            ))
-            .await;
-        self.io.linger().await;
-        Ok(())
-    }
-
     /// Handles every whole message buffered, unless one has to wait.
     async fn handle_buffered(&mut self) -> Result<Flow, ClientError> {
         loop {
@@ -359,25 +327,19 @@ impl Session {
             }
             Acquired::Failed(error) => return Box::pin(self.refuse(tag, error)).await,
         }
+        if let Some(held) = self.server.as_ref() {
+            let (role, detour) = (held.role, held.detour);
+            if role == Role::Primary && !is_read(route.as_ref()) {
+                self.wrote = true;
+            }
+            self.statement_sent(route.as_ref(), role, detour);
+        }
         let Some(checkout) = self.server.as_mut() else {
             return Err(ClientError::Refused(PgError::fatal(
                 sqlstate::INTERNAL_ERROR,
                 "no server connection",
             )));
         };
-        if checkout.role == Role::Primary && !is_read(route.as_ref()) {
-            self.wrote = true;
-        }
-        self.client.set_state(ClientState::Active);
-        let side = side_of(checkout.role);
-        let label = route_label(route.as_ref(), checkout, self.pinned.is_some());
-        self.io.metrics.statement(side, label);
-        self.client.statements.fetch_add(1, Ordering::Relaxed);
-        if self.sent_at.is_none() || self.transaction_since.is_none() {
-            let now = Instant::now();
-            self.sent_at.get_or_insert((now, side));
-            self.transaction_since.get_or_insert((now, side));
-        }
         // Only between transactions: a SET inside the client's transaction
         // would be undone with it.
         if checkout.settings != self.settings.fingerprint
@@ -675,34 +637,6 @@ impl Session {
         Ok(())
     }
 
-    /// Counts server errors relayed, and times statements and
-    /// transactions as they end.
-    fn observe_exchange(&mut self) {
-        if !self.exchange.errors.is_empty() && self.unpin_on_success.is_some() {
-            self.unpin_on_success = Some(false);
-        }
-        for class in self.exchange.errors.drain(..) {
-            let class = std::str::from_utf8(&class).unwrap_or("??");
-            self.app.metrics.error(ErrorSide::Server, class);
-        }
-        if self.exchange.pending > 0 {
-            return;
-        }
-        if let Some((since, side)) = self.sent_at.take() {
-            let now = Instant::now();
-            self.io
-                .metrics
-                .statement_done(side, (now - since).as_secs_f64());
-            if !self.exchange.in_transaction() && !self.batch.open {
-                if let Some((since, side)) = self.transaction_since.take() {
-                    self.io
-                        .metrics
-                        .transaction_done(side, (now - since).as_secs_f64());
-                }
-            }
-        }
-    }
-
     /// What the primary ran is committed (or rolled back, or failed: it
     /// cannot tell, and waiting for nothing costs little): the client's
     /// next reads must see it.
@@ -758,51 +692,6 @@ fn is_read(route: Option<&Route>) -> bool {
         r.destination == Destination::Replica
             || matches!(r.reason, Reason::ReadOnly | Reason::Setting(_))
     })
-}
-
-fn side_of(role: Role) -> Side {
-    match role {
-        Role::Primary => Side::Primary,
-        Role::Replica => Side::Replica,
-    }
-}
-
-/// The `reason` label of a statement that runs on `checkout`: why the
-/// router sent it, or why it landed elsewhere than routed.
-fn route_label(route: Option<&Route>, checkout: &Checkout, pinned: bool) -> RouteLabel {
-    let Some(route) = route else {
-        return if pinned {
-            RouteLabel::Pinned
-        } else {
-            RouteLabel::InTransaction
-        };
-    };
-    let landed_elsewhere = role_for(route.destination) != checkout.role;
-    match checkout.detour {
-        Some(detour) if landed_elsewhere => detour,
-        _ if pinned => RouteLabel::Pinned,
-        _ => reason_label(&route.reason),
-    }
-}
-
-fn reason_label(reason: &Reason) -> RouteLabel {
-    match reason {
-        Reason::ReadOnly => RouteLabel::ReadOnly,
-        Reason::Write => RouteLabel::Write,
-        Reason::Transaction => RouteLabel::Transaction,
-        Reason::ReadOnlyTransaction => RouteLabel::ReadOnlyTransaction,
-        Reason::Hint => RouteLabel::Hint,
-        Reason::Locking => RouteLabel::Locking,
-        Reason::SelectInto => RouteLabel::SelectInto,
-        Reason::DataModifyingCte => RouteLabel::DataModifyingCte,
-        Reason::WriteFunction(_) => RouteLabel::Function,
-        Reason::ExplainAnalyze => RouteLabel::ExplainAnalyze,
-        Reason::ParseFailure => RouteLabel::ParseFailure,
-        Reason::Introspection => RouteLabel::Introspection,
-        Reason::Empty => RouteLabel::Empty,
-        Reason::Pins(_) => RouteLabel::Pinned,
-        Reason::Setting(_) => RouteLabel::Setting,
-    }
 }
 
 fn role_for(destination: Destination) -> Role {

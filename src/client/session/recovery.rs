@@ -3,8 +3,10 @@
 //! client's connections go back to their pools clean or are closed.
 
 use super::Session;
+use crate::app::Stop;
 use crate::client::io::ClientError;
 use crate::config::PoolMode;
+use crate::metrics::ErrorSide;
 use crate::pool::Checkout;
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, status, PgError};
@@ -16,6 +18,39 @@ use std::time::Duration;
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Session {
+    /// pgsplit is shutting down and this client is between transactions
+    /// (or `shutdown_timeout` has passed).
+    pub(super) fn must_leave(&self) -> bool {
+        match *self.stop.borrow() {
+            Stop::Running => false,
+            Stop::Draining => {
+                self.exchange.pending == 0
+                    && !self.exchange.in_transaction()
+                    && !self.batch.open
+                    && self.batch.is_empty()
+                    && self.deferred.is_none()
+            }
+            Stop::Now => true,
+        }
+    }
+
+    /// Tells the client, as PostgreSQL does on a fast shutdown, and ends
+    /// the session (its server connections are cleaned up by `run`).
+    pub(super) async fn tell_shutdown(&mut self) -> Result<(), ClientError> {
+        tracing::info!("telling the client pgsplit is shutting down");
+        self.app
+            .metrics
+            .error(ErrorSide::Pgsplit, sqlstate::ADMIN_SHUTDOWN);
+        self.io
+            .send_error(&PgError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because pgsplit is shutting down",
+            ))
+            .await;
+        self.io.linger().await;
+        Ok(())
+    }
+
     /// The read kept in `retry` failed on its replica (`code`: the
     /// server's SQLSTATE; `None`: the connection broke): run it once more,
     /// on another replica or the primary.
