@@ -227,9 +227,19 @@ async fn sigterm_lets_transactions_finish_and_tells_clients() {
             .await?;
         long.batch_execute("COMMIT").await
     });
+    // An idle client, blocked waiting for input, is woken and told too.
+    let (_idle, idle_task) = connect_watched(p.port).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     p.signal("TERM");
 
+    let idle_end = tokio::time::timeout(Duration::from_secs(5), idle_task)
+        .await
+        .expect("the idle client was told within 5 s")
+        .unwrap();
+    assert_eq!(
+        idle_end.err().as_ref().and_then(code_of).as_deref(),
+        Some("57P01")
+    );
     long_tx
         .await
         .unwrap()

@@ -20,7 +20,7 @@ use crate::metrics::{ClientCounts, Metrics, Sample};
 use crate::pool::Pools;
 use crate::router::{ReadOnlyTransactions, Router, RouterConfig};
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{watch, Notify};
 
@@ -38,8 +38,11 @@ pub struct App {
     /// PAUSE: no new server connections are handed out until RESUME.
     paused: AtomicBool,
     resumed: Notify,
-    /// Shutdown progress, watched by the listener and the sessions.
+    /// Shutdown progress, watched by the listener.
     stop: watch::Sender<Stop>,
+    /// The same as a number, read by sessions once per wait (a load, no
+    /// lock); they are woken through their registry entries.
+    stop_level: AtomicU8,
     /// Re-reads the configuration for RELOAD and SIGHUP.
     reloader: OnceLock<Reloader>,
 }
@@ -58,6 +61,7 @@ pub struct Current {
 
 /// Where a shutdown stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum Stop {
     Running,
     /// No new clients; clients are told to leave between transactions.
@@ -85,6 +89,7 @@ impl App {
             paused: AtomicBool::new(false),
             resumed: Notify::new(),
             stop: watch::Sender::new(Stop::Running),
+            stop_level: AtomicU8::new(Stop::Running as u8),
             reloader: OnceLock::new(),
         })
     }
@@ -191,13 +196,28 @@ impl App {
     }
 
     pub fn request_stop(&self, stop: Stop) {
-        self.stop.send_if_modified(|s| {
+        let moved = self.stop.send_if_modified(|s| {
             let later = stop > *s;
             if later {
                 *s = stop;
             }
             later
         });
+        if moved {
+            // Stored before the wakes: a session registers its waker, then
+            // loads the level, so it either sees the new level or is woken.
+            self.stop_level.fetch_max(stop as u8, Ordering::SeqCst);
+            self.clients.wake_all();
+        }
+    }
+
+    /// The shutdown state, as sessions read it.
+    pub fn stop_now(&self) -> Stop {
+        match self.stop_level.load(Ordering::SeqCst) {
+            0 => Stop::Running,
+            1 => Stop::Draining,
+            _ => Stop::Now,
+        }
     }
 
     /// Pools, servers and clients as they are now.

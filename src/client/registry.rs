@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures::task::AtomicWaker;
+
 /// What a client is doing, for the gauges and SHOW CLIENTS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -44,6 +46,11 @@ pub struct ClientInfo {
     pub pinned: Mutex<Option<String>>,
     /// Statements (and batches) the client sent to servers.
     pub statements: AtomicU64,
+    /// Woken when pgsplit starts (or hurries) its shutdown. A waker per
+    /// client rather than one shared watch: the session polls it on every
+    /// wait, and a shared channel's waiter list would be a lock all
+    /// sessions take twice per statement.
+    pub stop_waker: AtomicWaker,
 }
 
 impl ClientInfo {
@@ -97,11 +104,19 @@ impl Clients {
             state: AtomicU8::new(ClientState::Idle as u8),
             pinned: Mutex::new(None),
             statements: AtomicU64::new(0),
+            stop_waker: AtomicWaker::new(),
         });
         self.live.lock().insert(info.id, info.clone());
         Registered {
             clients: self,
             info,
+        }
+    }
+
+    /// Wakes every session so it looks at the shutdown state.
+    pub fn wake_all(&self) {
+        for client in self.live.lock().values() {
+            client.stop_waker.wake();
         }
     }
 

@@ -6,7 +6,9 @@
 //! correctness.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use foldhash::fast::RandomState;
 
 use parking_lot::Mutex;
 
@@ -47,7 +49,9 @@ impl Hasher for Prehashed {
 
 pub(crate) struct RouteCache {
     shards: Vec<Mutex<Shard>>,
-    /// Hashes keys (randomly seeded, so clients cannot aim collisions).
+    /// Hashes keys: foldhash, several times faster than the standard
+    /// SipHash on statement-sized strings, and randomly seeded per cache;
+    /// a collision costs a re-parse, never a wrong route.
     hasher: RandomState,
     per_shard: usize,
 }
@@ -60,7 +64,7 @@ impl RouteCache {
             shards: (0..shard_count)
                 .map(|_| Mutex::new(Shard::default()))
                 .collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             per_shard: capacity.div_ceil(SHARDS),
         }
     }

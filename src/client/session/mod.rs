@@ -39,7 +39,6 @@ use state::UNKNOWN_SETTINGS;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
-use tokio::sync::watch;
 
 pub struct Session {
     app: Arc<App>,
@@ -90,8 +89,9 @@ pub struct Session {
     sent_at: Option<(Instant, Side)>,
     /// When the server transaction in progress began, and where.
     transaction_since: Option<(Instant, Side)>,
-    /// pgsplit's shutdown: the client is told to leave between transactions.
-    stop: watch::Receiver<Stop>,
+    /// pgsplit's shutdown state when this session last looked: the client
+    /// is told to leave between transactions.
+    stop: Stop,
 }
 
 /// What the loop does after a message.
@@ -129,7 +129,7 @@ impl Session {
         settings: Settings,
         client: Arc<ClientInfo>,
     ) -> Session {
-        let stop = app.stop_state();
+        let stop = app.stop_now();
         Session {
             functions: app.catalog.database(&client.database),
             mode: current.config.pool_mode,
@@ -180,6 +180,7 @@ impl Session {
             if let Flow::Terminate = self.handle_buffered().await? {
                 return Ok(());
             }
+            self.stop = self.app.stop_now();
             if self.must_leave() {
                 return Box::pin(self.tell_shutdown()).await;
             }
@@ -204,12 +205,12 @@ impl Session {
                 biased;
                 r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
                 r = self.io.stream.read_buf(&mut self.io.buf), if read_client => Event::Client(r),
-                Ok(()) = self.stop.changed() => Event::Stop,
+                () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
             },
             None => tokio::select! {
                 biased;
                 r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
-                Ok(()) = self.stop.changed() => Event::Stop,
+                () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
             },
         }
     }
@@ -661,6 +662,22 @@ impl Session {
         self.sent_at = None;
         self.transaction_since = None;
     }
+}
+
+/// Resolves once pgsplit's shutdown state differs from `seen`.
+fn stop_changed<'a>(
+    app: &'a App,
+    client: &'a ClientInfo,
+    seen: Stop,
+) -> impl std::future::Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        client.stop_waker.register(cx.waker());
+        if app.stop_now() == seen {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
 }
 
 async fn send(conn: &mut crate::server::ServerConnection, bytes: &[u8]) -> Result<(), ServerError> {

@@ -21,7 +21,7 @@ impl Session {
     /// pgsplit is shutting down and this client is between transactions
     /// (or `shutdown_timeout` has passed).
     pub(super) fn must_leave(&self) -> bool {
-        match *self.stop.borrow() {
+        match self.stop {
             Stop::Running => false,
             Stop::Draining => {
                 self.exchange.pending == 0
