@@ -86,6 +86,34 @@ fn replica_stopped_under_select_load() {
     assert!(!out.contains("aborted"), "a client was aborted:\n{out}");
 }
 
+#[test]
+fn small_read_cut_off_before_its_end_runs_again() {
+    let c = Cluster::start();
+    c.wait_replica_caught_up();
+    let p = Proxy::start(quick_health(&c));
+    assert_eq!(read_port(&p), Ok(c.replica_port()), "before the crash");
+    let port = p.port();
+    // One Query, two reads: the first one's row waits in the replica's
+    // output buffer while the second runs; an immediate shutdown flushes
+    // it with a WARNING and closes without ReadyForQuery.
+    let read = std::thread::spawn(move || {
+        psql_via(
+            port,
+            "select inet_server_port(); \
+             select count(*) > 0 from generate_series(1, 40000000)",
+        )
+    });
+    sleep(Duration::from_millis(700));
+    c.stop("replica", "immediate");
+    let out = read.join().expect("psql thread");
+    let out = out.unwrap_or_else(|e| panic!("the read failed instead of running again: {e}"));
+    assert_eq!(
+        out.lines().next(),
+        Some(c.primary_port().to_string().as_str()),
+        "{out}"
+    );
+}
+
 /// Runs `sql` on `client` and expects it to fail fast with 57P03 naming
 /// the primary; `what` says which attempt this is in the failure message.
 async fn assert_fails_fast(client: &Client, sql: &str, what: &str) {

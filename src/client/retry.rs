@@ -1,8 +1,8 @@
 //! A read that fails on a replica before anything of its result reached
 //! the client is run once more elsewhere, so a replica going away or a
-//! recovery conflict does not show. Until the first row (or anything that
-//! is the result itself) arrives, the server's reply stays in the server
-//! connection's buffer, unforwarded; this module judges that buffer.
+//! recovery conflict does not show. Until its ReadyForQuery (or up to
+//! `HOLD_LIMIT` bytes) the server's reply stays in the server connection's
+//! buffer, unforwarded; this module judges that buffer.
 
 use super::batch::{Batch, Planned};
 use crate::protocol::{tag, FrameHeader};
@@ -13,7 +13,7 @@ use bytes::Bytes;
 /// accepting connections (57P01, 57P02, 57P03).
 const RETRYABLE: [&[u8]; 5] = [b"40001", b"40P01", b"57P01", b"57P02", b"57P03"];
 
-/// The read in flight, kept until its result starts.
+/// The read in flight, kept until its reply is released.
 #[derive(Default)]
 pub struct Retry {
     pub armed: bool,
@@ -48,13 +48,22 @@ impl Retry {
 /// What the reply so far means for the read in flight.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Only messages that are not the result yet: keep them, read more.
+    /// Nothing the client must see yet: keep it all, read more.
     Wait,
     /// It failed in a way another server may not: run it elsewhere.
     Retry(String),
-    /// The result has started (or failed for good): forward as usual.
+    /// The reply is whole, failed for good, or too big to hold: forward
+    /// it as usual.
     Release,
 }
+
+/// How much of a read's reply is held back until its ReadyForQuery. A
+/// replica that dies after sending a small result but before
+/// ReadyForQuery (an immediate shutdown flushes the rows with its
+/// WARNING) would otherwise leave the client a result and a lost
+/// connection; held, the read runs again elsewhere and the client sees
+/// one whole answer. A bigger reply streams as soon as it passes this.
+pub const HOLD_LIMIT: usize = 64 * 1024;
 
 /// Judges the frames at the front of `buf`.
 pub fn judge(buf: &[u8]) -> Verdict {
@@ -70,12 +79,14 @@ pub fn judge(buf: &[u8]) -> Verdict {
             };
         };
         let end = FrameHeader::SIZE + h.body_len;
-        let frame_whole = rest.len() >= end;
+        if at + end > HOLD_LIMIT {
+            return Verdict::Release;
+        }
+        if rest.len() < end {
+            return Verdict::Wait;
+        }
         match h.tag {
             tag::ERROR_RESPONSE | tag::NOTICE_RESPONSE => {
-                if !frame_whole {
-                    return Verdict::Wait;
-                }
                 let body = &rest[FrameHeader::SIZE..end];
                 match code(body).filter(|c| RETRYABLE.contains(c)) {
                     Some(c) => return Verdict::Retry(String::from_utf8_lossy(c).into_owned()),
@@ -83,19 +94,10 @@ pub fn judge(buf: &[u8]) -> Verdict {
                     None => {}
                 }
             }
-            // Preliminaries: nothing the client has to see yet.
-            tag::PARSE_COMPLETE
-            | tag::BIND_COMPLETE
-            | tag::CLOSE_COMPLETE
-            | tag::PARAMETER_DESCRIPTION
-            | tag::ROW_DESCRIPTION
-            | tag::NO_DATA
-            | tag::PARAMETER_STATUS => {
-                if !frame_whole {
-                    return Verdict::Wait;
-                }
+            tag::READY_FOR_QUERY | tag::COPY_OUT_RESPONSE | tag::COPY_BOTH_RESPONSE => {
+                return Verdict::Release
             }
-            _ => return Verdict::Release,
+            _ => {}
         }
         at += end;
     }
@@ -144,12 +146,42 @@ mod tests {
     }
 
     #[test]
-    fn rows_and_other_errors_are_released() {
+    fn whole_replies_and_other_errors_are_released() {
         let mut buf = frame(tag::ROW_DESCRIPTION, b"\0\0");
         buf.extend(frame(tag::DATA_ROW, b"\0\0"));
-        buf.extend(error("40001"));
+        buf.extend(frame(tag::COMMAND_COMPLETE, b"SELECT 1\0"));
+        assert_eq!(judge(&buf), Verdict::Wait);
+        buf.extend(frame(tag::READY_FOR_QUERY, b"I"));
         assert_eq!(judge(&buf), Verdict::Release);
         assert_eq!(judge(&error("42P01")), Verdict::Release);
+    }
+
+    #[test]
+    fn rows_then_shutdown_before_ready_are_retried() {
+        // What an immediate shutdown flushes: the rows, then its WARNING.
+        let mut buf = frame(tag::ROW_DESCRIPTION, b"\0\0");
+        buf.extend(frame(tag::DATA_ROW, b"\0\0"));
+        buf.extend(frame(tag::COMMAND_COMPLETE, b"SELECT 1\0"));
+        buf.extend(frame(
+            tag::NOTICE_RESPONSE,
+            b"SWARNING\0C57P01\0Mterminating connection due to immediate shutdown command\0\0",
+        ));
+        assert_eq!(judge(&buf), Verdict::Retry("57P01".into()));
+    }
+
+    #[test]
+    fn replies_past_the_hold_limit_stream() {
+        let row = frame(tag::DATA_ROW, &[0u8; 1000]);
+        let mut buf = frame(tag::ROW_DESCRIPTION, b"\0\0");
+        while buf.len() + row.len() <= HOLD_LIMIT {
+            buf.extend(&row);
+        }
+        assert_eq!(judge(&buf), Verdict::Wait);
+        buf.extend(&row);
+        assert_eq!(judge(&buf), Verdict::Release);
+        // One frame bigger than the limit streams at once.
+        let big = frame(tag::DATA_ROW, &vec![0u8; HOLD_LIMIT]);
+        assert_eq!(judge(&big[..100]), Verdict::Release);
     }
 
     #[test]

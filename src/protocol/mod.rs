@@ -40,6 +40,8 @@ pub mod tag {
     pub const DATA_ROW: u8 = b'D';
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const COPY_IN_RESPONSE: u8 = b'G';
+    pub const COPY_OUT_RESPONSE: u8 = b'H';
+    pub const COPY_BOTH_RESPONSE: u8 = b'W';
     pub const NOTICE_RESPONSE: u8 = b'N';
     pub const BIND_COMPLETE: u8 = b'2';
     pub const PARAMETER_DESCRIPTION: u8 = b't';

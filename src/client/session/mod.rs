@@ -80,7 +80,7 @@ pub struct Session {
     /// Something sent to the primary may write: when the server is next
     /// idle, the client's reads must see it.
     wrote: bool,
-    /// The read in flight on a replica, until its result starts.
+    /// The read in flight on a replica, until its reply is released.
     retry: Retry,
     out: BytesMut,
     /// This client in the registry (state, pin, statement count).
@@ -363,7 +363,7 @@ impl Session {
             checkout.settings = UNKNOWN_SETTINGS;
         }
         // A read alone on a replica can be run again elsewhere if it fails
-        // before its result starts; once pipelined, it cannot.
+        // before its reply is released; once pipelined, it cannot.
         let keep = !self.retry.spent
             && checkout.role == Role::Replica
             && self.exchange.pending == 0

@@ -70,7 +70,7 @@ impl Session {
                 pool.ban(self.current.config.replica_ban_time());
             }
             tracing::warn!(pool = %pool.name, reason = code.as_deref().unwrap_or("connection lost"),
-                "read failed on a replica before its result started: running it once more elsewhere");
+                "read failed on a replica before its reply reached the client: running it once more elsewhere");
         }
         self.cancel.set(None);
         self.exchange.reset();
