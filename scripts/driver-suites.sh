@@ -11,14 +11,20 @@
 #   hstore, citext and ltree extensions: set up here as its own CI does.
 # - psycopg2's test suite (tests/ in its PyPI sdist, run against
 #   psycopg2-binary of the same version), on database psycopg2_test.
+# - node-postgres's integration tests (test/integration in the npm tarball of
+#   pg@4.5.7, the last release that ships its tests), each file run as its
+#   Makefile does, in text and in binary mode, on database node_test with its
+#   person table from script/create-test-tables.js. The result unit is a file
+#   and a mode: it passes when node exits 0 (a failed assertion exits 255).
 #
 # Direct: a primary on 5433 (replica 5434). Through pgsplit: a primary and a
 # replica on 55532/55533, pgsplit on 5433 (trust; it logs in to the servers
 # with the roles' passwords from its [[users]]).
 #
 # Usage: scripts/driver-suites.sh   (root on Debian 12; needs postgresql,
-# postgresql-contrib, cargo and network access to crates.io for the suite's
-# dev-dependencies). Results go to /tmp/pgsplit-suites/.
+# postgresql-contrib, cargo, python3, node and npm, and network access to
+# crates.io, PyPI and the npm registry for the suites and their
+# dependencies). Results go to /tmp/pgsplit-suites/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -53,6 +59,32 @@ print(urllib.parse.urljoin('https://pypi.org/pypi/psycopg2/json', sdist))")
   curl -sL "$url" | tar xz -C "$WORK"
 fi
 
+# node-postgres: the tarball has the tests; npm installs what they require
+# (pg-copy-streams and async are devDependencies). Two lines are patched so
+# that a 2016 suite runs on Node 20 and PostgreSQL 15 at all:
+# - lib/connection.js connects only a socket whose readyState is 'closed',
+#   and a new net.Socket reads 'open' since Node 14, so no client would ever
+#   connect (pg 8.0.3 fixed it upstream by always connecting);
+# - test/integration/test-helper.js hands "15.18" from version() to semver,
+#   which throws on two-part versions.
+NODEPG=${NODEPG_VERSION:-4.5.7}
+NPG=$WORK/node-postgres-$NODEPG
+if [ ! -d "$NPG/node_modules/pg-copy-streams" ]; then
+  rm -rf "$NPG"
+  mkdir -p "$NPG"
+  tgz=$(cd "$WORK" && npm pack -q "pg@$NODEPG" 2>/dev/null | tail -1)
+  tar xzf "$WORK/$tgz" -C "$NPG" --strip-components=1
+  rm -f "$WORK/$tgz"
+  sed -i "s/if(this.stream.readyState === 'closed') {/if(this.stream.readyState === 'closed' || (this.stream instanceof net.Socket \&\& !this.stream._handle)) {/" \
+    "$NPG/lib/connection.js"
+  sed -i "s/var version = result.rows\[0\].version.split(' ')\[1\];/&\n    if(version.split('.').length == 2) version += '.0';/" \
+    "$NPG/test/integration/test-helper.js"
+  grep -q '_handle' "$NPG/lib/connection.js" && grep -q "version += '.0'" "$NPG/test/integration/test-helper.js" \
+    || { echo "node-postgres $NODEPG: the Node 20 patches did not apply" >&2; exit 1; }
+  (cd "$NPG" && npm install --no-audit --no-fund --no-package-lock >"$WORK/npm.log" 2>&1) \
+    || { tail -30 "$WORK/npm.log" >&2; exit 1; }
+fi
+
 PSQL=/usr/lib/postgresql/15/bin/psql
 cluster_up() { # DIR PRIMARY_PORT REPLICA_PORT
   PGC_FAST=1 scripts/pgcluster.sh up "$1" "$2" "$3" >/dev/null
@@ -74,11 +106,16 @@ CREATE EXTENSION hstore;
 CREATE EXTENSION citext;
 CREATE EXTENSION ltree;
 CREATE DATABASE psycopg2_test;
+CREATE DATABASE node_test;
 \c psycopg2_test
 CREATE EXTENSION hstore;
 SELECT pg_reload_conf();
 SQL
   "$PSQL" -X -q -h 127.0.0.1 -p "$3" -U postgres postgres -c "select pg_reload_conf()" >/dev/null
+  # As its Makefile's prepare-test-db; on the primary, so the replica has it too.
+  (cd "$NPG" && node script/create-test-tables.js "postgres://postgres@127.0.0.1:$2/node_test" >/dev/null 2>&1)
+  [ "$("$PSQL" -X -A -t -h 127.0.0.1 -p "$2" -U postgres node_test -c "select count(*) from person")" = 26 ] \
+    || { echo "node-postgres: no person table in node_test" >&2; exit 1; }
 }
 
 run_suite() { # NAME
@@ -96,6 +133,21 @@ for name, outcome in re.findall(r"^(test\w+ \([\w.]+\))(?:.|\n)*? \.\.\. (ok|FAI
     print(name.replace(" ", "_"), "FAILED" if outcome in ("FAIL", "ERROR") else outcome)
 PY
   sort -o "$WORK/pg2-$1.txt" "$WORK/pg2-$1.txt"
+  # A few files connect with the driver's defaults (new pg.Client()), which
+  # come from PG* variables; a hung file is cut off as a failure.
+  : >"$WORK/npg-$1.log"
+  for mode in text binary; do
+    for file in $(cd "$NPG/test" && find integration -name '*-tests.js' | sort); do
+      printf '\n== %s %s\n' "$file" "$mode" >>"$WORK/npg-$1.log"
+      if (cd "$NPG" && PGHOST=127.0.0.1 PGPORT=5433 PGUSER=postgres PGDATABASE=node_test NODE_NO_WARNINGS=1 \
+          timeout 60 node "test/$file" postgres://postgres@127.0.0.1:5433/node_test \
+          $([ "$mode" = binary ] && echo binary)) >>"$WORK/npg-$1.log" 2>&1; then
+        echo "$file:$mode ok"
+      else
+        echo "$file:$mode FAILED"
+      fi
+    done
+  done | sort >"$WORK/npg-$1.txt"
 }
 
 PGSPLIT_PID=
@@ -142,8 +194,8 @@ EOF
 done
 
 count() { awk -v want="$2" '$2 == want' "$WORK/$1.txt" | wc -l; }
-row() { # LABEL PREFIX
-  printf '| %s (%s tests) |' "$1" "$(wc -l <"$WORK/${2}direct.txt")"
+row() { # LABEL PREFIX [UNIT]
+  printf '| %s (%s %s) |' "$1" "$(wc -l <"$WORK/${2}direct.txt")" "${3:-tests}"
   for run in direct transaction session; do
     printf ' %s passed, %s failed |' "$(count "$2$run" ok)" "$(count "$2$run" FAILED)"
   done
@@ -154,9 +206,10 @@ echo "| suite | direct | pgsplit transaction | pgsplit session |"
 echo "|---|---|---|---|"
 row "tokio-postgres $VERSION" ""
 row "psycopg2 $PSYCOPG2" "pg2-"
+row "node-postgres $NODEPG" "npg-" "file runs, text and binary"
 echo
 echo "Tests whose outcome differs from direct:"
-for prefix in "" pg2-; do
+for prefix in "" pg2- npg-; do
   for mode in transaction session; do
     join "$WORK/${prefix}direct.txt" "$WORK/$prefix$mode.txt" \
       | awk -v m="$prefix$mode" '$2 != $3 {print "  " m ": " $1 " (direct " $2 ", pgsplit " $3 ")"}'
