@@ -268,3 +268,65 @@ async fn discard_all_unpins() {
     .unwrap();
     assert!(!clients.contains("LISTEN"), "{clients}");
 }
+
+/// Session pooling keeps the replica connection a client's first read
+/// used: a pin taken after it (here a temporary table, then a session
+/// advisory lock) belongs on the primary, and so does everything after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_pin_after_a_read_goes_to_the_primary() {
+    let c = Cluster::start();
+    let mut config = proxy_config(&c);
+    config.pool_mode = PoolMode::Session;
+    let p = Proxy::start(config);
+    let a = connect(p.port()).await;
+    let replica = c.replica_port().to_string();
+    let primary = c.primary_port().to_string();
+    assert_eq!(
+        one(&a, "select inet_server_port()").await.as_deref(),
+        Some(replica.as_str())
+    );
+    a.batch_execute("create temp table scratch(x int)")
+        .await
+        .expect("create temp table after a read");
+    a.batch_execute("insert into scratch values (1)")
+        .await
+        .expect("insert");
+    assert_eq!(
+        one(&a, "select inet_server_port()").await.as_deref(),
+        Some(primary.as_str()),
+        "a pinned client's reads run where its state is"
+    );
+    assert_eq!(
+        one(&a, "select count(*) from scratch").await.as_deref(),
+        Some("1")
+    );
+}
+
+/// A pin taken inside a read-only transaction on a replica: once that
+/// transaction ends, the client's writes still reach the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_inside_a_replica_transaction_leaves_writes_on_the_primary() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create table marks(x int)");
+    c.wait_replica_caught_up();
+    let mut config = proxy_config(&c);
+    config.read_only_transactions = pgsplit::config::ReadOnlyTransactions::Replica;
+    let p = Proxy::start(config);
+    let a = connect(p.port()).await;
+    a.batch_execute("begin read only").await.expect("begin");
+    assert_eq!(
+        one(&a, "select inet_server_port()").await.as_deref(),
+        Some(c.replica_port().to_string().as_str())
+    );
+    a.batch_execute("select pg_advisory_lock(7)")
+        .await
+        .expect("advisory lock on the replica");
+    a.batch_execute("commit").await.expect("commit");
+    a.batch_execute("insert into marks values (1)")
+        .await
+        .expect("a write after the pin runs on the primary");
+    assert_eq!(
+        one(&a, "select inet_server_port()").await.as_deref(),
+        Some(c.primary_port().to_string().as_str())
+    );
+}

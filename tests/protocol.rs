@@ -140,6 +140,13 @@ async fn bad_startup_packets_are_refused() {
     }
     still_serves(&p, "a huge startup length").await;
 
+    // Terminate before any startup (a driver giving up at once): closed
+    // without a word, as PostgreSQL does.
+    let mut s = raw(&p);
+    s.write_all(&frame(b'X', b"")).unwrap();
+    assert!(read_message(&mut s).is_none(), "an answer to Terminate");
+    still_serves(&p, "an early Terminate").await;
+
     // SSLRequest: 'N', then a plain startup on the same connection works.
     let mut s = raw(&p);
     s.write_all(&packet(80877103, b"")).unwrap();

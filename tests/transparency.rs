@@ -66,6 +66,55 @@ async fn terminated_backend_in_a_transaction_is_a_clear_error() {
     );
 }
 
+/// A backend terminated while it runs a client's statement sends FATAL
+/// 57P01 and closes; direct, that ends the client's session. Through
+/// pgsplit the client gets the same FATAL and the same close, not a second
+/// error for the statement and a session that goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_statement_ends_the_session_as_direct() {
+    let c = Cluster::start();
+    let p = Proxy::start(proxy_config(&c));
+    let client = connect(p.port()).await;
+    let sleeping = tokio::spawn(async move {
+        let result = client
+            .simple_query("/* pgsplit:primary */ select pg_sleep(30)")
+            .await;
+        (client, result)
+    });
+    let find = "select pid from pg_stat_activity \
+                where query like '%pg_sleep(30)%' and pid <> pg_backend_pid()";
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = c.psql(c.primary_port(), find);
+        if !pid.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!pid.is_empty(), "the statement never started");
+    c.psql(
+        c.primary_port(),
+        &format!("select pg_terminate_backend({pid})"),
+    );
+    let (client, result) = sleeping.await.expect("query task");
+    let err = result.expect_err("the statement's backend was terminated");
+    assert_eq!(code_of(&err).as_deref(), Some("57P01"), "{err}");
+    assert_eq!(
+        err.as_db_error().map(|e| e.severity()),
+        Some("FATAL"),
+        "{err}"
+    );
+    let mut closed = false;
+    for _ in 0..40 {
+        if client.is_closed() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(closed, "the session went on after the server's FATAL");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_idle_pooled_backend_is_replaced_unseen() {
     let c = Cluster::start();

@@ -105,6 +105,10 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("client went away")]
     Gone,
+    /// The server sent the client a FATAL error (relayed as it came) and
+    /// closed: the session ends as it would direct.
+    #[error("the server ended the session with a FATAL error")]
+    ServerEnded,
     /// Already reported to the client with an ErrorResponse.
     #[error("{}", .0.message)]
     Refused(PgError),

@@ -108,7 +108,7 @@ fn count_refusal(app: &App, e: &ClientError) {
             };
             app.metrics.error(side, &error.code);
         }
-        ClientError::Io(_) | ClientError::Gone => {}
+        ClientError::Io(_) | ClientError::Gone | ClientError::ServerEnded => {}
     }
 }
 
@@ -120,7 +120,7 @@ async fn report(io: &mut ClientIo, e: &ClientError, peer: &SocketAddr) {
             io.send_error(&PgError::from(p)).await;
         }
         ClientError::Refused(error) => io.send_error(error).await,
-        ClientError::Io(_) | ClientError::Gone => {}
+        ClientError::Io(_) | ClientError::Gone | ClientError::ServerEnded => {}
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Exchange {
     passthrough: usize,
     /// SQLSTATE classes of the ErrorResponses relayed, for the metrics.
     pub errors: Vec<[u8; 2]>,
+    /// A FATAL (or PANIC) ErrorResponse was relayed: the server ends the
+    /// session after it.
+    pub fatal: bool,
 }
 
 impl Default for Exchange {
@@ -66,6 +69,7 @@ impl Default for Exchange {
             tx_status: status::IDLE,
             passthrough: 0,
             errors: Vec::new(),
+            fatal: false,
         }
     }
 }
@@ -158,9 +162,17 @@ impl Exchange {
                     at += h.frame_len();
                 }
                 tag::ERROR_RESPONSE => {
+                    // Whole before it goes: its severity and code matter.
+                    let Some(frame) = rest.get(..h.frame_len()) else {
+                        return Ok(Scan {
+                            forward: at,
+                            cut: 0,
+                        });
+                    };
                     self.batch_failed(prepared);
-                    self.errors.push(error_class(rest.get(..h.frame_len())));
-                    self.passthrough = h.frame_len();
+                    self.errors.push(error_class(frame));
+                    self.fatal |= is_fatal(frame);
+                    at += h.frame_len();
                 }
                 tag::COPY_IN_RESPONSE => {
                     self.copy_in_started();
@@ -250,20 +262,36 @@ pub enum RelayError {
 
 /// The SQLSTATE class of an ErrorResponse frame ("??" when the frame is
 /// not all there or has no code field).
-fn error_class(frame: Option<&[u8]>) -> [u8; 2] {
-    let mut fields = frame
-        .and_then(|f| f.get(FrameHeader::SIZE..))
-        .unwrap_or_default();
-    while let Some((&kind, rest)) = fields.split_first() {
-        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-        if kind == b'C' {
-            if let [a, b, ..] = rest[..end] {
-                return [a, b];
-            }
+fn error_class(frame: &[u8]) -> [u8; 2] {
+    match field(frame, b'C') {
+        Some([a, b, ..]) => [*a, *b],
+        _ => *b"??",
+    }
+}
+
+/// Whether an ErrorResponse ends the server session: its non-localized
+/// severity (V, PostgreSQL 9.6 and later), else the localized one (S).
+fn is_fatal(frame: &[u8]) -> bool {
+    matches!(
+        field(frame, b'V').or_else(|| field(frame, b'S')),
+        Some(b"FATAL" | b"PANIC")
+    )
+}
+
+/// One field of a whole ErrorResponse or NoticeResponse frame.
+fn field(frame: &[u8], kind: u8) -> Option<&[u8]> {
+    let mut fields = frame.get(FrameHeader::SIZE..).unwrap_or_default();
+    while let Some((&k, rest)) = fields.split_first() {
+        if k == 0 {
+            return None;
+        }
+        let end = rest.iter().position(|&b| b == 0)?;
+        if k == kind {
+            return Some(&rest[..end]);
         }
         fields = rest.get(end + 1..).unwrap_or_default();
     }
-    *b"??"
+    None
 }
 
 #[cfg(test)]

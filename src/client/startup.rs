@@ -67,8 +67,17 @@ pub async fn read_opening(
     }
 }
 
+/// A Terminate message: what a driver that gives up before logging in may
+/// send first (node-postgres's `end()` right after `connect()`).
+const TERMINATE: &[u8] = b"X\0\0\0\x04";
+
 async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut, ClientError> {
     loop {
+        // Read as a startup packet it is a bad length; PostgreSQL closes
+        // without a word, and a client saying goodbye expects no answer.
+        if buf.starts_with(TERMINATE) {
+            return Err(ClientError::Gone);
+        }
         if let Some(len) = startup::packet_len(buf)? {
             if buf.len() >= len {
                 return Ok(buf.split_to(len));

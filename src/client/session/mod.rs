@@ -407,7 +407,7 @@ impl Session {
     /// Makes `self.server` a connection that may run a request for
     /// `want` (`None`: whatever is in use, else the primary).
     async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
-        if self.pinned.is_some() && self.server.is_some() {
+        if self.pinned.is_some() && self.holds_pinned_server() {
             return Acquired::Ready;
         }
         // A pinned client's first connection is the primary's: its
@@ -467,6 +467,17 @@ impl Session {
                 Acquired::Failed(error)
             }
         }
+    }
+
+    /// A pinned client's session state lives on the primary connection it
+    /// holds. A replica connection it holds (session pooling keeps the one
+    /// its earlier reads used; a pin taken inside a read-only transaction
+    /// on a replica) is kept only until its transaction ends: the pin's
+    /// statements, and every later one, must not run where writes fail.
+    fn holds_pinned_server(&self) -> bool {
+        self.server.as_ref().is_some_and(|conn| {
+            conn.role == Role::Primary || self.exchange.in_transaction() || self.batch.open
+        })
     }
 
     /// After a reload, the next checkout comes from the new generation's
@@ -620,6 +631,13 @@ impl Session {
             Err(RelayError::Server) => return Box::pin(self.server_lost()).await,
         }
         self.observe_exchange();
+        if self.exchange.fatal {
+            let ended = self.server_ended();
+            // Read what the client already sent before closing, so the
+            // FATAL is not lost to a reset.
+            self.io.linger().await;
+            return Err(ended);
+        }
         if self.wrote && self.exchange.tx_status == status::IDLE {
             self.writes_committed();
         }

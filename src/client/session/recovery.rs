@@ -91,6 +91,20 @@ impl Session {
         flow.map(|_| ())
     }
 
+    /// The server sent a FATAL error, relayed to the client as it came,
+    /// and is closing: as direct, the client's session ends too (going on
+    /// would answer the statement twice, or leave the client waiting for a
+    /// close that never comes).
+    pub(super) fn server_ended(&mut self) -> ClientError {
+        if let Some(mut conn) = self.server.take() {
+            conn.broken = true;
+            tracing::info!(pool = %conn.pool().name, "the server ended the session with a FATAL error: closing the client as PostgreSQL would");
+        }
+        self.cancel.set(None);
+        self.exchange.reset();
+        ClientError::ServerEnded
+    }
+
     /// The server connection broke. Outside a transaction the client gets
     /// an error for what was running and goes on; inside one, whose work
     /// is gone, the session ends so the client cannot mistake a later
