@@ -34,6 +34,9 @@ pub struct ServerPool {
     /// `checkout` watch this to fail at once with the server's own error
     /// (unknown database, connection refused) instead of timing out.
     failures: Arc<watch::Sender<Option<Arc<ServerError>>>>,
+    /// Failures sent so far: a plain load tells a checkout whether one came
+    /// before it subscribed, without subscribing on every checkout.
+    failure_count: Arc<AtomicU64>,
     /// Connections checked out now, for least-busy selection.
     in_use: AtomicUsize,
     /// Milliseconds since `epoch` until which this server gets no new
@@ -67,6 +70,7 @@ impl ServerPool {
         let addr = target.addr.clone();
         let (database, user) = (target.database.clone(), target.user.clone());
         let failures = Arc::new(watch::Sender::new(None));
+        let failure_count = Arc::new(AtomicU64::new(0));
         let opening = Arc::new(AtomicUsize::new(0));
         let manager = ServerManager {
             target: target.clone(),
@@ -90,6 +94,7 @@ impl ServerPool {
             .error_sink(Box::new(FailureSink {
                 pool: name.clone(),
                 failures: failures.clone(),
+                count: failure_count.clone(),
             }))
             .build_unchecked(manager);
         Arc::new(ServerPool {
@@ -104,6 +109,7 @@ impl ServerPool {
             settings: settings.clone(),
             params,
             failures,
+            failure_count,
             in_use: AtomicUsize::new(0),
             banned_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -176,6 +182,7 @@ impl ServerPool {
     async fn next_connection(
         &self,
     ) -> Result<bb8::PooledConnection<'static, ServerManager>, PoolError> {
+        let failed_before = self.failure_count.load(Ordering::Acquire);
         let get = self.pool.get_owned();
         tokio::pin!(get);
         // Usually an idle connection is there: take it without touching the
@@ -183,9 +190,13 @@ impl ServerPool {
         if let std::task::Poll::Ready(got) = futures::poll!(&mut get) {
             return got.map_err(|e| self.run_error(e));
         }
-        // bb8 is opening a connection for us, which takes at least a round
-        // trip: subscribing now still sees its failure.
+        // bb8 is opening a connection for us in another task. A refused
+        // connection fails within microseconds, maybe before we subscribe:
+        // the count tells, else the client would wait out pool_timeout.
         let mut failures = self.failures.subscribe();
+        if self.failure_count.load(Ordering::Acquire) != failed_before {
+            return Err(self.failure(failures.borrow().clone()));
+        }
         tokio::select! {
             biased;
             got = &mut get => got.map_err(|e| self.run_error(e)),
@@ -320,6 +331,7 @@ impl DerefMut for Checkout {
 struct FailureSink {
     pool: String,
     failures: Arc<watch::Sender<Option<Arc<ServerError>>>>,
+    count: Arc<AtomicU64>,
 }
 
 impl bb8::ErrorSink<ServerError> for FailureSink {
@@ -330,6 +342,9 @@ impl bb8::ErrorSink<ServerError> for FailureSink {
             return;
         }
         tracing::warn!(pool = %self.pool, %error, "could not open a server connection");
+        // Counted first: a checkout that sees the count unchanged after
+        // subscribing is sure to see the send.
+        self.count.fetch_add(1, Ordering::Release);
         self.failures.send_replace(Some(Arc::new(error)));
     }
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<ServerError>> {
