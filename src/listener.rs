@@ -50,14 +50,13 @@ pub async fn run_reloadable(
 
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut stop = app.stop_state();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "pgsplit listening");
     }
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = stop.wait_for(|s| *s != Stop::Running) => return,
+            () = app.stopped() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     tokio::spawn(crate::client::handle(app.clone(), stream, peer));

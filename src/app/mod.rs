@@ -22,7 +22,7 @@ use crate::router::{ReadOnlyTransactions, Router, RouterConfig};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 pub struct App {
     current: ArcSwap<Current>,
@@ -38,11 +38,11 @@ pub struct App {
     /// PAUSE: no new server connections are handed out until RESUME.
     paused: AtomicBool,
     resumed: Notify,
-    /// Shutdown progress, watched by the listener.
-    stop: watch::Sender<Stop>,
-    /// The same as a number, read by sessions once per wait (a load, no
-    /// lock); they are woken through their registry entries.
+    /// Shutdown progress (a `Stop` as a number): sessions load it once per
+    /// wait, no lock. Sessions are woken through their registry entries,
+    /// the listener through `stopping`.
     stop_level: AtomicU8,
+    stopping: Notify,
     /// Re-reads the configuration for RELOAD and SIGHUP.
     reloader: OnceLock<Reloader>,
 }
@@ -88,8 +88,8 @@ impl App {
             pinned_clients: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             resumed: Notify::new(),
-            stop: watch::Sender::new(Stop::Running),
             stop_level: AtomicU8::new(Stop::Running as u8),
+            stopping: Notify::new(),
             reloader: OnceLock::new(),
         })
     }
@@ -191,27 +191,31 @@ impl App {
         }
     }
 
-    pub fn stop_state(&self) -> watch::Receiver<Stop> {
-        self.stop.subscribe()
-    }
-
+    /// Moves the shutdown on to `stop` (never back).
     pub fn request_stop(&self, stop: Stop) {
-        let moved = self.stop.send_if_modified(|s| {
-            let later = stop > *s;
-            if later {
-                *s = stop;
-            }
-            later
-        });
-        if moved {
-            // Stored before the wakes: a session registers its waker, then
-            // loads the level, so it either sees the new level or is woken.
-            self.stop_level.fetch_max(stop as u8, Ordering::SeqCst);
+        // Stored before the wakes: a session registers its waker, then
+        // loads the level, so it either sees the new level or is woken.
+        let before = self.stop_level.fetch_max(stop as u8, Ordering::SeqCst);
+        if (stop as u8) > before {
             self.clients.wake_all();
+            self.stopping.notify_waiters();
         }
     }
 
-    /// The shutdown state, as sessions read it.
+    /// Resolves once a shutdown has begun.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.stopping.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.stop_now() != Stop::Running {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Where the shutdown stands.
     pub fn stop_now(&self) -> Stop {
         match self.stop_level.load(Ordering::SeqCst) {
             0 => Stop::Running,
