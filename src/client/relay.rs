@@ -6,6 +6,7 @@
 //! or held whole: a large DataRow is forwarded as its bytes arrive.
 
 use super::io::{ClientError, ClientIo};
+use crate::protocol::error::response_field;
 use crate::protocol::{status, tag, FrameHeader};
 use crate::server::ServerConnection;
 use bytes::Buf;
@@ -278,20 +279,9 @@ fn is_fatal(frame: &[u8]) -> bool {
     )
 }
 
-/// One field of a whole ErrorResponse or NoticeResponse frame.
+/// One field of a whole ErrorResponse frame.
 fn field(frame: &[u8], kind: u8) -> Option<&[u8]> {
-    let mut fields = frame.get(FrameHeader::SIZE..).unwrap_or_default();
-    while let Some((&k, rest)) = fields.split_first() {
-        if k == 0 {
-            return None;
-        }
-        let end = rest.iter().position(|&b| b == 0)?;
-        if k == kind {
-            return Some(&rest[..end]);
-        }
-        fields = rest.get(end + 1..).unwrap_or_default();
-    }
-    None
+    response_field(frame.get(FrameHeader::SIZE..)?, kind)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! buffer, unforwarded; this module judges that buffer.
 
 use super::batch::{Batch, Planned};
+use crate::protocol::error::response_field;
 use crate::protocol::{tag, FrameHeader};
 use bytes::Bytes;
 
@@ -88,7 +89,7 @@ pub fn judge(buf: &[u8]) -> Verdict {
         match h.tag {
             tag::ERROR_RESPONSE | tag::NOTICE_RESPONSE => {
                 let body = &rest[FrameHeader::SIZE..end];
-                match code(body).filter(|c| RETRYABLE.contains(c)) {
+                match response_field(body, b'C').filter(|c| RETRYABLE.contains(c)) {
                     Some(c) => return Verdict::Retry(String::from_utf8_lossy(c).into_owned()),
                     None if h.tag == tag::ERROR_RESPONSE => return Verdict::Release,
                     None => {}
@@ -101,13 +102,6 @@ pub fn judge(buf: &[u8]) -> Verdict {
         }
         at += end;
     }
-}
-
-/// The SQLSTATE field of an ErrorResponse or NoticeResponse body.
-fn code(body: &[u8]) -> Option<&[u8]> {
-    body.split(|&b| b == 0)
-        .find(|f| f.first() == Some(&b'C'))
-        .map(|f| &f[1..])
 }
 
 #[cfg(test)]

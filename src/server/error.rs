@@ -40,9 +40,9 @@ impl ServerError {
     /// Builds `Refused` from an ErrorResponse body.
     pub fn from_error_body(body: &[u8]) -> ServerError {
         let (mut severity, mut code, mut message) = (String::new(), String::new(), String::new());
-        for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
-            let value = String::from_utf8_lossy(&field[1..]).into_owned();
-            match field[0] {
+        for (kind, value) in crate::protocol::error::response_fields(body) {
+            let value = String::from_utf8_lossy(value).into_owned();
+            match kind {
                 b'S' => severity = value,
                 b'C' => code = value,
                 b'M' => message = value,
