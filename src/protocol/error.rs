@@ -107,6 +107,20 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 }
 
+/// The fields of an ErrorResponse or NoticeResponse body, as (type, value),
+/// up to its terminating zero.
+pub fn response_fields(body: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    body.split(|&b| b == 0)
+        .map_while(|f| f.split_first().map(|(&kind, value)| (kind, value)))
+}
+
+/// One field of an ErrorResponse or NoticeResponse body.
+pub fn response_field(body: &[u8], kind: u8) -> Option<&[u8]> {
+    response_fields(body)
+        .find(|&(k, _)| k == kind)
+        .map(|(_, v)| v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,16 +144,4 @@ mod tests {
         assert_eq!(e.code, "08P01");
         assert_eq!(e.severity, Severity::Fatal);
     }
-}
-
-/// The fields of an ErrorResponse or NoticeResponse body, as (type, value),
-/// up to its terminating zero.
-pub fn response_fields(body: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    body.split(|&b| b == 0)
-        .map_while(|f| f.split_first().map(|(&kind, value)| (kind, value)))
-}
-
-/// One field of an ErrorResponse or NoticeResponse body.
-pub fn response_field(body: &[u8], kind: u8) -> Option<&[u8]> {
-    response_fields(body).find(|&(k, _)| k == kind).map(|(_, v)| v)
 }

@@ -3,13 +3,16 @@
 //! the client and, while one is held, the server; everything else is
 //! handed to the batch, relay and routing code.
 //!
-//! Here: the loop, simple queries, routing, acquiring a server connection
-//! and dispatching to it. `batches`: the extended protocol's messages up to
+//! Here: the loop, simple queries, routing and dispatching to a server
+//! connection. `acquire`: getting that connection (the one held, a
+//! pinned client's, session pooling's spare, or a new checkout with the
+//! client's settings in force). `batches`: the extended protocol's messages up to
 //! Sync. `state`: what a client leaves in server sessions (pins, tracked
 //! settings). `recovery`: a failed read run again, a lost server, the
 //! goodbye at shutdown and the clean-up when the client leaves. `observe`:
 //! the session's metrics (statements by route, durations, server errors).
 
+mod acquire;
 mod batches;
 mod observe;
 mod recovery;
@@ -24,16 +27,18 @@ use super::retry::{self, Retry, Verdict};
 use super::settings::Settings;
 use super::statements::Statements;
 use crate::app::{App, Current, Stop};
-use crate::cancel::{CancelSlot, CancelTarget};
+use crate::cancel::CancelSlot;
 use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
 use crate::metrics::{ErrorSide, Side};
-use crate::pool::{is_login_refusal, Checkout, ClusterPools, PoolError, Role};
+use crate::pool::{Checkout, ClusterPools, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
 use crate::router::{Classification, Destination, Pin, Reason, Route};
 use crate::server::ServerError;
+pub(in crate::client) use acquire::pool_error;
+use acquire::Acquired;
 use bytes::{Bytes, BytesMut};
 use state::UNKNOWN_SETTINGS;
 use std::sync::Arc;
@@ -106,12 +111,6 @@ enum Event {
     Server(std::io::Result<usize>),
     /// The shutdown state changed.
     Stop,
-}
-
-enum Acquired {
-    Ready,
-    Wait,
-    Failed(PgError),
 }
 
 // Rare paths (errors, lost servers, catalog lookups) are boxed where they
@@ -404,134 +403,6 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Makes `self.server` a connection that may run a request for
-    /// `want` (`None`: whatever is in use, else the primary).
-    async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
-        if self.pinned.is_some() && self.holds_pinned_server() {
-            return Acquired::Ready;
-        }
-        // A pinned client's first connection is the primary's: its
-        // session state must be where its writes go.
-        let want = match self.pinned {
-            Some(_) => Some(Destination::Primary),
-            // A standby refuses serializable transactions.
-            None if self.settings.primary_only => want.map(|_| Destination::Primary),
-            None => want,
-        };
-        if let Some(conn) = &self.server {
-            let held = conn.role;
-            let Some(want) = want else {
-                return Acquired::Ready;
-            };
-            if self.exchange.in_transaction() || self.batch.open || held == role_for(want) {
-                return Acquired::Ready;
-            }
-            // A primary can serve a read: better than breaking a pipeline
-            // or holding a second connection when no replica is usable.
-            if held == Role::Primary
-                && (self.exchange.pending > 0 || !self.cluster.has_usable_replica())
-            {
-                return Acquired::Ready;
-            }
-            if self.exchange.pending > 0 {
-                return Acquired::Wait;
-            }
-            // Session pooling: park this one, use (or open) the other role's.
-            let current = self.server.take();
-            if self
-                .spare
-                .as_ref()
-                .is_some_and(|s| s.role == role_for(want))
-            {
-                self.server = self.spare.take();
-                self.spare = current;
-                self.point_cancel();
-                return Acquired::Ready;
-            }
-            self.spare = current;
-        }
-        self.client.set_state(ClientState::Waiting);
-        if self.app.is_paused() {
-            // PAUSE: new transactions wait here for RESUME.
-            Box::pin(self.app.wait_resumed()).await;
-        }
-        self.follow_reload();
-        match self.checkout(want).await {
-            Ok(conn) => {
-                self.server = Some(conn);
-                self.point_cancel();
-                Acquired::Ready
-            }
-            Err(error) => {
-                self.client.set_state(ClientState::Idle);
-                Acquired::Failed(error)
-            }
-        }
-    }
-
-    /// A pinned client's session state lives on the primary connection it
-    /// holds. A replica connection it holds (session pooling keeps the one
-    /// its earlier reads used; a pin taken inside a read-only transaction
-    /// on a replica) is kept only until its transaction ends: the pin's
-    /// statements, and every later one, must not run where writes fail.
-    fn holds_pinned_server(&self) -> bool {
-        self.server.as_ref().is_some_and(|conn| {
-            conn.role == Role::Primary || self.exchange.in_transaction() || self.batch.open
-        })
-    }
-
-    /// After a reload, the next checkout comes from the new generation's
-    /// pools. A connection still held (a pinned client's, or the spare one
-    /// in session pooling) stays with its old pool until released.
-    fn follow_reload(&mut self) {
-        if self.app.generation() == self.current.generation {
-            return;
-        }
-        self.current = self.app.current();
-        self.cluster = self
-            .current
-            .pools
-            .get(&self.client.database, &self.client.user);
-    }
-
-    /// A new connection for `want`, with the client's settings in force. A
-    /// replica whose connection fails while they are applied (it just went
-    /// away) is banned and another server is tried.
-    async fn checkout(&mut self, want: Option<Destination>) -> Result<Checkout, PgError> {
-        for _ in 0..=self.cluster.servers.len() {
-            let mut conn = match want {
-                Some(Destination::Replica) => self.cluster.checkout_read(&mut self.need).await,
-                _ => self.cluster.checkout_primary().await,
-            }
-            .map_err(|e| pool_error(&e))?;
-            if conn.settings == self.settings.fingerprint {
-                return Ok(conn);
-            }
-            match Box::pin(self.settings.apply(&mut conn)).await {
-                Ok(()) => return Ok(conn),
-                Err(e) if is_login_refusal(&e) => return Err(e.to_client_error(false)),
-                Err(e) if conn.role == Role::Replica => {
-                    tracing::warn!(pool = %conn.pool().name, error = %e, "replica connection failed: banned, reads go elsewhere");
-                    conn.pool().ban(self.current.config.replica_ban_time());
-                }
-                Err(e) => return Err(e.to_client_error(false)),
-            }
-        }
-        Err(PgError::error(
-            sqlstate::CONNECTION_FAILURE,
-            "pgsplit: no server connection could be opened",
-        ))
-    }
-
-    fn point_cancel(&self) {
-        self.cancel
-            .set(self.server.as_deref().map(|c| CancelTarget {
-                addr: c.addr.clone(),
-                pid: c.backend_pid,
-                secret: c.backend_secret,
-            }));
-    }
-
     /// No server could be had: the client gets the error and, where it
     /// waits for one, ReadyForQuery.
     async fn refuse(&mut self, tag: u8, error: PgError) -> Result<Flow, ClientError> {
@@ -733,23 +604,5 @@ fn role_for(destination: Destination) -> Role {
     match destination {
         Destination::Primary => Role::Primary,
         Destination::Replica => Role::Replica,
-    }
-}
-
-/// The error a client sees when no server connection could be had.
-pub(super) fn pool_error(e: &PoolError) -> PgError {
-    match e {
-        PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. } => PgError::error(
-            sqlstate::CANNOT_CONNECT_NOW,
-            format!("pgsplit: {e}; writes and transactions cannot run until it is back"),
-        ),
-        PoolError::Timeout { .. } => {
-            PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}"))
-        }
-        PoolError::Server { source, .. } => match &**source {
-            ServerError::Refused { code, message, .. } => PgError::error(code, message.clone()),
-            _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
-        },
-        _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
     }
 }

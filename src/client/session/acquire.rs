@@ -1,0 +1,167 @@
+//! Getting a server connection for a request: the one held (inside a
+//! transaction or a flushed batch, or a pinned client's primary), session
+//! pooling's spare of the other role, or a new checkout from the pools,
+//! with the client's settings in force and its cancel key pointed at it.
+
+use super::{role_for, Session};
+use crate::cancel::CancelTarget;
+use crate::client::registry::ClientState;
+use crate::pool::{is_login_refusal, Checkout, PoolError, Role};
+use crate::protocol::error::sqlstate;
+use crate::protocol::PgError;
+use crate::router::Destination;
+use crate::server::ServerError;
+
+pub(super) enum Acquired {
+    Ready,
+    Wait,
+    Failed(PgError),
+}
+
+impl Session {
+    /// Makes `self.server` a connection that may run a request for
+    /// `want` (`None`: whatever is in use, else the primary).
+    pub(super) async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
+        if self.pinned.is_some() && self.holds_pinned_server() {
+            return Acquired::Ready;
+        }
+        // A pinned client's first connection is the primary's: its
+        // session state must be where its writes go.
+        let want = match self.pinned {
+            Some(_) => Some(Destination::Primary),
+            // A standby refuses serializable transactions.
+            None if self.settings.primary_only => want.map(|_| Destination::Primary),
+            None => want,
+        };
+        if let Some(conn) = &self.server {
+            let held = conn.role;
+            let Some(want) = want else {
+                return Acquired::Ready;
+            };
+            if self.exchange.in_transaction() || self.batch.open || held == role_for(want) {
+                return Acquired::Ready;
+            }
+            // A primary can serve a read: better than breaking a pipeline
+            // or holding a second connection when no replica is usable.
+            if held == Role::Primary
+                && (self.exchange.pending > 0 || !self.cluster.has_usable_replica())
+            {
+                return Acquired::Ready;
+            }
+            if self.exchange.pending > 0 {
+                return Acquired::Wait;
+            }
+            // Session pooling: park this one, use (or open) the other role's.
+            let current = self.server.take();
+            if self
+                .spare
+                .as_ref()
+                .is_some_and(|s| s.role == role_for(want))
+            {
+                self.server = self.spare.take();
+                self.spare = current;
+                self.point_cancel();
+                return Acquired::Ready;
+            }
+            self.spare = current;
+        }
+        self.client.set_state(ClientState::Waiting);
+        if self.app.is_paused() {
+            // PAUSE: new transactions wait here for RESUME.
+            Box::pin(self.app.wait_resumed()).await;
+        }
+        self.follow_reload();
+        match self.checkout(want).await {
+            Ok(conn) => {
+                self.server = Some(conn);
+                self.point_cancel();
+                Acquired::Ready
+            }
+            Err(error) => {
+                self.client.set_state(ClientState::Idle);
+                Acquired::Failed(error)
+            }
+        }
+    }
+
+    /// A pinned client's session state lives on the primary connection it
+    /// holds. A replica connection it holds (session pooling keeps the one
+    /// its earlier reads used; a pin taken inside a read-only transaction
+    /// on a replica) is kept only until its transaction ends: the pin's
+    /// statements, and every later one, must not run where writes fail.
+    fn holds_pinned_server(&self) -> bool {
+        self.server.as_ref().is_some_and(|conn| {
+            conn.role == Role::Primary || self.exchange.in_transaction() || self.batch.open
+        })
+    }
+
+    /// After a reload, the next checkout comes from the new generation's
+    /// pools. A connection still held (a pinned client's, or the spare one
+    /// in session pooling) stays with its old pool until released.
+    fn follow_reload(&mut self) {
+        if self.app.generation() == self.current.generation {
+            return;
+        }
+        self.current = self.app.current();
+        self.cluster = self
+            .current
+            .pools
+            .get(&self.client.database, &self.client.user);
+    }
+
+    /// A new connection for `want`, with the client's settings in force. A
+    /// replica whose connection fails while they are applied (it just went
+    /// away) is banned and another server is tried.
+    async fn checkout(&mut self, want: Option<Destination>) -> Result<Checkout, PgError> {
+        for _ in 0..=self.cluster.servers.len() {
+            let mut conn = match want {
+                Some(Destination::Replica) => self.cluster.checkout_read(&mut self.need).await,
+                _ => self.cluster.checkout_primary().await,
+            }
+            .map_err(|e| pool_error(&e))?;
+            if conn.settings == self.settings.fingerprint {
+                return Ok(conn);
+            }
+            match Box::pin(self.settings.apply(&mut conn)).await {
+                Ok(()) => return Ok(conn),
+                Err(e) if is_login_refusal(&e) => return Err(e.to_client_error(false)),
+                Err(e) if conn.role == Role::Replica => {
+                    tracing::warn!(pool = %conn.pool().name, error = %e, "replica connection failed: banned, reads go elsewhere");
+                    conn.pool().ban(self.current.config.replica_ban_time());
+                }
+                Err(e) => return Err(e.to_client_error(false)),
+            }
+        }
+        Err(PgError::error(
+            sqlstate::CONNECTION_FAILURE,
+            "pgsplit: no server connection could be opened",
+        ))
+    }
+
+    fn point_cancel(&self) {
+        self.cancel
+            .set(self.server.as_deref().map(|c| CancelTarget {
+                addr: c.addr.clone(),
+                pid: c.backend_pid,
+                secret: c.backend_secret,
+            }));
+    }
+}
+
+/// The error a client sees when no server connection could be had.
+pub(in crate::client) fn pool_error(e: &PoolError) -> PgError {
+    match e {
+        PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. } => PgError::error(
+            sqlstate::CANNOT_CONNECT_NOW,
+            format!("pgsplit: {e}; writes and transactions cannot run until it is back"),
+        ),
+        PoolError::Timeout { .. } => {
+            PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}"))
+        }
+        PoolError::Server { source, .. } => match &**source {
+            ServerError::Refused { code, message, .. } => PgError::error(code, message.clone()),
+            _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
+        },
+        _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
+    }
+}
