@@ -1,6 +1,7 @@
 //! Client sessions and the pool: clients that vanish mid-transaction or
 //! mid-query, cancel requests, named prepared statements shared over a
-//! small transaction pool, pool timeouts, and session-pool resets.
+//! small transaction pool, pool timeouts, session-pool resets, and parked
+//! connections handed to the next client that waits.
 
 mod support;
 
@@ -272,4 +273,70 @@ async fn pool_timeout_and_session_reset() {
 async fn eventually_connect(port: u16) -> tokio_postgres::Client {
     tokio::time::sleep(Duration::from_millis(200)).await;
     connect(port).await
+}
+
+/// The replica pool's line in GET /status.
+fn replica_pool(metrics_port: u16) -> serde_json::Value {
+    let (code, body) = support::http::get(metrics_port, "/status");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    status["pools"]
+        .as_array()
+        .and_then(|pools| pools.iter().find(|p| p["role"] == "replica").cloned())
+        .unwrap_or_else(|| panic!("no replica pool in {body}"))
+}
+
+/// Checkouts from the replica pool so far.
+fn replica_checkouts(metrics_port: u16) -> f64 {
+    let (_, body) = support::http::get(metrics_port, "/metrics");
+    body.lines()
+        .filter(|l| l.starts_with("pgsplit_pool_checkout_wait_seconds_count{"))
+        .filter(|l| l.contains("role=\"replica\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Transaction pooling parks a client's connection with it between its
+/// transactions: its next ones skip the checkout. The moment another client
+/// waits for that pool, the parked connection goes to it (well inside a
+/// pool_timeout shorter than the sweep), and an idle client's parked
+/// connection is back in the pool within the sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connections_go_to_the_next_client_that_waits() {
+    let c = Cluster::start();
+    let metrics_port = support::cluster::free_port();
+    let mut config = proxy_config(&c);
+    config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    config.pool.replica.pool_size = 1;
+    config.pool.replica.max_overflow = 0;
+    config.pool.replica.pool_timeout = 0.5;
+    let p = Proxy::start(config);
+    let a = connect(p.port()).await;
+    let b = connect(p.port()).await;
+
+    let pid = one(&a, "select pg_backend_pid()").await;
+    let before = replica_checkouts(metrics_port);
+    for _ in 0..10 {
+        assert_eq!(one(&a, "select pg_backend_pid()").await, pid);
+    }
+    // One more checkout at most: the sweep may have taken it back once.
+    let checkouts = replica_checkouts(metrics_port) - before;
+    assert!(checkouts <= 1.0, "{checkouts} checkouts for 10 reads");
+
+    // Each client's read needs the one connection the other has parked;
+    // waiting for the sweep would exceed pool_timeout half of the time.
+    for turn in 0..6 {
+        let client = if turn % 2 == 0 { &b } else { &a };
+        let got = client.simple_query("select pg_backend_pid()").await;
+        assert!(got.is_ok(), "turn {turn}: {got:?}");
+    }
+
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let pool = replica_pool(metrics_port);
+            pool["parked"] == 0 && pool["checked_in"] == 1
+        }),
+        "{}",
+        replica_pool(metrics_port)
+    );
 }

@@ -34,6 +34,9 @@ pub struct PoolSample {
     pub checked_in: u32,
     /// In use by a client.
     pub checked_out: u32,
+    /// Kept by the idle client that used it last, which runs its next
+    /// transaction on it unless another client needs it first.
+    pub parked: u32,
     /// Open beyond `size` (at most `max_overflow`).
     pub overflow: u32,
     pub max_overflow: u32,
@@ -149,6 +152,7 @@ fn pool_gauges(s: &Sample) -> Vec<MetricFamily> {
         for (state, n) in [
             ("idle", p.checked_in),
             ("active", p.checked_out),
+            ("parked", p.parked),
             ("opening", p.opening),
         ] {
             let [l0, l1, l2, l3] = l;

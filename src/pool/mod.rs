@@ -140,6 +140,27 @@ impl ClusterPools {
         }
     }
 
+    /// Whether a connection kept from `pool` may run the client's next
+    /// request on a server of `role`, as a checkout would choose it now:
+    /// the writer; or a replica that serves reads, is not banned and has
+    /// replayed what `need` asks for.
+    pub fn fits(&self, pool: &ServerPool, role: Role, need: &mut Need) -> bool {
+        match role {
+            Role::Primary => self
+                .topology
+                .writer()
+                .is_some_and(|w| Arc::ptr_eq(w, &pool.server)),
+            Role::Replica => {
+                pool.server.serves_reads()
+                    && !pool.is_banned()
+                    && self
+                        .topology
+                        .required(need)
+                        .is_some_and(|lsn| pool.server.has_replayed(lsn))
+            }
+        }
+    }
+
     /// The writer's pool, whose login parameters clients are greeted with.
     pub fn writer_pool(&self) -> Option<&Arc<ServerPool>> {
         self.topology

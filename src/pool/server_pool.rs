@@ -9,9 +9,10 @@ use crate::metrics::{PoolHandles, PoolSample, RouteLabel};
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::futures::Notified;
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 pub struct ServerPool {
     /// "primary 127.0.0.1:5432 db=app user=app": how errors and logs name it.
@@ -45,6 +46,11 @@ pub struct ServerPool {
     epoch: Instant,
     /// Clients waiting for a permit now.
     waiting: AtomicUsize,
+    /// Connections parked with the idle client that used them last.
+    parked: AtomicUsize,
+    /// Tells those clients to give their parked connections back: a
+    /// client is waiting for one.
+    reclaim: Notify,
     /// Connections being opened now (shared with the manager).
     opening: Arc<AtomicUsize>,
     /// Times this pool's server was banned.
@@ -97,7 +103,7 @@ impl ServerPool {
                 count: failure_count.clone(),
             }))
             .build_unchecked(manager);
-        Arc::new(ServerPool {
+        let pool = Arc::new(ServerPool {
             name,
             server,
             addr,
@@ -114,10 +120,16 @@ impl ServerPool {
             banned_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             waiting: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            reclaim: Notify::new(),
             opening,
             bans: AtomicU64::new(0),
             metrics,
-        })
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep_parked(Arc::downgrade(&pool)));
+        }
+        pool
     }
 
     /// A connection, waiting at most `pool_timeout` for a turn (bb8 bounds
@@ -137,7 +149,11 @@ impl ServerPool {
     async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, PoolError> {
         let timeout = self.settings.pool_timeout();
         let started = Instant::now();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        // Counted before the call to give parked connections back: a client
+        // parking one after this sees the count (`wants_back`), one parked
+        // before it is woken.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.reclaim.notify_waiters();
         let waited = tokio::time::timeout(timeout, self.gate.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         self.metrics.wait.observe(started.elapsed().as_secs_f64());
@@ -170,6 +186,7 @@ impl ServerPool {
                     conn,
                     _permit: permit,
                     pool: self.clone(),
+                    parked: false,
                 });
             }
             tracing::info!(pool = %self.name, "server closed an idle connection: replacing it");
@@ -236,6 +253,25 @@ impl ServerPool {
         self.in_use.load(Ordering::Relaxed)
     }
 
+    /// Whether a client waits for a connection: parked ones must come back.
+    pub fn wants_back(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether a connection checked out now may be parked: no client waits,
+    /// and parked and used ones stay within `pool_size`, so that parking
+    /// does not make clients open overflow connections while others idle.
+    pub fn may_park(&self) -> bool {
+        let held = self.in_use() + self.parked.load(Ordering::Relaxed);
+        !self.wants_back() && held <= self.settings.pool_size as usize
+    }
+
+    /// Completes when a client starts waiting for a connection (or has
+    /// started since this was called, even before it is first polled).
+    pub fn reclaimed(&self) -> Notified<'_> {
+        self.reclaim.notified()
+    }
+
     #[cfg(test)]
     pub(super) fn set_in_use(&self, n: usize) {
         self.in_use.store(n, Ordering::Relaxed);
@@ -275,6 +311,7 @@ impl ServerPool {
             size,
             checked_in: state.idle_connections,
             checked_out,
+            parked: self.parked.load(Ordering::Relaxed) as u32,
             overflow: state.connections.saturating_sub(size),
             max_overflow: self.settings.max_overflow,
             opening: self.opening.load(Ordering::Relaxed) as u32,
@@ -282,6 +319,26 @@ impl ServerPool {
             healthy: self.server.is_up()
                 && (self.server.is_writer() || self.server.serves_reads())
                 && !self.is_banned(),
+        }
+    }
+}
+
+/// How often parked connections go back to their pool, so that its limits
+/// (`idle_timeout`, `pool_recycle`, overflow closing) reach them too; an
+/// active client parks its connection again at its next transaction.
+const PARK_SWEEP: Duration = Duration::from_secs(1);
+
+/// Sends parked connections back every `PARK_SWEEP`, until the pool is gone.
+async fn sweep_parked(pool: Weak<ServerPool>) {
+    let mut tick = tokio::time::interval(PARK_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        if pool.parked.load(Ordering::Relaxed) > 0 {
+            pool.reclaim.notify_waiters();
         }
     }
 }
@@ -297,17 +354,46 @@ pub struct Checkout {
     conn: bb8::PooledConnection<'static, ServerManager>,
     _permit: OwnedSemaphorePermit,
     pool: Arc<ServerPool>,
+    /// Kept by an idle client (counted as parked, not in use).
+    parked: bool,
 }
 
 impl Checkout {
     pub fn pool(&self) -> &Arc<ServerPool> {
         &self.pool
     }
+
+    /// The connection and its pool, borrowed apart.
+    pub fn parts(&mut self) -> (&mut ServerConnection, &ServerPool) {
+        (&mut self.conn, &self.pool)
+    }
+
+    /// Its client is idle but keeps it, until another client needs it.
+    pub fn park(&mut self) {
+        if !self.parked {
+            self.parked = true;
+            self.pool.in_use.fetch_sub(1, Ordering::Relaxed);
+            self.pool.parked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// In use again by the client that parked it.
+    pub fn unpark(&mut self) {
+        if self.parked {
+            self.parked = false;
+            self.pool.parked.fetch_sub(1, Ordering::Relaxed);
+            self.pool.in_use.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        self.pool.in_use.fetch_sub(1, Ordering::Relaxed);
+        let count = match self.parked {
+            true => &self.pool.parked,
+            false => &self.pool.in_use,
+        };
+        count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

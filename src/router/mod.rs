@@ -99,6 +99,12 @@ pub enum Classification {
 /// memory than re-parsing them costs time, and they are rarely repeated.
 const MAX_CACHED_LEN: usize = 16 * 1024;
 
+thread_local! {
+    /// The cache key being looked up: one buffer per thread, so that a hit
+    /// (nearly every statement) allocates nothing; an insert copies it.
+    static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// The classifier with its configuration and a bounded cache of routes.
 /// `Send + Sync`; share it in an `Arc`.
 pub struct Router {
@@ -125,13 +131,17 @@ impl Router {
         if sql.len() > MAX_CACHED_LEN {
             return classify(sql, &self.config, catalog);
         }
-        let key = normalize::cache_key(sql);
-        if let Some(route) = self.cache.get(&key) {
+        let hit = KEY.with_borrow_mut(|key| {
+            normalize::write_cache_key(sql, key);
+            self.cache.get(key)
+        });
+        if let Some(route) = hit {
             return Classification::Routed(route);
         }
         let outcome = classify::classify(sql, &self.config, catalog);
         if let (Classification::Routed(route), true) = (&outcome.classification, outcome.cacheable)
         {
+            let key = KEY.with_borrow(String::clone);
             self.cache.insert(key, route.clone());
         }
         outcome.classification

@@ -23,20 +23,28 @@ const PLACEHOLDER: char = '\0';
 const NORMALISED_TAG: char = 'N';
 const RAW_TAG: char = 'R';
 
-/// The cache key of a statement. One allocation, usually one pass.
+/// The cache key of a statement.
+#[cfg(test)]
 pub(crate) fn cache_key(sql: &str) -> String {
-    let mut key = String::with_capacity(sql.len() + 1);
+    let mut key = String::new();
+    write_cache_key(sql, &mut key);
+    key
+}
+
+/// Replaces `key` with the cache key of a statement; usually one pass, and
+/// no allocation once `key` has grown to statement size.
+pub(crate) fn write_cache_key(sql: &str, key: &mut String) {
+    key.clear();
     key.push(NORMALISED_TAG);
-    if fast::push_normalised(sql, &mut key) {
-        return key;
+    if fast::push_normalised(sql, key) {
+        return;
     }
     key.truncate(1);
-    if sql.contains(PLACEHOLDER) || !push_normalised(sql, &mut key) {
+    if sql.contains(PLACEHOLDER) || !push_normalised(sql, key) {
         key.clear();
         key.push(RAW_TAG);
         key.push_str(sql);
     }
-    key
 }
 
 /// Appends `sql` with literals replaced; false if the text is ambiguous.

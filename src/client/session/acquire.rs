@@ -68,9 +68,15 @@ impl Session {
         self.client.set_state(ClientState::Waiting);
         if self.app.is_paused() {
             // PAUSE: new transactions wait here for RESUME.
+            self.parked = None;
             Box::pin(self.app.wait_resumed()).await;
         }
         self.follow_reload();
+        if let Some(conn) = self.take_parked(want) {
+            self.server = Some(conn);
+            self.point_cancel();
+            return Acquired::Ready;
+        }
         match self.checkout(want).await {
             Ok(conn) => {
                 self.server = Some(conn);
@@ -103,6 +109,7 @@ impl Session {
             return;
         }
         self.current = self.app.current();
+        self.parked = None;
         self.cluster = self
             .current
             .pools

@@ -11,10 +11,12 @@
 //! settings). `recovery`: a failed read run again, a lost server, the
 //! goodbye at shutdown and the clean-up when the client leaves. `observe`:
 //! the session's metrics (statements by route, durations, server errors).
+//! `parking`: transaction pooling's connection kept between transactions.
 
 mod acquire;
 mod batches;
 mod observe;
+mod parking;
 mod recovery;
 mod state;
 
@@ -59,6 +61,10 @@ pub struct Session {
     server: Option<Checkout>,
     /// Session pooling: the client's idle connection of the other role.
     spare: Option<Checkout>,
+    /// Transaction pooling: the connection of the client's last
+    /// transaction, kept while no other client waits for one, so that its
+    /// next transaction skips a checkout. See `parking`.
+    parked: Option<Checkout>,
     exchange: Exchange,
     statements: Statements,
     batch: Batch,
@@ -109,6 +115,11 @@ enum Flow {
 enum Event {
     Client(std::io::Result<usize>),
     Server(std::io::Result<usize>),
+    /// The parked connection must go back to its pool: another client
+    /// waits for one, or its server spoke or went away (`closed`).
+    Reclaim {
+        closed: bool,
+    },
     /// The shutdown state changed.
     Stop,
 }
@@ -139,6 +150,7 @@ impl Session {
             cancel,
             server: None,
             spare: None,
+            parked: None,
             exchange: Exchange::default(),
             statements: Statements::default(),
             batch: Batch::default(),
@@ -189,6 +201,7 @@ impl Session {
                 Event::Client(Ok(0)) => return Err(ClientError::Gone),
                 Event::Client(Ok(n)) => self.io.metrics.received(n),
                 Event::Client(Err(e)) => return Err(e.into()),
+                Event::Reclaim { closed } => self.give_back_parked(closed),
                 Event::Server(Ok(n)) if n > 0 => self.relay().await?,
                 Event::Server(_) => Box::pin(self.server_lost()).await?,
             }
@@ -197,16 +210,33 @@ impl Session {
 
     async fn wait(&mut self) -> Event {
         let read_client = self.deferred.is_none();
-        match self.server.as_deref_mut() {
+        match (self.server.as_deref_mut(), self.parked.as_mut()) {
             // Biased: no random draw per wait; the server goes first so its
             // replies are never held up behind client input.
-            Some(conn) => tokio::select! {
+            (Some(conn), _) => tokio::select! {
                 biased;
                 r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
                 r = self.io.stream.read_buf(&mut self.io.buf), if read_client => Event::Client(r),
                 () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
             },
-            None => tokio::select! {
+            (None, Some(parked)) => {
+                let (conn, pool) = parked.parts();
+                // Made before the check: a client that starts waiting after
+                // it completes this, one that started before is counted.
+                let reclaimed = pool.reclaimed();
+                if pool.wants_back() {
+                    return Event::Reclaim { closed: false };
+                }
+                tokio::select! {
+                    biased;
+                    r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
+                    () = reclaimed => Event::Reclaim { closed: false },
+                    // An idle server only speaks to say it is going away.
+                    _ = conn.stream.read_buf(&mut conn.read_buf) => Event::Reclaim { closed: true },
+                    () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
+                }
+            }
+            (None, None) => tokio::select! {
                 biased;
                 r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
                 () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
@@ -539,11 +569,15 @@ impl Session {
         }
     }
 
-    /// Transaction pooling: the connection goes back as soon as it is idle.
+    /// Transaction pooling: the connection goes back as soon as it is idle,
+    /// or is parked with the client until another client needs it.
     fn release(&mut self) {
         if let Some(mut conn) = self.server.take() {
             if !conn.read_buf.is_empty() {
                 conn.broken = true;
+            } else if self.may_park(&conn) {
+                conn.park();
+                self.parked = Some(conn);
             }
         }
         self.exchange.reset();

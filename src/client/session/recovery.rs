@@ -176,6 +176,7 @@ impl Session {
         if let Some(conn) = self.spare.take() {
             self.clean_up(conn, 0, false).await;
         }
+        self.parked = None;
     }
 
     pub(super) async fn clean_up(&self, mut conn: Checkout, pending: usize, in_transaction: bool) {
