@@ -150,14 +150,7 @@ impl ClusterPools {
                 .topology
                 .writer()
                 .is_some_and(|w| Arc::ptr_eq(w, &pool.server)),
-            Role::Replica => {
-                pool.server.serves_reads()
-                    && !pool.is_banned()
-                    && self
-                        .topology
-                        .required(need)
-                        .is_some_and(|lsn| pool.server.has_replayed(lsn))
-            }
+            Role::Replica => pool.takes_reads() && pool.has_replayed(self.topology.required(need)),
         }
     }
 

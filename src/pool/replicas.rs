@@ -21,10 +21,7 @@ impl ClusterPools {
     /// with the fewest connections in use (ties in turn), or simply the next
     /// in turn. No allocation: this runs for every read.
     pub(super) fn pick_replica(&self, required: Option<Lsn>) -> Pick<'_> {
-        let usable = self
-            .servers
-            .iter()
-            .filter(|p| p.server.serves_reads() && !p.is_banned());
+        let usable = self.servers.iter().filter(|p| p.takes_reads());
         let count = usable.clone().count();
         if count == 0 {
             return Pick::Nothing;
@@ -36,7 +33,7 @@ impl ClusterPools {
             .cycle()
             .skip(turn)
             .take(count)
-            .filter(|p| required.is_some_and(|lsn| p.server.has_replayed(lsn)));
+            .filter(|p| p.has_replayed(required));
         let best = match self.selection {
             ReplicaSelection::RoundRobin => caught_up.into_iter().next(),
             // min_by_key keeps the first of equals: the rotation breaks ties.
@@ -47,9 +44,7 @@ impl ClusterPools {
 
     /// Whether a read could go to a replica now.
     pub fn has_usable_replica(&self) -> bool {
-        self.servers
-            .iter()
-            .any(|p| p.server.serves_reads() && !p.is_banned())
+        self.servers.iter().any(|p| p.takes_reads())
     }
 }
 

@@ -4,6 +4,7 @@
 use super::manager::ServerManager;
 use super::PoolError;
 use crate::config::PoolSettings;
+use crate::health::lsn::Lsn;
 use crate::health::{Role, ServerState};
 use crate::metrics::{PoolHandles, PoolSample, RouteLabel};
 use crate::server::{LoginTarget, ServerConnection, ServerError};
@@ -149,11 +150,14 @@ impl ServerPool {
     async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, PoolError> {
         let timeout = self.settings.pool_timeout();
         let started = Instant::now();
-        // Counted before the call to give parked connections back: a client
-        // parking one after this sees the count (`wants_back`), one parked
-        // before it is woken.
+        // Counted before parked connections are called back: a client that
+        // parks one after this sees the count (`wants_back`), one that parked
+        // before is counted in `parked` and woken. (Both sides write, then
+        // read the other's count, SeqCst: one of them sees the other.)
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.reclaim.notify_waiters();
+        if self.parked.load(Ordering::SeqCst) > 0 {
+            self.reclaim.notify_waiters();
+        }
         let waited = tokio::time::timeout(timeout, self.gate.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         self.metrics.wait.observe(started.elapsed().as_secs_f64());
@@ -281,6 +285,17 @@ impl ServerPool {
         self.params.get()
     }
 
+    /// Whether its server may get reads now: it serves them (up, in
+    /// recovery, not lagging) and is not banned.
+    pub fn takes_reads(&self) -> bool {
+        self.server.serves_reads() && !self.is_banned()
+    }
+
+    /// Whether its server has replayed `required` (`None`: not known yet).
+    pub fn has_replayed(&self, required: Option<Lsn>) -> bool {
+        required.is_some_and(|lsn| self.server.has_replayed(lsn))
+    }
+
     pub fn is_banned(&self) -> bool {
         let until = self.banned_until_ms.load(Ordering::Relaxed);
         until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
@@ -373,7 +388,8 @@ impl Checkout {
         if !self.parked {
             self.parked = true;
             self.pool.in_use.fetch_sub(1, Ordering::Relaxed);
-            self.pool.parked.fetch_add(1, Ordering::Relaxed);
+            // SeqCst: see `wait_for_turn`.
+            self.pool.parked.fetch_add(1, Ordering::SeqCst);
         }
     }
 
