@@ -15,7 +15,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
-    let runtime = match runtime(config.worker_threads) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = config.runtime_threads(cores);
+    tracing::info!(threads, cores, "runtime threads");
+    let runtime = match runtime(threads) {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("pgsplit: cannot start the runtime: {error}");
@@ -37,18 +40,17 @@ fn main() -> ExitCode {
 }
 
 /// One thread: a current-thread runtime (no work stealing, no wakeups
-/// across threads); otherwise that many workers, 0 meaning one per core.
+/// across threads); otherwise that many workers.
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads == 1 {
+    if threads <= 1 {
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if threads > 1 {
-        builder.worker_threads(threads);
-    }
-    builder.enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
 }
 
 fn init_logging(format: LogFormat) {

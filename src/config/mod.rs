@@ -330,6 +330,20 @@ impl Config {
         Self::from_toml(&text)
     }
 
+    /// The runtime threads to start on a machine with `cores` cores:
+    /// `worker_threads`, or with 0 half the cores (at least one). A proxy
+    /// spends most of its time in the kernel's socket paths; with a worker
+    /// per core the workers park and wake each other (on 2 cores twice the
+    /// context switches per statement and about 1 us more CPU per select
+    /// than one thread, and lower throughput in every bench workload; see
+    /// bench/README.md), and the servers on the same machine lose the core.
+    pub fn runtime_threads(&self, cores: usize) -> usize {
+        match self.worker_threads {
+            0 => (cores / 2).max(1),
+            n => n,
+        }
+    }
+
     /// Checks what serde cannot; the error names the bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen
@@ -459,6 +473,19 @@ mod tests {
             primary: Some("127.0.0.1:5432".into()),
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn automatic_threads_are_half_the_cores() {
+        let auto = valid();
+        assert_eq!(auto.runtime_threads(1), 1);
+        assert_eq!(auto.runtime_threads(2), 1);
+        assert_eq!(auto.runtime_threads(8), 4);
+        let set = Config {
+            worker_threads: 3,
+            ..valid()
+        };
+        assert_eq!(set.runtime_threads(2), 3);
     }
 
     #[test]
