@@ -18,5 +18,6 @@ pub mod pool;
 pub mod protocol;
 pub mod router;
 pub mod server;
+pub mod socket;
 
 pub use listener::{run, run_reloadable, Reloader};

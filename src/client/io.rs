@@ -68,8 +68,7 @@ impl ClientIo {
 
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.metrics.sent(bytes.len());
-        self.stream
-            .write_all(bytes)
+        crate::socket::write_all(&mut self.stream, bytes)
             .await
             .map_err(|_| ClientError::Gone)
     }

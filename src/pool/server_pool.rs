@@ -378,11 +378,6 @@ impl Checkout {
         &self.pool
     }
 
-    /// The connection and its pool, borrowed apart.
-    pub fn parts(&mut self) -> (&mut ServerConnection, &ServerPool) {
-        (&mut self.conn, &self.pool)
-    }
-
     /// Its client is idle but keeps it, until another client needs it.
     pub fn park(&mut self) {
         if !self.parked {

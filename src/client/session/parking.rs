@@ -5,7 +5,10 @@
 //! server: no pool checkout and return for every statement. The moment a
 //! client waits for a connection of that pool, parked ones go back to it
 //! (`ServerPool::reclaimed`), as do those of a pool swept for its limits
-//! (`idle_timeout`, `pool_recycle`) every `PARK_SWEEP`.
+//! (`idle_timeout`, `pool_recycle`) every `PARK_SWEEP`. Its socket is not
+//! watched while parked: a server that closed it meanwhile is found when
+//! the client next uses it, and the client's statement goes to another
+//! connection.
 //!
 //! A parked connection is clean (ReadyForQuery 'I', nothing pending, the
 //! client's settings), so handing it back is what releasing it at the end
@@ -32,6 +35,11 @@ impl Session {
     pub(super) fn take_parked(&mut self, want: Option<Destination>) -> Option<Checkout> {
         let mut conn = self.parked.take()?;
         let role = want.map_or(Role::Primary, role_for);
+        if !conn.is_alive() {
+            tracing::info!(pool = %conn.pool().name, "server closed a parked connection: replacing it");
+            conn.broken = true;
+            return None;
+        }
         let fits = conn.role == role
             && conn.settings == self.settings.fingerprint
             && self.cluster.fits(conn.pool(), role, &mut self.need);
@@ -43,12 +51,10 @@ impl Session {
         Some(conn)
     }
 
-    /// Another client waits for the parked connection, or its server spoke
-    /// while idle (`closed`: it is going away, or its state is unknown).
-    pub(super) fn give_back_parked(&mut self, closed: bool) {
-        if let Some(mut conn) = self.parked.take() {
-            tracing::debug!(pool = %conn.pool().name, closed, "parked connection goes back to its pool");
-            conn.broken |= closed;
+    /// Another client waits for the parked connection.
+    pub(super) fn give_back_parked(&mut self) {
+        if let Some(conn) = self.parked.take() {
+            tracing::debug!(pool = %conn.pool().name, "parked connection goes back to its pool");
         }
     }
 }
