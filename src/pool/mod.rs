@@ -2,6 +2,7 @@
 //! grouped per (database, user) as one primary and its replicas.
 
 mod manager;
+mod recall;
 mod replicas;
 mod server_pool;
 

@@ -2,6 +2,7 @@
 //! plus the counters replica selection and bans read.
 
 use super::manager::ServerManager;
+use super::recall::{Parked, Recall};
 use super::PoolError;
 use crate::config::PoolSettings;
 use crate::health::lsn::Lsn;
@@ -12,8 +13,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::futures::Notified;
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 pub struct ServerPool {
     /// "primary 127.0.0.1:5432 db=app user=app": how errors and logs name it.
@@ -50,8 +50,8 @@ pub struct ServerPool {
     /// Connections parked with the idle client that used them last.
     parked: AtomicUsize,
     /// Tells those clients to give their parked connections back: a
-    /// client is waiting for one.
-    reclaim: Notify,
+    /// client is waiting for one, or the sweep runs.
+    recall: Recall,
     /// Connections being opened now (shared with the manager).
     opening: Arc<AtomicUsize>,
     /// Times this pool's server was banned.
@@ -122,7 +122,7 @@ impl ServerPool {
             epoch: Instant::now(),
             waiting: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
-            reclaim: Notify::new(),
+            recall: Recall::default(),
             opening,
             bans: AtomicU64::new(0),
             metrics,
@@ -156,7 +156,7 @@ impl ServerPool {
         // read the other's count, SeqCst: one of them sees the other.)
         self.waiting.fetch_add(1, Ordering::SeqCst);
         if self.parked.load(Ordering::SeqCst) > 0 {
-            self.reclaim.notify_waiters();
+            self.recall.call();
         }
         let waited = tokio::time::timeout(timeout, self.gate.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -190,7 +190,7 @@ impl ServerPool {
                     conn,
                     _permit: permit,
                     pool: self.clone(),
-                    parked: false,
+                    parked: None,
                 });
             }
             tracing::info!(pool = %self.name, "server closed an idle connection: replacing it");
@@ -270,11 +270,6 @@ impl ServerPool {
         !self.wants_back() && held <= self.settings.pool_size as usize
     }
 
-    /// Completes when a client starts waiting for a connection (or has
-    /// started since this was called, even before it is first polled).
-    pub fn reclaimed(&self) -> Notified<'_> {
-        self.reclaim.notified()
-    }
 
     #[cfg(test)]
     pub(super) fn set_in_use(&self, n: usize) {
@@ -353,7 +348,7 @@ async fn sweep_parked(pool: Weak<ServerPool>) {
             return;
         };
         if pool.parked.load(Ordering::Relaxed) > 0 {
-            pool.reclaim.notify_waiters();
+            pool.recall.call();
         }
     }
 }
@@ -370,7 +365,7 @@ pub struct Checkout {
     _permit: OwnedSemaphorePermit,
     pool: Arc<ServerPool>,
     /// Kept by an idle client (counted as parked, not in use).
-    parked: bool,
+    parked: Option<Parked>,
 }
 
 impl Checkout {
@@ -380,18 +375,28 @@ impl Checkout {
 
     /// Its client is idle but keeps it, until another client needs it.
     pub fn park(&mut self) {
-        if !self.parked {
-            self.parked = true;
+        if self.parked.is_none() {
             self.pool.in_use.fetch_sub(1, Ordering::Relaxed);
             // SeqCst: see `wait_for_turn`.
             self.pool.parked.fetch_add(1, Ordering::SeqCst);
+            self.parked = Some(self.pool.recall.parked());
         }
+    }
+
+    /// Whether the pool wants this parked connection back: a client waits
+    /// for one (also one that began waiting before it was parked), or the
+    /// sweep called. A later call wakes `waker`.
+    pub fn recalled(&mut self, waker: &std::task::Waker) -> bool {
+        let Some(parked) = self.parked.as_mut() else {
+            return false;
+        };
+        self.pool.recall.called(parked, waker) || self.pool.wants_back()
     }
 
     /// In use again by the client that parked it.
     pub fn unpark(&mut self) {
-        if self.parked {
-            self.parked = false;
+        if let Some(parked) = self.parked.take() {
+            self.pool.recall.forget(parked);
             self.pool.parked.fetch_sub(1, Ordering::Relaxed);
             self.pool.in_use.fetch_add(1, Ordering::Relaxed);
         }
@@ -400,9 +405,12 @@ impl Checkout {
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        let count = match self.parked {
-            true => &self.pool.parked,
-            false => &self.pool.in_use,
+        let count = match self.parked.take() {
+            Some(parked) => {
+                self.pool.recall.forget(parked);
+                &self.pool.parked
+            }
+            None => &self.pool.in_use,
         };
         count.fetch_sub(1, Ordering::Relaxed);
     }

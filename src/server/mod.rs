@@ -140,17 +140,12 @@ impl ServerConnection {
     /// pool. Usually costs no system call: tokio already knows whether the
     /// socket became readable.
     pub fn is_alive(&mut self) -> bool {
-        use std::task::{Context, Poll};
-        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 64];
-                // Anything but "nothing to read" means closed or unexpected data.
-                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            }
-        }
+        // try_read reads only when the reactor saw the socket become
+        // readable; otherwise it answers WouldBlock at once, with no waker
+        // to register.
+        let mut probe = [0u8; 64];
+        // Anything but "nothing to read" means closed or unexpected data.
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 

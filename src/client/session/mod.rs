@@ -221,21 +221,12 @@ impl Session {
             // that closes it while idle is found when the client next uses
             // it (`take_parked`), as a pooled one is at checkout. One
             // waker fewer per statement.
-            (None, Some(parked)) => {
-                let pool = parked.pool();
-                // Made before the check: a client that starts waiting after
-                // it completes this, one that started before is counted.
-                let reclaimed = pool.reclaimed();
-                if pool.wants_back() {
-                    return Event::Reclaim;
-                }
-                tokio::select! {
-                    biased;
-                    r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
-                    () = reclaimed => Event::Reclaim,
-                    () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
-                }
-            }
+            (None, Some(parked)) => tokio::select! {
+                biased;
+                r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
+                () = recalled(parked) => Event::Reclaim,
+                () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
+            },
             (None, None) => tokio::select! {
                 biased;
                 r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
@@ -585,6 +576,14 @@ impl Session {
         self.sent_at = None;
         self.transaction_since = None;
     }
+}
+
+/// Resolves once the parked connection's pool wants it back.
+fn recalled(parked: &mut Checkout) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match parked.recalled(cx.waker()) {
+        true => std::task::Poll::Ready(()),
+        false => std::task::Poll::Pending,
+    })
 }
 
 /// Resolves once pgsplit's shutdown state differs from `seen`.
