@@ -45,7 +45,7 @@ use bytes::{Bytes, BytesMut};
 use state::UNKNOWN_SETTINGS;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::AsyncReadExt;
+use std::task::Poll;
 
 pub struct Session {
     app: Arc<App>,
@@ -206,33 +206,49 @@ impl Session {
         }
     }
 
+    /// Waits for the server held (first: its replies are never held up
+    /// behind client input), the client, a call back of the parked
+    /// connection, or a change of the shutdown state. Polled by hand, not
+    /// with `select!` over read futures: it runs twice per statement, and
+    /// this way each pending source costs one readiness check and waker.
+    /// The parked connection's socket is not waited on: a server that
+    /// closes it while idle is found when the client next uses it
+    /// (`take_parked`), as a pooled one is at checkout.
     async fn wait(&mut self) -> Event {
-        let read_client = self.deferred.is_none();
-        match (self.server.as_deref_mut(), self.parked.as_mut()) {
-            // Biased: no random draw per wait; the server goes first so its
-            // replies are never held up behind client input.
-            (Some(conn), _) => tokio::select! {
-                biased;
-                r = conn.stream.read_buf(&mut conn.read_buf) => Event::Server(r),
-                r = self.io.stream.read_buf(&mut self.io.buf), if read_client => Event::Client(r),
-                () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
-            },
-            // The parked connection's socket is not waited on: a server
-            // that closes it while idle is found when the client next uses
-            // it (`take_parked`), as a pooled one is at checkout. One
-            // waker fewer per statement.
-            (None, Some(parked)) => tokio::select! {
-                biased;
-                r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
-                () = recalled(parked) => Event::Reclaim,
-                () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
-            },
-            (None, None) => tokio::select! {
-                biased;
-                r = self.io.stream.read_buf(&mut self.io.buf) => Event::Client(r),
-                () = stop_changed(&self.app, &self.client, self.stop) => Event::Stop,
-            },
-        }
+        let Session {
+            io,
+            server,
+            parked,
+            app,
+            client,
+            stop,
+            deferred,
+            ..
+        } = self;
+        let (stop, read_client) = (*stop, deferred.is_none() || server.is_none());
+        std::future::poll_fn(|cx| {
+            if let Some(conn) = server.as_deref_mut() {
+                if let Poll::Ready(r) = poll_read(&mut conn.stream, &mut conn.read_buf, cx) {
+                    return Poll::Ready(Event::Server(r));
+                }
+            }
+            if read_client {
+                if let Poll::Ready(r) = poll_read(&mut io.stream, &mut io.buf, cx) {
+                    return Poll::Ready(Event::Client(r));
+                }
+            }
+            if let (None, Some(parked)) = (server.as_ref(), parked.as_mut()) {
+                if parked.recalled(cx.waker()) {
+                    return Poll::Ready(Event::Reclaim);
+                }
+            }
+            client.stop_waker.register(cx.waker());
+            match app.stop_now() == stop {
+                true => Poll::Pending,
+                false => Poll::Ready(Event::Stop),
+            }
+        })
+        .await
     }
 
     /// Handles every whole message buffered, unless one has to wait.
@@ -578,28 +594,20 @@ impl Session {
     }
 }
 
-/// Resolves once the parked connection's pool wants it back.
-fn recalled(parked: &mut Checkout) -> impl std::future::Future<Output = ()> + '_ {
-    std::future::poll_fn(move |cx| match parked.recalled(cx.waker()) {
-        true => std::task::Poll::Ready(()),
-        false => std::task::Poll::Pending,
-    })
-}
-
-/// Resolves once pgsplit's shutdown state differs from `seen`.
-fn stop_changed<'a>(
-    app: &'a App,
-    client: &'a ClientInfo,
-    seen: Stop,
-) -> impl std::future::Future<Output = ()> + 'a {
-    std::future::poll_fn(move |cx| {
-        client.stop_waker.register(cx.waker());
-        if app.stop_now() == seen {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
+/// A read into `buf`'s spare room, as `AsyncReadExt::read_buf` does,
+/// without a future around it.
+fn poll_read(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    loop {
+        std::task::ready!(stream.poll_read_ready(cx))?;
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return Poll::Ready(result),
         }
-    })
+    }
 }
 
 async fn send(conn: &mut crate::server::ServerConnection, bytes: &[u8]) -> Result<(), ServerError> {
