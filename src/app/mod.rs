@@ -248,7 +248,7 @@ impl App {
                 .collect(),
             servers,
             clients: self.client_counts(),
-            routing_cache_hits: hits,
+            routing_cache_hits: hits + self.metrics.routing_memo_hits(),
             routing_cache_misses: misses,
             consistency_waits: [0, 1].map(|i| waits[i].load(Ordering::Relaxed)),
             paused: self.is_paused(),

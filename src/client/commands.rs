@@ -40,8 +40,11 @@ impl SessionCommand {
 /// after the reset).
 pub fn session_command(sql: &str) -> Option<SessionCommand> {
     let body = skip_comments(sql);
-    // Runs for every query: most are no command, so rule them out without
-    // allocating.
+    // Runs for every query: most are no command, so rule them out by their
+    // first letter, and without allocating.
+    if !matches!(body.as_bytes().first(), Some(b'd' | b'D' | b'r' | b'R')) {
+        return None;
+    }
     let starts = |word: &str| {
         body.get(..word.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(word))

@@ -134,6 +134,12 @@ impl Metrics {
         SessionMetrics::new(self.shards.clone())
     }
 
+    /// Routing cache hits that sessions' memos answered (the router counts
+    /// the rest).
+    pub fn routing_memo_hits(&self) -> u64 {
+        self.shards.total().memo_hits()
+    }
+
     /// Every family: the registry's and the summed session shards'.
     fn families(&self) -> Vec<prometheus::proto::MetricFamily> {
         let mut families = self.registry.gather();

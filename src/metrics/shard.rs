@@ -34,6 +34,9 @@ pub struct Shard {
     transaction_seconds: [Hist; 2],
     received: AtomicU64,
     sent: AtomicU64,
+    /// Routes a session's memo gave (`RouteMemo`): routing cache hits that
+    /// never reached the shared cache's counters.
+    memo_hits: AtomicU64,
 }
 
 /// Only the owning session writes a live shard, so a plain load and store
@@ -90,6 +93,14 @@ impl Shard {
         total
             .sent
             .fetch_add(self.sent.load(Ordering::Relaxed), Ordering::Relaxed);
+        total
+            .memo_hits
+            .fetch_add(self.memo_hits.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Routing cache hits answered by sessions' memos.
+    pub(super) fn memo_hits(&self) -> u64 {
+        self.memo_hits.load(Ordering::Relaxed)
     }
 }
 
@@ -151,6 +162,12 @@ impl SessionMetrics {
     #[inline]
     pub fn sent(&self, bytes: usize) {
         bump(&self.shard.sent, bytes as u64);
+    }
+
+    /// A route the session's memo gave: a routing cache hit.
+    #[inline]
+    pub fn routing_memo_hit(&self) {
+        bump(&self.shard.memo_hits, 1);
     }
 }
 

@@ -14,6 +14,7 @@ mod classify;
 mod functions;
 mod hint;
 mod lex;
+mod memo;
 mod normalize;
 mod pin;
 mod reason;
@@ -24,6 +25,7 @@ mod tests;
 
 use std::collections::HashMap;
 
+pub use memo::RouteMemo;
 pub use pin::Pin;
 pub use reason::Reason;
 
@@ -110,12 +112,20 @@ thread_local! {
 pub struct Router {
     config: RouterConfig,
     cache: RouteCache,
+    /// Tells this router from the one a reload replaces it with, so that a
+    /// session's [`RouteMemo`] never answers with a route of another
+    /// configuration (an address could be reused; a number is not).
+    id: u64,
 }
+
+/// Numbers routers; only ever increases.
+static NEXT_ROUTER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Router {
     pub fn new(config: RouterConfig) -> Router {
         let cache = RouteCache::new(config.cache_size);
-        Router { config, cache }
+        let id = NEXT_ROUTER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Router { config, cache, id }
     }
 
     pub fn config(&self) -> &RouterConfig {
@@ -128,23 +138,53 @@ impl Router {
     /// literal's value (`current_setting('...')`) nor those that asked the
     /// catalog, which is per database while one router serves them all.
     pub fn classify(&self, sql: &str, catalog: &dyn FunctionCatalog) -> Classification {
+        self.classify_cached(sql, catalog, None)
+    }
+
+    /// As [`Router::classify`], and a cacheable route is also remembered in
+    /// the session's `memo`, which answers for the same shape next time
+    /// (`RouteMemo::find`) without normalising or locking.
+    pub fn classify_remembering(
+        &self,
+        sql: &str,
+        catalog: &dyn FunctionCatalog,
+        memo: &mut RouteMemo,
+    ) -> Classification {
+        self.classify_cached(sql, catalog, Some(memo))
+    }
+
+    fn classify_cached(
+        &self,
+        sql: &str,
+        catalog: &dyn FunctionCatalog,
+        memo: Option<&mut RouteMemo>,
+    ) -> Classification {
         if sql.len() > MAX_CACHED_LEN {
             return classify(sql, &self.config, catalog);
         }
-        let hit = KEY.with_borrow_mut(|key| {
-            normalize::write_cache_key(sql, key);
-            self.cache.get(key)
+        let (hit, fast) = KEY.with_borrow_mut(|key| {
+            let fast = normalize::write_cache_key(sql, key);
+            (self.cache.get(key), fast)
         });
-        if let Some(route) = hit {
-            return Classification::Routed(route);
+        let route = match hit {
+            Some(route) => route,
+            None => {
+                let outcome = classify::classify(sql, &self.config, catalog);
+                let (Classification::Routed(route), true) =
+                    (&outcome.classification, outcome.cacheable)
+                else {
+                    return outcome.classification;
+                };
+                let key = KEY.with_borrow(String::clone);
+                self.cache.insert(key, route.clone());
+                route.clone()
+            }
+        };
+        // A disabled cache means nothing is kept, the memo included.
+        if let (Some(memo), true, true) = (memo, fast, self.config.cache_size > 0) {
+            KEY.with_borrow(|key| memo.remember(self, sql, key.get(1..).unwrap_or_default(), &route));
         }
-        let outcome = classify::classify(sql, &self.config, catalog);
-        if let (Classification::Routed(route), true) = (&outcome.classification, outcome.cacheable)
-        {
-            let key = KEY.with_borrow(String::clone);
-            self.cache.insert(key, route.clone());
-        }
-        outcome.classification
+        Classification::Routed(route)
     }
 
     /// (hits, misses) of the cache since the router was made.

@@ -32,18 +32,103 @@ pub(crate) fn cache_key(sql: &str) -> String {
 }
 
 /// Replaces `key` with the cache key of a statement; usually one pass, and
-/// no allocation once `key` has grown to statement size.
-pub(crate) fn write_cache_key(sql: &str, key: &mut String) {
+/// no allocation once `key` has grown to statement size. True when the
+/// fast path made it, so that a [`Template`] can be learnt from it.
+pub(crate) fn write_cache_key(sql: &str, key: &mut String) -> bool {
     key.clear();
     key.push(NORMALISED_TAG);
     if fast::push_normalised(sql, key) {
-        return;
+        return true;
     }
     key.truncate(1);
     if sql.contains(PLACEHOLDER) || !push_normalised(sql, key) {
         key.clear();
         key.push(RAW_TAG);
         key.push_str(sql);
+    }
+    false
+}
+
+/// A key the fast path made, taken apart so that a statement can be checked
+/// against it without being normalised: the stretches of kept text, and how
+/// each literal between them begins.
+///
+/// A text matches exactly when the fast path would give it this key. The
+/// kept stretches are equal byte for byte; each literal begins with the same
+/// kind of byte (a digit, a dot before a digit, a quote) and is measured by
+/// the rule the fast path uses. The fast path decides from the byte at hand
+/// and the next (and, in a word, the bytes up to the word's end), so on such
+/// a text it takes every decision it took on the text the key came from.
+/// `memo_never_joins_what_the_normaliser_keeps_apart` checks it over every
+/// short text of the tricky bytes.
+pub(crate) struct Template {
+    /// The kept stretches, one after the other.
+    kept: Box<[u8]>,
+    /// Each stretch's length in `kept`, and how the literal after it
+    /// begins (none after the last).
+    parts: Box<[(usize, Option<fast::Start>)]>,
+}
+
+impl Template {
+    /// The template of `key` (without its tag), which the fast path made
+    /// from `sql`.
+    pub(crate) fn learn(sql: &str, key: &str) -> Option<Template> {
+        let b = sql.as_bytes();
+        let (mut kept, mut parts, mut at) = (Vec::new(), Vec::new(), 0);
+        let mut runs = key.as_bytes().split(|&c| c == PLACEHOLDER as u8).peekable();
+        while let Some(run) = runs.next() {
+            if b.get(at..at + run.len()) != Some(run) {
+                return None;
+            }
+            at += run.len();
+            kept.extend_from_slice(run);
+            if runs.peek().is_none() {
+                parts.push((run.len(), None));
+                break;
+            }
+            let start = fast::start_at(b, at)?;
+            at = fast::literal_end(b, at, start)?;
+            parts.push((run.len(), Some(start)));
+        }
+        let template = Template {
+            kept: kept.into(),
+            parts: parts.into(),
+        };
+        (at == b.len()).then_some(template)
+    }
+
+    /// Whether the fast path would key `sql` as this template's key.
+    pub(crate) fn matches(&self, sql: &str) -> bool {
+        let b = sql.as_bytes();
+        let (mut at, mut from) = (0, 0);
+        for &(len, literal) in self.parts.iter() {
+            let (Some(run), Some(text)) = (self.kept.get(from..from + len), b.get(at..at + len))
+            else {
+                return false;
+            };
+            if run != text {
+                return false;
+            }
+            at += len;
+            from += len;
+            let Some(start) = literal else {
+                return at == b.len();
+            };
+            match fast::start_at(b, at) {
+                Some(found) if found == start => {}
+                _ => return false,
+            }
+            match fast::literal_end(b, at, start) {
+                Some(end) => at = end,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// The size of the text kept, for bounding what a memo holds.
+    pub(crate) fn len(&self) -> usize {
+        self.kept.len()
     }
 }
 
@@ -173,6 +258,34 @@ mod fast {
         }
         key.push_str(&sql[kept_from..]);
         true
+    }
+
+    /// How a literal begins: what made the fast path start one there.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(crate) enum Start {
+        Digit,
+        /// A dot before a digit (`.5`).
+        Dot,
+        Quote,
+    }
+
+    /// The kind of literal that would begin at `i`, if one may.
+    pub(super) fn start_at(b: &[u8], i: usize) -> Option<Start> {
+        match (b.get(i), b.get(i + 1)) {
+            (Some(b'0'..=b'9'), _) => Some(Start::Digit),
+            (Some(b'.'), Some(b'0'..=b'9')) => Some(Start::Dot),
+            (Some(b'\''), _) => Some(Start::Quote),
+            _ => None,
+        }
+    }
+
+    /// Where a literal that begins at `i` as `start` says ends, by the rules
+    /// `push_normalised` uses; `None` where it would give up.
+    pub(super) fn literal_end(b: &[u8], i: usize, start: Start) -> Option<usize> {
+        match start {
+            Start::Digit | Start::Dot => number_end(b, i),
+            Start::Quote => string_end(b, i),
+        }
     }
 
     fn word_end(b: &[u8], mut i: usize) -> usize {
@@ -329,6 +442,84 @@ mod tests {
             }
             assert_eq!(cache_key(sql), slow_key(sql), "{sql:?}");
         }
+    }
+
+    /// The fast path's key, if it makes one.
+    fn fast_key(sql: &str) -> Option<String> {
+        let mut key = String::new();
+        super::fast::push_normalised(sql, &mut key).then_some(key)
+    }
+
+    #[test]
+    fn memo_never_joins_what_the_normaliser_keeps_apart() {
+        // Every pair of texts up to length 3 over the bytes where literals
+        // begin, end or touch a word: a text matches another's template
+        // only if the two have the same key.
+        let alphabet = [
+            "a", "1", ".", "'", "$1", " ", "-", "e", "$", "x'", "2.", "''", "/*", "_",
+        ];
+        let mut texts = vec![String::new()];
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            let mut longer = Vec::new();
+            for t in &texts {
+                for a in alphabet {
+                    longer.push(format!("{t}{a}"));
+                }
+            }
+            all.extend(longer.iter().cloned());
+            texts = longer;
+        }
+        let keyed: Vec<(&String, String)> = all
+            .iter()
+            .filter_map(|t| Some((t, fast_key(t)?)))
+            .collect();
+        let mut learnt = 0;
+        for (text, key) in &keyed {
+            let Some(template) = Template::learn(text, key) else {
+                continue;
+            };
+            learnt += 1;
+            assert!(template.matches(text), "{text:?}");
+            for (other, other_key) in &keyed {
+                if template.matches(other) {
+                    assert_eq!(key, other_key, "{text:?} / {other:?}");
+                }
+            }
+        }
+        assert!(learnt * 10 > keyed.len() * 9, "{learnt} of {}", keyed.len());
+    }
+
+    #[test]
+    fn memo_matches_other_literals_only() {
+        let base = "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;";
+        let key = fast_key(base).unwrap();
+        let template = Template::learn(base, &key).unwrap();
+        for same in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 7;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1.5e3;",
+        ] {
+            assert!(template.matches(same), "{same}");
+        }
+        for other in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 'x';",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = .5;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1;;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = x1;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1a;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1 ;",
+            "select abalance FROM pgbench_accounts WHERE aid = 1;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = ;",
+            "",
+        ] {
+            assert!(!template.matches(other), "{other}");
+        }
+        let quoted = "select * from t where a = 'x''y' and b = $1";
+        let template = Template::learn(quoted, &fast_key(quoted).unwrap()).unwrap();
+        assert!(template.matches("select * from t where a = '' and b = $1"));
+        assert!(!template.matches("select * from t where a = 'x' and b = $12"));
+        assert!(!template.matches("select * from t where a = 'x\\' and b = $1"));
     }
 
     #[test]

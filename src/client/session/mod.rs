@@ -37,7 +37,7 @@ use crate::metrics::{ErrorSide, Side};
 use crate::pool::{Checkout, ClusterPools, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
-use crate::router::{Classification, Destination, Pin, Reason, Route};
+use crate::router::{Classification, Destination, Pin, Reason, Route, RouteMemo};
 use crate::server::ServerError;
 pub(in crate::client) use acquire::pool_error;
 use acquire::Acquired;
@@ -66,6 +66,8 @@ pub struct Session {
     /// next transaction skips a checkout. See `parking`.
     parked: Option<Checkout>,
     exchange: Exchange,
+    /// The routes of this client's recent statement shapes.
+    memo: RouteMemo,
     statements: Statements,
     batch: Batch,
     /// A message that must wait until the server in use has answered
@@ -150,6 +152,7 @@ impl Session {
             spare: None,
             parked: None,
             exchange: Exchange::default(),
+            memo: RouteMemo::default(),
             statements: Statements::default(),
             batch: Batch::default(),
             deferred: None,
@@ -493,8 +496,14 @@ impl Session {
     }
 
     async fn route_text(&mut self, text: &str) -> Route {
+        if let Some(route) = self.memo.find(&self.current.router, text) {
+            self.io.metrics.routing_memo_hit();
+            tracing::debug!(destination = ?route.destination, reason = %route.reason.describe(), statement = text, "routed");
+            return route;
+        }
         for _ in 0..2 {
-            match self.current.router.classify(text, &*self.functions) {
+            let router = &self.current.router;
+            match router.classify_remembering(text, &*self.functions, &mut self.memo) {
                 Classification::Routed(route) => {
                     tracing::debug!(destination = ?route.destination, reason = %route.reason.describe(), statement = text, "routed");
                     return route;
