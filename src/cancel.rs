@@ -6,6 +6,7 @@
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
@@ -17,13 +18,61 @@ pub struct CancelTarget {
     pub secret: i32,
 }
 
-/// One client's current server, updated on every checkout and release.
+/// One client's current server, pointed at on every checkout and cleared
+/// on every release: twice per transaction, so it is written without a
+/// locked instruction (a mutex and an `Arc` clone were six per statement).
+/// The backend's key is one atomic word; the server's address sits beside
+/// it and is stored anew only when the client moves to another server.
+/// Only its session writes it; a cancel request reads it.
 #[derive(Default)]
-pub struct CancelSlot(Mutex<Option<CancelTarget>>);
+pub struct CancelSlot {
+    /// The backend's pid (high half) and secret (low half); 0 for none,
+    /// since no backend has pid 0.
+    key: AtomicU64,
+    addr: Mutex<Option<Arc<str>>>,
+    /// Which `Arc` `addr` holds, so the session can tell without locking.
+    addr_ptr: AtomicUsize,
+}
 
 impl CancelSlot {
-    pub fn set(&self, target: Option<CancelTarget>) {
-        *self.0.lock() = target;
+    /// Cancels now go to this backend.
+    pub fn point(&self, addr: &Arc<str>, pid: i32, secret: i32) {
+        let ptr = Arc::as_ptr(addr) as *const u8 as usize;
+        if self.addr_ptr.load(Ordering::Relaxed) != ptr {
+            // A reader must not pair the old backend's key with the new
+            // address: the key goes first.
+            self.key.store(0, Ordering::Release);
+            *self.addr.lock() = Some(addr.clone());
+            self.addr_ptr.store(ptr, Ordering::Relaxed);
+        }
+        let key = (u64::from(pid as u32) << 32) | u64::from(secret as u32);
+        self.key.store(key, Ordering::Release);
+    }
+
+    /// No statement of the client runs: cancels are ignored.
+    pub fn clear(&self) {
+        self.key.store(0, Ordering::Release);
+    }
+
+    /// The backend a cancel should reach now. The key is read again after
+    /// the address: if it changed meanwhile, the pair may not belong
+    /// together and is read anew.
+    fn target(&self) -> Option<CancelTarget> {
+        for _ in 0..4 {
+            let key = self.key.load(Ordering::Acquire);
+            if key == 0 {
+                return None;
+            }
+            let addr = self.addr.lock().clone()?;
+            if self.key.load(Ordering::Acquire) == key {
+                return Some(CancelTarget {
+                    addr,
+                    pid: (key >> 32) as u32 as i32,
+                    secret: key as u32 as i32,
+                });
+            }
+        }
+        None
     }
 }
 
@@ -71,7 +120,7 @@ impl Cancels {
             .slots
             .lock()
             .get(&(pid, secret))
-            .and_then(|s| s.0.lock().clone());
+            .and_then(|s| s.target());
         let Some(target) = target else {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
             return;
@@ -105,6 +154,29 @@ async fn send_cancel(target: &CancelTarget) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_names_the_backend_pointed_at_until_cleared() {
+        let slot = CancelSlot::default();
+        assert_eq!(slot.target(), None);
+        let a: Arc<str> = Arc::from("127.0.0.1:5432");
+        let b: Arc<str> = Arc::from("127.0.0.1:5433");
+        slot.point(&a, 4242, -7);
+        let expected = |addr: &Arc<str>, pid, secret| {
+            Some(CancelTarget {
+                addr: addr.clone(),
+                pid,
+                secret,
+            })
+        };
+        assert_eq!(slot.target(), expected(&a, 4242, -7));
+        slot.clear();
+        assert_eq!(slot.target(), None);
+        slot.point(&b, i32::MAX, i32::MIN);
+        assert_eq!(slot.target(), expected(&b, i32::MAX, i32::MIN));
+        slot.point(&a, 1, 0);
+        assert_eq!(slot.target(), expected(&a, 1, 0));
+    }
 
     #[test]
     fn keys_are_unique_and_removed() {

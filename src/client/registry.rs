@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::SystemTime;
-
-use futures::task::AtomicWaker;
 
 /// What a client is doing, for the gauges and SHOW CLIENTS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +43,53 @@ pub struct ClientInfo {
     state: AtomicU8,
     /// Why the client is pinned, while it is.
     pub pinned: Mutex<Option<String>>,
-    /// Statements (and batches) the client sent to servers.
+    /// Statements (and batches) the client sent to servers. Only its
+    /// session writes it (`counted`).
     pub statements: AtomicU64,
     /// Woken when pgsplit starts (or hurries) its shutdown. A waker per
     /// client rather than one shared watch: the session polls it on every
     /// wait, and a shared channel's waiter list would be a lock all
     /// sessions take twice per statement.
-    pub stop_waker: AtomicWaker,
+    pub stop_waker: StopWaker,
+}
+
+/// The session task's waker, for the shutdown. Set once: a task keeps its
+/// waker, and waking does not take it, so the session's waits need not
+/// register again (an `AtomicWaker` costs two locked instructions per
+/// wait, four per statement).
+#[derive(Default)]
+pub struct StopWaker(Mutex<Option<Waker>>);
+
+impl StopWaker {
+    /// Makes `waker` the one woken; `known` is the session's copy of the
+    /// one set last, so this locks only when the waker changes.
+    pub fn register(&self, waker: &Waker, known: &mut Option<Waker>) {
+        if known.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        *self.0.lock() = Some(waker.clone());
+        *known = Some(waker.clone());
+    }
+
+    pub fn wake(&self) {
+        if let Some(waker) = self.0.lock().as_ref() {
+            waker.wake_by_ref();
+        }
+    }
 }
 
 impl ClientInfo {
     #[inline]
     pub fn set_state(&self, state: ClientState) {
         self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// One more statement sent. A load and a store, not `fetch_add`: the
+    /// session is the only writer, and this runs for every statement.
+    #[inline]
+    pub fn counted(&self) {
+        let n = self.statements.load(Ordering::Relaxed);
+        self.statements.store(n + 1, Ordering::Relaxed);
     }
 
     pub fn state(&self) -> ClientState {
@@ -104,7 +137,7 @@ impl Clients {
             state: AtomicU8::new(ClientState::Idle as u8),
             pinned: Mutex::new(None),
             statements: AtomicU64::new(0),
-            stop_waker: AtomicWaker::new(),
+            stop_waker: StopWaker::default(),
         });
         self.live.lock().insert(info.id, info.clone());
         Registered {

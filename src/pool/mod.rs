@@ -7,6 +7,7 @@ mod replicas;
 mod server_pool;
 
 pub use crate::health::Role;
+pub use recall::RecallTicket;
 pub use server_pool::{Checkout, ServerPool};
 
 use crate::health::{lsn, Need, Topology};

@@ -5,11 +5,17 @@
 //! every two transactions, and each wait made a `Notified` future that
 //! took the Notify's lock when first polled and again when dropped, about
 //! 360 instructions per statement (callgrind), on the path that sets
-//! throughput. Here a parked client registers its task's waker once per
-//! parking, and the call itself is a generation number it compares.
+//! throughput. Nor a waker registered at each parking and removed at each
+//! unparking: two locks and a waker clone per transaction. Here a session
+//! puts its task's waker on a pool's list once (a [`RecallTicket`], kept
+//! until the session ends) and flags it while a connection is parked; a
+//! call is a generation number the parked connection compares, and it
+//! wakes the flagged sessions.
 
+use super::server_pool::ServerPool;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 #[derive(Default)]
@@ -17,24 +23,34 @@ pub(super) struct Recall {
     /// Bumped by each call back.
     generation: AtomicU64,
     next_id: AtomicU64,
-    /// The wakers of the clients holding parked connections, by id.
-    wakers: Mutex<Vec<(u64, Waker)>>,
+    /// The sessions holding tickets, by ticket id.
+    entries: Mutex<Vec<(u64, Arc<Entry>)>>,
+}
+
+/// A session on the list.
+struct Entry {
+    waker: Waker,
+    /// It may have a connection of this pool parked. Set (SeqCst) before
+    /// the session looks at the generation, read (SeqCst) by a call after
+    /// it bumped it: one of the two sees the other.
+    parked: AtomicBool,
 }
 
 /// A parked connection's view of the calls: the generation when it was
-/// parked, and its waker's id once registered.
+/// parked.
 #[derive(Debug)]
 pub(super) struct Parked {
     generation: u64,
-    waker: Option<u64>,
 }
 
 impl Recall {
     /// Calls every parked connection back.
     pub(super) fn call(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        for (_, waker) in self.wakers.lock().iter() {
-            waker.wake_by_ref();
+        for (_, entry) in self.entries.lock().iter() {
+            if entry.parked.load(Ordering::SeqCst) {
+                entry.waker.wake_by_ref();
+            }
         }
     }
 
@@ -42,29 +58,82 @@ impl Recall {
     pub(super) fn parked(&self) -> Parked {
         Parked {
             generation: self.generation.load(Ordering::SeqCst),
-            waker: None,
         }
     }
 
-    /// Whether `parked` was called back; registers `waker` the first time,
-    /// so that a later call wakes it. Registered before the generation is
-    /// read again: a call either precedes that read or finds the waker.
-    pub(super) fn called(&self, parked: &mut Parked, waker: &Waker) -> bool {
-        if parked.waker.is_none() {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            self.wakers.lock().push((id, waker.clone()));
-            parked.waker = Some(id);
-        }
+    /// Whether `parked` was called back. Its session's ticket is flagged
+    /// before this read: a call either precedes it or wakes the session.
+    pub(super) fn called(&self, parked: &Parked) -> bool {
         self.generation.load(Ordering::SeqCst) != parked.generation
     }
 
-    /// The parked connection is taken or gone.
-    pub(super) fn forget(&self, parked: Parked) {
-        if let Some(id) = parked.waker {
-            let mut wakers = self.wakers.lock();
-            if let Some(at) = wakers.iter().position(|(i, _)| *i == id) {
-                wakers.swap_remove(at);
+    fn register(&self, entry: Arc<Entry>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.entries.lock().push((id, entry));
+        id
+    }
+
+    fn deregister(&self, id: u64) {
+        let mut entries = self.entries.lock();
+        if let Some(at) = entries.iter().position(|(i, _)| *i == id) {
+            entries.swap_remove(at);
+        }
+    }
+}
+
+/// A session's place on one pool's recall list: while it is flagged, a
+/// call wakes the session's task. Dropping it leaves the list.
+pub struct RecallTicket {
+    /// Weak: a ticket must not keep a pool a reload replaced alive.
+    pool: Weak<ServerPool>,
+    entry: Arc<Entry>,
+    id: u64,
+}
+
+impl RecallTicket {
+    /// Flags the session's ticket for `pool` (taking one if it has none
+    /// that wakes `waker`): a connection of that pool is parked with it.
+    /// A lookup in a short list and, once per parking, one store.
+    pub(super) fn flag(tickets: &mut Vec<RecallTicket>, pool: &Arc<ServerPool>, waker: &Waker) {
+        let at = match tickets.iter().position(|t| t.is_for(pool)) {
+            Some(at) if tickets[at].entry.waker.will_wake(waker) => at,
+            _ => {
+                tickets.retain(|t| t.pool.strong_count() > 0 && !t.is_for(pool));
+                let entry = Arc::new(Entry {
+                    waker: waker.clone(),
+                    parked: AtomicBool::new(false),
+                });
+                let id = pool.recall.register(entry.clone());
+                tickets.push(RecallTicket {
+                    pool: Arc::downgrade(pool),
+                    entry,
+                    id,
+                });
+                tickets.len() - 1
             }
+        };
+        let parked = &tickets[at].entry.parked;
+        if !parked.load(Ordering::Relaxed) {
+            parked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The connection of `pool` the session had parked is in use again.
+    pub(super) fn unflag(tickets: &[RecallTicket], pool: &Arc<ServerPool>) {
+        for ticket in tickets.iter().filter(|t| t.is_for(pool)) {
+            ticket.entry.parked.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn is_for(&self, pool: &Arc<ServerPool>) -> bool {
+        self.pool.as_ptr() == Arc::as_ptr(pool)
+    }
+}
+
+impl Drop for RecallTicket {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.recall.deregister(self.id);
         }
     }
 }
@@ -84,25 +153,30 @@ mod tests {
     }
 
     #[test]
-    fn a_call_before_or_after_registering_is_seen_and_wakes_once_registered() {
+    fn a_call_before_or_after_flagging_is_seen_and_wakes_the_flagged() {
         let recall = Recall::default();
         let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let entry = Arc::new(Entry {
+            waker: Waker::from(count.clone()),
+            parked: AtomicBool::new(false),
+        });
+        let id = recall.register(entry.clone());
 
-        let mut early = recall.parked();
+        let early = recall.parked();
         recall.call();
-        assert!(recall.called(&mut early, &waker), "a call before the first poll");
+        assert!(recall.called(&early), "a call before the first look");
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "nothing flagged: no wake");
 
-        let mut late = recall.parked();
-        assert!(!recall.called(&mut late, &waker));
-        let before = count.0.load(Ordering::SeqCst);
+        let late = recall.parked();
+        entry.parked.store(true, Ordering::SeqCst);
+        assert!(!recall.called(&late));
         recall.call();
-        // Both registrations are still there: two wakes.
-        assert_eq!(count.0.load(Ordering::SeqCst), before + 2);
-        assert!(recall.called(&mut late, &waker));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(recall.called(&late));
 
-        recall.forget(early);
-        recall.forget(late);
-        assert!(recall.wakers.lock().is_empty());
+        recall.deregister(id);
+        assert!(recall.entries.lock().is_empty());
+        recall.call();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! plus the counters replica selection and bans read.
 
 use super::manager::ServerManager;
-use super::recall::{Parked, Recall};
+use super::recall::{Parked, Recall, RecallTicket};
 use super::PoolError;
 use crate::config::PoolSettings;
 use crate::health::lsn::Lsn;
@@ -51,7 +51,7 @@ pub struct ServerPool {
     parked: AtomicUsize,
     /// Tells those clients to give their parked connections back: a
     /// client is waiting for one, or the sweep runs.
-    recall: Recall,
+    pub(super) recall: Recall,
     /// Connections being opened now (shared with the manager).
     opening: Arc<AtomicUsize>,
     /// Times this pool's server was banned.
@@ -385,18 +385,20 @@ impl Checkout {
 
     /// Whether the pool wants this parked connection back: a client waits
     /// for one (also one that began waiting before it was parked), or the
-    /// sweep called. A later call wakes `waker`.
-    pub fn recalled(&mut self, waker: &std::task::Waker) -> bool {
-        let Some(parked) = self.parked.as_mut() else {
+    /// sweep called. A later call wakes `waker`, through the session's
+    /// `tickets`.
+    pub fn recalled(&self, tickets: &mut Vec<RecallTicket>, waker: &std::task::Waker) -> bool {
+        let Some(parked) = self.parked.as_ref() else {
             return false;
         };
-        self.pool.recall.called(parked, waker) || self.pool.wants_back()
+        RecallTicket::flag(tickets, &self.pool, waker);
+        self.pool.recall.called(parked) || self.pool.wants_back()
     }
 
     /// In use again by the client that parked it.
-    pub fn unpark(&mut self) {
-        if let Some(parked) = self.parked.take() {
-            self.pool.recall.forget(parked);
+    pub fn unpark(&mut self, tickets: &[RecallTicket]) {
+        if self.parked.take().is_some() {
+            RecallTicket::unflag(tickets, &self.pool);
             self.pool.parked.fetch_sub(1, Ordering::Relaxed);
             self.pool.in_use.fetch_add(1, Ordering::Relaxed);
         }
@@ -405,11 +407,8 @@ impl Checkout {
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        let count = match self.parked.take() {
-            Some(parked) => {
-                self.pool.recall.forget(parked);
-                &self.pool.parked
-            }
+        let count = match self.parked {
+            Some(_) => &self.pool.parked,
             None => &self.pool.in_use,
         };
         count.fetch_sub(1, Ordering::Relaxed);

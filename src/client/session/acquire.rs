@@ -4,7 +4,6 @@
 //! with the client's settings in force and its cancel key pointed at it.
 
 use super::{role_for, Session};
-use crate::cancel::CancelTarget;
 use crate::client::registry::ClientState;
 use crate::pool::{is_login_refusal, Checkout, PoolError, Role};
 use crate::protocol::error::sqlstate;
@@ -110,6 +109,7 @@ impl Session {
         }
         self.current = self.app.current();
         self.parked = None;
+        self.recall_tickets.clear();
         self.cluster = self
             .current
             .pools
@@ -146,12 +146,10 @@ impl Session {
     }
 
     fn point_cancel(&self) {
-        self.cancel
-            .set(self.server.as_deref().map(|c| CancelTarget {
-                addr: c.addr.clone(),
-                pid: c.backend_pid,
-                secret: c.backend_secret,
-            }));
+        match self.server.as_deref() {
+            Some(c) => self.cancel.point(&c.addr, c.backend_pid, c.backend_secret),
+            None => self.cancel.clear(),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
 use crate::metrics::{ErrorSide, Side};
-use crate::pool::{Checkout, ClusterPools, Role};
+use crate::pool::{Checkout, ClusterPools, RecallTicket, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
 use crate::router::{Classification, Destination, Pin, Reason, Route, RouteMemo};
@@ -105,6 +105,11 @@ pub struct Session {
     /// pgsplit's shutdown state when this session last looked: the client
     /// is told to leave between transactions.
     stop: Stop,
+    /// The waker this session's registry entry wakes at a shutdown.
+    stop_waker: Option<std::task::Waker>,
+    /// Its places on the recall lists of the pools it parked connections
+    /// of: taken once, not at every parking.
+    recall_tickets: Vec<RecallTicket>,
 }
 
 /// What the loop does after a message.
@@ -170,6 +175,8 @@ impl Session {
             sent_at: None,
             transaction_since: None,
             stop,
+            stop_waker: None,
+            recall_tickets: Vec::new(),
         }
     }
 
@@ -226,6 +233,8 @@ impl Session {
             client,
             stop,
             deferred,
+            stop_waker,
+            recall_tickets,
             ..
         } = self;
         let (stop, read_client) = (*stop, deferred.is_none() || server.is_none());
@@ -241,11 +250,11 @@ impl Session {
                 }
             }
             if let (None, Some(parked)) = (server.as_ref(), parked.as_mut()) {
-                if parked.recalled(cx.waker()) {
+                if parked.recalled(recall_tickets, cx.waker()) {
                     return Poll::Ready(Event::Reclaim);
                 }
             }
-            client.stop_waker.register(cx.waker());
+            client.stop_waker.register(cx.waker(), stop_waker);
             match app.stop_now() == stop {
                 true => Poll::Pending,
                 false => Poll::Ready(Event::Stop),
@@ -422,9 +431,16 @@ impl Session {
             }
             _ => self.exchange.sent(Expect::Ready),
         }
-        if keep {
-            self.retry.keep(tag, frame.clone(), &mut self.batch);
-        }
+        // Kept by moving it: sent from the retry's copy, it costs no
+        // reference count (two locked instructions).
+        let unkept;
+        let frame: &Bytes = if keep {
+            self.retry.keep(tag, frame, &mut self.batch);
+            &self.retry.frame
+        } else {
+            unkept = frame;
+            &unkept
+        };
         self.batch.messages.clear();
         if tag != tag::FLUSH {
             // The next batch is routed on its own.
@@ -432,9 +448,9 @@ impl Session {
             self.batch.parsed_unnamed = false;
         }
         let bytes: &[u8] = if self.out.is_empty() {
-            &frame
+            frame
         } else {
-            self.out.extend_from_slice(&frame);
+            self.out.extend_from_slice(frame);
             &self.out
         };
         if send(conn, bytes).await.is_err() {
@@ -597,7 +613,7 @@ impl Session {
             }
         }
         self.exchange.reset();
-        self.cancel.set(None);
+        self.cancel.clear();
         self.sent_at = None;
         self.transaction_since = None;
     }

@@ -7,7 +7,6 @@ use crate::client::registry::ClientState;
 use crate::metrics::{ErrorSide, RouteLabel, Side};
 use crate::pool::Role;
 use crate::router::{Reason, Route};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl Session {
@@ -23,7 +22,7 @@ impl Session {
         let side = side_of(role);
         let label = route_label(route, role, detour, self.pinned.is_some());
         self.io.metrics.statement(side, label);
-        self.client.statements.fetch_add(1, Ordering::Relaxed);
+        self.client.counted();
         if self.sent_at.is_none() || self.transaction_since.is_none() {
             let now = Instant::now();
             self.sent_at.get_or_insert((now, side));

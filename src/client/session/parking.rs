@@ -46,7 +46,7 @@ impl Session {
         if !fits {
             return None;
         }
-        conn.unpark();
+        conn.unpark(&self.recall_tickets);
         conn.detour = None;
         Some(conn)
     }

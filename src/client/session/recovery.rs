@@ -72,7 +72,7 @@ impl Session {
             tracing::warn!(pool = %pool.name, reason = code.as_deref().unwrap_or("connection lost"),
                 "read failed on a replica before its reply reached the client: running it once more elsewhere");
         }
-        self.cancel.set(None);
+        self.cancel.clear();
         self.exchange.reset();
         std::mem::swap(&mut self.batch.messages, &mut retry.messages);
         self.batch.parsed_unnamed = retry.parsed_unnamed;
@@ -100,7 +100,7 @@ impl Session {
             conn.broken = true;
             tracing::info!(pool = %conn.pool().name, "the server ended the session with a FATAL error: closing the client as PostgreSQL would");
         }
-        self.cancel.set(None);
+        self.cancel.clear();
         self.exchange.reset();
         ClientError::ServerEnded
     }
@@ -119,7 +119,7 @@ impl Session {
         conn.broken = true;
         let pool = conn.pool().name.clone();
         drop(conn);
-        self.cancel.set(None);
+        self.cancel.clear();
         let (in_transaction, pending) = (self.exchange.in_transaction(), self.exchange.pending);
         self.exchange.reset();
         self.sent_at = None;
@@ -165,7 +165,7 @@ impl Session {
     /// Returns the client's server connections to their pools clean, or
     /// closes them.
     pub(super) async fn finish(&mut self) {
-        self.cancel.set(None);
+        self.cancel.clear();
         if self.pinned.is_some() {
             self.app.pinned_clients.fetch_sub(1, Ordering::Relaxed);
         }
