@@ -67,6 +67,9 @@ pub(crate) struct Template {
     /// Each stretch's length in `kept`, and how the literal after it
     /// begins (none after the last).
     parts: Box<[(usize, Option<fast::Start>)]>,
+    /// The shortest text that can match: the kept text and a byte per
+    /// literal.
+    shortest: usize,
 }
 
 impl Template {
@@ -90,7 +93,9 @@ impl Template {
             at = fast::literal_end(b, at, start)?;
             parts.push((run.len(), Some(start)));
         }
+        let literals = parts.iter().filter(|(_, literal)| literal.is_some()).count();
         let template = Template {
+            shortest: kept.len() + literals,
             kept: kept.into(),
             parts: parts.into(),
         };
@@ -100,6 +105,9 @@ impl Template {
     /// Whether the fast path would key `sql` as this template's key.
     pub(crate) fn matches(&self, sql: &str) -> bool {
         let b = sql.as_bytes();
+        if self.rules_out(b) {
+            return false;
+        }
         let (mut at, mut from) = (0, 0);
         for &(len, literal) in self.parts.iter() {
             let (Some(run), Some(text)) = (self.kept.get(from..from + len), b.get(at..at + len))
@@ -124,6 +132,21 @@ impl Template {
             }
         }
         false
+    }
+
+    /// A quick look that tells most other statements apart (a memo tries
+    /// several templates per statement): the length, and the eight bytes
+    /// before the first literal, where statements of one table that differ
+    /// (`+ 1` against `+ -1`, `aid =` against `bid =`) usually do.
+    fn rules_out(&self, b: &[u8]) -> bool {
+        if b.len() < self.shortest {
+            return true;
+        }
+        let first = self.parts.first().map_or(0, |&(len, _)| len);
+        match (first.checked_sub(8), first <= b.len()) {
+            (Some(from), true) => b.get(from..first) != self.kept.get(from..first),
+            _ => false,
+        }
     }
 
     /// The size of the text kept, for bounding what a memo holds.

@@ -41,17 +41,18 @@ impl Session {
 
     pub(super) async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let parse = extended::parse(&frame[5..])?;
-        if let Some(command) = std::str::from_utf8(parse.query)
-            .ok()
-            .and_then(session_command)
-        {
+        let text = std::str::from_utf8(parse.query).ok();
+        if let Some(command) = text.and_then(session_command) {
             self.follow(&command);
         }
         let (name_len, unnamed) = (parse.name.len(), parse.name.is_empty());
         let route = if self.routing_needed() {
-            Some(self.route(parse.query).await)
+            Some(match text {
+                Some(text) => self.route_text(text).await,
+                None => primary(Reason::ParseFailure),
+            })
         } else {
-            self.pin_unrouted(Some(parse.query));
+            self.pin_unrouted(text);
             None
         };
         let name = Bytes::copy_from_slice(parse.name);

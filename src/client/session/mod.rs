@@ -333,7 +333,7 @@ impl Session {
                 _ => route,
             })
         } else {
-            self.pin_unrouted(text.map(str::as_bytes));
+            self.pin_unrouted(text);
             None
         };
         self.dispatch(tag::QUERY, frame, route).await
@@ -512,8 +512,7 @@ impl Session {
     }
 
     async fn route_text(&mut self, text: &str) -> Route {
-        if let Some(route) = self.memo.find(&self.current.router, text) {
-            self.io.metrics.routing_memo_hit();
+        if let Some(route) = self.remembered_route(text) {
             tracing::debug!(destination = ?route.destination, reason = %route.reason.describe(), statement = text, "routed");
             return route;
         }
@@ -533,6 +532,14 @@ impl Session {
             }
         }
         primary(Reason::ParseFailure)
+    }
+
+    /// The route of a statement shape this client sent lately, from its
+    /// memo.
+    fn remembered_route(&mut self, text: &str) -> Option<Route> {
+        let route = self.memo.find(&self.current.router, text)?;
+        self.io.metrics.routing_memo_hit();
+        Some(route)
     }
 
     async fn look_up(&self, names: &[String]) -> Result<(), String> {

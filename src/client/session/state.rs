@@ -58,11 +58,16 @@ impl Session {
     /// Pin detection for statements that are not routed (inside a
     /// transaction or a flushed batch). No catalog lookup: the functions
     /// that pin are built in, and the primary connection may be the only one.
-    pub(super) fn pin_unrouted(&mut self, sql: Option<&[u8]>) {
-        let Some(text) = sql.and_then(|s| std::str::from_utf8(s).ok()) else {
+    pub(super) fn pin_unrouted(&mut self, text: Option<&str>) {
+        let Some(text) = text else {
             return;
         };
-        if let Classification::Routed(route) = self.current.router.classify(text, &*self.functions)
+        if let Some(route) = self.remembered_route(text) {
+            return self.pin_if_needed(&route);
+        }
+        let router = &self.current.router;
+        if let Classification::Routed(route) =
+            router.classify_remembering(text, &*self.functions, &mut self.memo)
         {
             self.pin_if_needed(&route);
         }
