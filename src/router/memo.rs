@@ -91,7 +91,7 @@ impl RouteMemo {
                 ..RouteMemo::default()
             };
         }
-        if self.misses > COLD_AFTER && self.misses % COLD_RELEARN != 0 {
+        if self.misses > COLD_AFTER && !self.misses.is_multiple_of(COLD_RELEARN) {
             return;
         }
         let Some(template) = Template::learn(sql, key) else {

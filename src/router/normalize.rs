@@ -428,6 +428,21 @@ mod tests {
         key
     }
 
+    /// Every text of one to `len` pieces of `alphabet`.
+    fn every_text(alphabet: &[&str], len: usize) -> Vec<String> {
+        let mut texts = vec![String::new()];
+        let mut all = Vec::new();
+        for _ in 0..len {
+            let longer: Vec<String> = texts
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |a| format!("{t}{a}")))
+                .collect();
+            all.extend(longer.iter().cloned());
+            texts = longer;
+        }
+        all
+    }
+
     #[test]
     fn fast_path_agrees_with_the_lexer() {
         // Every string over a small alphabet that covers each case, up to
@@ -435,18 +450,7 @@ mod tests {
         let alphabet = [
             "a", "E", "1", ".", "'", "-", "/", "*", " ", "$", "\\", "\"", "e", "_", "x", "$1",
         ];
-        let mut texts = vec![String::new()];
-        let mut all = Vec::new();
-        for _ in 0..5 {
-            let mut longer = Vec::new();
-            for t in &texts {
-                for a in alphabet {
-                    longer.push(format!("{t}{a}"));
-                }
-            }
-            all.extend(longer.iter().cloned());
-            texts = longer;
-        }
+        let mut all = every_text(&alphabet, 5);
         all.extend(
             [
                 "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
@@ -481,18 +485,7 @@ mod tests {
         let alphabet = [
             "a", "1", ".", "'", "$1", " ", "-", "e", "$", "x'", "2.", "''", "/*", "_",
         ];
-        let mut texts = vec![String::new()];
-        let mut all = Vec::new();
-        for _ in 0..3 {
-            let mut longer = Vec::new();
-            for t in &texts {
-                for a in alphabet {
-                    longer.push(format!("{t}{a}"));
-                }
-            }
-            all.extend(longer.iter().cloned());
-            texts = longer;
-        }
+        let all = every_text(&alphabet, 3);
         let keyed: Vec<(&String, String)> = all
             .iter()
             .filter_map(|t| Some((t, fast_key(t)?)))

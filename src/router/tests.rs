@@ -660,12 +660,17 @@ fn describe_names_the_function() {
     assert!(!Reason::Locking.describe().is_empty());
 }
 
-#[test]
-fn router_caches_by_normalised_text() {
-    let router = Router::new(RouterConfig {
+/// A router with a cache of 100 routes.
+fn cached_router() -> Router {
+    Router::new(RouterConfig {
         cache_size: 100,
         ..RouterConfig::default()
-    });
+    })
+}
+
+#[test]
+fn router_caches_by_normalised_text() {
+    let router = cached_router();
     let catalog = catalog();
     let read = |aid: u32| format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
     for aid in 0..10 {
@@ -684,11 +689,7 @@ fn router_caches_by_normalised_text() {
 
 #[test]
 fn memo_answers_as_the_cache_would_for_its_router_only() {
-    let config = RouterConfig {
-        cache_size: 100,
-        ..RouterConfig::default()
-    };
-    let router = Router::new(config.clone());
+    let router = cached_router();
     let catalog = catalog();
     let mut memo = RouteMemo::default();
     let read = |aid: u32| format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
@@ -701,7 +702,7 @@ fn memo_answers_as_the_cache_would_for_its_router_only() {
     assert_eq!(memo.find(&router, &read(2)), Some(route.clone()));
     assert_eq!(memo.find(&router, "UPDATE pgbench_accounts SET abalance = 1"), None);
     // A reload's router has its own configuration: the memo does not answer.
-    let reloaded = Router::new(config);
+    let reloaded = cached_router();
     assert_eq!(memo.find(&reloaded, &read(3)), None);
     let _ = reloaded.classify_remembering(&read(3), &catalog, &mut memo);
     assert_eq!(memo.find(&reloaded, &read(4)), Some(route.clone()));
@@ -710,10 +711,7 @@ fn memo_answers_as_the_cache_would_for_its_router_only() {
 
 #[test]
 fn memo_keeps_a_transactions_statements() {
-    let router = Router::new(RouterConfig {
-        cache_size: 100,
-        ..RouterConfig::default()
-    });
+    let router = cached_router();
     let catalog = catalog();
     let mut memo = RouteMemo::default();
     // Deltas are negative in every other round: two shapes of each.
@@ -746,10 +744,7 @@ fn memo_keeps_a_transactions_statements() {
 
 #[test]
 fn memo_keeps_what_the_cache_keeps_and_no_more() {
-    let router = Router::new(RouterConfig {
-        cache_size: 100,
-        ..RouterConfig::default()
-    });
+    let router = cached_router();
     let mut catalog = HashMap::new();
     let mut memo = RouteMemo::default();
     // A literal's value decides the route.
@@ -776,10 +771,7 @@ fn memo_keeps_what_the_cache_keeps_and_no_more() {
 
 #[test]
 fn literal_sensitive_routes_are_not_shared() {
-    let router = Router::new(RouterConfig {
-        cache_size: 100,
-        ..RouterConfig::default()
-    });
+    let router = cached_router();
     let catalog = catalog();
     let destination = |sql: &str| match router.classify(sql, &catalog) {
         Classification::Routed(route) => route.destination,
@@ -795,10 +787,7 @@ fn literal_sensitive_routes_are_not_shared() {
 
 #[test]
 fn catalog_questions_are_not_cached() {
-    let router = Router::new(RouterConfig {
-        cache_size: 100,
-        ..RouterConfig::default()
-    });
+    let router = cached_router();
     let mut catalog = HashMap::new();
     let sql = "select my_func(1)";
     assert_eq!(
