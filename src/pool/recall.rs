@@ -165,7 +165,11 @@ mod tests {
         let early = recall.parked();
         recall.call();
         assert!(recall.called(&early), "a call before the first look");
-        assert_eq!(count.0.load(Ordering::SeqCst), 0, "nothing flagged: no wake");
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "nothing flagged: no wake"
+        );
 
         let late = recall.parked();
         entry.parked.store(true, Ordering::SeqCst);

@@ -270,7 +270,6 @@ impl ServerPool {
         !self.wants_back() && held <= self.settings.pool_size as usize
     }
 
-
     #[cfg(test)]
     pub(super) fn set_in_use(&self, n: usize) {
         self.in_use.store(n, Ordering::Relaxed);

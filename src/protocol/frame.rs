@@ -46,7 +46,8 @@ impl FrameHeader {
 /// Reads a NUL-terminated string at the start of `buf`: the string and the
 /// rest after the NUL.
 pub fn cstr(buf: &[u8]) -> Result<(&[u8], &[u8]), ProtocolError> {
-    let end = memchr::memchr(0, buf).ok_or(ProtocolError::Malformed("missing string terminator"))?;
+    let end =
+        memchr::memchr(0, buf).ok_or(ProtocolError::Malformed("missing string terminator"))?;
     Ok((&buf[..end], &buf[end + 1..]))
 }
 

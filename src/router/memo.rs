@@ -71,7 +71,11 @@ impl RouteMemo {
 
     /// The entry `sql` matches: those that followed the last one first.
     fn position(&self, sql: &str) -> Option<usize> {
-        let matches = |at: usize| self.entries.get(at).is_some_and(|e| e.template.matches(sql));
+        let matches = |at: usize| {
+            self.entries
+                .get(at)
+                .is_some_and(|e| e.template.matches(sql))
+        };
         let guesses = self.entries.get(self.last).map_or([0, 0], |e| e.next);
         guesses
             .into_iter()

@@ -182,7 +182,9 @@ impl Router {
         };
         // A disabled cache means nothing is kept, the memo included.
         if let (Some(memo), true, true) = (memo, fast, self.config.cache_size > 0) {
-            KEY.with_borrow(|key| memo.remember(self, sql, key.get(1..).unwrap_or_default(), &route));
+            KEY.with_borrow(|key| {
+                memo.remember(self, sql, key.get(1..).unwrap_or_default(), &route)
+            });
         }
         Classification::Routed(route)
     }

@@ -93,7 +93,10 @@ impl Template {
             at = fast::literal_end(b, at, start)?;
             parts.push((run.len(), Some(start)));
         }
-        let literals = parts.iter().filter(|(_, literal)| literal.is_some()).count();
+        let literals = parts
+            .iter()
+            .filter(|(_, literal)| literal.is_some())
+            .count();
         let template = Template {
             shortest: kept.len() + literals,
             kept: kept.into(),
@@ -486,10 +489,8 @@ mod tests {
             "a", "1", ".", "'", "$1", " ", "-", "e", "$", "x'", "2.", "''", "/*", "_",
         ];
         let all = every_text(&alphabet, 3);
-        let keyed: Vec<(&String, String)> = all
-            .iter()
-            .filter_map(|t| Some((t, fast_key(t)?)))
-            .collect();
+        let keyed: Vec<(&String, String)> =
+            all.iter().filter_map(|t| Some((t, fast_key(t)?))).collect();
         let mut learnt = 0;
         for (text, key) in &keyed {
             let Some(template) = Template::learn(text, key) else {

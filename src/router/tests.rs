@@ -700,7 +700,10 @@ fn memo_answers_as_the_cache_would_for_its_router_only() {
     };
     assert_eq!(route.destination, Replica);
     assert_eq!(memo.find(&router, &read(2)), Some(route.clone()));
-    assert_eq!(memo.find(&router, "UPDATE pgbench_accounts SET abalance = 1"), None);
+    assert_eq!(
+        memo.find(&router, "UPDATE pgbench_accounts SET abalance = 1"),
+        None
+    );
     // A reload's router has its own configuration: the memo does not answer.
     let reloaded = cached_router();
     assert_eq!(memo.find(&reloaded, &read(3)), None);
@@ -749,7 +752,10 @@ fn memo_keeps_what_the_cache_keeps_and_no_more() {
     let mut memo = RouteMemo::default();
     // A literal's value decides the route.
     let _ = router.classify_remembering("select current_setting('work_mem')", &catalog, &mut memo);
-    assert_eq!(memo.find(&router, "select current_setting('transaction_read_only')"), None);
+    assert_eq!(
+        memo.find(&router, "select current_setting('transaction_read_only')"),
+        None
+    );
     // The catalog decides it.
     catalog.insert("my_func".to_string(), false);
     let _ = router.classify_remembering("select my_func(1)", &catalog, &mut memo);
@@ -759,9 +765,15 @@ fn memo_keeps_what_the_cache_keeps_and_no_more() {
     assert_eq!(memo.find(&router, "select 'a\\b'"), None);
     // Only the last few shapes are kept.
     for i in 0..20 {
-        let _ = router.classify_remembering(&format!("select c{i} from t where a = 1"), &catalog, &mut memo);
+        let _ = router.classify_remembering(
+            &format!("select c{i} from t where a = 1"),
+            &catalog,
+            &mut memo,
+        );
     }
-    assert!(memo.find(&router, "select c19 from t where a = 2").is_some());
+    assert!(memo
+        .find(&router, "select c19 from t where a = 2")
+        .is_some());
     assert_eq!(memo.find(&router, "select c0 from t where a = 2"), None);
     // No cache, no memo.
     let uncached = Router::new(RouterConfig::default());

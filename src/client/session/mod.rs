@@ -44,8 +44,8 @@ use acquire::Acquired;
 use bytes::{Bytes, BytesMut};
 use state::UNKNOWN_SETTINGS;
 use std::sync::Arc;
-use std::time::Instant;
 use std::task::Poll;
+use std::time::Instant;
 
 pub struct Session {
     app: Arc<App>,
