@@ -512,13 +512,8 @@ impl Session {
     }
 
     async fn route_text(&mut self, text: &str) -> Route {
-        if let Some(route) = self.remembered_route(text) {
-            tracing::debug!(destination = ?route.destination, reason = %route.reason.describe(), statement = text, "routed");
-            return route;
-        }
         for _ in 0..2 {
-            let router = &self.current.router;
-            match router.classify_remembering(text, &*self.functions, &mut self.memo) {
+            match self.classify(text) {
                 Classification::Routed(route) => {
                     tracing::debug!(destination = ?route.destination, reason = %route.reason.describe(), statement = text, "routed");
                     return route;
@@ -534,12 +529,15 @@ impl Session {
         primary(Reason::ParseFailure)
     }
 
-    /// The route of a statement shape this client sent lately, from its
-    /// memo.
-    fn remembered_route(&mut self, text: &str) -> Option<Route> {
-        let route = self.memo.find(&self.current.router, text)?;
-        self.io.metrics.routing_memo_hit();
-        Some(route)
+    /// Classifies statement text: from this client's memo when it sent the
+    /// shape lately, else by the router, which remembers it in the memo.
+    fn classify(&mut self, text: &str) -> Classification {
+        let router = &self.current.router;
+        if let Some(route) = self.memo.find(router, text) {
+            self.io.metrics.routing_memo_hit();
+            return Classification::Routed(route);
+        }
+        router.classify_remembering(text, &*self.functions, &mut self.memo)
     }
 
     async fn look_up(&self, names: &[String]) -> Result<(), String> {

@@ -62,13 +62,7 @@ impl Session {
         let Some(text) = text else {
             return;
         };
-        if let Some(route) = self.remembered_route(text) {
-            return self.pin_if_needed(&route);
-        }
-        let router = &self.current.router;
-        if let Classification::Routed(route) =
-            router.classify_remembering(text, &*self.functions, &mut self.memo)
-        {
+        if let Classification::Routed(route) = self.classify(text) {
             self.pin_if_needed(&route);
         }
     }
