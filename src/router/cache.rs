@@ -122,3 +122,92 @@ impl RouteCache {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What the cache keeps: routes by normalised text, never those that
+    //! depend on a literal's value or on the catalog, within its bound.
+
+    use super::super::tests::{cached_router, catalog};
+    use super::super::{Classification, Destination::*, Reason, Route, Router, RouterConfig};
+    use std::collections::HashMap;
+
+    #[test]
+    fn router_caches_by_normalised_text() {
+        let router = cached_router();
+        let catalog = catalog();
+        let read = |aid: u32| format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
+        for aid in 0..10 {
+            let got = router.classify(&read(aid), &catalog);
+            assert_eq!(
+                got,
+                Classification::Routed(Route {
+                    destination: Replica,
+                    reason: Reason::ReadOnly
+                })
+            );
+        }
+        assert_eq!(router.cache_stats(), (9, 1));
+        assert_eq!(router.cache.len(), 1);
+    }
+
+    #[test]
+    fn literal_sensitive_routes_are_not_shared() {
+        let router = cached_router();
+        let catalog = catalog();
+        let destination = |sql: &str| match router.classify(sql, &catalog) {
+            Classification::Routed(route) => route.destination,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(destination("select current_setting('work_mem')"), Replica);
+        assert_eq!(
+            destination("select current_setting('transaction_read_only')"),
+            Primary
+        );
+        assert_eq!(destination("select current_setting('work_mem')"), Replica);
+    }
+
+    #[test]
+    fn catalog_questions_are_not_cached() {
+        let router = cached_router();
+        let mut catalog = HashMap::new();
+        let sql = "select my_func(1)";
+        assert_eq!(
+            router.classify(sql, &catalog),
+            Classification::NeedsCatalog(vec!["my_func".into()])
+        );
+        catalog.insert("my_func".to_string(), true);
+        assert_eq!(
+            router.classify(sql, &catalog),
+            Classification::Routed(Route {
+                destination: Primary,
+                reason: Reason::WriteFunction("my_func".into())
+            })
+        );
+        // Final, but it came from one database's catalog and the cache serves
+        // all databases: not cached.
+        let _ = router.classify("select my_func(2)", &catalog);
+        assert_eq!(router.cache_stats().0, 0);
+        assert_eq!(router.cache.len(), 0);
+    }
+
+    #[test]
+    fn cache_stays_bounded_and_can_be_disabled() {
+        let catalog = catalog();
+        let router = Router::new(RouterConfig {
+            cache_size: 32,
+            ..RouterConfig::default()
+        });
+        for i in 0..1000 {
+            let _ = router.classify(&format!("select c{i} from t"), &catalog);
+        }
+        assert!(router.cache.len() <= 32 + 16, "{}", router.cache.len());
+
+        let router = Router::new(RouterConfig::default());
+        for _ in 0..3 {
+            let _ = router.classify("select 1", &catalog);
+        }
+        assert_eq!(router.cache.len(), 0);
+        assert_eq!(router.cache_stats(), (0, 0));
+    }
+}

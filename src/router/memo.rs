@@ -131,3 +131,106 @@ impl RouteMemo {
         self.last = at;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{cached_router, catalog};
+    use super::super::{Classification, Destination::*, Router, RouterConfig};
+    use super::RouteMemo;
+    use std::collections::HashMap;
+
+    #[test]
+    fn memo_answers_as_the_cache_would_for_its_router_only() {
+        let router = cached_router();
+        let catalog = catalog();
+        let mut memo = RouteMemo::default();
+        let read = |aid: u32| format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
+        assert_eq!(memo.find(&router, &read(1)), None);
+        let routed = router.classify_remembering(&read(1), &catalog, &mut memo);
+        let Classification::Routed(route) = routed else {
+            panic!("{routed:?}")
+        };
+        assert_eq!(route.destination, Replica);
+        assert_eq!(memo.find(&router, &read(2)), Some(route.clone()));
+        assert_eq!(
+            memo.find(&router, "UPDATE pgbench_accounts SET abalance = 1"),
+            None
+        );
+        // A reload's router has its own configuration: the memo does not answer.
+        let reloaded = cached_router();
+        assert_eq!(memo.find(&reloaded, &read(3)), None);
+        let _ = reloaded.classify_remembering(&read(3), &catalog, &mut memo);
+        assert_eq!(memo.find(&reloaded, &read(4)), Some(route.clone()));
+        assert_eq!(memo.find(&router, &read(4)), None);
+    }
+
+    #[test]
+    fn memo_keeps_a_transactions_statements() {
+        let router = cached_router();
+        let catalog = catalog();
+        let mut memo = RouteMemo::default();
+        // Deltas are negative in every other round: two shapes of each.
+        let tpcb = |i: i32| {
+            [
+                "BEGIN;".to_string(),
+                format!("UPDATE pgbench_accounts SET abalance = abalance + {i} WHERE aid = {i};"),
+                format!("SELECT abalance FROM pgbench_accounts WHERE aid = {i};"),
+                format!("UPDATE pgbench_tellers SET tbalance = tbalance + {i} WHERE tid = {i};"),
+                format!("UPDATE pgbench_branches SET bbalance = bbalance + {i} WHERE bid = {i};"),
+                format!("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({i}, {i}, {i}, {i}, CURRENT_TIMESTAMP);"),
+                "END;".to_string(),
+            ]
+        };
+        for sql in tpcb(1).into_iter().chain(tpcb(-1)) {
+            if memo.find(&router, &sql).is_none() {
+                let _ = router.classify_remembering(&sql, &catalog, &mut memo);
+            }
+        }
+        for round in [2, -3, -4, 5, 6, -7] {
+            for sql in tpcb(round) {
+                let expected = match router.classify(&sql, &catalog) {
+                    Classification::Routed(route) => route,
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(memo.find(&router, &sql), Some(expected), "{sql}");
+            }
+        }
+    }
+
+    #[test]
+    fn memo_keeps_what_the_cache_keeps_and_no_more() {
+        let router = cached_router();
+        let mut catalog = HashMap::new();
+        let mut memo = RouteMemo::default();
+        // A literal's value decides the route.
+        let _ =
+            router.classify_remembering("select current_setting('work_mem')", &catalog, &mut memo);
+        assert_eq!(
+            memo.find(&router, "select current_setting('transaction_read_only')"),
+            None
+        );
+        // The catalog decides it.
+        catalog.insert("my_func".to_string(), false);
+        let _ = router.classify_remembering("select my_func(1)", &catalog, &mut memo);
+        assert_eq!(memo.find(&router, "select my_func(2)"), None);
+        // Keyed raw (backslash in a string): no template.
+        let _ = router.classify_remembering("select 'a\\b'", &catalog, &mut memo);
+        assert_eq!(memo.find(&router, "select 'a\\b'"), None);
+        // Only the last few shapes are kept.
+        for i in 0..20 {
+            let _ = router.classify_remembering(
+                &format!("select c{i} from t where a = 1"),
+                &catalog,
+                &mut memo,
+            );
+        }
+        assert!(memo
+            .find(&router, "select c19 from t where a = 2")
+            .is_some());
+        assert_eq!(memo.find(&router, "select c0 from t where a = 2"), None);
+        // No cache, no memo.
+        let uncached = Router::new(RouterConfig::default());
+        let _ = uncached.classify_remembering("select 1", &catalog, &mut memo);
+        assert_eq!(memo.find(&uncached, "select 2"), None);
+    }
+}

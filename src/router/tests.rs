@@ -8,7 +8,7 @@ use Destination::{Primary, Replica};
 
 /// A catalog stub: `my_volatile` and `audit_log` are volatile, `my_stable` and
 /// `slugify` are not; anything else is unknown.
-fn catalog() -> HashMap<String, bool> {
+pub(super) fn catalog() -> HashMap<String, bool> {
     [
         ("my_volatile", true),
         ("audit_log", true),
@@ -660,187 +660,6 @@ fn describe_names_the_function() {
     assert!(!Reason::Locking.describe().is_empty());
 }
 
-/// A router with a cache of 100 routes.
-fn cached_router() -> Router {
-    Router::new(RouterConfig {
-        cache_size: 100,
-        ..RouterConfig::default()
-    })
-}
-
-#[test]
-fn router_caches_by_normalised_text() {
-    let router = cached_router();
-    let catalog = catalog();
-    let read = |aid: u32| format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
-    for aid in 0..10 {
-        let got = router.classify(&read(aid), &catalog);
-        assert_eq!(
-            got,
-            Classification::Routed(Route {
-                destination: Replica,
-                reason: Reason::ReadOnly
-            })
-        );
-    }
-    assert_eq!(router.cache_stats(), (9, 1));
-    assert_eq!(router.cache.len(), 1);
-}
-
-#[test]
-fn memo_answers_as_the_cache_would_for_its_router_only() {
-    let router = cached_router();
-    let catalog = catalog();
-    let mut memo = RouteMemo::default();
-    let read = |aid: u32| format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
-    assert_eq!(memo.find(&router, &read(1)), None);
-    let routed = router.classify_remembering(&read(1), &catalog, &mut memo);
-    let Classification::Routed(route) = routed else {
-        panic!("{routed:?}")
-    };
-    assert_eq!(route.destination, Replica);
-    assert_eq!(memo.find(&router, &read(2)), Some(route.clone()));
-    assert_eq!(
-        memo.find(&router, "UPDATE pgbench_accounts SET abalance = 1"),
-        None
-    );
-    // A reload's router has its own configuration: the memo does not answer.
-    let reloaded = cached_router();
-    assert_eq!(memo.find(&reloaded, &read(3)), None);
-    let _ = reloaded.classify_remembering(&read(3), &catalog, &mut memo);
-    assert_eq!(memo.find(&reloaded, &read(4)), Some(route.clone()));
-    assert_eq!(memo.find(&router, &read(4)), None);
-}
-
-#[test]
-fn memo_keeps_a_transactions_statements() {
-    let router = cached_router();
-    let catalog = catalog();
-    let mut memo = RouteMemo::default();
-    // Deltas are negative in every other round: two shapes of each.
-    let tpcb = |i: i32| {
-        [
-            "BEGIN;".to_string(),
-            format!("UPDATE pgbench_accounts SET abalance = abalance + {i} WHERE aid = {i};"),
-            format!("SELECT abalance FROM pgbench_accounts WHERE aid = {i};"),
-            format!("UPDATE pgbench_tellers SET tbalance = tbalance + {i} WHERE tid = {i};"),
-            format!("UPDATE pgbench_branches SET bbalance = bbalance + {i} WHERE bid = {i};"),
-            format!("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({i}, {i}, {i}, {i}, CURRENT_TIMESTAMP);"),
-            "END;".to_string(),
-        ]
-    };
-    for sql in tpcb(1).into_iter().chain(tpcb(-1)) {
-        if memo.find(&router, &sql).is_none() {
-            let _ = router.classify_remembering(&sql, &catalog, &mut memo);
-        }
-    }
-    for round in [2, -3, -4, 5, 6, -7] {
-        for sql in tpcb(round) {
-            let expected = match router.classify(&sql, &catalog) {
-                Classification::Routed(route) => route,
-                other => panic!("{other:?}"),
-            };
-            assert_eq!(memo.find(&router, &sql), Some(expected), "{sql}");
-        }
-    }
-}
-
-#[test]
-fn memo_keeps_what_the_cache_keeps_and_no_more() {
-    let router = cached_router();
-    let mut catalog = HashMap::new();
-    let mut memo = RouteMemo::default();
-    // A literal's value decides the route.
-    let _ = router.classify_remembering("select current_setting('work_mem')", &catalog, &mut memo);
-    assert_eq!(
-        memo.find(&router, "select current_setting('transaction_read_only')"),
-        None
-    );
-    // The catalog decides it.
-    catalog.insert("my_func".to_string(), false);
-    let _ = router.classify_remembering("select my_func(1)", &catalog, &mut memo);
-    assert_eq!(memo.find(&router, "select my_func(2)"), None);
-    // Keyed raw (backslash in a string): no template.
-    let _ = router.classify_remembering("select 'a\\b'", &catalog, &mut memo);
-    assert_eq!(memo.find(&router, "select 'a\\b'"), None);
-    // Only the last few shapes are kept.
-    for i in 0..20 {
-        let _ = router.classify_remembering(
-            &format!("select c{i} from t where a = 1"),
-            &catalog,
-            &mut memo,
-        );
-    }
-    assert!(memo
-        .find(&router, "select c19 from t where a = 2")
-        .is_some());
-    assert_eq!(memo.find(&router, "select c0 from t where a = 2"), None);
-    // No cache, no memo.
-    let uncached = Router::new(RouterConfig::default());
-    let _ = uncached.classify_remembering("select 1", &catalog, &mut memo);
-    assert_eq!(memo.find(&uncached, "select 2"), None);
-}
-
-#[test]
-fn literal_sensitive_routes_are_not_shared() {
-    let router = cached_router();
-    let catalog = catalog();
-    let destination = |sql: &str| match router.classify(sql, &catalog) {
-        Classification::Routed(route) => route.destination,
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(destination("select current_setting('work_mem')"), Replica);
-    assert_eq!(
-        destination("select current_setting('transaction_read_only')"),
-        Primary
-    );
-    assert_eq!(destination("select current_setting('work_mem')"), Replica);
-}
-
-#[test]
-fn catalog_questions_are_not_cached() {
-    let router = cached_router();
-    let mut catalog = HashMap::new();
-    let sql = "select my_func(1)";
-    assert_eq!(
-        router.classify(sql, &catalog),
-        Classification::NeedsCatalog(vec!["my_func".into()])
-    );
-    catalog.insert("my_func".to_string(), true);
-    assert_eq!(
-        router.classify(sql, &catalog),
-        Classification::Routed(Route {
-            destination: Primary,
-            reason: Reason::WriteFunction("my_func".into())
-        })
-    );
-    // Final, but it came from one database's catalog and the cache serves
-    // all databases: not cached.
-    let _ = router.classify("select my_func(2)", &catalog);
-    assert_eq!(router.cache_stats().0, 0);
-    assert_eq!(router.cache.len(), 0);
-}
-
-#[test]
-fn cache_stays_bounded_and_can_be_disabled() {
-    let catalog = catalog();
-    let router = Router::new(RouterConfig {
-        cache_size: 32,
-        ..RouterConfig::default()
-    });
-    for i in 0..1000 {
-        let _ = router.classify(&format!("select c{i} from t"), &catalog);
-    }
-    assert!(router.cache.len() <= 32 + 16, "{}", router.cache.len());
-
-    let router = Router::new(RouterConfig::default());
-    for _ in 0..3 {
-        let _ = router.classify("select 1", &catalog);
-    }
-    assert_eq!(router.cache.len(), 0);
-    assert_eq!(router.cache_stats(), (0, 0));
-}
-
 #[test]
 fn router_is_shareable() {
     fn assert_send_sync<T: Send + Sync>() {}
@@ -936,4 +755,12 @@ fn random_text_never_panics() {
             normalize::cache_key(&sql.clone())
         );
     }
+}
+
+/// A router with a cache of 100 routes, for the cache and memo tests.
+pub(super) fn cached_router() -> Router {
+    Router::new(RouterConfig {
+        cache_size: 100,
+        ..RouterConfig::default()
+    })
 }
