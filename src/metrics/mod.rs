@@ -137,7 +137,7 @@ impl Metrics {
     /// Routing cache hits that sessions' memos answered (the router counts
     /// the rest).
     pub fn routing_memo_hits(&self) -> u64 {
-        self.shards.total().memo_hits()
+        self.shards.memo_hits()
     }
 
     /// Every family: the registry's and the summed session shards'.

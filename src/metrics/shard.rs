@@ -97,11 +97,6 @@ impl Shard {
             .memo_hits
             .fetch_add(self.memo_hits.load(Ordering::Relaxed), Ordering::Relaxed);
     }
-
-    /// Routing cache hits answered by sessions' memos.
-    pub(super) fn memo_hits(&self) -> u64 {
-        self.memo_hits.load(Ordering::Relaxed)
-    }
 }
 
 /// The live shards and the sum of the retired ones.
@@ -112,6 +107,16 @@ pub(super) struct Shards {
 }
 
 impl Shards {
+    /// Routing cache hits answered by sessions' memos, summed alone: a
+    /// scrape asks for it apart from the other counters.
+    pub(super) fn memo_hits(&self) -> u64 {
+        // Under the lock, as `total`: a session that ends meanwhile is
+        // counted once.
+        let live = self.live.lock();
+        let count = |shard: &Shard| shard.memo_hits.load(Ordering::Relaxed);
+        live.iter().map(|s| count(s)).sum::<u64>() + count(&self.retired)
+    }
+
     pub(super) fn total(&self) -> Shard {
         let total = Shard::default();
         self.retired.add_into(&total);
