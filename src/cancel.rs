@@ -8,7 +8,8 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The server backend a cancel must reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,12 +144,41 @@ impl Cancels {
     }
 }
 
+/// How long pgsplit waits for a server to close a cancel connection.
+/// PostgreSQL closes it once it has signalled the backend; a server that
+/// neither does so nor fails is not waited on for ever.
+const CANCEL_DONE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends a CancelRequest and waits until the server closes the connection.
+/// PostgreSQL signals the backend (SIGINT) before it closes, so once the
+/// close is seen the signal has been sent; a client told "done" earlier
+/// could send its next statement before the signal lands, and have that
+/// one cancelled instead (libpq and asyncpg wait for the close for this
+/// reason, and so does pgsplit before it closes the client's connection).
 async fn send_cancel(target: &CancelTarget) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(target.pid, target.secret, &mut out);
-    let mut stream = tokio::net::TcpStream::connect(&*target.addr).await?;
-    stream.write_all(&out).await?;
-    stream.shutdown().await
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&*target.addr).await?;
+        stream.write_all(&out).await?;
+        let mut sink = [0u8; 64];
+        // The server sends nothing; EOF (or a reset) is its answer.
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    match tokio::time::timeout(CANCEL_DONE_TIMEOUT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the server did not close the cancel connection",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -3,29 +3,41 @@
 //! on all of them, and rewritten for the server connection that runs it:
 //! statement names become server-side names, and a statement that server
 //! connection has not seen yet is prepared on it first.
+//!
+//! A statement prepared again on another connection may no longer be the
+//! one the client described: a column changed type in between. PostgreSQL
+//! refuses to run a prepared statement whose result changed ("cached plan
+//! must not change result type"), and drivers prepare again when they get
+//! that error; pgsplit must not hand such a client rows of the new type
+//! under its old codecs. So a statement whose shape the client knows is
+//! described on the new connection before it runs: the batch pauses after
+//! that Describe (and a Flush) and goes on only once the shape is the same
+//! (`Written::Paused`; the session resumes it).
 
-use super::relay::{Change, Exchange, Expect};
+use super::exchange::{Describing, Exchange, Expect, Origin};
 use super::statements::Statement;
 use crate::protocol::{extended, tag};
 use crate::router::Reason;
 use crate::server::ServerConnection;
 use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
 
 /// A batch message, with what it needs from the client's statements taken
 /// when it arrived (a later Parse in the same batch may reuse the name).
 pub enum Planned {
     /// Forwarded unchanged (Execute, portal Describe/Close, Flush, ...).
     Raw(Bytes),
-    /// The unnamed statement: forwarded unchanged.
-    ParseUnnamed(Bytes),
+    /// A Parse of the unnamed statement: forwarded unchanged. `key` tells
+    /// whose and which it is.
+    ParseUnnamed { frame: Bytes, key: u64 },
     /// A named statement: sent under its server-side name.
     Parse(Statement),
     /// Bind or statement Describe of a statement the client prepared.
     Use { message: Use, statement: Statement },
     /// Close of a named statement.
     Close(Statement),
-    /// The client's last unnamed statement, parsed again because this
-    /// batch binds it and may run on another server connection.
+    /// The client's last unnamed statement, parsed again if the connection
+    /// that runs this batch does not have it.
     Reparse(Statement),
 }
 
@@ -37,34 +49,108 @@ pub enum Use {
 #[derive(Default)]
 pub struct Batch {
     pub messages: Vec<Planned>,
+    /// Bytes of the messages held, against the hold limit.
+    pub bytes: usize,
     /// Why the batch must run on the primary, if it must.
     pub needs_primary: Option<Reason>,
     /// Whether it has parsed the unnamed statement (else a Bind of it
     /// re-parses the client's last one).
     pub parsed_unnamed: bool,
-    /// Flushed to a server without a Sync yet: it stays on that server.
+    /// Sent (flushed, or streamed) to a server without a Sync yet: it
+    /// stays on that server.
     pub open: bool,
 }
+
+/// How far [`Batch::write`] got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Every message from the one asked for on.
+    All,
+    /// It stopped to check a statement's shape; it goes on from this
+    /// message once the check is answered.
+    Paused(usize),
+}
+
+/// The name of a statement no connection has: pgsplit describes it to
+/// make the server fail the rest of a batch whose statement changed shape,
+/// then replaces that error with the one PostgreSQL gives for it.
+const NO_SUCH_STATEMENT: &str = "pgsplit_cached_plan_must_not_change_result_type";
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
 
-    pub fn clear(&mut self) {
+    pub fn push(&mut self, message: Planned, len: usize) {
+        self.bytes += len;
+        self.messages.push(message);
+    }
+
+    /// Whether the batch only prepares, describes and closes statements:
+    /// nothing in it binds or runs one.
+    pub fn runs_nothing(&self) -> bool {
+        self.messages.iter().all(|m| match m {
+            Planned::Raw(frame) => {
+                matches!(frame.first(), Some(&tag::DESCRIBE | &tag::CLOSE))
+                    && frame.get(5) == Some(&b'S')
+            }
+            Planned::Use { message, .. } => matches!(message, Use::Describe),
+            Planned::ParseUnnamed { .. }
+            | Planned::Parse(_)
+            | Planned::Close(_)
+            | Planned::Reparse(_) => true,
+        })
+    }
+
+    /// Forgets the messages held (sent, or dropped).
+    pub fn clear_messages(&mut self) {
         self.messages.clear();
+        self.bytes = 0;
+    }
+
+    pub fn clear(&mut self) {
+        self.clear_messages();
         self.needs_primary = None;
         self.parsed_unnamed = false;
     }
 
-    /// Appends the batch, rewritten for `conn`, to `out`, recording the
-    /// responses to expect. The messages stay (a read may be retried
-    /// elsewhere); the caller clears them.
-    pub fn write(&self, conn: &mut ServerConnection, exchange: &mut Exchange, out: &mut BytesMut) {
-        for message in &self.messages {
-            write_one(message, conn, exchange, out);
+    /// Appends the messages from `from` on, rewritten for `conn`, to
+    /// `out`, recording the answers to expect. The messages stay (a read
+    /// may be retried elsewhere, a paused batch goes on); the caller
+    /// clears them.
+    pub fn write(
+        &self,
+        from: usize,
+        conn: &mut ServerConnection,
+        exchange: &mut Exchange,
+        out: &mut BytesMut,
+    ) -> Written {
+        for (at, message) in self.messages.iter().enumerate().skip(from) {
+            if write_one(message, conn, exchange, out) == Step::Check {
+                return Written::Paused(at);
+            }
         }
+        Written::All
     }
+}
+
+/// Makes the server fail what is left of a batch whose statement changed
+/// shape: the client gets PostgreSQL's own error for it in place of the
+/// server's, and the server discards the rest until Sync.
+pub fn fail_changed_statement(exchange: &mut Exchange, out: &mut BytesMut) {
+    extended::write_target(out, tag::DESCRIBE, b'S', NO_SUCH_STATEMENT);
+    let mut error = BytesMut::new();
+    crate::protocol::error::cached_plan_changed(&mut error);
+    exchange.sent(Expect::Refused {
+        substitute: Some(error.freeze()),
+    });
+}
+
+#[derive(PartialEq, Eq)]
+enum Step {
+    Sent,
+    /// A check was sent in place of the message: wait for its answer.
+    Check,
 }
 
 fn write_one(
@@ -72,71 +158,165 @@ fn write_one(
     conn: &mut ServerConnection,
     exchange: &mut Exchange,
     out: &mut BytesMut,
-) {
+) -> Step {
     match message {
-        Planned::Raw(frame) => out.extend_from_slice(frame),
-        Planned::ParseUnnamed(frame) => {
+        Planned::Raw(frame) => {
+            if is_unnamed_close(frame) {
+                conn.prepared.forget_unnamed();
+            }
+            out.extend_from_slice(frame);
+            exchange.sent_raw(frame);
+        }
+        Planned::ParseUnnamed { frame, key } => {
+            let before = conn.prepared.parsed_unnamed(Some(*key));
             out.extend_from_slice(frame);
             exchange.sent(Expect::Parse {
-                swallow: false,
-                change: None,
+                origin: Origin::Client,
+                before: Some(before),
             });
         }
-        Planned::Parse(statement) => prepare_on_server(statement, false, conn, exchange, out),
-        Planned::Use { message, statement } => {
-            if !statement.server_name.is_empty() && !conn.prepared.contains(&*statement.server_name)
-            {
-                prepare_on_server(statement, true, conn, exchange, out);
-            }
-            match message {
-                Use::Bind { portal, rest } => {
-                    extended::write_bind(out, portal, &statement.server_name, rest)
-                }
-                Use::Describe => {
-                    extended::write_target(out, tag::DESCRIBE, b'S', &statement.server_name)
-                }
-            }
+        Planned::Parse(statement) => {
+            prepare_on_server(statement, Origin::Client, conn, exchange, out)
         }
-        Planned::Close(statement) => close_on_server(statement, false, conn, exchange, out),
-        Planned::Reparse(statement) => prepare_on_server(statement, true, conn, exchange, out),
+        Planned::Use { message, statement } => {
+            return use_statement(message, statement, conn, exchange, out)
+        }
+        Planned::Close(statement) => {
+            close_on_server(statement, Origin::Client, conn, exchange, out)
+        }
+        Planned::Reparse(statement) => return reparse(statement, conn, exchange, out),
+    }
+    Step::Sent
+}
+
+/// A Bind or Describe of a named statement, prepared on `conn` first if it
+/// lacks it, or has it in another shape than the one the client knows.
+fn use_statement(
+    message: &Use,
+    statement: &Statement,
+    conn: &mut ServerConnection,
+    exchange: &mut Exchange,
+    out: &mut BytesMut,
+) -> Step {
+    let name = &statement.server_name;
+    let here = conn.prepared.get(name);
+    let stale = match message {
+        Use::Bind { .. } => {
+            statement.shape.is_some() && here.is_some_and(|e| e.shape != statement.shape)
+        }
+        // A Describe tells the client the shape this connection has.
+        Use::Describe => false,
+    };
+    if here.is_none() || stale {
+        prepare_on_server(statement, Origin::Added, conn, exchange, out);
+        if let (Use::Bind { .. }, Some(_)) = (message, statement.shape) {
+            return check(statement, exchange, out);
+        }
+    }
+    match message {
+        Use::Bind { portal, rest } => {
+            extended::write_bind(out, portal, name, rest);
+            exchange.sent(Expect::Bind);
+        }
+        Use::Describe => {
+            extended::write_target(out, tag::DESCRIBE, b'S', name);
+            exchange.sent(Expect::Describe(Describing::new(
+                Origin::Client,
+                name.clone(),
+                None,
+            )));
+        }
+    }
+    Step::Sent
+}
+
+/// The client's unnamed statement, parsed on `conn` unless it has it.
+fn reparse(
+    statement: &Statement,
+    conn: &mut ServerConnection,
+    exchange: &mut Exchange,
+    out: &mut BytesMut,
+) -> Step {
+    let here = conn.prepared.unnamed();
+    let same = here.is_some_and(|u| {
+        u.key == statement.key && (statement.shape.is_none() || u.shape == statement.shape)
+    });
+    if same {
+        return Step::Sent;
+    }
+    let before = conn.prepared.parsed_unnamed(Some(statement.key));
+    extended::write_parse(out, "", &statement.after_name);
+    exchange.sent(Expect::Parse {
+        origin: Origin::Added,
+        before: Some(before),
+    });
+    match statement.shape {
+        Some(_) => check(statement, exchange, out),
+        None => Step::Sent,
     }
 }
 
+/// Describes the statement just prepared again, to compare with what the
+/// client knows, and flushes: the batch waits for the answer.
+fn check(statement: &Statement, exchange: &mut Exchange, out: &mut BytesMut) -> Step {
+    extended::write_target(out, tag::DESCRIBE, b'S', &statement.server_name);
+    exchange.sent(Expect::Describe(Describing::new(
+        Origin::Added,
+        statement.server_name.clone(),
+        statement.shape,
+    )));
+    out.extend_from_slice(FLUSH);
+    Step::Check
+}
+
+const FLUSH: &[u8] = b"H\0\0\0\x04";
+
 fn prepare_on_server(
     statement: &Statement,
-    swallow: bool,
+    origin: Origin,
     conn: &mut ServerConnection,
     exchange: &mut Exchange,
     out: &mut BytesMut,
 ) {
-    if !statement.server_name.is_empty() {
-        // Same name means same text and types, and closing a statement that
-        // does not exist is no error: so the Parse can never fail with
-        // "already exists", whatever happened on this connection before.
-        close_on_server(statement, true, conn, exchange, out);
-    }
+    // Same name means same text and types, and closing a statement that
+    // does not exist is no error: so the Parse can never fail with
+    // "already exists", whatever happened on this connection before.
+    close_on_server(statement, Origin::Added, conn, exchange, out);
     extended::write_parse(out, &statement.server_name, &statement.after_name);
-    let change = (!statement.server_name.is_empty()).then(|| Change {
-        name: statement.server_name.clone(),
-        was_present: !conn.prepared.insert(statement.server_name.to_string()),
+    let before = conn.prepared.parsed(&statement.server_name);
+    exchange.sent(Expect::Parse {
+        origin,
+        before: Some(before),
     });
-    exchange.sent(Expect::Parse { swallow, change });
 }
 
 fn close_on_server(
     statement: &Statement,
-    swallow: bool,
+    origin: Origin,
     conn: &mut ServerConnection,
     exchange: &mut Exchange,
     out: &mut BytesMut,
 ) {
-    extended::write_target(out, tag::CLOSE, b'S', &statement.server_name);
-    let change = Change {
-        name: statement.server_name.clone(),
-        was_present: conn.prepared.remove(&*statement.server_name),
-    };
-    exchange.sent(Expect::CloseComplete {
-        swallow,
-        change: Some(change),
+    close_named(&statement.server_name, origin, conn, exchange, out);
+}
+
+/// A Close of the named statement `name` on `conn`.
+pub fn close_named(
+    name: &Arc<str>,
+    origin: Origin,
+    conn: &mut ServerConnection,
+    exchange: &mut Exchange,
+    out: &mut BytesMut,
+) {
+    extended::write_target(out, tag::CLOSE, b'S', name);
+    let before = conn.prepared.closed(name);
+    exchange.sent(Expect::Close {
+        origin,
+        before: Some(before),
     });
+}
+
+/// A Close of the unnamed statement.
+fn is_unnamed_close(frame: &[u8]) -> bool {
+    frame.first() == Some(&tag::CLOSE) && frame.get(5..) == Some(b"S\0")
 }

@@ -5,6 +5,7 @@ mod admin;
 pub mod auth;
 mod batch;
 mod commands;
+mod exchange;
 mod io;
 pub mod registry;
 mod relay;

@@ -5,8 +5,14 @@
 //! derived from the statement's text and parameter types: the same
 //! statement gets the same server-side name for every client, and two
 //! different statements never share one.
+//!
+//! pgsplit also keeps what the client was told of each statement (its
+//! shape: parameter types and result columns), so that a statement
+//! prepared again elsewhere after a schema change cannot hand the client
+//! rows of another type than it decodes (`batch`).
 
 use crate::router::Route;
+use crate::server::prepared::Shape;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -21,6 +27,11 @@ pub struct Statement {
     pub after_name: Bytes,
     /// Where it goes, once known (not classified inside transactions).
     pub route: Option<Route>,
+    /// What the client's Describe of it reported, if it asked.
+    pub shape: Option<Shape>,
+    /// The unnamed statement's identity on a server connection: this
+    /// client and this Parse body (0 for named statements).
+    pub key: u64,
 }
 
 impl Statement {
@@ -40,20 +51,33 @@ pub struct Statements {
     /// The last unnamed statement, re-parsed when a later batch binds it
     /// on another server connection.
     unnamed: Option<Statement>,
+    /// The client's id: its unnamed statements' keys are its own.
+    owner: u64,
 }
 
 impl Statements {
+    pub fn new(owner: u64) -> Statements {
+        Statements {
+            owner,
+            ..Statements::default()
+        }
+    }
+
     /// Records a Parse; returns the statement as pgsplit will send it.
     pub fn parsed(&mut self, name: &[u8], after_name: Bytes, route: Option<Route>) -> Statement {
-        let server_name: Arc<str> = if name.is_empty() {
-            Arc::from("")
+        let (server_name, key): (Arc<str>, u64) = if name.is_empty() {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (self.owner, &after_name[..]).hash(&mut h);
+            (Arc::from(""), h.finish())
         } else {
-            Arc::from(server_name(&after_name))
+            (Arc::from(server_name(&after_name)), 0)
         };
         let statement = Statement {
             server_name,
             after_name,
             route,
+            shape: None,
+            key,
         };
         if name.is_empty() {
             self.unnamed = Some(statement.clone());
@@ -81,6 +105,27 @@ impl Statements {
         if let Some(s) = statement {
             s.route = Some(route);
         }
+    }
+
+    /// A Describe of the statement named `server_name` on the server told
+    /// the client `shape`.
+    pub fn described(&mut self, server_name: &str, shape: Shape) {
+        if server_name.is_empty() {
+            if let Some(s) = &mut self.unnamed {
+                s.shape = Some(shape);
+            }
+            return;
+        }
+        for s in self.named.values_mut() {
+            if &*s.server_name == server_name {
+                s.shape = Some(shape);
+            }
+        }
+    }
+
+    /// The client's named statements (name, statement).
+    pub fn named(&self) -> impl Iterator<Item = (&Bytes, &Statement)> {
+        self.named.iter()
     }
 
     /// Forgets every statement (DEALLOCATE ALL, DISCARD ALL).

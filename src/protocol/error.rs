@@ -85,6 +85,23 @@ impl PgError {
     }
 }
 
+/// The ErrorResponse PostgreSQL sends when a prepared statement's result
+/// would change type (plancache.c), field for field: drivers recognise it
+/// by SQLSTATE and message (asyncpg, Npgsql) or by routine (PgJDBC) and
+/// prepare the statement again.
+pub fn cached_plan_changed(out: &mut BytesMut) {
+    use pgwire::messages::{response::ErrorResponse, Message};
+    let fields = vec![
+        (b'S', "ERROR".to_string()),
+        (b'V', "ERROR".to_string()),
+        (b'C', sqlstate::FEATURE_NOT_SUPPORTED.to_string()),
+        (b'M', "cached plan must not change result type".to_string()),
+        (b'F', "plancache.c".to_string()),
+        (b'R', "RevalidateCachedQuery".to_string()),
+    ];
+    let _ = ErrorResponse::new(fields).encode(out);
+}
+
 impl From<&ProtocolError> for PgError {
     fn from(e: &ProtocolError) -> Self {
         PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())

@@ -47,6 +47,8 @@ pub mod tag {
     pub const PARAMETER_DESCRIPTION: u8 = b't';
     pub const ROW_DESCRIPTION: u8 = b'T';
     pub const NO_DATA: u8 = b'n';
+    pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
+    pub const PORTAL_SUSPENDED: u8 = b's';
 }
 
 /// A transaction status byte from ReadyForQuery.

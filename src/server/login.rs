@@ -9,7 +9,6 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend, frontend};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,7 +45,7 @@ async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerE
         backend_pid: 0,
         backend_secret: 0,
         addr: target.addr.clone(),
-        prepared: HashSet::new(),
+        prepared: Default::default(),
         broken: false,
         created: Instant::now(),
         settings: 0,

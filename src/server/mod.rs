@@ -4,6 +4,7 @@
 
 mod error;
 mod login;
+pub mod prepared;
 
 pub use error::ServerError;
 pub use login::LoginTarget;
@@ -11,7 +12,6 @@ pub use login::LoginTarget;
 use crate::protocol::frame::put_frame;
 use crate::protocol::{tag, FrameHeader};
 use bytes::BytesMut;
-use std::collections::HashSet;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,9 +31,9 @@ pub struct ServerConnection {
     pub backend_secret: i32,
     /// Where it is, for cancel requests and logs.
     pub addr: std::sync::Arc<str>,
-    /// Names of statements prepared on this connection by pgsplit on behalf
-    /// of clients (see `client::statements`).
-    pub prepared: HashSet<String>,
+    /// The statements pgsplit prepared on this connection for clients
+    /// (see `client::statements`), and what their Describes said.
+    pub prepared: prepared::Prepared,
     /// Set when the connection must not be reused (cut off mid-reply, left
     /// in a transaction, I/O error); bb8 then drops it.
     pub broken: bool,
@@ -74,6 +74,8 @@ impl ServerConnection {
         sql: &str,
         said: &mut Said,
     ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
+        // A simple query replaces the unnamed statement.
+        self.prepared.forget_unnamed();
         let mut out = BytesMut::new();
         put_frame(&mut out, tag::QUERY, |b| {
             b.extend_from_slice(sql.as_bytes());

@@ -43,11 +43,11 @@ impl Session {
             // A primary can serve a read: better than breaking a pipeline
             // or holding a second connection when no replica is usable.
             if held == Role::Primary
-                && (self.exchange.pending > 0 || !self.cluster.has_usable_replica())
+                && (self.exchange.answering() || !self.cluster.has_usable_replica())
             {
                 return Acquired::Ready;
             }
-            if self.exchange.pending > 0 {
+            if self.exchange.answering() {
                 return Acquired::Wait;
             }
             // Session pooling: park this one, use (or open) the other role's.

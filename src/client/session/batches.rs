@@ -2,7 +2,7 @@
 //! batch until Sync (or Flush), routed as a unit, with the client's named
 //! statements looked up and their routes remembered.
 
-use super::{primary, session_command, Flow, Session};
+use super::{primary, session_command, Flow, Session, PROBE, SYNC_FRAME};
 use crate::client::batch::{Planned, Use};
 use crate::client::io::ClientError;
 use crate::client::statements::Statement;
@@ -23,6 +23,8 @@ impl Session {
         }
         let route = if !self.routing_needed() {
             None
+        } else if tag == tag::FLUSH && self.batch.runs_nothing() {
+            return self.probe().await;
         } else if tag == tag::FLUSH {
             // Messages after a Flush may still need the primary, and the
             // batch cannot move once it has started on a server.
@@ -39,8 +41,30 @@ impl Session {
         self.dispatch(tag, frame, route).await
     }
 
+    /// A flushed batch that only prepares, describes and closes statements
+    /// (asyncpg's prepare: Parse, Describe, Flush) changes nothing a later
+    /// batch depends on: pgsplit prepares statements wherever they run. It
+    /// is answered from the server its statements would run on, ended with
+    /// pgsplit's own Sync, and the client's Bind, Execute and Sync that
+    /// follow are routed on their own, to a replica when they read.
+    async fn probe(&mut self) -> Result<Flow, ClientError> {
+        let route = match self.batch.needs_primary.clone() {
+            Some(reason) => primary(reason),
+            None => Route {
+                destination: Destination::Replica,
+                reason: Reason::ReadOnly,
+            },
+        };
+        self.dispatch(PROBE, Bytes::from_static(SYNC_FRAME), Some(route))
+            .await
+    }
+
     pub(super) async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let parse = extended::parse(&frame[5..])?;
+        let Ok(parse) = extended::parse(&frame[5..]) else {
+            // The server refuses it with an error, as it would direct.
+            self.note(Some(&primary(Reason::ParseFailure)));
+            return self.add_raw(frame);
+        };
         let text = std::str::from_utf8(parse.query).ok();
         if let Some(command) = text.and_then(session_command) {
             self.follow(&command);
@@ -59,63 +83,73 @@ impl Session {
         self.note(route.as_ref());
         let after_name = frame.slice(5 + name_len + 1..);
         let statement = self.statements.parsed(&name, after_name, route);
+        let len = frame.len();
         if unnamed {
             self.batch.parsed_unnamed = true;
-            self.batch.messages.push(Planned::ParseUnnamed(frame));
+            let key = statement.key;
+            self.batch.push(Planned::ParseUnnamed { frame, key }, len);
         } else {
-            self.batch.messages.push(Planned::Parse(statement));
+            self.batch.push(Planned::Parse(statement), len);
         }
         Ok(Flow::Continue)
     }
 
+    /// A message forwarded as the client sent it.
+    pub(super) fn add_raw(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        let len = frame.len();
+        self.batch.push(Planned::Raw(frame), len);
+        Ok(Flow::Continue)
+    }
+
     pub(super) async fn add_bind(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let bind = extended::bind(&frame[5..])?;
+        let Ok(bind) = extended::bind(&frame[5..]) else {
+            return self.add_raw(frame);
+        };
         let portal_end = 5 + bind.portal.len();
         let rest_start = portal_end + 1 + bind.statement.len() + 1;
         let name = Bytes::copy_from_slice(bind.statement);
+        let len = frame.len();
         match self.use_statement(&name).await {
             Some(statement) if !name.is_empty() => {
                 let message = Use::Bind {
                     portal: frame.slice(5..portal_end),
                     rest: frame.slice(rest_start..),
                 };
-                self.batch
-                    .messages
-                    .push(Planned::Use { message, statement });
+                self.batch.push(Planned::Use { message, statement }, len);
             }
-            _ => self.batch.messages.push(Planned::Raw(frame)),
+            _ => self.batch.push(Planned::Raw(frame), len),
         }
         Ok(Flow::Continue)
     }
 
+    /// A malformed Describe (a subtype neither S nor P, no name) is
+    /// forwarded: PostgreSQL answers it with an error and goes on.
     pub(super) async fn add_describe(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let (kind, name) = extended::target(&frame[5..])?;
+        let Ok((b'S', name)) = extended::target(&frame[5..]) else {
+            return self.add_raw(frame);
+        };
         let name = Bytes::copy_from_slice(name);
-        if kind == b'S' {
-            if let Some(statement) = self.use_statement(&name).await.filter(|_| !name.is_empty()) {
-                let message = Use::Describe;
-                self.batch
-                    .messages
-                    .push(Planned::Use { message, statement });
-                return Ok(Flow::Continue);
-            }
+        if let Some(statement) = self.use_statement(&name).await.filter(|_| !name.is_empty()) {
+            let len = frame.len();
+            let message = Use::Describe;
+            self.batch.push(Planned::Use { message, statement }, len);
+            return Ok(Flow::Continue);
         }
-        self.batch.messages.push(Planned::Raw(frame));
-        Ok(Flow::Continue)
+        self.add_raw(frame)
     }
 
     pub(super) fn add_close(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let (kind, name) = extended::target(&frame[5..])?;
-        if kind == b'S' {
-            let closed = self.statements.get(name).cloned();
-            self.statements.closed(name);
-            if let Some(statement) = closed.filter(|s| !s.server_name.is_empty()) {
-                self.batch.messages.push(Planned::Close(statement));
-                return Ok(Flow::Continue);
-            }
+        let Ok((b'S', name)) = extended::target(&frame[5..]) else {
+            return self.add_raw(frame);
+        };
+        let closed = self.statements.get(name).cloned();
+        self.statements.closed(name);
+        if let Some(statement) = closed.filter(|s| !s.server_name.is_empty()) {
+            let len = frame.len();
+            self.batch.push(Planned::Close(statement), len);
+            return Ok(Flow::Continue);
         }
-        self.batch.messages.push(Planned::Raw(frame));
-        Ok(Flow::Continue)
+        self.add_raw(frame)
     }
 
     /// The client's statement `name`, routed, with the unnamed one
@@ -130,9 +164,7 @@ impl Session {
         self.note(statement.route.as_ref());
         if name.is_empty() && !self.batch.parsed_unnamed {
             self.batch.parsed_unnamed = true;
-            self.batch
-                .messages
-                .push(Planned::Reparse(statement.clone()));
+            self.batch.push(Planned::Reparse(statement.clone()), 0);
         }
         Some(statement)
     }

@@ -20,11 +20,12 @@ mod parking;
 mod recovery;
 mod state;
 
-use super::batch::{Batch, Planned};
+use super::batch::{self, Batch, Planned, Written};
 use super::commands::{session_command, SessionCommand};
+use super::exchange::{Checked, Exchange, Expect, Origin};
 use super::io::{ClientError, ClientIo};
 use super::registry::{ClientInfo, ClientState};
-use super::relay::{Exchange, Expect, RelayError};
+use super::relay::{relay, RelayError};
 use super::retry::{self, Retry, Verdict};
 use super::settings::Settings;
 use super::statements::Statements;
@@ -73,6 +74,9 @@ pub struct Session {
     /// A message that must wait until the server in use has answered
     /// everything before it (it needs another server).
     deferred: Option<(u8, Bytes)>,
+    /// A batch stopped to check a statement prepared again (`batch`): it
+    /// goes on once the server has described it.
+    paused: Option<Paused>,
     /// After a failed Flush, the rest of the batch is dropped until Sync.
     skip_until_sync: bool,
     /// Session state that ties the client to its server connection.
@@ -111,6 +115,28 @@ pub struct Session {
     /// of: taken once, not at every parking.
     recall_tickets: Vec<RecallTicket>,
 }
+
+/// Where a paused batch stands: the message it goes on from and the one
+/// that ends it (Sync, Flush, Query, ... or a pseudo-tag below).
+struct Paused {
+    next: usize,
+    tag: u8,
+    frame: Bytes,
+}
+
+/// Pseudo-tags for batch ends pgsplit makes itself: the messages held so
+/// far are sent on without an end (their server is known), or sent with
+/// pgsplit's own Sync (a flushed prefix that runs nothing, answered from
+/// any server).
+const STREAM: u8 = 0;
+const PROBE: u8 = 1;
+
+/// A Sync message.
+const SYNC_FRAME: &[u8] = b"S\0\0\0\x04";
+
+/// How much of a client's input is read ahead while its next message
+/// waits: enough to see a Sync or the client leaving, not a flood.
+const READ_AHEAD: usize = 64 * 1024;
 
 /// What the loop does after a message.
 enum Flow {
@@ -158,9 +184,10 @@ impl Session {
             parked: None,
             exchange: Exchange::default(),
             memo: RouteMemo::default(),
-            statements: Statements::default(),
+            statements: Statements::new(client.id),
             batch: Batch::default(),
             deferred: None,
+            paused: None,
             skip_until_sync: false,
             pinned: None,
             unpin_on_success: None,
@@ -233,11 +260,17 @@ impl Session {
             client,
             stop,
             deferred,
+            paused,
             stop_waker,
             recall_tickets,
             ..
         } = self;
-        let (stop, read_client) = (*stop, deferred.is_none() || server.is_none());
+        // While a message waits, the client is still read (up to a bound):
+        // its Sync may be what the server waits for, and its leaving must
+        // end the session.
+        let waits = deferred.is_some() || paused.is_some();
+        let read_client = !waits || server.is_none() || io.buf.len() < READ_AHEAD;
+        let stop = *stop;
         std::future::poll_fn(|cx| {
             if let Some(conn) = server.as_deref_mut() {
                 if let Poll::Ready(r) = poll_read(&mut conn.stream, &mut conn.read_buf, cx) {
@@ -266,14 +299,14 @@ impl Session {
     /// Handles every whole message buffered, unless one has to wait.
     async fn handle_buffered(&mut self) -> Result<Flow, ClientError> {
         loop {
-            if self.deferred.is_some() && self.exchange.pending > 0 {
+            if self.paused.is_some() || (self.deferred.is_some() && self.exchange.answering()) {
                 return Ok(Flow::Wait);
             }
             let (tag, frame) = match self.deferred.take() {
                 Some(deferred) => deferred,
                 None => match self.io.take_frame()? {
                     Some(frame) => frame,
-                    None => return Ok(Flow::Continue),
+                    None => return self.stream_held().await,
                 },
             };
             match self.handle(tag, frame).await? {
@@ -284,8 +317,16 @@ impl Session {
     }
 
     async fn handle(&mut self, tag: u8, frame: Bytes) -> Result<Flow, ClientError> {
-        if self.skip_until_sync && is_batch_message(tag) {
+        if self.skip_until_sync && tag != tag::TERMINATE {
             return self.skip(tag).await;
+        }
+        // After an error in the batch the server discards everything until
+        // a Sync, as PostgreSQL direct would: so does pgsplit.
+        if self.exchange.skipping && self.server.is_some() && tag != tag::TERMINATE {
+            return match tag {
+                tag::SYNC => self.end_batch(tag, frame).await,
+                _ => Ok(Flow::Continue),
+            };
         }
         match tag {
             tag::QUERY => self.query(frame).await,
@@ -298,12 +339,15 @@ impl Session {
             tag::DESCRIBE => self.add_describe(frame).await,
             tag::CLOSE => self.add_close(frame),
             tag::EXECUTE => {
-                self.batch.messages.push(Planned::Raw(frame));
+                let len = frame.len();
+                self.batch.push(Planned::Raw(frame), len);
                 Ok(Flow::Continue)
             }
             tag::SYNC | tag::FLUSH => self.end_batch(tag, frame).await,
             tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => self.copy(frame).await,
             tag::TERMINATE => Ok(Flow::Terminate),
+            // A batch sent on ahead, deferred while another server finished.
+            STREAM => self.stream_held().await,
             other => Err(ProtocolError::Unexpected(other).into()),
         }
     }
@@ -343,7 +387,7 @@ impl Session {
     /// under another name on the servers, and maybe for other clients, so
     /// pgsplit forgets it for this client and answers as the server would.
     async fn deallocate(&mut self, name: String, frame: Bytes) -> Result<Flow, ClientError> {
-        if self.exchange.pending > 0 {
+        if self.exchange.busy() {
             self.deferred = Some((tag::QUERY, frame));
             return Ok(Flow::Wait);
         }
@@ -361,7 +405,8 @@ impl Session {
     }
 
     /// Sends the held batch and `frame` (a Query, FunctionCall, Sync or
-    /// Flush) to a server chosen by `route` (`None`: the one in use).
+    /// Flush, or a pseudo-tag) to a server chosen by `route` (`None`: the
+    /// one in use).
     async fn dispatch(
         &mut self,
         tag: u8,
@@ -381,7 +426,9 @@ impl Session {
             if role == Role::Primary && !is_read(route.as_ref()) {
                 self.wrote = true;
             }
-            self.statement_sent(route.as_ref(), role, detour);
+            if tag != STREAM {
+                self.statement_sent(route.as_ref(), role, detour);
+            }
         }
         let Some(checkout) = self.server.as_mut() else {
             return Err(ClientError::Refused(PgError::fatal(
@@ -392,7 +439,7 @@ impl Session {
         // Only between transactions: a SET inside the client's transaction
         // would be undone with it.
         if checkout.settings != self.settings.fingerprint
-            && self.exchange.pending == 0
+            && !self.exchange.busy()
             && !self.exchange.in_transaction()
         {
             let applied = match self.pinned {
@@ -414,22 +461,44 @@ impl Session {
         // before its reply is released; once pipelined, it cannot.
         let keep = !self.retry.spent
             && checkout.role == Role::Replica
-            && self.exchange.pending == 0
+            && !self.exchange.busy()
             && matches!(tag, tag::QUERY | tag::SYNC)
             && route
                 .as_ref()
                 .is_some_and(|r| r.destination == Destination::Replica);
         self.retry.disarm();
-        let conn = &mut **checkout;
         self.out.clear();
-        self.batch.write(conn, &mut self.exchange, &mut self.out);
+        let conn = &mut **checkout;
+        if let Written::Paused(next) = self.batch.write(0, conn, &mut self.exchange, &mut self.out)
+        {
+            self.paused = Some(Paused { next, tag, frame });
+            return self.send_out().await;
+        }
+        self.end(tag, frame, keep).await
+    }
+
+    /// Ends the batch written to `out` with `frame` and sends it all.
+    async fn end(&mut self, tag: u8, frame: Bytes, keep: bool) -> Result<Flow, ClientError> {
+        let Some(conn) = self.server.as_deref_mut() else {
+            return Ok(Flow::Continue);
+        };
         match tag {
-            tag::FLUSH => self.batch.open = true,
+            tag::FLUSH | STREAM => self.batch.open = true,
             tag::SYNC => {
-                self.exchange.sent(Expect::Sync);
+                self.exchange.sent(Expect::Sync {
+                    origin: Origin::Client,
+                });
                 self.batch.open = false;
             }
-            _ => self.exchange.sent(Expect::Ready),
+            PROBE => self.exchange.sent(Expect::Sync {
+                origin: Origin::Own,
+            }),
+            _ => {
+                if tag == tag::QUERY {
+                    conn.prepared.forget_unnamed();
+                }
+                self.exchange.sent(Expect::Ready)
+            }
         }
         // Kept by moving it: sent from the retry's copy, it costs no
         // reference count (two locked instructions).
@@ -441,8 +510,8 @@ impl Session {
             unkept = frame;
             &unkept
         };
-        self.batch.messages.clear();
-        if tag != tag::FLUSH {
+        self.batch.clear_messages();
+        if !matches!(tag, tag::FLUSH | STREAM) {
             // The next batch is routed on its own.
             self.batch.needs_primary = None;
             self.batch.parsed_unnamed = false;
@@ -459,6 +528,81 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Sends what `out` holds to the server in use.
+    async fn send_out(&mut self) -> Result<Flow, ClientError> {
+        let Some(conn) = self.server.as_deref_mut() else {
+            return Ok(Flow::Continue);
+        };
+        if send(conn, &self.out).await.is_err() {
+            Box::pin(self.server_lost()).await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The check a paused batch waited for is answered: the batch goes
+    /// on, or (the statement changed, or could not be prepared) the server
+    /// is made to discard the rest until Sync, as it would have direct.
+    async fn resume(&mut self, checked: Checked) -> Result<(), ClientError> {
+        let (Some(paused), Some(checkout)) = (self.paused.take(), self.server.as_mut()) else {
+            return Ok(());
+        };
+        let conn = &mut **checkout;
+        self.out.clear();
+        if checked == Checked::Same {
+            let written = self
+                .batch
+                .write(paused.next, conn, &mut self.exchange, &mut self.out);
+            if let Written::Paused(next) = written {
+                self.paused = Some(Paused { next, ..paused });
+                return self.send_out().await.map(|_| ());
+            }
+            return self.end(paused.tag, paused.frame, false).await.map(|_| ());
+        }
+        if checked == Checked::Changed {
+            tracing::info!("a prepared statement's result changed shape: the client is told so (0A000) and prepares it again");
+            batch::fail_changed_statement(&mut self.exchange, &mut self.out);
+        }
+        self.batch.clear_messages();
+        match paused.tag {
+            // The server skips a Query until Sync: it is never answered.
+            tag::QUERY | tag::FUNCTION_CALL => {
+                self.batch.needs_primary = None;
+                self.batch.parsed_unnamed = false;
+                self.send_out().await.map(|_| ())
+            }
+            tag => self.end(tag, paused.frame, false).await.map(|_| ()),
+        }
+    }
+
+    /// No more whole messages are buffered. A batch whose server is known
+    /// (it needs the primary, its connection is fixed, or it has grown
+    /// past `batch_hold_limit`) is sent on now rather than at its Sync: the
+    /// proxy holds no more of it than one read, and the client learns of
+    /// an early error while it still sends, as it would direct.
+    async fn stream_held(&mut self) -> Result<Flow, ClientError> {
+        if self.batch.is_empty()
+            || self.paused.is_some()
+            || self.deferred.is_some()
+            || self.skip_until_sync
+        {
+            return Ok(Flow::Continue);
+        }
+        let route = if self.server.is_some() && !self.routing_needed() {
+            None
+        } else if let Some(reason) = self.batch.needs_primary.clone() {
+            Some(primary(reason))
+        } else if self.batch.bytes > self.current.config.batch_hold_limit {
+            tracing::debug!(
+                bytes = self.batch.bytes,
+                "batch past batch_hold_limit: sent to the primary as it comes"
+            );
+            Some(primary(Reason::Write))
+        } else {
+            return Ok(Flow::Continue);
+        };
+        self.dispatch(STREAM, Bytes::new(), route).await
+    }
+
     /// No server could be had: the client gets the error and, where it
     /// waits for one, ReadyForQuery.
     async fn refuse(&mut self, tag: u8, error: PgError) -> Result<Flow, ClientError> {
@@ -467,7 +611,7 @@ impl Session {
         self.batch.clear();
         self.out.clear();
         error.encode(&mut self.out);
-        if tag == tag::FLUSH {
+        if matches!(tag, tag::FLUSH | STREAM | PROBE) {
             self.skip_until_sync = true;
         } else {
             backend::ready_for_query(status::IDLE, &mut self.out);
@@ -497,9 +641,11 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Inside a transaction or a flushed batch the server is fixed.
+    /// Inside a transaction or a flushed batch the server is fixed, and
+    /// while it waits for a Sync.
     fn routing_needed(&self) -> bool {
-        self.server.is_none() || !(self.exchange.in_transaction() || self.batch.open)
+        self.server.is_none()
+            || !(self.exchange.in_transaction() || self.batch.open || self.exchange.skipping)
     }
 
     /// Classifies statement text, asking the primary's catalog about
@@ -563,10 +709,26 @@ impl Session {
                 Verdict::Release => self.retry.disarm(),
             }
         }
-        match self.exchange.relay(conn, &mut self.io).await {
+        match relay(&mut self.exchange, conn, &mut self.io).await {
             Ok(()) => {}
             Err(RelayError::Client(e)) => return Err(e),
             Err(RelayError::Server) => return Box::pin(self.server_lost()).await,
+        }
+        for (name, shape) in self.exchange.described.drain(..) {
+            self.statements.described(&name, shape);
+        }
+        if let Some(checked) = self.exchange.checked.take() {
+            Box::pin(self.resume(checked)).await?;
+        }
+        if std::mem::take(&mut self.exchange.own_sync_failed) {
+            // A flushed prefix answered on its own failed: as the server
+            // would, pgsplit discards the client's messages until Sync.
+            self.skip_until_sync = true;
+        }
+        if self.exchange.skipping {
+            // What the client sent after the failed message, the server
+            // would discard.
+            self.batch.clear();
         }
         self.observe_exchange();
         if self.exchange.fatal {
@@ -579,11 +741,13 @@ impl Session {
         if self.wrote && self.exchange.tx_status == status::IDLE {
             self.writes_committed();
         }
-        if self.tracking.is_some() && self.exchange.pending == 0 {
+        if self.tracking.is_some() && !self.exchange.busy() {
             Box::pin(self.record_setting()).await;
         }
-        let idle =
-            self.exchange.pending == 0 && !self.exchange.in_transaction() && !self.batch.open;
+        let idle = !self.exchange.busy()
+            && !self.exchange.in_transaction()
+            && !self.batch.open
+            && self.paused.is_none();
         if idle {
             self.client.set_state(ClientState::Idle);
             self.unpin_if_discarded();
@@ -651,13 +815,6 @@ async fn send(conn: &mut crate::server::ServerConnection, bytes: &[u8]) -> Resul
     crate::socket::write_all(&mut conn.stream, bytes)
         .await
         .map_err(ServerError::from)
-}
-
-fn is_batch_message(tag: u8) -> bool {
-    matches!(
-        tag,
-        tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::SYNC | tag::FLUSH
-    )
 }
 
 fn primary(reason: Reason) -> Route {

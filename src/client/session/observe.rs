@@ -40,7 +40,7 @@ impl Session {
             let class = std::str::from_utf8(&class).unwrap_or("??");
             self.app.metrics.error(ErrorSide::Server, class);
         }
-        if self.exchange.pending > 0 {
+        if self.exchange.busy() {
             return;
         }
         if let Some((since, side)) = self.sent_at.take() {

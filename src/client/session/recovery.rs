@@ -9,7 +9,7 @@ use crate::config::PoolMode;
 use crate::metrics::ErrorSide;
 use crate::pool::Checkout;
 use crate::protocol::error::sqlstate;
-use crate::protocol::{backend, status, PgError};
+use crate::protocol::{backend, status, tag, PgError};
 use crate::router::{Destination, Pin, Reason, Route};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,7 +24,8 @@ impl Session {
         match self.stop {
             Stop::Running => false,
             Stop::Draining => {
-                self.exchange.pending == 0
+                !self.exchange.busy()
+                    && self.paused.is_none()
                     && !self.exchange.in_transaction()
                     && !self.batch.open
                     && self.batch.is_empty()
@@ -74,6 +75,7 @@ impl Session {
         }
         self.cancel.clear();
         self.exchange.reset();
+        self.paused = None;
         std::mem::swap(&mut self.batch.messages, &mut retry.messages);
         self.batch.parsed_unnamed = retry.parsed_unnamed;
         let route = Route {
@@ -120,7 +122,14 @@ impl Session {
         let pool = conn.pool().name.clone();
         drop(conn);
         self.cancel.clear();
-        let (in_transaction, pending) = (self.exchange.in_transaction(), self.exchange.pending);
+        let in_transaction = self.exchange.in_transaction();
+        // Every Query or Sync sent, and the end of a paused batch, waits
+        // for an answer that will not come.
+        let unsent_end = self
+            .paused
+            .take()
+            .is_some_and(|p| matches!(p.tag, tag::QUERY | tag::SYNC | tag::FUNCTION_CALL));
+        let pending = self.exchange.pending + usize::from(unsent_end);
         self.exchange.reset();
         self.sent_at = None;
         self.transaction_since = None;
@@ -170,18 +179,20 @@ impl Session {
             self.app.pinned_clients.fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(conn) = self.server.take() {
-            let (pending, in_tx) = (self.exchange.pending, self.exchange.in_transaction());
-            self.clean_up(conn, pending, in_tx).await;
+            let busy = self.exchange.busy() || self.paused.is_some();
+            let in_tx = self.exchange.in_transaction();
+            self.clean_up(conn, busy, in_tx).await;
         }
         if let Some(conn) = self.spare.take() {
-            self.clean_up(conn, 0, false).await;
+            self.clean_up(conn, false, false).await;
         }
         self.parked = None;
     }
 
-    pub(super) async fn clean_up(&self, mut conn: Checkout, pending: usize, in_transaction: bool) {
-        if pending > 0 {
-            // Cut off mid-reply: stop the server's work and close it.
+    pub(super) async fn clean_up(&self, mut conn: Checkout, busy: bool, in_transaction: bool) {
+        if busy {
+            // Cut off mid-reply, or mid-batch: stop the server's work and
+            // close it.
             tracing::info!(pool = %conn.pool().name, "client left while a statement ran: cancelling it and closing the server connection");
             let target = (conn.backend_pid, conn.backend_secret, conn.addr.clone());
             conn.broken = true;

@@ -1,0 +1,530 @@
+//! The conversation with the server a session holds: what the server will
+//! answer, message by message, so that pgsplit knows when it is done, which
+//! answers are pgsplit's own to cut out, and what an error means.
+//!
+//! One [`Expect`] per message sent, in order. The answers come in that
+//! order, and each kind of message has its own: ParseComplete, BindComplete,
+//! a statement's ParameterDescription and RowDescription (or NoData), an
+//! Execute's CommandComplete, ReadyForQuery for Sync and Query. Tracking
+//! them one by one is what tells an error's meaning: after an error in an
+//! extended-protocol message the server discards everything until Sync,
+//! simple queries included, so their ReadyForQuery never comes; after an
+//! error in a simple query or at a Sync it goes on.
+//!
+//! Sans I/O: [`Exchange::scan`] reads the bytes at the front of the server
+//! connection's buffer and says how many go to the client, how many are cut
+//! out, and what (if anything) replaces them; `relay` does the I/O.
+
+use crate::protocol::error::response_field;
+use crate::protocol::{status, tag, FrameHeader};
+use crate::server::prepared::{Before, Prepared, Shape};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Who a message pgsplit sends is for, which says what becomes of its
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client's own message: its answers go to the client.
+    Client,
+    /// Added for the client (a statement prepared again on this
+    /// connection): its completion is cut out, but an error is the
+    /// client's, as the client's own message would have failed with it.
+    Added,
+    /// pgsplit's alone: everything it causes is cut out, errors included.
+    Own,
+}
+
+/// The answer pgsplit waits for, for one message sent.
+#[derive(Debug)]
+pub enum Expect {
+    /// ParseComplete. `before`: what the Parse changed in [`Prepared`].
+    Parse {
+        origin: Origin,
+        before: Option<Before>,
+    },
+    /// BindComplete.
+    Bind,
+    /// A statement's ParameterDescription, then RowDescription or NoData.
+    Describe(Describing),
+    /// A portal's RowDescription or NoData.
+    DescribePortal,
+    /// CommandComplete, EmptyQueryResponse or PortalSuspended.
+    Execute,
+    /// CloseComplete.
+    Close {
+        origin: Origin,
+        before: Option<Before>,
+    },
+    /// Only an error: a malformed message the server refuses, or one
+    /// pgsplit sends to fail the rest of a batch, whose error is replaced
+    /// by `substitute`.
+    Refused { substitute: Option<Bytes> },
+    /// ReadyForQuery, for a Query or FunctionCall.
+    Ready,
+    /// ReadyForQuery, for a Sync.
+    Sync { origin: Origin },
+}
+
+impl Expect {
+    fn is_ready(&self) -> bool {
+        matches!(self, Expect::Ready | Expect::Sync { .. })
+    }
+
+    fn origin(&self) -> Origin {
+        match self {
+            Expect::Parse { origin, .. }
+            | Expect::Close { origin, .. }
+            | Expect::Sync { origin } => *origin,
+            Expect::Describe(d) => d.origin,
+            _ => Origin::Client,
+        }
+    }
+}
+
+/// A Describe of a statement in flight.
+#[derive(Debug)]
+pub struct Describing {
+    pub origin: Origin,
+    /// The statement's name on the server ("" for the unnamed one).
+    pub name: Arc<str>,
+    /// The shape the client was told before: this Describe checks that a
+    /// statement prepared again still has it.
+    pub check: Option<Shape>,
+    /// The ParameterDescription's body, once it has come.
+    parameters: Option<Vec<u8>>,
+}
+
+impl Describing {
+    pub fn new(origin: Origin, name: Arc<str>, check: Option<Shape>) -> Describing {
+        Describing {
+            origin,
+            name,
+            check,
+            parameters: None,
+        }
+    }
+}
+
+/// What a check of a statement prepared again found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Its shape is the one the client knows: the batch goes on.
+    Same,
+    /// The shape changed: the client gets PostgreSQL's "cached plan must
+    /// not change result type" and no rows.
+    Changed,
+    /// Preparing it failed; the client has the server's error.
+    Failed,
+}
+
+/// The state of the conversation with the server currently held.
+pub struct Exchange {
+    expect: VecDeque<Expect>,
+    /// Syncs and Queries sent whose ReadyForQuery is still to come.
+    pub pending: usize,
+    /// From the last ReadyForQuery.
+    pub tx_status: u8,
+    /// The server discards every message until a Sync: an
+    /// extended-protocol message failed and no Sync was sent after it.
+    pub skipping: bool,
+    /// Bytes of a frame already passing through that have not arrived yet.
+    passthrough: usize,
+    /// SQLSTATE classes of the ErrorResponses relayed, for the metrics.
+    pub errors: Vec<[u8; 2]>,
+    /// A FATAL (or PANIC) ErrorResponse was relayed: the server ends the
+    /// session after it.
+    pub fatal: bool,
+    /// What the client's own Describes of statements reported since the
+    /// session last looked: the statement's server-side name and shape.
+    pub described: Vec<(Arc<str>, Shape)>,
+    /// The answer to a check, once it came.
+    pub checked: Option<Checked>,
+    /// pgsplit's own Sync ended a batch in which the client was sent an
+    /// error: the client still has to send its Sync.
+    pub own_sync_failed: bool,
+    /// An error went to the client since the last ReadyForQuery.
+    error_relayed: bool,
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Exchange {
+            expect: VecDeque::new(),
+            pending: 0,
+            tx_status: status::IDLE,
+            skipping: false,
+            passthrough: 0,
+            errors: Vec::new(),
+            fatal: false,
+            described: Vec::new(),
+            checked: None,
+            own_sync_failed: false,
+            error_relayed: false,
+        }
+    }
+}
+
+/// What [`Exchange::scan`] found at the front of the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Scan {
+    /// Bytes that go to the client as they are.
+    pub forward: usize,
+    /// Bytes after those that are cut out.
+    pub cut: usize,
+    /// What the client gets in place of the cut bytes.
+    pub inject: Option<Bytes>,
+}
+
+/// The server sent something that is not a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Garbage;
+
+enum Action {
+    Forward,
+    /// The frame must be whole before it can be judged.
+    NeedWhole,
+    Cut,
+    Replace(Bytes),
+}
+
+impl Exchange {
+    pub fn sent(&mut self, expect: Expect) {
+        if expect.is_ready() {
+            self.pending += 1;
+        }
+        self.expect.push_back(expect);
+    }
+
+    /// The expected answer for an extended-protocol message forwarded as
+    /// the client sent it (`None` for Flush, which has none).
+    pub fn sent_raw(&mut self, frame: &[u8]) {
+        let kind = frame.get(FrameHeader::SIZE).copied();
+        let expect = match (frame.first().copied(), kind) {
+            (Some(tag::BIND), _) => Expect::Bind,
+            (Some(tag::EXECUTE), _) => Expect::Execute,
+            (Some(tag::DESCRIBE), Some(b'P')) => Expect::DescribePortal,
+            (Some(tag::DESCRIBE), Some(b'S')) => {
+                // The unnamed statement, or one pgsplit does not know (a
+                // pinned client's SQL PREPARE): described as it is.
+                let name = crate::protocol::extended::target(&frame[FrameHeader::SIZE..])
+                    .map(|(_, name)| String::from_utf8_lossy(name).into_owned())
+                    .unwrap_or_default();
+                Expect::Describe(Describing::new(Origin::Client, Arc::from(name), None))
+            }
+            (Some(tag::CLOSE), Some(b'S' | b'P')) => Expect::Close {
+                origin: Origin::Client,
+                before: None,
+            },
+            (Some(tag::PARSE), _) => Expect::Parse {
+                origin: Origin::Client,
+                before: None,
+            },
+            (Some(tag::FLUSH), _) => return,
+            // A Describe or Close of neither a statement nor a portal: the
+            // server answers with an error and goes on.
+            _ => Expect::Refused { substitute: None },
+        };
+        self.sent(expect);
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.tx_status != status::IDLE
+    }
+
+    /// Whether the server still owes answers, or waits for a Sync.
+    pub fn busy(&self) -> bool {
+        !self.expect.is_empty() || self.skipping
+    }
+
+    /// Whether the server still owes answers.
+    pub fn answering(&self) -> bool {
+        !self.expect.is_empty()
+    }
+
+    /// Forgets the server's exchange (it was lost or released).
+    pub fn reset(&mut self) {
+        self.expect.clear();
+        self.pending = 0;
+        self.passthrough = 0;
+        self.skipping = false;
+        self.checked = None;
+        self.described.clear();
+        self.own_sync_failed = false;
+        self.error_relayed = false;
+    }
+
+    /// Looks at the bytes at the front of `buf`: how many go to the client
+    /// as they are, how many after those are cut out and what replaces
+    /// them. Frames not wholly there yet are forwarded as far as they go,
+    /// except those whose content matters. `prepared` is the connection's
+    /// record of its statements, kept in step with what the server did.
+    pub fn scan(&mut self, buf: &[u8], prepared: &mut Prepared) -> Result<Scan, Garbage> {
+        let mut at = 0;
+        let stop = |forward, cut, inject| {
+            Ok(Scan {
+                forward,
+                cut,
+                inject,
+            })
+        };
+        loop {
+            if self.passthrough > 0 {
+                let n = self.passthrough.min(buf.len() - at);
+                at += n;
+                self.passthrough -= n;
+                if self.passthrough > 0 {
+                    return stop(at, 0, None);
+                }
+                continue;
+            }
+            let rest = &buf[at..];
+            let Some(h) = FrameHeader::peek(rest, usize::MAX).map_err(|_| Garbage)? else {
+                return stop(at, 0, None);
+            };
+            let len = h.frame_len();
+            let frame = rest.get(..len);
+            match self.on_frame(h.tag, frame, prepared) {
+                Action::Forward if frame.is_some() => at += len,
+                Action::Forward => self.passthrough = len,
+                Action::NeedWhole => return stop(at, 0, None),
+                Action::Cut => return stop(at, len, None),
+                Action::Replace(bytes) => return stop(at, len, Some(bytes)),
+            }
+        }
+    }
+
+    /// Judges one frame (`frame`: the whole of it, if it is all there).
+    /// Never changes anything when it answers `NeedWhole`.
+    fn on_frame(&mut self, tag: u8, frame: Option<&[u8]>, prepared: &mut Prepared) -> Action {
+        match tag {
+            tag::READY_FOR_QUERY => match frame {
+                Some(f) => self.ready(f.get(FrameHeader::SIZE).copied(), prepared),
+                None => Action::NeedWhole,
+            },
+            tag::PARSE_COMPLETE | tag::BIND_COMPLETE | tag::CLOSE_COMPLETE => match frame {
+                Some(_) => self.completed(tag),
+                None => Action::NeedWhole,
+            },
+            tag::PARAMETER_DESCRIPTION | tag::ROW_DESCRIPTION | tag::NO_DATA => {
+                self.description(tag, frame, prepared)
+            }
+            tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
+                if matches!(self.expect.front(), Some(Expect::Execute)) {
+                    self.expect.pop_front();
+                }
+                Action::Forward
+            }
+            tag::ERROR_RESPONSE => match frame {
+                Some(f) => self.failed(f, prepared),
+                None => Action::NeedWhole,
+            },
+            tag::COPY_IN_RESPONSE => {
+                self.copy_in_started();
+                Action::Forward
+            }
+            _ => Action::Forward,
+        }
+    }
+
+    /// ReadyForQuery: the Query or Sync at the front of the queue is done.
+    fn ready(&mut self, status: Option<u8>, prepared: &mut Prepared) -> Action {
+        self.tx_status = status.unwrap_or(status::IDLE);
+        self.skipping = false;
+        self.pending = self.pending.saturating_sub(1);
+        let error_relayed = std::mem::take(&mut self.error_relayed);
+        let mut skipped = Vec::new();
+        while let Some(e) = self.expect.pop_front() {
+            match e {
+                Expect::Ready => return Action::Forward,
+                Expect::Sync { origin } if origin == Origin::Own => {
+                    self.own_sync_failed = error_relayed;
+                    return Action::Cut;
+                }
+                Expect::Sync { .. } => return Action::Forward,
+                // Not answered before the end of its batch: the server
+                // skipped it (an error pgsplit did not tie to it).
+                other => skipped.push(other),
+            }
+        }
+        self.undo(skipped, prepared);
+        Action::Forward
+    }
+
+    fn completed(&mut self, tag: u8) -> Action {
+        let origin = match (tag, self.expect.front()) {
+            (tag::PARSE_COMPLETE, Some(Expect::Parse { origin, .. }))
+            | (tag::CLOSE_COMPLETE, Some(Expect::Close { origin, .. })) => *origin,
+            (tag::BIND_COMPLETE, Some(Expect::Bind)) => Origin::Client,
+            _ => return Action::Forward,
+        };
+        self.expect.pop_front();
+        match origin {
+            Origin::Client => Action::Forward,
+            Origin::Added | Origin::Own => Action::Cut,
+        }
+    }
+
+    fn description(&mut self, tag: u8, frame: Option<&[u8]>, prepared: &mut Prepared) -> Action {
+        let describing = match self.expect.front_mut() {
+            Some(Expect::Describe(d)) => d,
+            Some(Expect::DescribePortal) if tag != tag::PARAMETER_DESCRIPTION => {
+                self.expect.pop_front();
+                return Action::Forward;
+            }
+            _ => return Action::Forward,
+        };
+        let Some(frame) = frame else {
+            return Action::NeedWhole;
+        };
+        let body = &frame[FrameHeader::SIZE..];
+        let cut = match describing.origin {
+            Origin::Client => Action::Forward,
+            Origin::Added | Origin::Own => Action::Cut,
+        };
+        if tag == tag::PARAMETER_DESCRIPTION {
+            describing.parameters = Some(body.to_vec());
+            return cut;
+        }
+        let rows = (tag == tag::ROW_DESCRIPTION).then_some(body);
+        let shape = Shape::of(describing.parameters.as_deref().unwrap_or(b"\0\0"), rows);
+        let Some(Expect::Describe(d)) = self.expect.pop_front() else {
+            return cut;
+        };
+        if let Some(shape) = shape {
+            prepared.described(&d.name, shape);
+            if d.origin == Origin::Client {
+                self.described.push((d.name.clone(), shape));
+            }
+        }
+        if let Some(known) = d.check {
+            // A description pgsplit cannot read counts as changed: in
+            // doubt the client prepares again.
+            self.checked = Some(match shape == Some(known) {
+                true => Checked::Same,
+                false => Checked::Changed,
+            });
+        }
+        cut
+    }
+
+    /// An ErrorResponse: whose it is says what the server does next.
+    fn failed(&mut self, frame: &[u8], prepared: &mut Prepared) -> Action {
+        let fatal = is_fatal(frame);
+        self.fatal |= fatal;
+        let Some(front) = self.expect.front() else {
+            return self.relayed(frame);
+        };
+        // A simple query's error, or one at Sync (a commit that failed):
+        // the ReadyForQuery still comes.
+        if front.is_ready() {
+            return self.relayed(frame);
+        }
+        let origin = front.origin();
+        let substitute = match front {
+            Expect::Refused { substitute } => substitute.clone(),
+            _ => None,
+        };
+        self.skip_to_sync(prepared);
+        match substitute {
+            Some(bytes) => {
+                self.errors.push(error_class(&bytes));
+                self.error_relayed = true;
+                Action::Replace(bytes)
+            }
+            None if origin == Origin::Own && !fatal => Action::Cut,
+            None => self.relayed(frame),
+        }
+    }
+
+    fn relayed(&mut self, frame: &[u8]) -> Action {
+        self.errors.push(error_class(frame));
+        self.error_relayed = true;
+        Action::Forward
+    }
+
+    /// The message at the front failed: the server discards everything
+    /// up to the next Sync, Queries included, whose ReadyForQuery then
+    /// never comes. With no Sync sent yet, it waits for one.
+    fn skip_to_sync(&mut self, prepared: &mut Prepared) {
+        let mut skipped = Vec::new();
+        while let Some(front) = self.expect.front() {
+            if matches!(front, Expect::Sync { .. }) {
+                break;
+            }
+            skipped.extend(self.expect.pop_front());
+        }
+        self.skipping = self.expect.is_empty();
+        self.undo(skipped, prepared);
+    }
+
+    /// Messages the server skipped: the statements they would have
+    /// created or closed are put back as they were (newest first), Queries
+    /// no longer wait for their ReadyForQuery, and a check failed.
+    fn undo(&mut self, skipped: Vec<Expect>, prepared: &mut Prepared) {
+        for expect in skipped.into_iter().rev() {
+            match expect {
+                Expect::Parse {
+                    before: Some(before),
+                    ..
+                }
+                | Expect::Close {
+                    before: Some(before),
+                    ..
+                } => prepared.undo(&before),
+                Expect::Ready => self.pending = self.pending.saturating_sub(1),
+                Expect::Describe(Describing { check: Some(_), .. }) => {
+                    self.checked = Some(Checked::Failed)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The server ignores a Sync that reaches it in copy-in mode: an
+    /// Execute's batch Sync, sent before the client knew the statement was
+    /// a COPY FROM STDIN, gets no ReadyForQuery of its own; the one the
+    /// client sends after CopyDone or CopyFail does. (Clients wait for
+    /// CopyInResponse before sending data, so the Syncs queued now were
+    /// all sent before it.) A simple Query's ReadyForQuery still comes.
+    fn copy_in_started(&mut self) {
+        if !matches!(self.expect.front(), Some(Expect::Execute)) {
+            return;
+        }
+        if let Some(at) = self
+            .expect
+            .iter()
+            .position(|e| matches!(e, Expect::Sync { .. }))
+        {
+            self.expect.remove(at);
+            self.pending = self.pending.saturating_sub(1);
+        }
+    }
+}
+
+/// The SQLSTATE class of an ErrorResponse frame ("??" when the frame is
+/// not all there or has no code field).
+fn error_class(frame: &[u8]) -> [u8; 2] {
+    match field(frame, b'C') {
+        Some([a, b, ..]) => [*a, *b],
+        _ => *b"??",
+    }
+}
+
+/// Whether an ErrorResponse ends the server session: its non-localized
+/// severity (V, PostgreSQL 9.6 and later), else the localized one (S).
+fn is_fatal(frame: &[u8]) -> bool {
+    matches!(
+        field(frame, b'V').or_else(|| field(frame, b'S')),
+        Some(b"FATAL" | b"PANIC")
+    )
+}
+
+/// One field of a whole ErrorResponse frame.
+fn field(frame: &[u8], kind: u8) -> Option<&[u8]> {
+    response_field(frame.get(FrameHeader::SIZE..)?, kind)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! The statements pgsplit has prepared on one server connection for its
+//! clients, and what a Describe said of each: the shape of its parameters
+//! and result. Clients' named statements live on the servers under names
+//! pgsplit derives from their text (`client::statements`), shared by every
+//! client that prepares the same text; the unnamed statement belongs to the
+//! client that parsed it last.
+//!
+//! Sans I/O: the batch writer consults and updates it as it sends, and the
+//! exchange undoes what a failed batch did not do.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// What a Describe of a statement reports, reduced to what a client
+/// decodes with: the parameter types and, per result column, its name,
+/// type, length and modifier (PostgreSQL's own check, `equalTupleDescs`,
+/// looks at those too). Table OIDs and column numbers are left out: a
+/// table dropped and created again with the same columns reads the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shape(u64);
+
+impl Shape {
+    /// From the bodies of a ParameterDescription and of the RowDescription
+    /// that followed it (`None`: NoData). `None` when either is malformed.
+    pub fn of(parameters: &[u8], rows: Option<&[u8]>) -> Option<Shape> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        // The parameter count and OIDs, as sent.
+        parameters.hash(&mut h);
+        match rows {
+            None => 0u8.hash(&mut h),
+            Some(body) => {
+                1u8.hash(&mut h);
+                hash_columns(body, &mut h)?;
+            }
+        }
+        Some(Shape(h.finish()))
+    }
+}
+
+fn hash_columns(body: &[u8], h: &mut impl Hasher) -> Option<()> {
+    let count = u16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    count.hash(h);
+    let mut at = 2;
+    for _ in 0..count {
+        let name_end = at + memchr::memchr(0, body.get(at..)?)?;
+        body[at..name_end].hash(h);
+        // table OID (4) and column number (2) skipped; type OID (4),
+        // length (2) and modifier (4) kept; format (2) skipped: a
+        // statement's Describe always says text.
+        let fixed = body.get(name_end + 1..name_end + 19)?;
+        fixed[6..16].hash(h);
+        at = name_end + 19;
+    }
+    Some(())
+}
+
+/// A statement as it stands on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The shape a Describe reported for it here, if one was seen.
+    pub shape: Option<Shape>,
+}
+
+/// The unnamed statement on a connection: whose it is and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unnamed {
+    /// Tells the client and its Parse body apart (`client::statements`).
+    pub key: u64,
+    pub shape: Option<Shape>,
+}
+
+/// What pgsplit prepared on one server connection.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    named: HashMap<Arc<str>, Entry>,
+    unnamed: Option<Unnamed>,
+}
+
+/// A statement's state before pgsplit changed it: put back if the server
+/// skipped the message that made the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Before {
+    Named(Arc<str>, Option<Entry>),
+    Unnamed(Option<Unnamed>),
+}
+
+impl Prepared {
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        self.named.get(name).copied()
+    }
+
+    pub fn unnamed(&self) -> Option<Unnamed> {
+        self.unnamed
+    }
+
+    /// A Parse of `name` (not described yet) is being sent.
+    pub fn parsed(&mut self, name: &Arc<str>) -> Before {
+        let before = self.named.insert(name.clone(), Entry { shape: None });
+        Before::Named(name.clone(), before)
+    }
+
+    /// A Parse of the unnamed statement is being sent; `key` says whose
+    /// and which (`None`: a client's own Parse pgsplit does not track).
+    pub fn parsed_unnamed(&mut self, key: Option<u64>) -> Before {
+        let before = self.unnamed.take();
+        self.unnamed = key.map(|key| Unnamed { key, shape: None });
+        Before::Unnamed(before)
+    }
+
+    /// A Close of `name` is being sent.
+    pub fn closed(&mut self, name: &Arc<str>) -> Before {
+        Before::Named(name.clone(), self.named.remove(name))
+    }
+
+    /// A simple query replaces the unnamed statement.
+    pub fn forget_unnamed(&mut self) {
+        self.unnamed = None;
+    }
+
+    /// A Describe of `name` ("" for the unnamed statement) reported `shape`.
+    pub fn described(&mut self, name: &str, shape: Shape) {
+        if name.is_empty() {
+            if let Some(unnamed) = &mut self.unnamed {
+                unnamed.shape = Some(shape);
+            }
+        } else if let Some(entry) = self.named.get_mut(name) {
+            entry.shape = Some(shape);
+        }
+    }
+
+    /// Puts back what a skipped message changed.
+    pub fn undo(&mut self, before: &Before) {
+        match before {
+            Before::Named(name, Some(entry)) => {
+                self.named.insert(name.clone(), *entry);
+            }
+            Before::Named(name, None) => {
+                self.named.remove(name);
+            }
+            Before::Unnamed(unnamed) => self.unnamed = *unnamed,
+        }
+    }
+
+    /// Every named statement (to close them all).
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.named.keys().cloned().collect()
+    }
+
+    /// The server dropped them all (DISCARD ALL, DEALLOCATE ALL).
+    pub fn clear(&mut self) {
+        self.named.clear();
+        self.unnamed = None;
+    }
+
+    pub fn len(&self) -> usize {
+        self.named.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.named.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A RowDescription body with one column per (name, type OID, typmod).
+    fn rows(columns: &[(&str, u32, i32)], table: u32) -> Vec<u8> {
+        let mut b = (columns.len() as u16).to_be_bytes().to_vec();
+        for (i, (name, oid, typmod)) in columns.iter().enumerate() {
+            b.extend_from_slice(name.as_bytes());
+            b.push(0);
+            b.extend_from_slice(&table.to_be_bytes());
+            b.extend_from_slice(&(i as u16 + 1).to_be_bytes());
+            b.extend_from_slice(&oid.to_be_bytes());
+            b.extend_from_slice(&(-1i16).to_be_bytes());
+            b.extend_from_slice(&typmod.to_be_bytes());
+            b.extend_from_slice(&0u16.to_be_bytes());
+        }
+        b
+    }
+
+    const NO_PARAMS: &[u8] = b"\0\0";
+
+    #[test]
+    fn shapes_differ_by_column_type_and_name_not_by_table() {
+        let int = Shape::of(NO_PARAMS, Some(&rows(&[("a", 23, -1), ("b", 23, -1)], 1)));
+        let text = Shape::of(NO_PARAMS, Some(&rows(&[("a", 23, -1), ("b", 25, -1)], 1)));
+        let renamed = Shape::of(NO_PARAMS, Some(&rows(&[("a", 23, -1), ("c", 23, -1)], 1)));
+        let recreated = Shape::of(NO_PARAMS, Some(&rows(&[("a", 23, -1), ("b", 23, -1)], 2)));
+        assert!(int.is_some());
+        assert_ne!(int, text);
+        assert_ne!(int, renamed);
+        assert_eq!(int, recreated);
+        let params = Shape::of(b"\0\x01\0\0\0\x17", Some(&rows(&[("a", 23, -1)], 1)));
+        let other_params = Shape::of(b"\0\x01\0\0\0\x19", Some(&rows(&[("a", 23, -1)], 1)));
+        assert_ne!(params, other_params);
+        assert_ne!(
+            Shape::of(NO_PARAMS, None),
+            Shape::of(NO_PARAMS, Some(b"\0\0"))
+        );
+    }
+
+    #[test]
+    fn malformed_descriptions_have_no_shape() {
+        assert_eq!(Shape::of(NO_PARAMS, Some(b"\0\x01a")), None);
+        assert_eq!(Shape::of(NO_PARAMS, Some(b"\0")), None);
+        let mut one = rows(&[("a", 23, -1)], 1);
+        one.pop();
+        assert_eq!(Shape::of(NO_PARAMS, Some(&one)), None);
+    }
+
+    #[test]
+    fn changes_are_undone_newest_first() {
+        let mut p = Prepared::default();
+        let a: Arc<str> = Arc::from("a");
+        p.parsed(&a);
+        let shape = Shape::of(NO_PARAMS, None).unwrap();
+        p.described("a", shape);
+        let closed = p.closed(&a);
+        let parsed = p.parsed(&a);
+        assert_eq!(p.get("a"), Some(Entry { shape: None }));
+        p.undo(&parsed);
+        p.undo(&closed);
+        assert_eq!(p.get("a"), Some(Entry { shape: Some(shape) }));
+        let unnamed = p.parsed_unnamed(Some(7));
+        p.described("", shape);
+        assert_eq!(
+            p.unnamed().map(|u| (u.key, u.shape)),
+            Some((7, Some(shape)))
+        );
+        p.undo(&unnamed);
+        assert_eq!(p.unnamed(), None);
+    }
+}
