@@ -217,6 +217,51 @@ async fn an_error_then_a_write_then_deallocate_leaves_no_primary_connection_held
     );
 }
 
+/// A failed batch whose simple Query the server skipped, answered in full
+/// (the client got its ReadyForQuery), must leave nothing pending: not a
+/// ReadyForQuery pgsplit still waits for (it would hold the connection,
+/// and defer the next statement that needs another server forever), nor
+/// an expected answer out of step (pgsplit's own CloseComplete and
+/// ParseComplete, for the statement it prepares for the client, would
+/// reach the client instead of being cut out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_answered_in_full_leaves_the_session_in_step() {
+    let s = Setup::start(proxy_config).await;
+    let script = [
+        [
+            bind("", "nosuch", &[]),
+            execute("", 0),
+            query("select 1"),
+            sync(),
+        ]
+        .concat(),
+        [
+            parse("s1", "select 1", &[]),
+            bind("", "s1", &[]),
+            execute("", 0),
+            sync(),
+        ]
+        .concat(),
+        query("begin"),
+        query("update wedge set n = n + 1"),
+        query("rollback"),
+    ];
+    #[rustfmt::skip]
+    let expected = [
+        "E:26000", "Z:I",                     // the Query was skipped
+        "1", "2", "D", "C:SELECT 1", "Z:I",   // nothing of pgsplit's own
+        "C:BEGIN", "Z:T",                     // the primary, now
+        "C:UPDATE 1", "Z:T",
+        "C:ROLLBACK", "Z:I",
+    ];
+    s.same_as_direct(
+        "Bind unknown, Execute, Query select 1, Sync; Parse s1, Bind, Execute, Sync; begin",
+        &script,
+        &expected,
+    )
+    .await;
+}
+
 /// One client of the fifteen: takes a primary connection into a failed
 /// batch, sends DEALLOCATE and the Sync a well-behaved client sends, reads
 /// for a moment, and leaves. Returns what it saw, for the failure message.
@@ -430,6 +475,14 @@ async fn bad_describe_and_close_subtypes_get_an_error_and_the_session_goes_on() 
         ]
         .concat(),
         query("rollback"),
+        // After an error the server skips messages unread: bad ones too.
+        [
+            bind("", "nosuch", &[]),
+            describe(b'X', ""),
+            close(b'Q', ""),
+            sync(),
+        ]
+        .concat(),
         query("select 'after'"),
     ];
     #[rustfmt::skip]
@@ -439,6 +492,7 @@ async fn bad_describe_and_close_subtypes_get_an_error_and_the_session_goes_on() 
         "C:BEGIN", "Z:T",
         "1", "2", "E:08P01", "Z:E",      // the bad Describe aborts the transaction
         "C:ROLLBACK", "Z:I",
+        "E:26000", "Z:I",                // the bad ones after the error: skipped
         "T", "D", "C:SELECT 1", "Z:I",   // the session goes on
     ];
     s.same_as_direct("bad Describe and Close subtypes", &script, &expected)
