@@ -540,3 +540,69 @@ async fn the_console_shows_a_connection_held_inside_a_transaction() {
         .await
         .unwrap_or_else(|still| panic!("after a client left inside a transaction: {still:?}"));
 }
+
+// ---- Beyond the issue ----
+//
+// Found by the differential exploration in tests/session_fuzz.rs
+// (`differences_from_postgresql`), not part of the issue: pgsplit updates
+// its record of the client's named statements when a Parse or Close
+// arrives, not when the server has done it. Today:
+// - a Close the server skipped after an error still removes the
+//   statement: a later Bind of it gets 26000 where PostgreSQL runs it;
+// - a Parse of a name in use replaces the statement (ParseComplete) where
+//   PostgreSQL answers 42P05;
+// - a Parse the server skipped or refused is still known to pgsplit: a
+//   Describe of it gets the right 26000, but naming `pgsplit_<hash>`;
+// - errors about a statement name it by its server-side name.
+// Ignored so as not to hold up the issue's fix; run with
+// `cargo test --test wedge -- --ignored`.
+
+/// Statements exist for the client exactly when they would on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "beyond the issue: pgsplit's record of the client's statements after errors"]
+async fn statements_exist_as_they_would_on_postgresql() {
+    let s = Setup::start(proxy_config).await;
+    let script = [
+        // A Parse skipped after an error: s2 does not exist.
+        [
+            bind("", "nosuch", &[]),
+            parse("s2", "select 2", &[]),
+            sync(),
+        ]
+        .concat(),
+        [describe(b'S', "s2"), sync()].concat(),
+        // A Parse the server refused: s3 does not exist.
+        [parse("s3", "selec 3", &[]), sync()].concat(),
+        [describe(b'S', "s3"), sync()].concat(),
+        // A Close skipped after an error: s1 still exists.
+        [parse("s1", "select 1", &[]), sync()].concat(),
+        [bind("", "nosuch", &[]), close(b'S', "s1"), sync()].concat(),
+        [bind("", "s1", &[]), execute("", 0), sync()].concat(),
+        // A Parse of a name in use: 42P05, and s1 is still `select 1`.
+        [parse("s1", "select 'other'", &[]), sync()].concat(),
+        // Wrong parameter count: the error names s1, checked below.
+        [bind("", "s1", &[Some("7")]), sync()].concat(),
+    ];
+    #[rustfmt::skip]
+    let expected = [
+        "E:26000", "Z:I",
+        "E:26000", "Z:I",                 // Describe s2
+        "E:42601", "Z:I",
+        "E:26000", "Z:I",                 // Describe s3
+        "1", "Z:I",
+        "E:26000", "Z:I",
+        "2", "D", "C:SELECT 1", "Z:I",    // s1 runs
+        "E:42P05", "Z:I",
+        "E:08P01", "Z:I",
+    ];
+    s.same_as_direct("statements after errors", &script, &expected)
+        .await;
+    let (seen, _client) = converse(s.proxy.addr(), &script, 9).await;
+    let last = seen.errors().last().map(|e| e.fields()[&'M'].clone());
+    assert_eq!(
+        last.as_deref(),
+        Some("bind message supplies 1 parameters, but prepared statement \"s1\" requires 0"),
+        "{}",
+        seen.describe()
+    );
+}
