@@ -32,6 +32,12 @@
 //! ```text
 //! PGSPLIT_FUZZ_SEED=42 PGSPLIT_FUZZ_SECONDS=60 cargo test --test session_fuzz -- --nocapture
 //! ```
+//!
+//! Two ignored tests use the same frames to compare with PostgreSQL:
+//! `random_frames_straight_to_postgresql` runs the clients against the
+//! primary (the report shows what PostgreSQL itself answers), and
+//! `differences_from_postgresql` sends one client's batches to both in
+//! lock step and prints every answer that differs.
 
 mod support;
 
@@ -190,9 +196,9 @@ async fn fuzz(addr: SocketAddr, seed: u64, seconds: u64) -> (String, u64) {
             let rng = StdRng::seed_from_u64(seed ^ (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let stats = stats.clone();
             tokio::spawn(async move {
-                let mut client = Fuzzer { rng, stats, addr };
+                let mut client = Fuzzer { rng, stats };
                 while Instant::now() < deadline {
-                    client.session().await;
+                    client.session(addr).await;
                 }
             })
         })
@@ -358,7 +364,6 @@ impl Stats {
 struct Fuzzer {
     rng: StdRng,
     stats: Arc<Mutex<Stats>>,
-    addr: SocketAddr,
 }
 
 /// How a session ends.
@@ -423,8 +428,8 @@ impl Listener {
 
 impl Fuzzer {
     /// Logs in, sends random batches, leaves.
-    async fn session(&mut self) {
-        let client = match RawClient::try_login(self.addr, USER, "postgres").await {
+    async fn session(&mut self, addr: SocketAddr) {
+        let client = match RawClient::try_login(addr, USER, "postgres").await {
             Ok(c) => c,
             Err(e) => {
                 *self
@@ -684,3 +689,141 @@ const PARSE_TEXTS: &[(&str, &[u32])] = &[
     ("copy fuzz_log from stdin", &[]),
     ("copy fuzz_t to stdout", &[]),
 ];
+
+/// Not a check of the session's end, an exploration: one client's random
+/// batches sent both straight to the primary and through pgsplit, in lock
+/// step, each batch followed by Sync and a marker query; the answers
+/// (message types, SQLSTATEs, command tags, transaction status) are
+/// compared and every difference is printed. The two sides use databases
+/// of their own, so that their writes and locks never meet. Run by hand:
+/// `cargo test --test session_fuzz differences -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "an exploration that prints where pgsplit answers otherwise than PostgreSQL"]
+async fn differences_from_postgresql() {
+    let (seed, seconds) = seed_and_seconds();
+    let cluster = Cluster::start();
+    cluster.psql(cluster.primary_port(), &format!("create role {USER} login"));
+    for db in ["fuzz_direct", "fuzz_proxy"] {
+        cluster.psql(
+            cluster.primary_port(),
+            &format!("create database {db} owner {USER}"),
+        );
+        support::proxy::psql_args(
+            cluster.primary_port(),
+            &[
+                "-U",
+                USER,
+                "-d",
+                db,
+                "-c",
+                "create table fuzz_t(id int primary key, n int not null default 0); \
+                 insert into fuzz_t select generate_series(1, 10); \
+                 create table fuzz_log(v text)",
+            ],
+            &[],
+        )
+        .unwrap();
+    }
+    cluster.wait_replica_caught_up();
+    let proxy = Proxy::start(fuzz_config(&cluster));
+    let primary: SocketAddr = cluster.primary_addr().parse().unwrap();
+
+    let mut fuzzer = Fuzzer {
+        rng: StdRng::seed_from_u64(seed),
+        stats: Arc::new(Mutex::new(Stats::default())),
+    };
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let (mut rounds, mut differences) = (0, Vec::new());
+    while Instant::now() < deadline && differences.len() < 30 {
+        let mut direct = RawClient::login(primary, USER, "fuzz_direct").await;
+        let mut proxied = RawClient::login(proxy.addr(), USER, "fuzz_proxy").await;
+        let mut history = Vec::new();
+        for _ in 0..fuzzer.rng.gen_range(1..=10) {
+            rounds += 1;
+            let mut bytes = fuzzer.batch();
+            bytes.extend(frame::sync());
+            bytes.extend(frame::query("select 'mark'"));
+            history.push(describe_frames(&bytes));
+            let a = exchange(&mut direct, &bytes).await;
+            let b = exchange(&mut proxied, &bytes).await;
+            if a.summary() != b.summary() || a.closed != b.closed {
+                differences.push(format!(
+                    "after {}\n    sent      {}\n    direct    {}\n    pgsplit   {}",
+                    history[..history.len() - 1].join("\n              "),
+                    history.last().unwrap(),
+                    a.describe(),
+                    b.describe()
+                ));
+                break;
+            }
+            if a.closed {
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "seed {seed}: {rounds} batches, {} differences:\n{}",
+        differences.len(),
+        differences.join("\n\n")
+    );
+}
+
+/// Sends `bytes` and reads until the marker's row and ReadyForQuery, a
+/// close, 300 ms of quiet, or 5 s.
+async fn exchange(c: &mut RawClient, bytes: &[u8]) -> support::wire::Transcript {
+    let mut t = support::wire::Transcript::default();
+    if timeout(WRITE_STALL, c.writer.write_all(bytes))
+        .await
+        .is_err()
+    {
+        t.timed_out = true;
+        return t;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut marked = false;
+    loop {
+        let quiet = Instant::now() + Duration::from_millis(300);
+        match tokio::time::timeout_at(quiet.min(deadline), c.reader.next()).await {
+            Err(_) => {
+                t.timed_out = Instant::now() >= deadline;
+                return t;
+            }
+            Ok(Ok(Some(m))) => {
+                let done = marked && m.tag == b'Z';
+                marked = m.tag == b'D' && m.body.windows(4).any(|w| w == b"mark");
+                t.messages.push(m);
+                if done {
+                    return t;
+                }
+            }
+            Ok(_) => {
+                t.closed = true;
+                return t;
+            }
+        }
+    }
+}
+
+/// Frontend frames in words: `P(s1|select 1|…) B(…) S`.
+fn describe_frames(mut bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    while bytes.len() >= 5 {
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        let body = &bytes[5..(1 + len).min(bytes.len())];
+        let text: String = body
+            .iter()
+            .map(|&b| match b {
+                0 => '|',
+                32..=126 => b as char,
+                _ => '.',
+            })
+            .collect();
+        out.push(format!(
+            "{}({})",
+            bytes[0] as char,
+            text.trim_end_matches('|')
+        ));
+        bytes = &bytes[(1 + len).min(bytes.len())..];
+    }
+    out.join(" ")
+}
