@@ -552,7 +552,11 @@ async fn the_console_shows_a_connection_held_inside_a_transaction() {
 // - a Parse of a name in use replaces the statement (ParseComplete) where
 //   PostgreSQL answers 42P05;
 // - a Parse the server skipped or refused is still known to pgsplit: a
-//   Describe of it gets the right 26000, but naming `pgsplit_<hash>`;
+//   Describe or Bind of it gets the right 26000, but naming
+//   `pgsplit_<hash>` (and on a server connection that has not seen it,
+//   pgsplit parses it again: the fuzz saw 42601 answer a Bind);
+// - the unnamed statement outlives a simple Query (which drops it on
+//   PostgreSQL): pgsplit parses the client's last one again for a Bind;
 // - errors about a statement name it by its server-side name.
 // Ignored so as not to hold up the fix; run with
 // `cargo test --test wedge -- --ignored`.
@@ -574,6 +578,11 @@ async fn statements_exist_as_they_would_on_postgresql() {
         // A Parse the server refused: s3 does not exist.
         [parse("s3", "selec 3", &[]), sync()].concat(),
         [describe(b'S', "s3"), sync()].concat(),
+        [bind("", "s3", &[]), execute("", 0), sync()].concat(),
+        // A simple Query drops the unnamed statement.
+        [parse("", "select 1", &[]), sync()].concat(),
+        query("select 2"),
+        [bind("", "", &[]), execute("", 0), sync()].concat(),
         // A Close skipped after an error: s1 still exists.
         [parse("s1", "select 1", &[]), sync()].concat(),
         [bind("", "nosuch", &[]), close(b'S', "s1"), sync()].concat(),
@@ -589,6 +598,10 @@ async fn statements_exist_as_they_would_on_postgresql() {
         "E:26000", "Z:I",                 // Describe s2
         "E:42601", "Z:I",
         "E:26000", "Z:I",                 // Describe s3
+        "E:26000", "Z:I",                 // Bind s3
+        "1", "Z:I",
+        "T", "D", "C:SELECT 1", "Z:I",
+        "E:26000", "Z:I",                 // Bind of the unnamed statement
         "1", "Z:I",
         "E:26000", "Z:I",
         "2", "D", "C:SELECT 1", "Z:I",    // s1 runs
@@ -597,7 +610,7 @@ async fn statements_exist_as_they_would_on_postgresql() {
     ];
     s.same_as_direct("statements after errors", &script, &expected)
         .await;
-    let (seen, _client) = converse(s.proxy.addr(), &script, 9).await;
+    let (seen, _client) = converse(s.proxy.addr(), &script, 13).await;
     let last = seen.errors().last().map(|e| e.fields()[&'M'].clone());
     assert_eq!(
         last.as_deref(),
