@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests in `tests/`. Each test file that
 //! needs them declares `mod support;`.
 
+pub mod admin;
 pub mod cluster;
 pub mod http;
+pub mod panics;
 pub mod proxy;
+pub mod wire;
