@@ -541,29 +541,17 @@ async fn the_console_shows_a_connection_held_inside_a_transaction() {
         .unwrap_or_else(|still| panic!("after a client left inside a transaction: {still:?}"));
 }
 
-// ---- Beyond the issue ----
+// ---- The client's statements after errors ----
 //
 // Found by the differential exploration in tests/session_fuzz.rs
-// (`differences_from_postgresql`), not part of the issue: pgsplit updates
-// its record of the client's named statements when a Parse or Close
-// arrives, not when the server has done it. Today:
-// - a Close the server skipped after an error still removes the
-//   statement: a later Bind of it gets 26000 where PostgreSQL runs it;
-// - a Parse of a name in use replaces the statement (ParseComplete) where
-//   PostgreSQL answers 42P05;
-// - a Parse the server skipped or refused is still known to pgsplit: a
-//   Describe or Bind of it gets the right 26000, but naming
-//   `pgsplit_<hash>` (and on a server connection that has not seen it,
-//   pgsplit parses it again: the fuzz saw 42601 answer a Bind);
-// - the unnamed statement outlives a simple Query (which drops it on
-//   PostgreSQL): pgsplit parses the client's last one again for a Bind;
-// - errors about a statement name it by its server-side name.
-// Ignored so as not to hold up the issue's fix; run with
-// `cargo test --test wedge -- --ignored`.
+// (`differences_from_postgresql`): pgsplit must keep its record of the
+// client's named statements as the server's would be, not as the messages
+// arrived: a Close or Parse the server skipped after an error changes
+// nothing, a Parse of a name in use gets 42P05, a simple Query drops the
+// unnamed statement, and errors name statements by the client's names.
 
 /// Statements exist for the client exactly when they would on PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "beyond the issue: pgsplit's record of the client's statements after errors"]
 async fn statements_exist_as_they_would_on_postgresql() {
     let s = Setup::start(proxy_config).await;
     let script = [

@@ -14,8 +14,8 @@
 //! that Describe (and a Flush) and goes on only once the shape is the same
 //! (`Written::Paused`; the session resumes it).
 
-use super::exchange::{Describing, Exchange, Expect, Origin};
-use super::statements::Statement;
+use super::exchange::{Alias, Describing, Exchange, Expect, Origin};
+use super::statements::{Statement, Undo};
 use crate::protocol::{extended, tag};
 use crate::router::Reason;
 use crate::server::ServerConnection;
@@ -24,21 +24,50 @@ use std::sync::Arc;
 
 /// A batch message, with what it needs from the client's statements taken
 /// when it arrived (a later Parse in the same batch may reuse the name).
+/// `undo` puts the client's record of a statement back if the server
+/// skips the message (an error earlier in the batch) or it is never sent.
 pub enum Planned {
     /// Forwarded unchanged (Execute, portal Describe/Close, Flush, ...).
     Raw(Bytes),
     /// A Parse of the unnamed statement: forwarded unchanged. `key` tells
     /// whose and which it is.
-    ParseUnnamed { frame: Bytes, key: u64 },
+    ParseUnnamed {
+        frame: Bytes,
+        key: u64,
+        undo: Box<Undo>,
+    },
     /// A named statement: sent under its server-side name.
-    Parse(Statement),
+    Parse {
+        statement: Statement,
+        undo: Box<Undo>,
+    },
     /// Bind or statement Describe of a statement the client prepared.
     Use { message: Use, statement: Statement },
-    /// Close of a named statement.
-    Close(Statement),
+    /// Close of a statement the client prepared (the unnamed one: `None`,
+    /// sent as the client's `frame`).
+    Close {
+        statement: Option<Statement>,
+        frame: Bytes,
+        undo: Box<Undo>,
+    },
     /// The client's last unnamed statement, parsed again if the connection
     /// that runs this batch does not have it.
     Reparse(Statement),
+    /// A message PostgreSQL would refuse with this error (a Parse of a name
+    /// in use): the server is made to fail it, and the client gets this.
+    Refuse(Bytes),
+}
+
+impl Planned {
+    /// How to undo what the message did to the client's statements.
+    fn undo(&self) -> Option<&Undo> {
+        match self {
+            Planned::ParseUnnamed { undo, .. }
+            | Planned::Parse { undo, .. }
+            | Planned::Close { undo, .. } => Some(undo),
+            _ => None,
+        }
+    }
 }
 
 pub enum Use {
@@ -96,10 +125,24 @@ impl Batch {
             }
             Planned::Use { message, .. } => matches!(message, Use::Describe),
             Planned::ParseUnnamed { .. }
-            | Planned::Parse(_)
-            | Planned::Close(_)
+            | Planned::Parse { .. }
+            | Planned::Close { .. }
             | Planned::Reparse(_) => true,
+            Planned::Refuse(_) => false,
         })
+    }
+
+    /// Drops the messages held unsent, returning how to undo what they did
+    /// to the client's statements, newest first.
+    pub fn drop_unsent(&mut self) -> Vec<Undo> {
+        let undo = self
+            .messages
+            .iter()
+            .rev()
+            .filter_map(|m| m.undo().cloned())
+            .collect();
+        self.clear();
+        undo
     }
 
     /// Forgets the messages held (sent, or dropped).
@@ -138,11 +181,17 @@ impl Batch {
 /// shape: the client gets PostgreSQL's own error for it in place of the
 /// server's, and the server discards the rest until Sync.
 pub fn fail_changed_statement(exchange: &mut Exchange, out: &mut BytesMut) {
-    extended::write_target(out, tag::DESCRIBE, b'S', NO_SUCH_STATEMENT);
     let mut error = BytesMut::new();
     crate::protocol::error::cached_plan_changed(&mut error);
+    fail_with(error.freeze(), exchange, out);
+}
+
+/// Makes the server fail here, as if with `error` (an ErrorResponse): it
+/// discards what follows until Sync, and the client gets `error`.
+fn fail_with(error: Bytes, exchange: &mut Exchange, out: &mut BytesMut) {
+    extended::write_target(out, tag::DESCRIBE, b'S', NO_SUCH_STATEMENT);
     exchange.sent(Expect::Refused {
-        substitute: Some(error.freeze()),
+        substitute: Some(error),
     });
 }
 
@@ -161,30 +210,49 @@ fn write_one(
 ) -> Step {
     match message {
         Planned::Raw(frame) => {
-            if is_unnamed_close(frame) {
-                conn.prepared.forget_unnamed();
-            }
             out.extend_from_slice(frame);
             exchange.sent_raw(frame);
         }
-        Planned::ParseUnnamed { frame, key } => {
+        Planned::ParseUnnamed { frame, key, undo } => {
             let before = conn.prepared.parsed_unnamed(Some(*key));
             out.extend_from_slice(frame);
             exchange.sent(Expect::Parse {
                 origin: Origin::Client,
                 before: Some(before),
+                undo: Some(undo.clone()),
             });
         }
-        Planned::Parse(statement) => {
-            prepare_on_server(statement, Origin::Client, conn, exchange, out)
+        Planned::Parse { statement, undo } => {
+            close_on_server(statement, Origin::Added, conn, exchange, out);
+            parse_on_server(statement, Origin::Client, Some(undo), conn, exchange, out);
         }
         Planned::Use { message, statement } => {
             return use_statement(message, statement, conn, exchange, out)
         }
-        Planned::Close(statement) => {
-            close_on_server(statement, Origin::Client, conn, exchange, out)
+        Planned::Close {
+            statement,
+            frame,
+            undo,
+        } => {
+            let before = match statement {
+                Some(statement) => {
+                    extended::write_target(out, tag::CLOSE, b'S', &statement.server_name);
+                    conn.prepared.closed(&statement.server_name)
+                }
+                // The unnamed statement: the client's Close as it is.
+                None => {
+                    out.extend_from_slice(frame);
+                    conn.prepared.parsed_unnamed(None)
+                }
+            };
+            exchange.sent(Expect::Close {
+                origin: Origin::Client,
+                before: Some(before),
+                undo: Some(undo.clone()),
+            });
         }
         Planned::Reparse(statement) => return reparse(statement, conn, exchange, out),
+        Planned::Refuse(error) => fail_with(error.clone(), exchange, out),
     }
     Step::Sent
 }
@@ -207,7 +275,9 @@ fn use_statement(
         // A Describe tells the client the shape this connection has.
         Use::Describe => false,
     };
-    if here.is_none() || stale {
+    // A statement being closed is not prepared again: the server says
+    // whether the Close ran (an error earlier in its batch skips it).
+    if (here.is_none() || stale) && !statement.closing {
         prepare_on_server(statement, Origin::Added, conn, exchange, out);
         if let (Use::Bind { .. }, Some(_)) = (message, statement.shape) {
             return check(statement, exchange, out);
@@ -216,15 +286,15 @@ fn use_statement(
     match message {
         Use::Bind { portal, rest } => {
             extended::write_bind(out, portal, name, rest);
-            exchange.sent(Expect::Bind);
+            exchange.sent(Expect::Bind {
+                alias: Some(alias(statement)),
+            });
         }
         Use::Describe => {
             extended::write_target(out, tag::DESCRIBE, b'S', name);
-            exchange.sent(Expect::Describe(Describing::new(
-                Origin::Client,
-                name.clone(),
-                None,
-            )));
+            let mut describing = Describing::new(Origin::Client, name.clone(), None);
+            describing.alias = Some(alias(statement));
+            exchange.sent(Expect::Describe(describing));
         }
     }
     Step::Sent
@@ -249,6 +319,7 @@ fn reparse(
     exchange.sent(Expect::Parse {
         origin: Origin::Added,
         before: Some(before),
+        undo: None,
     });
     match statement.shape {
         Some(_) => check(statement, exchange, out),
@@ -271,6 +342,7 @@ fn check(statement: &Statement, exchange: &mut Exchange, out: &mut BytesMut) -> 
 
 const FLUSH: &[u8] = b"H\0\0\0\x04";
 
+/// A statement pgsplit prepares again on `conn` for the client.
 fn prepare_on_server(
     statement: &Statement,
     origin: Origin,
@@ -278,18 +350,30 @@ fn prepare_on_server(
     exchange: &mut Exchange,
     out: &mut BytesMut,
 ) {
-    // Same name means same text and types, and closing a statement that
-    // does not exist is no error: so the Parse can never fail with
-    // "already exists", whatever happened on this connection before.
     close_on_server(statement, Origin::Added, conn, exchange, out);
+    parse_on_server(statement, origin, None, conn, exchange, out);
+}
+
+fn parse_on_server(
+    statement: &Statement,
+    origin: Origin,
+    undo: Option<&Box<Undo>>,
+    conn: &mut ServerConnection,
+    exchange: &mut Exchange,
+    out: &mut BytesMut,
+) {
     extended::write_parse(out, &statement.server_name, &statement.after_name);
     let before = conn.prepared.parsed(&statement.server_name);
     exchange.sent(Expect::Parse {
         origin,
         before: Some(before),
+        undo: undo.cloned(),
     });
 }
 
+/// Same name means same text and types, and closing a statement that does
+/// not exist is no error: so the Parse after this Close can never fail
+/// with "already exists", whatever happened on this connection before.
 fn close_on_server(
     statement: &Statement,
     origin: Origin,
@@ -313,10 +397,13 @@ pub fn close_named(
     exchange.sent(Expect::Close {
         origin,
         before: Some(before),
+        undo: None,
     });
 }
 
-/// A Close of the unnamed statement.
-fn is_unnamed_close(frame: &[u8]) -> bool {
-    frame.first() == Some(&tag::CLOSE) && frame.get(5..) == Some(b"S\0")
+fn alias(statement: &Statement) -> Box<Alias> {
+    Box::new(Alias {
+        server: statement.server_name.clone(),
+        client: statement.name.clone(),
+    })
 }

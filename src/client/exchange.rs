@@ -15,6 +15,7 @@
 //! connection's buffer and says how many go to the client, how many are cut
 //! out, and what (if anything) replaces them; `relay` does the I/O.
 
+use super::statements::Undo;
 use crate::protocol::error::response_field;
 use crate::protocol::{status, tag, FrameHeader};
 use crate::server::prepared::{Before, Prepared, Shape};
@@ -39,13 +40,16 @@ pub enum Origin {
 /// The answer pgsplit waits for, for one message sent.
 #[derive(Debug)]
 pub enum Expect {
-    /// ParseComplete. `before`: what the Parse changed in [`Prepared`].
+    /// ParseComplete. `before`: what the Parse changed in [`Prepared`];
+    /// `undo`: what it changed in the client's statements.
     Parse {
         origin: Origin,
         before: Option<Before>,
+        undo: Option<Box<Undo>>,
     },
-    /// BindComplete.
-    Bind,
+    /// BindComplete. `alias`: the statement's server-side and client
+    /// names, for the server's errors about it.
+    Bind { alias: Option<Box<Alias>> },
     /// A statement's ParameterDescription, then RowDescription or NoData.
     Describe(Describing),
     /// A portal's RowDescription or NoData.
@@ -56,6 +60,7 @@ pub enum Expect {
     Close {
         origin: Origin,
         before: Option<Before>,
+        undo: Option<Box<Undo>>,
     },
     /// Only an error: a malformed message the server refuses, or one
     /// pgsplit sends to fail the rest of a batch, whose error is replaced
@@ -83,12 +88,22 @@ impl Expect {
     }
 }
 
+/// A client's statement under its name on the server: the server's
+/// errors about it are given the client's name back.
+#[derive(Debug, Clone)]
+pub struct Alias {
+    pub server: Arc<str>,
+    pub client: Bytes,
+}
+
 /// A Describe of a statement in flight.
 #[derive(Debug)]
 pub struct Describing {
     pub origin: Origin,
     /// The statement's name on the server ("" for the unnamed one).
     pub name: Arc<str>,
+    /// Its client's name, when that is another.
+    pub alias: Option<Box<Alias>>,
     /// The shape the client was told before: this Describe checks that a
     /// statement prepared again still has it.
     pub check: Option<Shape>,
@@ -101,6 +116,7 @@ impl Describing {
         Describing {
             origin,
             name,
+            alias: None,
             check,
             parameters: None,
         }
@@ -141,6 +157,10 @@ pub struct Exchange {
     pub described: Vec<(Arc<str>, Shape)>,
     /// The answer to a check, once it came.
     pub checked: Option<Checked>,
+    /// The client's statements as they were before Parse and Close
+    /// messages the server skipped, newest first: the session puts them
+    /// back.
+    pub undone: Vec<Undo>,
     /// pgsplit's own Sync ended a batch in which the client was sent an
     /// error: the client still has to send its Sync.
     pub own_sync_failed: bool,
@@ -160,6 +180,7 @@ impl Default for Exchange {
             fatal: false,
             described: Vec::new(),
             checked: None,
+            undone: Vec::new(),
             own_sync_failed: false,
             error_relayed: false,
         }
@@ -194,6 +215,10 @@ impl Exchange {
         if expect.is_ready() {
             self.pending += 1;
         }
+        if matches!(expect, Expect::Sync { .. }) {
+            // The server skips up to this Sync, then listens again.
+            self.skipping = false;
+        }
         self.expect.push_back(expect);
     }
 
@@ -202,7 +227,7 @@ impl Exchange {
     pub fn sent_raw(&mut self, frame: &[u8]) {
         let kind = frame.get(FrameHeader::SIZE).copied();
         let expect = match (frame.first().copied(), kind) {
-            (Some(tag::BIND), _) => Expect::Bind,
+            (Some(tag::BIND), _) => Expect::Bind { alias: None },
             (Some(tag::EXECUTE), _) => Expect::Execute,
             (Some(tag::DESCRIBE), Some(b'P')) => Expect::DescribePortal,
             (Some(tag::DESCRIBE), Some(b'S')) => {
@@ -216,10 +241,12 @@ impl Exchange {
             (Some(tag::CLOSE), Some(b'S' | b'P')) => Expect::Close {
                 origin: Origin::Client,
                 before: None,
+                undo: None,
             },
             (Some(tag::PARSE), _) => Expect::Parse {
                 origin: Origin::Client,
                 before: None,
+                undo: None,
             },
             (Some(tag::FLUSH), _) => return,
             // A Describe or Close of neither a statement nor a portal: the
@@ -356,7 +383,7 @@ impl Exchange {
         let origin = match (tag, self.expect.front()) {
             (tag::PARSE_COMPLETE, Some(Expect::Parse { origin, .. }))
             | (tag::CLOSE_COMPLETE, Some(Expect::Close { origin, .. })) => *origin,
-            (tag::BIND_COMPLETE, Some(Expect::Bind)) => Origin::Client,
+            (tag::BIND_COMPLETE, Some(Expect::Bind { .. })) => Origin::Client,
             _ => return Action::Forward,
         };
         self.expect.pop_front();
@@ -424,6 +451,10 @@ impl Exchange {
         let origin = front.origin();
         let substitute = match front {
             Expect::Refused { substitute } => substitute.clone(),
+            Expect::Bind { alias: Some(alias) }
+            | Expect::Describe(Describing {
+                alias: Some(alias), ..
+            }) => alias.rename(frame),
             _ => None,
         };
         self.skip_to_sync(prepared);
@@ -465,14 +496,12 @@ impl Exchange {
     fn undo(&mut self, skipped: Vec<Expect>, prepared: &mut Prepared) {
         for expect in skipped.into_iter().rev() {
             match expect {
-                Expect::Parse {
-                    before: Some(before),
-                    ..
+                Expect::Parse { before, undo, .. } | Expect::Close { before, undo, .. } => {
+                    if let Some(before) = before {
+                        prepared.undo(&before);
+                    }
+                    self.undone.extend(undo.map(|u| *u));
                 }
-                | Expect::Close {
-                    before: Some(before),
-                    ..
-                } => prepared.undo(&before),
                 Expect::Ready => self.pending = self.pending.saturating_sub(1),
                 Expect::Describe(Describing { check: Some(_), .. }) => {
                     self.checked = Some(Checked::Failed)
@@ -500,6 +529,23 @@ impl Exchange {
             self.expect.remove(at);
             self.pending = self.pending.saturating_sub(1);
         }
+    }
+}
+
+impl Alias {
+    /// The error frame with the server-side name, quoted as PostgreSQL
+    /// quotes it in messages, given the client's name (`None` when it does
+    /// not appear).
+    fn rename(&self, frame: &[u8]) -> Option<Bytes> {
+        let quoted = format!("\"{}\"", self.server);
+        let at = memchr::memmem::find(frame, quoted.as_bytes())?;
+        let mut out = Vec::with_capacity(frame.len() + self.client.len());
+        out.extend_from_slice(&frame[..at + 1]);
+        out.extend_from_slice(&self.client);
+        out.extend_from_slice(&frame[at + quoted.len() - 1..]);
+        let len = (out.len() - 1) as u32;
+        out[1..5].copy_from_slice(&len.to_be_bytes());
+        Some(Bytes::from(out))
     }
 }
 

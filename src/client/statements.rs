@@ -21,6 +21,8 @@ use std::sync::Arc;
 /// A statement as the client prepared it.
 #[derive(Debug, Clone)]
 pub struct Statement {
+    /// The client's name for it ("" for the unnamed statement).
+    pub name: Bytes,
     /// The name it has on server connections ("" for the unnamed statement).
     pub server_name: Arc<str>,
     /// The Parse body after the name: text, parameter count and types.
@@ -32,6 +34,9 @@ pub struct Statement {
     /// The unnamed statement's identity on a server connection: this
     /// client and this Parse body (0 for named statements).
     pub key: u64,
+    /// Closed by a Close the server has not answered yet (see
+    /// `Statements::closing`).
+    pub closing: bool,
 }
 
 impl Statement {
@@ -45,12 +50,27 @@ impl Statement {
     }
 }
 
+/// A statement of the client's as it was before a Parse or Close: what
+/// the client has if the server skips that message (an error earlier in
+/// its batch) or never gets it.
+#[derive(Debug, Clone)]
+pub struct Undo {
+    /// The client's name for it ("" for the unnamed statement).
+    name: Bytes,
+    before: Option<Statement>,
+}
+
 #[derive(Default)]
 pub struct Statements {
     named: HashMap<Bytes, Statement>,
     /// The last unnamed statement, re-parsed when a later batch binds it
     /// on another server connection.
     unnamed: Option<Statement>,
+    /// Statements closed by a Close still in flight. The server may yet
+    /// skip that Close (an error before it in its batch): a Bind of the
+    /// name meanwhile goes to the server under the statement's server-side
+    /// name, and the server says whether it still exists.
+    closing: HashMap<Bytes, Statement>,
     /// The client's id: its unnamed statements' keys are its own.
     owner: u64,
 }
@@ -63,8 +83,14 @@ impl Statements {
         }
     }
 
-    /// Records a Parse; returns the statement as pgsplit will send it.
-    pub fn parsed(&mut self, name: &[u8], after_name: Bytes, route: Option<Route>) -> Statement {
+    /// Records a Parse; returns the statement as pgsplit will send it, and
+    /// how to undo the record if the server skips the Parse.
+    pub fn parsed(
+        &mut self,
+        name: &[u8],
+        after_name: Bytes,
+        route: Option<Route>,
+    ) -> (Statement, Undo) {
         let (server_name, key): (Arc<str>, u64) = if name.is_empty() {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (self.owner, &after_name[..]).hash(&mut h);
@@ -73,19 +99,45 @@ impl Statements {
             (Arc::from(server_name(&after_name)), 0)
         };
         let statement = Statement {
+            name: Bytes::copy_from_slice(name),
             server_name,
             after_name,
             route,
             shape: None,
             key,
+            closing: false,
         };
-        if name.is_empty() {
-            self.unnamed = Some(statement.clone());
+        let before = if name.is_empty() {
+            self.unnamed.replace(statement.clone())
         } else {
+            self.closing.remove(name);
             self.named
-                .insert(Bytes::copy_from_slice(name), statement.clone());
+                .insert(Bytes::copy_from_slice(name), statement.clone())
+        };
+        let undo = Undo {
+            name: Bytes::copy_from_slice(name),
+            before,
+        };
+        (statement, undo)
+    }
+
+    /// Puts a statement back as it was before a Parse or Close the server
+    /// skipped.
+    pub fn undo(&mut self, undo: Undo) {
+        let Undo { name, before } = undo;
+        if name.is_empty() {
+            self.unnamed = before;
+            return;
         }
-        statement
+        self.closing.remove(&name);
+        match before {
+            Some(statement) => {
+                self.named.insert(name, statement);
+            }
+            None => {
+                self.named.remove(&name);
+            }
+        }
     }
 
     pub fn get(&self, name: &[u8]) -> Option<&Statement> {
@@ -128,17 +180,42 @@ impl Statements {
         self.named.iter()
     }
 
+    /// A statement whose Close is still in flight.
+    pub fn get_closing(&self, name: &[u8]) -> Option<&Statement> {
+        self.closing.get(name)
+    }
+
+    /// Every Close sent has been answered.
+    pub fn settle(&mut self) {
+        if !self.closing.is_empty() {
+            self.closing.clear();
+        }
+    }
+
     /// Forgets every statement (DEALLOCATE ALL, DISCARD ALL).
     pub fn clear(&mut self) {
         self.named.clear();
+        self.closing.clear();
         self.unnamed = None;
     }
 
-    pub fn closed(&mut self, name: &[u8]) {
-        if name.is_empty() {
-            self.unnamed = None;
+    pub fn closed(&mut self, name: &[u8]) -> Undo {
+        let before = if name.is_empty() {
+            self.unnamed.take()
         } else {
-            self.named.remove(name);
+            let before = self.named.remove(name);
+            if let Some(statement) = &before {
+                let closing = Statement {
+                    closing: true,
+                    ..statement.clone()
+                };
+                self.closing.insert(Bytes::copy_from_slice(name), closing);
+            }
+            before
+        };
+        Undo {
+            name: Bytes::copy_from_slice(name),
+            before,
         }
     }
 }
@@ -176,11 +253,15 @@ mod tests {
     fn named_and_unnamed_are_kept_apart() {
         let mut s = Statements::default();
         s.parsed(b"P_0", Bytes::from_static(b"select 1\0\0\0"), None);
-        s.parsed(b"", Bytes::from_static(b"select 2\0\0\0"), None);
+        let (_, undo) = s.parsed(b"", Bytes::from_static(b"select 2\0\0\0"), None);
         assert_eq!(s.get(b"P_0").unwrap().query(), b"select 1");
         assert_eq!(s.get(b"").unwrap().query(), b"select 2");
         assert_eq!(&*s.get(b"").unwrap().server_name, "");
-        s.closed(b"P_0");
+        let closed = s.closed(b"P_0");
         assert!(s.get(b"P_0").is_none());
+        s.undo(closed);
+        assert_eq!(s.get(b"P_0").unwrap().query(), b"select 1");
+        s.undo(undo);
+        assert!(s.get(b"").is_none());
     }
 }

@@ -74,7 +74,7 @@ fn decide(
         // leaves no session state.
         Verdict::Primary(reason) => routed(
             Destination::Primary,
-            session_effect(&statements, sql, reason),
+            session_effect(&statements, sql, reason, findings),
         ),
         Verdict::ReadOnlyTransaction => routed(Destination::Replica, Reason::ReadOnlyTransaction),
         Verdict::ReadOnly => consult_catalog(&findings.lookups, catalog),
@@ -83,8 +83,18 @@ fn decide(
 
 /// A primary statement's reason, refined by what it leaves in the session:
 /// a plain SET pgsplit tracks, or state that pins the client.
-fn session_effect(statements: &[Statement], sql: &str, reason: Reason) -> Reason {
+fn session_effect(
+    statements: &[Statement],
+    sql: &str,
+    reason: Reason,
+    findings: &mut Findings,
+) -> Reason {
     if let Some(name) = pin::trackable_setting(statements) {
+        return Reason::Setting(name);
+    }
+    if let Some(name) = pin::trackable_set_config(statements) {
+        // The setting's name is a literal.
+        findings.literal_sensitive = true;
         return Reason::Setting(name);
     }
     pin::find(statements)

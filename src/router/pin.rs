@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     ContextModifier, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName,
-    Select, Set, Statement, TableFactor, Value, Visit, Visitor,
+    Select, SelectItem, Set, SetExpr, Statement, TableFactor, Value, Visit, Visitor,
 };
 
 /// Why a client stays on one server connection.
@@ -99,6 +99,86 @@ pub(crate) fn trackable_setting(statements: &[Statement]) -> Option<String> {
         Set::SetTimeZone { local: false, .. } => Some("timezone".to_string()),
         _ => None,
     }
+}
+
+/// `SELECT set_config('name', value, false)` alone in its query (beside
+/// reads of `current_setting`, as asyncpg's type introspection sends it):
+/// a session setting pgsplit tracks like a SET, instead of pinning. The
+/// name must be a literal (it decides what is tracked, so such a route is
+/// not shared between statements that differ in literals); the value may be
+/// anything, as pgsplit reads it back once the statement has run.
+pub(crate) fn trackable_set_config(statements: &[Statement]) -> Option<String> {
+    let [Statement::Query(query)] = statements else {
+        return None;
+    };
+    let SetExpr::Select(select) = &*query.body else {
+        return None;
+    };
+    let plain = query.with.is_none()
+        && query.order_by.is_none()
+        && query.limit_clause.is_none()
+        && query.locks.is_empty()
+        && select.from.is_empty()
+        && select.selection.is_none()
+        && select.into.is_none()
+        && select.having.is_none()
+        && select.distinct.is_none();
+    if !plain {
+        return None;
+    }
+    let mut name = None;
+    for item in &select.projection {
+        let (SelectItem::UnnamedExpr(Expr::Function(function))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Function(function),
+            ..
+        }) = item
+        else {
+            return None;
+        };
+        match last_name(&function.name).as_deref() {
+            Some("current_setting") if literal_arguments(&function.args) => {}
+            Some("set_config") if name.is_none() => name = Some(set_config_name(function)?),
+            _ => return None,
+        }
+    }
+    name
+}
+
+/// The setting a `set_config('name', value, false)` call sets for the session.
+fn set_config_name(function: &Function) -> Option<String> {
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [name, value, local] = list.args.as_slice() else {
+        return None;
+    };
+    let literal = |arg: &FunctionArg| match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => Some(v.value.clone()),
+        _ => None,
+    };
+    let is_simple = |arg: &FunctionArg| {
+        matches!(
+            arg,
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(_)))
+        )
+    };
+    if !is_simple(value) || literal(local)? != Value::Boolean(false) {
+        return None;
+    }
+    match literal(name)? {
+        Value::SingleQuotedString(name) => Some(name.to_lowercase()),
+        _ => None,
+    }
+}
+
+fn literal_arguments(args: &FunctionArguments) -> bool {
+    let FunctionArguments::List(list) = args else {
+        return false;
+    };
+    list.args
+        .iter()
+        .all(|arg| matches!(arg, FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(_)))))
 }
 
 /// Objects created in the `pg_temp` schema by name (`CREATE TABLE

@@ -298,10 +298,41 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         ("select pg_catalog.nextval('s')", Primary, write("nextval")),
         ("select currval('s'), lastval()", Primary, write("currval")),
         ("select setval('s', 10)", Primary, write("setval")),
+        // a lone set_config(literal name, value, false) is tracked like SET
         (
             "select set_config('search_path', 'x', false)",
             Primary,
+            Setting("search_path".into()),
+        ),
+        (
+            "SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new",
+            Primary,
+            Setting("jit".into()),
+        ),
+        (
+            "SELECT set_config('jit', $1, false)",
+            Primary,
+            Setting("jit".into()),
+        ),
+        (
+            "select set_config(name, 'x', false) from t",
+            Primary,
             Pins(Pin::SessionSetting),
+        ),
+        (
+            "select set_config('a.b', 'x', false), set_config('a.c', 'y', false)",
+            Primary,
+            Pins(Pin::SessionSetting),
+        ),
+        (
+            "select set_config('a.b', upper('x'), false)",
+            Primary,
+            Pins(Pin::SessionSetting),
+        ),
+        (
+            "select set_config('a.b', 'x', true)",
+            Primary,
+            write("set_config"),
         ),
         (
             "select pg_advisory_lock(1)",

@@ -60,6 +60,7 @@ fn parse(origin: Origin) -> Expect {
     Expect::Parse {
         origin,
         before: None,
+        undo: None,
     }
 }
 
@@ -88,10 +89,11 @@ fn cuts_out_completions_of_added_messages() {
     x.sent(Expect::Close {
         origin: Origin::Added,
         before: None,
+        undo: None,
     });
     x.sent(parse(Origin::Added));
     x.sent(parse(Origin::Client));
-    x.sent(Expect::Bind);
+    x.sent(Expect::Bind { alias: None });
     x.sent(Expect::Execute);
     x.sent(Expect::Sync {
         origin: Origin::Client,
@@ -147,11 +149,13 @@ fn an_error_undoes_skipped_statement_changes() {
     x.sent(Expect::Close {
         origin: Origin::Added,
         before: Some(closed),
+        undo: None,
     });
     let parsed = prepared.parsed(&new);
     x.sent(Expect::Parse {
         origin: Origin::Client,
         before: Some(parsed),
+        undo: None,
     });
     x.sent(Expect::Sync {
         origin: Origin::Client,
@@ -170,7 +174,7 @@ fn an_error_in_a_batch_drops_the_queries_the_server_skips() {
     // Bind (of an unknown statement), Execute, then a simple Query without
     // a Sync: PostgreSQL skips the Query and waits for a Sync.
     let mut x = Exchange::default();
-    x.sent(Expect::Bind);
+    x.sent(Expect::Bind { alias: None });
     x.sent(Expect::Execute);
     x.sent(Expect::Ready);
     assert_eq!(x.pending, 1);
@@ -190,7 +194,7 @@ fn an_error_in_a_batch_drops_the_queries_the_server_skips() {
 #[test]
 fn an_error_before_a_sync_skips_to_it_only() {
     let mut x = Exchange::default();
-    x.sent(Expect::Bind);
+    x.sent(Expect::Bind { alias: None });
     x.sent(Expect::Execute);
     x.sent(Expect::Ready);
     x.sent(Expect::Sync {
@@ -347,7 +351,7 @@ fn portal_describes_and_executes_are_answered_in_turn() {
 #[test]
 fn copy_in_through_execute_consumes_the_batch_sync() {
     let mut x = Exchange::default();
-    x.sent(Expect::Bind);
+    x.sent(Expect::Bind { alias: None });
     x.sent(Expect::Execute);
     x.sent(Expect::Sync {
         origin: Origin::Client,

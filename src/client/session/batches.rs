@@ -62,14 +62,27 @@ impl Session {
     pub(super) async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         let Ok(parse) = extended::parse(&frame[5..]) else {
             // The server refuses it with an error, as it would direct.
-            self.note(Some(&primary(Reason::ParseFailure)));
+            self.note(Some(&primary(Reason::ParseFailure)), false);
             return self.add_raw(frame);
         };
+        let (name_len, unnamed) = (parse.name.len(), parse.name.is_empty());
+        if self.statements.get_closing(parse.name).is_some() && self.exchange.answering() {
+            // Whether the name is free depends on whether the server ran
+            // the Close before it: wait for its answer.
+            self.deferred = Some((tag::PARSE, frame));
+            return Ok(Flow::Wait);
+        }
+        if !unnamed && self.statements.get(parse.name).is_some() {
+            // As PostgreSQL: a name in use is an error, not a replacement.
+            let len = frame.len();
+            let error = duplicate_statement(parse.name);
+            self.batch.push(Planned::Refuse(error), len);
+            return Ok(Flow::Continue);
+        }
         let text = std::str::from_utf8(parse.query).ok();
         if let Some(command) = text.and_then(session_command) {
             self.follow(&command);
         }
-        let (name_len, unnamed) = (parse.name.len(), parse.name.is_empty());
         let route = if self.routing_needed() {
             Some(match text {
                 Some(text) => self.route_text(text).await,
@@ -80,16 +93,17 @@ impl Session {
             None
         };
         let name = Bytes::copy_from_slice(parse.name);
-        self.note(route.as_ref());
+        self.note(route.as_ref(), false);
         let after_name = frame.slice(5 + name_len + 1..);
-        let statement = self.statements.parsed(&name, after_name, route);
-        let len = frame.len();
+        let (statement, undo) = self.statements.parsed(&name, after_name, route);
+        let (len, undo) = (frame.len(), Box::new(undo));
         if unnamed {
             self.batch.parsed_unnamed = true;
             let key = statement.key;
-            self.batch.push(Planned::ParseUnnamed { frame, key }, len);
+            self.batch
+                .push(Planned::ParseUnnamed { frame, key, undo }, len);
         } else {
-            self.batch.push(Planned::Parse(statement), len);
+            self.batch.push(Planned::Parse { statement, undo }, len);
         }
         Ok(Flow::Continue)
     }
@@ -109,7 +123,7 @@ impl Session {
         let rest_start = portal_end + 1 + bind.statement.len() + 1;
         let name = Bytes::copy_from_slice(bind.statement);
         let len = frame.len();
-        match self.use_statement(&name).await {
+        match self.use_statement(&name, true).await {
             Some(statement) if !name.is_empty() => {
                 let message = Use::Bind {
                     portal: frame.slice(5..portal_end),
@@ -129,7 +143,8 @@ impl Session {
             return self.add_raw(frame);
         };
         let name = Bytes::copy_from_slice(name);
-        if let Some(statement) = self.use_statement(&name).await.filter(|_| !name.is_empty()) {
+        let described = self.use_statement(&name, false).await;
+        if let Some(statement) = described.filter(|_| !name.is_empty()) {
             let len = frame.len();
             let message = Use::Describe;
             self.batch.push(Planned::Use { message, statement }, len);
@@ -142,26 +157,36 @@ impl Session {
         let Ok((b'S', name)) = extended::target(&frame[5..]) else {
             return self.add_raw(frame);
         };
-        let closed = self.statements.get(name).cloned();
-        self.statements.closed(name);
-        if let Some(statement) = closed.filter(|s| !s.server_name.is_empty()) {
-            let len = frame.len();
-            self.batch.push(Planned::Close(statement), len);
-            return Ok(Flow::Continue);
-        }
-        self.add_raw(frame)
+        let Some(statement) = self.statements.get(name).cloned() else {
+            // Not the client's (a pinned client's SQL PREPARE): as it is.
+            return self.add_raw(frame);
+        };
+        let undo = Box::new(self.statements.closed(name));
+        let statement = (!name.is_empty()).then_some(statement);
+        let len = frame.len();
+        let close = Planned::Close {
+            statement,
+            frame,
+            undo,
+        };
+        self.batch.push(close, len);
+        Ok(Flow::Continue)
     }
 
     /// The client's statement `name`, routed, with the unnamed one
     /// re-parsed when this batch has not parsed it.
-    pub(super) async fn use_statement(&mut self, name: &[u8]) -> Option<Statement> {
-        let mut statement = self.statements.get(name)?.clone();
+    /// `runs`: a Bind, which will run it (a Describe does not).
+    pub(super) async fn use_statement(&mut self, name: &[u8], runs: bool) -> Option<Statement> {
+        let mut statement = match self.statements.get(name) {
+            Some(statement) => statement.clone(),
+            None => self.statements.get_closing(name)?.clone(),
+        };
         if statement.route.is_none() && self.routing_needed() {
             let route = self.route(statement.query()).await;
             self.statements.set_route(name, route.clone());
             statement.route = Some(route);
         }
-        self.note(statement.route.as_ref());
+        self.note(statement.route.as_ref(), runs);
         if name.is_empty() && !self.batch.parsed_unnamed {
             self.batch.parsed_unnamed = true;
             self.batch.push(Planned::Reparse(statement.clone()), 0);
@@ -169,10 +194,16 @@ impl Session {
         Some(statement)
     }
 
-    /// Remembers that the batch must go to the primary, and why.
-    pub(super) fn note(&mut self, route: Option<&Route>) {
+    /// Remembers that the batch must go to the primary, and why; a
+    /// statement that `runs` and sets a session setting has it tracked.
+    pub(super) fn note(&mut self, route: Option<&Route>, runs: bool) {
         if let Some(route) = route {
-            self.pin_if_needed(route);
+            match &route.reason {
+                Reason::Setting(name) if runs => self.track(name),
+                // A Parse sets nothing: its Bind will say.
+                Reason::Setting(_) => {}
+                _ => self.pin_if_needed(route),
+            }
         }
         if let Some(route) = route.filter(|r| r.destination == Destination::Primary) {
             self.batch
@@ -180,4 +211,18 @@ impl Session {
                 .get_or_insert_with(|| route.reason.clone());
         }
     }
+}
+
+/// PostgreSQL's error for a Parse of a statement name in use.
+fn duplicate_statement(name: &[u8]) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    crate::protocol::PgError::error(
+        "42P05",
+        format!(
+            "prepared statement \"{}\" already exists",
+            String::from_utf8_lossy(name)
+        ),
+    )
+    .encode(&mut out);
+    out.freeze()
 }

@@ -353,6 +353,8 @@ impl Session {
     }
 
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
+        // A simple query replaces the unnamed statement.
+        self.statements.closed(b"");
         let text = extended::query_text(&frame[5..])?;
         let text = std::str::from_utf8(text).ok();
         if let Some(command) = text.and_then(session_command) {
@@ -608,7 +610,11 @@ impl Session {
     async fn refuse(&mut self, tag: u8, error: PgError) -> Result<Flow, ClientError> {
         tracing::warn!(code = %error.code, error = %error.message, "statement refused");
         self.app.metrics.error(ErrorSide::Pgsplit, &error.code);
-        self.batch.clear();
+        // Never run: the statements it would have prepared or closed are
+        // as they were.
+        for undo in self.batch.drop_unsent() {
+            self.statements.undo(undo);
+        }
         self.out.clear();
         error.encode(&mut self.out);
         if matches!(tag, tag::FLUSH | STREAM | PROBE) {
@@ -725,10 +731,15 @@ impl Session {
             // would, pgsplit discards the client's messages until Sync.
             self.skip_until_sync = true;
         }
+        for undo in self.exchange.undone.drain(..) {
+            self.statements.undo(undo);
+        }
         if self.exchange.skipping {
             // What the client sent after the failed message, the server
             // would discard.
-            self.batch.clear();
+            for undo in self.batch.drop_unsent() {
+                self.statements.undo(undo);
+            }
         }
         self.observe_exchange();
         if self.exchange.fatal {
@@ -741,13 +752,22 @@ impl Session {
         if self.wrote && self.exchange.tx_status == status::IDLE {
             self.writes_committed();
         }
-        if self.tracking.is_some() && !self.exchange.busy() {
+        // Read back between batches: a query inside an open one would end
+        // its implicit transaction.
+        if self.tracking.is_some()
+            && !self.exchange.busy()
+            && !self.batch.open
+            && self.paused.is_none()
+        {
             Box::pin(self.record_setting()).await;
         }
         let idle = !self.exchange.busy()
             && !self.exchange.in_transaction()
             && !self.batch.open
             && self.paused.is_none();
+        if !self.exchange.busy() {
+            self.statements.settle();
+        }
         if idle {
             self.client.set_state(ClientState::Idle);
             self.unpin_if_discarded();

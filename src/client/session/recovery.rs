@@ -137,7 +137,9 @@ impl Session {
             self.writes_committed();
         }
         self.exchange.tx_status = status::IDLE;
-        self.batch.clear();
+        for undo in self.batch.drop_unsent() {
+            self.statements.undo(undo);
+        }
         self.batch.open = false;
         tracing::warn!(%pool, in_transaction, pinned = self.pinned.map(Pin::describe), "lost the server connection");
         if let Some(pin) = self.pinned {

@@ -20,6 +20,17 @@ impl Session {
         }
     }
 
+    /// A statement of the batch sets `name` for the session: once it has
+    /// run, its value becomes one of the client's settings. A second
+    /// setting in the same batch pins the client instead (one is tracked
+    /// at a time).
+    pub(super) fn track(&mut self, name: &str) {
+        match &self.tracking {
+            Some(tracked) if tracked != name => self.pin(Pin::SessionSetting),
+            _ => self.tracking = Some(name.to_string()),
+        }
+    }
+
     /// The SET being tracked is done: its value, as the server now has it,
     /// joins the client's settings (a failed SET leaves the old value), and
     /// the connection is known to carry them. Inside a transaction that a
