@@ -2,5 +2,6 @@
 //! needs them declares `mod support;`.
 
 pub mod cluster;
+pub mod drivers;
 pub mod http;
 pub mod proxy;
