@@ -33,19 +33,23 @@ const QUERY: &str = "select a, b, pg_backend_pid(), inet_server_port() from rp";
 /// primary) busy for a while, so that the readers' statements run on
 /// others: a pool hands out its most recently used connections first.
 async fn block(port: u16, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    // Connected first, so that all of them sleep when the readers read.
+    let mut clients = Vec::new();
+    for _ in 0..n + 2 {
+        clients.push(connect(port).await);
+    }
     let mut sleepers = Vec::new();
-    for i in 0..n + 2 {
+    for (i, client) in clients.into_iter().enumerate() {
         let sql = if i < n {
-            "select pg_sleep(0.5)"
+            "select pg_sleep(0.6)"
         } else {
-            "/* pgsplit:primary */ select pg_sleep(0.5)"
+            "/* pgsplit:primary */ select pg_sleep(0.6)"
         };
-        let client = connect(port).await;
         sleepers.push(tokio::spawn(async move {
             client.simple_query(sql).await.expect("blocker");
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     sleepers
 }
 

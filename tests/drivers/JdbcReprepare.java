@@ -63,10 +63,16 @@ public class JdbcReprepare {
                 // Clients holding the connections the readers used last (a
                 // pool hands out its most recently used first), so that the
                 // statement runs where it was never prepared.
+                // Connected first, so that all of them sleep when the readers read.
+                List<Connection> busy = new ArrayList<>();
+                for (int b = 0; b <= blocking[round]; b++) busy.add(DriverManager.getConnection(url, "postgres", ""));
                 List<Future<?>> blockers = new ArrayList<>();
-                for (int b = 0; b < blocking[round]; b++) blockers.add(pool.submit(() -> hold(url, "")));
-                blockers.add(pool.submit(() -> hold(url, "/* pgsplit:primary */ ")));
-                Thread.sleep(100);
+                for (int b = 0; b < busy.size(); b++) {
+                    Connection c = busy.get(b);
+                    String hint = b == 0 ? "/* pgsplit:primary */ " : "";
+                    blockers.add(pool.submit(() -> hold(c, hint)));
+                }
+                Thread.sleep(200);
                 for (String label : new String[] {"round " + round, "round " + round + ", no blockers"}) {
                     List<Future<String>> reads = new ArrayList<>();
                     for (PreparedStatement ps : statements) reads.add(pool.submit(() -> read(ps)));
@@ -80,6 +86,7 @@ public class JdbcReprepare {
                     }
                     for (Future<?> f : blockers) f.get();
                 }
+                for (Connection c : busy) c.close();
             }
             pool.shutdown();
             run(setup, "drop table " + TABLE);
@@ -102,10 +109,9 @@ public class JdbcReprepare {
         }
     }
 
-    static Void hold(String url, String hint) throws SQLException {
-        try (Connection c = DriverManager.getConnection(url, "postgres", "");
-             Statement s = c.createStatement()) {
-            s.execute(hint + "select pg_sleep(0.5)");
+    static Void hold(Connection c, String hint) throws SQLException {
+        try (Statement s = c.createStatement()) {
+            s.execute(hint + "select pg_sleep(0.6)");
         }
         return null;
     }

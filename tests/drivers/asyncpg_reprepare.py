@@ -40,10 +40,9 @@ async def wait_replayed(replica, sql, want):
         await direct.close()
 
 
-async def hold(dsn, hint, seconds):
-    """A client that keeps a server connection busy for `seconds` (a
-    replica's, or with the hint the primary's)."""
-    conn = await asyncpg.connect(dsn)
+async def hold(conn, hint, seconds):
+    """Keeps a server connection busy for `seconds` (a replica's, or with
+    the hint the primary's), then disconnects."""
     try:
         await conn.execute(f"{hint} select pg_sleep({seconds})")
     finally:
@@ -103,8 +102,10 @@ async def main(dsn, primary, replica):
         # runs on connections where it is not prepared; a different number
         # each round, so that they reach most connections of the pools.
         hints = [""] * blocking + ["/* pgsplit:primary */"] * 2
-        blockers = [asyncio.create_task(hold(dsn, hint, 0.5)) for hint in hints]
-        await asyncio.sleep(0.1)
+        # Connected first, so that all of them sleep when the readers read.
+        busy = [await asyncpg.connect(dsn) for _ in hints]
+        blockers = [asyncio.create_task(hold(c, hint, 0.6)) for c, hint in zip(busy, hints)]
+        await asyncio.sleep(0.2)
         await asyncio.gather(*(read(i, r, f"round {round}") for i, r in enumerate(readers)))
         await asyncio.gather(*blockers)
         await asyncio.gather(*(read(i, r, f"round {round}, no blockers") for i, r in enumerate(readers)))
