@@ -16,47 +16,96 @@
 #   Makefile does, in text and in binary mode, on database node_test with its
 #   person table from script/create-test-tables.js. The result unit is a file
 #   and a mode: it passes when node exits 0 (a failed assertion exits 255).
+# - asyncpg's test suite (tests/ of its PyPI sdist, run with pytest against
+#   the installed asyncpg wheel of the same version; with PGHOST set its
+#   tests use that server instead of starting their own). Deselected:
+#   tests/test_connect.py::TestConnectionAttributes, whose tests start their
+#   own hot-standby cluster with pg_ctl, which refuses to run as root.
 #
 # Direct: a primary on 5433 (replica 5434). Through pgsplit: a primary and a
 # replica on 55532/55533, pgsplit on 5433 (trust; it logs in to the servers
-# with the roles' passwords from its [[users]]).
+# with the roles' passwords from its [[users]]; pools of 20 connections per
+# role, since asyncpg's pool tests hold more than session pooling's default
+# 15 at once).
 #
 # Usage: scripts/driver-suites.sh   (root on Debian 12; needs postgresql,
 # postgresql-contrib, cargo, python3, node and npm, and network access to
 # crates.io, PyPI and the npm registry for the suites and their
 # dependencies). Results go to /tmp/pgsplit-suites/.
+#   SUITES="asyncpg psycopg2"   only these suites (default: all four)
+#   PORT=5533 REPLICA_PORT=5534 BACKEND_PORTS="55632 55633"   other ports:
+#     the suites connect to PORT (the direct primary, then pgsplit); the
+#     tokio-postgres suite needs 5433.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 WORK=${WORK:-/tmp/pgsplit-suites}
+SUITES=${SUITES:-"tokio-postgres psycopg2 node-postgres asyncpg"}
+PORT=${PORT:-5433}
+REPLICA_PORT=${REPLICA_PORT:-5434}
+read -r BACKEND_PRIMARY BACKEND_REPLICA <<<"${BACKEND_PORTS:-55532 55533}"
+want() { case " $SUITES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+if want tokio-postgres && [ "$PORT" != 5433 ]; then
+  echo "the tokio-postgres suite connects to 5433: set PORT=5433 or leave it out of SUITES" >&2
+  exit 1
+fi
 mkdir -p "$WORK"
 chmod 755 "$WORK"
-VERSION=$(awk '/^name = "tokio-postgres"$/ {getline; gsub(/[^0-9.]/, "", $0); print; exit}' Cargo.lock)
-SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"tokio-postgres-$VERSION" | head -1)
-[ -d "$SRC/tests/test" ] || { echo "no tokio-postgres $VERSION source with tests" >&2; exit 1; }
 
 cargo build --release --bin pgsplit
-SUITE=$WORK/tokio-postgres-$VERSION
-if [ ! -d "$SUITE" ]; then
-  cp -r "$SRC" "$SUITE"
-  # Its own workspace, so cargo does not look for one above it.
-  printf '\n[workspace]\n' >>"$SUITE/Cargo.toml"
+if want tokio-postgres; then
+  VERSION=$(awk '/^name = "tokio-postgres"$/ {getline; gsub(/[^0-9.]/, "", $0); print; exit}' Cargo.lock)
+  SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"tokio-postgres-$VERSION" | head -1)
+  [ -d "$SRC/tests/test" ] || { echo "no tokio-postgres $VERSION source with tests" >&2; exit 1; }
+  SUITE=$WORK/tokio-postgres-$VERSION
+  if [ ! -d "$SUITE" ]; then
+    cp -r "$SRC" "$SUITE"
+    # Its own workspace, so cargo does not look for one above it.
+    printf '\n[workspace]\n' >>"$SUITE/Cargo.toml"
+  fi
+  (cd "$SUITE" && cargo test --test test --no-run >"$WORK/build.log" 2>&1) \
+    || { tail -30 "$WORK/build.log" >&2; exit 1; }
 fi
-(cd "$SUITE" && cargo test --test test --no-run >"$WORK/build.log" 2>&1) \
-  || { tail -30 "$WORK/build.log" >&2; exit 1; }
+
+# The sdist of a PyPI package (NAME VERSION), unpacked under $WORK.
+pypi_sdist() {
+  local url
+  url=$(curl -s "https://pypi.org/pypi/$1/json" | python3 -c "
+import sys, json, urllib.parse
+data = json.load(sys.stdin)
+files = data.get('releases', {}).get('$2') or data['urls']
+sdist = [f['url'] for f in files if f['packagetype'] == 'sdist'][0]
+print(urllib.parse.urljoin('https://pypi.org/pypi/$1/json', sdist))")
+  curl -sL "$url" | tar xz -C "$WORK"
+}
 
 # psycopg2: the sdist has the tests; the binary wheel is what they import.
 PSYCOPG2=${PSYCOPG2_VERSION:-2.9.13}
 PG2=$WORK/psycopg2-$PSYCOPG2
-if [ ! -d "$PG2/tests" ]; then
+if want psycopg2 && [ ! -d "$PG2/tests" ]; then
   pip install -q "psycopg2-binary==$PSYCOPG2" >/dev/null 2>&1
-  url=$(curl -s "https://pypi.org/pypi/psycopg2/json" | python3 -c "
-import sys, json, urllib.parse
-data = json.load(sys.stdin)
-files = data.get('releases', {}).get('$PSYCOPG2') or data['urls']
-sdist = [f['url'] for f in files if f['packagetype'] == 'sdist'][0]
-print(urllib.parse.urljoin('https://pypi.org/pypi/psycopg2/json', sdist))")
-  curl -sL "$url" | tar xz -C "$WORK"
+  pypi_sdist psycopg2 "$PSYCOPG2"
+fi
+
+# asyncpg: the sdist has the tests; the installed wheel is what they import.
+# Only tests/ is kept (in $APG, beside a pytest.ini with the options of the
+# sdist's pyproject.toml), so that the sdist's uncompiled asyncpg/ package
+# cannot shadow the wheel.
+ASYNCPG=${ASYNCPG_VERSION:-0.32.0}
+APG=$WORK/asyncpg-$ASYNCPG-tests
+if want asyncpg; then
+  python3 -c "import asyncpg, sys; sys.exit(asyncpg.__version__ != '$ASYNCPG')" 2>/dev/null \
+    || pip install -q "asyncpg==$ASYNCPG" >/dev/null 2>&1
+  python3 -c "import pytest, distro" 2>/dev/null || pip install -q pytest distro >/dev/null 2>&1
+  if [ ! -d "$APG/tests" ]; then
+    pypi_sdist asyncpg "$ASYNCPG"
+    mkdir -p "$APG"
+    mv "$WORK/asyncpg-$ASYNCPG/tests" "$APG/"
+    rm -rf "$WORK/asyncpg-$ASYNCPG"
+    printf '%s\n' '[pytest]' \
+      'addopts = --capture=no --assert=plain --strict-markers --tb=native --import-mode=importlib' \
+      'testpaths = tests' 'filterwarnings = default' >"$APG/pytest.ini"
+  fi
 fi
 
 # node-postgres: the tarball has the tests; npm installs what they require
@@ -69,7 +118,7 @@ fi
 #   which throws on two-part versions.
 NODEPG=${NODEPG_VERSION:-4.5.7}
 NPG=$WORK/node-postgres-$NODEPG
-if [ ! -d "$NPG/node_modules/pg-copy-streams" ]; then
+if want node-postgres && [ ! -d "$NPG/node_modules/pg-copy-streams" ]; then
   rm -rf "$NPG"
   mkdir -p "$NPG"
   tgz=$(cd "$WORK" && npm pack -q "pg@$NODEPG" 2>/dev/null | tail -1)
@@ -112,42 +161,85 @@ CREATE EXTENSION hstore;
 SELECT pg_reload_conf();
 SQL
   "$PSQL" -X -q -h 127.0.0.1 -p "$3" -U postgres postgres -c "select pg_reload_conf()" >/dev/null
-  # As its Makefile's prepare-test-db; on the primary, so the replica has it too.
-  (cd "$NPG" && node script/create-test-tables.js "postgres://postgres@127.0.0.1:$2/node_test" >/dev/null 2>&1)
-  [ "$("$PSQL" -X -A -t -h 127.0.0.1 -p "$2" -U postgres node_test -c "select count(*) from person")" = 26 ] \
-    || { echo "node-postgres: no person table in node_test" >&2; exit 1; }
+  if want node-postgres; then
+    # As its Makefile's prepare-test-db; on the primary, so the replica has it too.
+    (cd "$NPG" && node script/create-test-tables.js "postgres://postgres@127.0.0.1:$2/node_test" >/dev/null 2>&1)
+    [ "$("$PSQL" -X -A -t -h 127.0.0.1 -p "$2" -U postgres node_test -c "select count(*) from person")" = 26 ] \
+      || { echo "node-postgres: no person table in node_test" >&2; exit 1; }
+  fi
+}
+
+# Databases asyncpg's tests create and drop. Through pgsplit their DROP
+# DATABASE fails while pgsplit's pools hold connections to them, so a run
+# can leave them behind; they are dropped (FORCE) before the next run.
+drop_asyncpg_databases() { # PRIMARY_PORT
+  for db in testdb asyncpg_intro_test; do
+    PGOPTIONS="-c client_min_messages=warning" "$PSQL" -X -q -h 127.0.0.1 -p "$1" -U postgres postgres \
+      -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  done
 }
 
 run_suite() { # NAME
-  (cd "$SUITE" && cargo test --test test -- --test-threads=1 2>&1) >"$WORK/$1.log" || true
-  grep -E '^test .* \.\.\. (ok|FAILED|ignored)' "$WORK/$1.log" \
-    | sed -E 's/^test (.*) \.\.\. (ok|FAILED|ignored).*/\1 \2/' | sort >"$WORK/$1.txt"
-  (cd "$PG2" && PSYCOPG2_TESTDB_HOST=127.0.0.1 PSYCOPG2_TESTDB_PORT=5433 PSYCOPG2_TESTDB_USER=postgres \
-    timeout 900 python3 -c "import tests; tests.unittest.main(defaultTest='tests.test_suite')" -v 2>&1) \
-    >"$WORK/pg2-$1.log" || true
-  # "test_x (tests.mod.Class.test_x) ... ok" may span lines (docstrings).
-  python3 - "$WORK/pg2-$1.log" >"$WORK/pg2-$1.txt" <<'PY'
+  if want tokio-postgres; then
+    (cd "$SUITE" && cargo test --test test -- --test-threads=1 2>&1) >"$WORK/$1.log" || true
+    grep -E '^test .* \.\.\. (ok|FAILED|ignored)' "$WORK/$1.log" \
+      | sed -E 's/^test (.*) \.\.\. (ok|FAILED|ignored).*/\1 \2/' | sort >"$WORK/$1.txt"
+  fi
+  if want psycopg2; then
+    (cd "$PG2" && PSYCOPG2_TESTDB_HOST=127.0.0.1 PSYCOPG2_TESTDB_PORT=$PORT PSYCOPG2_TESTDB_USER=postgres \
+      timeout 900 python3 -c "import tests; tests.unittest.main(defaultTest='tests.test_suite')" -v 2>&1) \
+      >"$WORK/pg2-$1.log" || true
+    # "test_x (tests.mod.Class.test_x) ... ok" may span lines (docstrings).
+    python3 - "$WORK/pg2-$1.log" >"$WORK/pg2-$1.txt" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 for name, outcome in re.findall(r"^(test\w+ \([\w.]+\))(?:.|\n)*? \.\.\. (ok|FAIL|ERROR|skipped)", text, re.M):
     print(name.replace(" ", "_"), "FAILED" if outcome in ("FAIL", "ERROR") else outcome)
 PY
-  sort -o "$WORK/pg2-$1.txt" "$WORK/pg2-$1.txt"
-  # A few files connect with the driver's defaults (new pg.Client()), which
-  # come from PG* variables; a hung file is cut off as a failure.
-  : >"$WORK/npg-$1.log"
-  for mode in text binary; do
-    for file in $(cd "$NPG/test" && find integration -name '*-tests.js' | sort); do
-      printf '\n== %s %s\n' "$file" "$mode" >>"$WORK/npg-$1.log"
-      if (cd "$NPG" && PGHOST=127.0.0.1 PGPORT=5433 PGUSER=postgres PGDATABASE=node_test NODE_NO_WARNINGS=1 \
-          timeout 60 node "test/$file" postgres://postgres@127.0.0.1:5433/node_test \
-          $([ "$mode" = binary ] && echo binary)) >>"$WORK/npg-$1.log" 2>&1; then
-        echo "$file:$mode ok"
-      else
-        echo "$file:$mode FAILED"
-      fi
-    done
-  done | sort >"$WORK/npg-$1.txt"
+    sort -o "$WORK/pg2-$1.txt" "$WORK/pg2-$1.txt"
+  fi
+  if want node-postgres; then
+    # A few files connect with the driver's defaults (new pg.Client()), which
+    # come from PG* variables; a hung file is cut off as a failure.
+    : >"$WORK/npg-$1.log"
+    for mode in text binary; do
+      for file in $(cd "$NPG/test" && find integration -name '*-tests.js' | sort); do
+        printf '\n== %s %s\n' "$file" "$mode" >>"$WORK/npg-$1.log"
+        if (cd "$NPG" && PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=node_test NODE_NO_WARNINGS=1 \
+            timeout 60 node "test/$file" "postgres://postgres@127.0.0.1:$PORT/node_test" \
+            $([ "$mode" = binary ] && echo binary)) >>"$WORK/npg-$1.log" 2>&1; then
+          echo "$file:$mode ok"
+        else
+          echo "$file:$mode FAILED"
+        fi
+      done
+    done | sort >"$WORK/npg-$1.txt"
+  fi
+  if want asyncpg; then
+    # JUnit XML, since --capture=no (the sdist's option) interleaves the
+    # tests' own output with pytest's lines. A test whose setup or teardown
+    # fails counts as failed.
+    # test_unknown_type_text_fallback creates citext, which tokio-postgres's
+    # suite needs in place: it is out of the way meanwhile.
+    rm -f "$WORK/apg-$1.xml"
+    "$PSQL" -X -q -h 127.0.0.1 -p "$PORT" -U postgres postgres -c "DROP EXTENSION IF EXISTS citext" >/dev/null
+    (cd "$APG" && PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres \
+      timeout 1800 python3 -m pytest -p no:cacheprovider --junitxml="$WORK/apg-$1.xml" \
+      --deselect tests/test_connect.py::TestConnectionAttributes 2>&1) >"$WORK/apg-$1.log" || true
+    "$PSQL" -X -q -h 127.0.0.1 -p "$PORT" -U postgres postgres -c "CREATE EXTENSION IF NOT EXISTS citext" >/dev/null
+    python3 - "$WORK/apg-$1.xml" >"$WORK/apg-$1.txt" <<'PY'
+import os, sys, xml.etree.ElementTree as ET
+if os.path.exists(sys.argv[1]):
+    for case in ET.parse(sys.argv[1]).iter("testcase"):
+        kids = {child.tag for child in case}
+        outcome = "FAILED" if kids & {"failure", "error"} else "skipped" if "skipped" in kids else "ok"
+        print(f"{case.get('classname')}::{case.get('name')}", outcome)
+PY
+    # A failed teardown repeats its test's line: keep the worst outcome.
+    sort "$WORK/apg-$1.txt" | awk '{o[$1] = (o[$1] == "FAILED" ? o[$1] : $2)} END {for (t in o) print t, o[t]}' \
+      | sort >"$WORK/apg-$1.txt.new"
+    mv "$WORK/apg-$1.txt.new" "$WORK/apg-$1.txt"
+  fi
 }
 
 PGSPLIT_PID=
@@ -158,20 +250,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== direct: PostgreSQL on 5433"
+echo "== direct: PostgreSQL on $PORT"
 cleanup
 rm -rf "$WORK/direct" "$WORK/proxied"
-cluster_up "$WORK/direct" 5433 5434
+cluster_up "$WORK/direct" "$PORT" "$REPLICA_PORT"
 run_suite direct
 scripts/pgcluster.sh down "$WORK/direct" >/dev/null
 
-cluster_up "$WORK/proxied" 55532 55533
+cluster_up "$WORK/proxied" "$BACKEND_PRIMARY" "$BACKEND_REPLICA"
 for mode in transaction session; do
-  echo "== through pgsplit, $mode pooling, on 5433"
+  echo "== through pgsplit, $mode pooling, on $PORT"
+  want asyncpg && drop_asyncpg_databases "$BACKEND_PRIMARY"
   cat >"$WORK/pgsplit.toml" <<EOF
-listen = "127.0.0.1:5433"
-primary = "127.0.0.1:55532"
-replicas = ["127.0.0.1:55533"]
+listen = "127.0.0.1:$PORT"
+primary = "127.0.0.1:$BACKEND_PRIMARY"
+replicas = ["127.0.0.1:$BACKEND_REPLICA"]
 pool_mode = "$mode"
 [[users]]
 name = "pass_user"
@@ -184,6 +277,10 @@ name = "scram_user"
 password = "password"
 [health]
 user = "postgres"
+[pool.primary]
+pool_size = 20
+[pool.replica]
+pool_size = 20
 EOF
   RUST_LOG=warn "$ROOT/target/release/pgsplit" --config "$WORK/pgsplit.toml" >"$WORK/pgsplit-$mode.log" 2>&1 &
   PGSPLIT_PID=$!
@@ -204,12 +301,14 @@ row() { # LABEL PREFIX [UNIT]
 echo
 echo "| suite | direct | pgsplit transaction | pgsplit session |"
 echo "|---|---|---|---|"
-row "tokio-postgres $VERSION" ""
-row "psycopg2 $PSYCOPG2" "pg2-"
-row "node-postgres $NODEPG" "npg-" "file runs, text and binary"
+prefixes=()
+if want tokio-postgres; then row "tokio-postgres $VERSION" ""; prefixes+=(""); fi
+if want psycopg2; then row "psycopg2 $PSYCOPG2" "pg2-"; prefixes+=(pg2-); fi
+if want node-postgres; then row "node-postgres $NODEPG" "npg-" "file runs, text and binary"; prefixes+=(npg-); fi
+if want asyncpg; then row "asyncpg $ASYNCPG" "apg-"; prefixes+=(apg-); fi
 echo
 echo "Tests whose outcome differs from direct:"
-for prefix in "" pg2- npg-; do
+for prefix in "${prefixes[@]}"; do
   for mode in transaction session; do
     join "$WORK/${prefix}direct.txt" "$WORK/$prefix$mode.txt" \
       | awk -v m="$prefix$mode" '$2 != $3 {print "  " m ": " $1 " (direct " $2 ", pgsplit " $3 ")"}'

@@ -2,72 +2,21 @@
 //! psycopg 3 (Python), node-postgres and PgJDBC. Each script in
 //! tests/drivers/ exercises named prepared statements reused across
 //! transactions, transactions, and (asyncpg) COPY, and checks where
-//! statements ran. A driver that is not installed skips its test, unless
-//! PGSPLIT_REQUIRE_DRIVERS=1 (set by scripts/test.sh after installing them),
-//! where it fails.
+//! statements ran; JdbcReprepare.java checks that a server-prepared
+//! statement never changes its result type under PgJDBC (tests/asyncpg.rs
+//! has asyncpg's further checks). A driver that is not installed skips its
+//! test, unless PGSPLIT_REQUIRE_DRIVERS=1 (set by scripts/test.sh after
+//! installing them), where it fails (tests/support/drivers.rs).
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::cluster::Cluster;
-use support::proxy::{proxy_config, Proxy};
-
-fn drivers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers")
-}
-
-/// Whether `probe` runs; if not, skip or (when required) fail.
-fn available(name: &str, probe: &mut Command) -> bool {
-    let ok = probe.output().map(|o| o.status.success()).unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("PGSPLIT_REQUIRE_DRIVERS").is_none(),
-            "{name} is required (PGSPLIT_REQUIRE_DRIVERS) but not installed"
-        );
-        eprintln!("skipping: {name} is not installed");
-    }
-    ok
-}
-
-fn run(mut command: Command) {
-    let out = command.output().expect("driver script starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "driver check failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains(" ok"),
-        "driver check printed no ok:\n{stdout}\n{stderr}"
-    );
-}
-
-/// Starts a cluster and pgsplit, then runs `program` with `args(proxy
-/// port)` followed by the primary and replica ports, as every script takes.
-fn check(program: &str, env: &[(&str, &std::ffi::OsStr)], args: impl FnOnce(u16) -> Vec<String>) {
-    let cluster = Cluster::start();
-    let proxy = Proxy::start(proxy_config(&cluster));
-    let mut command = Command::new(program);
-    command
-        .envs(env.iter().copied())
-        .args(args(proxy.port()))
-        .arg(cluster.primary_port().to_string())
-        .arg(cluster.replica_port().to_string());
-    run(command);
-}
-
-fn script(name: &str) -> String {
-    drivers_dir().join(name).display().to_string()
-}
+use support::drivers::{available, check, check_with, drivers_dir, python_has, script};
+use support::proxy::proxy_config;
 
 #[test]
 fn asyncpg() {
-    if !available(
-        "asyncpg",
-        Command::new("python3").args(["-c", "import asyncpg"]),
-    ) {
+    if !python_has("asyncpg") {
         return;
     }
     check("python3", &[], |port| {
@@ -80,10 +29,7 @@ fn asyncpg() {
 
 #[test]
 fn psycopg() {
-    if !available(
-        "psycopg",
-        Command::new("python3").args(["-c", "import psycopg"]),
-    ) {
+    if !python_has("psycopg") {
         return;
     }
     check("python3", &[], |port| {
@@ -126,4 +72,38 @@ fn jdbc() {
             format!("jdbc:postgresql://127.0.0.1:{port}/postgres"),
         ]
     });
+}
+
+/// A server-prepared statement never changes its result type under PgJDBC
+/// (see JdbcReprepare.java). assumeMinServerVersion keeps PgJDBC from
+/// sending its startup SETs in an extended-protocol batch, which would pin
+/// it to one primary connection.
+#[test]
+fn jdbc_reprepare() {
+    let jar = "/usr/share/java/postgresql.jar";
+    if !available("PgJDBC", Command::new("test").args(["-f", jar]))
+        || !available("java", Command::new("java").arg("-version"))
+    {
+        return;
+    }
+    check_with(
+        |cluster| {
+            let mut config = proxy_config(cluster);
+            for pool in [&mut config.pool.primary, &mut config.pool.replica] {
+                pool.pool_size = 2;
+                pool.max_overflow = 14;
+            }
+            config
+        },
+        "java",
+        &[],
+        |port| {
+            vec![
+                "-cp".into(),
+                jar.into(),
+                script("JdbcReprepare.java"),
+                format!("jdbc:postgresql://127.0.0.1:{port}/postgres?assumeMinServerVersion=15"),
+            ]
+        },
+    );
 }

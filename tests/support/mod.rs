@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod drivers;
 pub mod http;
 pub mod panics;
 pub mod proxy;
