@@ -50,9 +50,12 @@ impl CancelSlot {
         self.key.store(key, Ordering::Release);
     }
 
-    /// No statement of the client runs: cancels are ignored.
+    /// No statement of the client runs: cancels are ignored. SeqCst: a
+    /// cancel that registered itself in flight and then still finds the
+    /// key (`Cancels::cancel`) is seen by whoever takes the connection
+    /// after this (`Cancels::landed`).
     pub fn clear(&self) {
-        self.key.store(0, Ordering::Release);
+        self.key.store(0, Ordering::SeqCst);
     }
 
     /// The backend a cancel should reach now. The key is read again after
@@ -60,12 +63,12 @@ impl CancelSlot {
     /// together and is read anew.
     fn target(&self) -> Option<CancelTarget> {
         for _ in 0..4 {
-            let key = self.key.load(Ordering::Acquire);
+            let key = self.key.load(Ordering::SeqCst);
             if key == 0 {
                 return None;
             }
             let addr = self.addr.lock().clone()?;
-            if self.key.load(Ordering::Acquire) == key {
+            if self.key.load(Ordering::SeqCst) == key {
                 return Some(CancelTarget {
                     addr,
                     pid: (key >> 32) as u32 as i32,
@@ -80,6 +83,17 @@ impl CancelSlot {
 #[derive(Default)]
 pub struct Cancels {
     slots: Mutex<HashMap<(i32, i32), Arc<CancelSlot>>>,
+    /// Backends (server, pid) a cancel is on its way to. PostgreSQL
+    /// signals a backend (and its process group) some time after the
+    /// request arrives; a statement that started there meanwhile, the next
+    /// client's on a pooled connection, would be cancelled instead. So no
+    /// session starts a statement on such a backend until the server has
+    /// closed the cancel connection.
+    in_flight: Mutex<HashMap<(Arc<str>, i32), usize>>,
+    /// How many cancels are in flight: sessions look here first (one load
+    /// per checkout), and at the map only when it is not 0.
+    in_flight_count: AtomicUsize,
+    landed: tokio::sync::Notify,
 }
 
 /// Removes the client's key when its session ends.
@@ -126,9 +140,75 @@ impl Cancels {
             tracing::debug!(pid, "cancel request with an unknown key ignored");
             return;
         };
+        let slot = self.slots.lock().get(&(pid, secret)).cloned();
+        self.take_off(&target);
+        // Still running? The statement may have ended, and its connection
+        // gone to another client, before this cancel was marked in flight.
+        if slot.and_then(|s| s.target()).as_ref() != Some(&target) {
+            self.land(&target);
+            tracing::debug!(pid, "cancel request after its statement ended: ignored");
+            return;
+        }
         tracing::info!(server = %target.addr, server_pid = target.pid, "forwarding cancel request");
         if let Err(error) = send_cancel(&target).await {
             tracing::warn!(server = %target.addr, %error, "could not forward cancel request");
+        }
+        self.land(&target);
+    }
+
+    fn take_off(&self, target: &CancelTarget) {
+        *self
+            .in_flight
+            .lock()
+            .entry((target.addr.clone(), target.pid))
+            .or_default() += 1;
+        self.in_flight_count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn land(&self, target: &CancelTarget) {
+        {
+            let mut in_flight = self.in_flight.lock();
+            let key = (target.addr.clone(), target.pid);
+            if let Some(n) = in_flight.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    in_flight.remove(&key);
+                }
+            }
+        }
+        self.in_flight_count.fetch_sub(1, Ordering::SeqCst);
+        self.landed.notify_waiters();
+    }
+
+    fn is_in_flight(&self, addr: &Arc<str>, pid: i32) -> bool {
+        self.in_flight.lock().contains_key(&(addr.clone(), pid))
+    }
+
+    /// Returns once no cancel is on its way to backend `pid` of server
+    /// `addr` (at most `CANCEL_DONE_TIMEOUT` later): a session calls it
+    /// before it starts a statement on a connection it just took.
+    pub async fn landed(&self, addr: &Arc<str>, pid: i32) {
+        if self.in_flight_count.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let wait = async {
+            loop {
+                let notified = self.landed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if !self.is_in_flight(addr, pid) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(CANCEL_DONE_TIMEOUT, wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(server = %addr, server_pid = pid, "a cancel to this backend did not land in time: using its connection anyway");
+        } else {
+            tracing::debug!(server = %addr, server_pid = pid, "waited for a cancel to land before using a connection");
         }
     }
 }

@@ -149,3 +149,37 @@ async fn serializable_by_default_reads_from_the_primary() {
         c.replica_port()
     );
 }
+
+/// A client encoding given by an alias (`eucjp`): every login is told the
+/// encoding the server session really runs in, also when the connection
+/// it was checked against served a client with the same settings before
+/// (the server then reports nothing while applying them).
+#[test]
+fn client_encoding_is_reported_as_the_server_has_it() {
+    use support::proxy::psql_args;
+    let c = Cluster::start();
+    let p = Proxy::start(one_connection_each(&c));
+    for round in 0..4 {
+        let out = psql_args(
+            p.port(),
+            &[
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                "\\encoding",
+                "-c",
+                "show client_encoding",
+            ],
+            &[("PGCLIENTENCODING", "eucjp")],
+        )
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            ["EUC_JP", "EUC_JP"],
+            "round {round}: told vs in force"
+        );
+    }
+}

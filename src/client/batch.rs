@@ -88,6 +88,10 @@ pub struct Batch {
     /// Sent (flushed, or streamed) to a server without a Sync yet: it
     /// stays on that server.
     pub open: bool,
+    /// It reads `pg_prepared_statements`: it runs with the client's own
+    /// statements under the client's names, and no one else's
+    /// (`show_own_statements`).
+    pub lists_statements: bool,
 }
 
 /// How far [`Batch::write`] got.
@@ -155,6 +159,7 @@ impl Batch {
         self.clear_messages();
         self.needs_primary = None;
         self.parsed_unnamed = false;
+        self.lists_statements = false;
     }
 
     /// Appends the messages from `from` on, rewritten for `conn`, to
@@ -169,7 +174,12 @@ impl Batch {
         out: &mut BytesMut,
     ) -> Written {
         for (at, message) in self.messages.iter().enumerate().skip(from) {
-            if write_one(message, conn, exchange, out) == Step::Check {
+            let step = match self.lists_statements {
+                true => write_as_client(message, exchange, out),
+                false => None,
+            };
+            let step = step.unwrap_or_else(|| write_one(message, conn, exchange, out));
+            if step == Step::Check {
                 return Written::Paused(at);
             }
         }
@@ -236,7 +246,7 @@ fn write_one(
         } => {
             let before = match statement {
                 Some(statement) => {
-                    extended::write_target(out, tag::CLOSE, b'S', &statement.server_name);
+                    extended::write_target(out, tag::CLOSE, b'S', statement.server_name.as_bytes());
                     conn.prepared.closed(&statement.server_name)
                 }
                 // The unnamed statement: the client's Close as it is.
@@ -255,6 +265,119 @@ fn write_one(
         Planned::Refuse(error) => fail_with(error.clone(), exchange, out),
     }
     Step::Sent
+}
+
+/// Before a batch that reads `pg_prepared_statements`: the connection is
+/// made to hold the client's named statements under the client's own
+/// names and no other statement of pgsplit's, so that the client sees what
+/// it would see direct (a shared connection holds other clients'
+/// statements, their text included). The batch then uses those names
+/// (`write_as_client`) and `hide_own_statements` closes them after it.
+/// Failures here are pgsplit's own: a statement that no longer parses is
+/// simply not listed.
+pub fn show_own_statements<'a>(
+    own: impl Iterator<Item = &'a Statement>,
+    conn: &mut ServerConnection,
+    exchange: &mut Exchange,
+    out: &mut BytesMut,
+) {
+    for name in conn.prepared.names() {
+        close_named(&name, Origin::Own, conn, exchange, out);
+    }
+    for statement in own {
+        extended::write_target(out, tag::CLOSE, b'S', &statement.name[..]);
+        exchange.sent(own_expect(tag::CLOSE));
+        extended::write_parse(out, &statement.name[..], &statement.after_name);
+        exchange.sent(own_expect(tag::PARSE));
+    }
+    own_sync(exchange, out);
+}
+
+/// After that batch: the client's names go, so no other client sees them.
+pub fn hide_own_statements<'a>(
+    own: impl Iterator<Item = &'a Statement>,
+    exchange: &mut Exchange,
+    out: &mut BytesMut,
+) {
+    for statement in own {
+        extended::write_target(out, tag::CLOSE, b'S', &statement.name[..]);
+        exchange.sent(own_expect(tag::CLOSE));
+    }
+    own_sync(exchange, out);
+}
+
+fn own_expect(message: u8) -> Expect {
+    match message {
+        tag::PARSE => Expect::Parse {
+            origin: Origin::Own,
+            before: None,
+            undo: None,
+        },
+        _ => Expect::Close {
+            origin: Origin::Own,
+            before: None,
+            undo: None,
+        },
+    }
+}
+
+fn own_sync(exchange: &mut Exchange, out: &mut BytesMut) {
+    out.extend_from_slice(SYNC);
+    exchange.sent(Expect::Sync {
+        origin: Origin::Own,
+    });
+}
+
+const SYNC: &[u8] = b"S\0\0\0\x04";
+
+/// A message of a batch that lists statements, under the client's own
+/// statement names (`None`: one that names no statement of the client's).
+fn write_as_client(message: &Planned, exchange: &mut Exchange, out: &mut BytesMut) -> Option<Step> {
+    match message {
+        Planned::Parse { statement, undo } => {
+            extended::write_target(out, tag::CLOSE, b'S', &statement.name[..]);
+            exchange.sent(own_expect(tag::CLOSE));
+            extended::write_parse(out, &statement.name[..], &statement.after_name);
+            exchange.sent(Expect::Parse {
+                origin: Origin::Client,
+                before: None,
+                undo: Some(undo.clone()),
+            });
+        }
+        Planned::Use {
+            message: Use::Bind { portal, rest },
+            statement,
+        } if !statement.name.is_empty() => {
+            extended::write_bind(out, portal, &statement.name[..], rest);
+            exchange.sent(Expect::Bind { alias: None });
+        }
+        Planned::Use {
+            message: Use::Describe,
+            statement,
+        } => {
+            extended::write_target(out, tag::DESCRIBE, b'S', &statement.name[..]);
+            let name: Arc<str> = Arc::from(String::from_utf8_lossy(&statement.name));
+            exchange.sent(Expect::Describe(Describing::new(
+                Origin::Client,
+                name,
+                None,
+            )));
+        }
+        Planned::Close {
+            statement: Some(statement),
+            undo,
+            ..
+        } => {
+            extended::write_target(out, tag::CLOSE, b'S', &statement.name[..]);
+            exchange.sent(Expect::Close {
+                origin: Origin::Client,
+                before: None,
+                undo: Some(undo.clone()),
+            });
+        }
+        _ => return None,
+    }
+    Some(Step::Sent)
 }
 
 /// A Bind or Describe of a named statement, prepared on `conn` first if it
@@ -285,13 +408,13 @@ fn use_statement(
     }
     match message {
         Use::Bind { portal, rest } => {
-            extended::write_bind(out, portal, name, rest);
+            extended::write_bind(out, portal, name.as_bytes(), rest);
             exchange.sent(Expect::Bind {
                 alias: Some(alias(statement)),
             });
         }
         Use::Describe => {
-            extended::write_target(out, tag::DESCRIBE, b'S', name);
+            extended::write_target(out, tag::DESCRIBE, b'S', name.as_bytes());
             let mut describing = Describing::new(Origin::Client, name.clone(), None);
             describing.alias = Some(alias(statement));
             exchange.sent(Expect::Describe(describing));
@@ -330,7 +453,7 @@ fn reparse(
 /// Describes the statement just prepared again, to compare with what the
 /// client knows, and flushes: the batch waits for the answer.
 fn check(statement: &Statement, exchange: &mut Exchange, out: &mut BytesMut) -> Step {
-    extended::write_target(out, tag::DESCRIBE, b'S', &statement.server_name);
+    extended::write_target(out, tag::DESCRIBE, b'S', statement.server_name.as_bytes());
     exchange.sent(Expect::Describe(Describing::new(
         Origin::Added,
         statement.server_name.clone(),
@@ -362,7 +485,7 @@ fn parse_on_server(
     exchange: &mut Exchange,
     out: &mut BytesMut,
 ) {
-    extended::write_parse(out, &statement.server_name, &statement.after_name);
+    extended::write_parse(out, statement.server_name.as_bytes(), &statement.after_name);
     let before = conn.prepared.parsed(&statement.server_name);
     exchange.sent(Expect::Parse {
         origin,
@@ -392,7 +515,7 @@ pub fn close_named(
     exchange: &mut Exchange,
     out: &mut BytesMut,
 ) {
-    extended::write_target(out, tag::CLOSE, b'S', name);
+    extended::write_target(out, tag::CLOSE, b'S', name.as_bytes());
     let before = conn.prepared.closed(name);
     exchange.sent(Expect::Close {
         origin,

@@ -161,7 +161,7 @@ async fn log_in(
 
 /// The ParameterStatus values a server would send this client: the
 /// primary's login values, with those the client's settings change as the
-/// primary reports them after applying them (which also checks them: a bad
+/// primary has them after applying them (which also checks them: a bad
 /// value gets the server's error, as a direct login would). Opening a
 /// connection the first time also proves the database and role exist (else
 /// the server's FATAL reaches the client as it would directly).
@@ -185,12 +185,15 @@ async fn server_params(
         error.severity = crate::protocol::error::Severity::Fatal;
         ClientError::Refused(error)
     })?;
-    let said = settings
-        .apply_reporting(&mut conn)
+    let mut params = cached.unwrap_or_else(|| conn.params.clone());
+    let names: Vec<String> = params.iter().map(|(name, _)| name.clone()).collect();
+    let (values, said) = settings
+        .apply_reporting(&mut conn, &names)
         .await
         .map_err(|e| ClientError::Refused(e.to_client_error(true)))?;
-    let mut params = cached.unwrap_or_else(|| conn.params.clone());
-    for (name, value) in said.reported {
+    // What the server reported while applying them (a parameter the login
+    // did not report), then what it has now, read back.
+    for (name, value) in said.reported.into_iter().chain(values) {
         match params.iter_mut().find(|(n, _)| *n == name) {
             Some(param) => param.1 = value,
             None => params.push((name, value)),

@@ -113,11 +113,10 @@ impl Settings {
         }
     }
 
-    /// Makes `conn`'s settings these, unless they already are; returns the
-    /// ParameterStatus values the server reported while doing it.
+    /// Makes `conn`'s settings these, unless they already are.
     pub async fn apply(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
         if conn.settings != self.fingerprint {
-            self.apply_reporting(conn).await?;
+            self.apply_sql(conn).await?;
         }
         Ok(())
     }
@@ -134,10 +133,7 @@ impl Settings {
         Ok(())
     }
 
-    /// Applies them even if `conn` has them, for the values the server
-    /// reports (ParameterStatus) while doing it: what the client is told
-    /// at login.
-    pub async fn apply_reporting(&self, conn: &mut ServerConnection) -> Result<Said, ServerError> {
+    async fn apply_sql(&self, conn: &mut ServerConnection) -> Result<Said, ServerError> {
         let sql = if self.fingerprint == 0 {
             "RESET ALL"
         } else {
@@ -146,6 +142,45 @@ impl Settings {
         let said = conn.set(sql).await?;
         conn.settings = self.fingerprint;
         Ok(said)
+    }
+
+    /// Applies them even if `conn` has them, and reads back the values of
+    /// `reported` (the parameters a server reports to its clients) as the
+    /// server now has them: what the client is told at login. Read back,
+    /// not taken from the ParameterStatus messages the apply caused: a
+    /// server reports only values that differ from what it last reported
+    /// on that connection, so a connection that served a client with the
+    /// same settings before reports nothing (and the client would be told
+    /// the login default, UTF8 for a client that asked for EUC_JP). One
+    /// round trip. The server's notices come back in `Said`.
+    pub async fn apply_reporting(
+        &self,
+        conn: &mut ServerConnection,
+        reported: &[String],
+    ) -> Result<(Vec<(String, String)>, Said), ServerError> {
+        let reads: Vec<String> = reported
+            .iter()
+            .map(|name| format!("current_setting('{}')", name.replace('\'', "''")))
+            .collect();
+        let base = if self.fingerprint == 0 {
+            "RESET ALL"
+        } else {
+            self.sql.as_str()
+        };
+        let sql = match reads.is_empty() {
+            true => base.to_string(),
+            false => format!("{base}; SELECT {}", reads.join(", ")),
+        };
+        let mut said = Said::default();
+        let rows = conn.query_noting(&sql, &mut said).await?;
+        conn.settings = self.fingerprint;
+        let mut values = Vec::new();
+        if let (false, Some(row)) = (reads.is_empty(), rows.last()) {
+            for (name, value) in reported.iter().zip(row) {
+                values.push((name.clone(), value.clone().unwrap_or_default()));
+            }
+        }
+        Ok((values, said))
     }
 }
 

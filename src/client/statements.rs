@@ -37,6 +37,8 @@ pub struct Statement {
     /// Closed by a Close the server has not answered yet (see
     /// `Statements::closing`).
     pub closing: bool,
+    /// It reads `pg_prepared_statements` (`batch::show_own_statements`).
+    pub lists: bool,
 }
 
 impl Statement {
@@ -99,6 +101,7 @@ impl Statements {
             (Arc::from(server_name(&after_name)), 0)
         };
         let statement = Statement {
+            lists: lists_statements(&after_name),
             name: Bytes::copy_from_slice(name),
             server_name,
             after_name,
@@ -230,6 +233,17 @@ pub fn server_name(after_name: &[u8]) -> String {
         h.finish()
     };
     format!("pgsplit_{:016x}{:016x}", half(1), half(2))
+}
+
+/// Whether statement text reads `pg_prepared_statements` (in any case:
+/// unquoted names fold). Runs on every statement, so without allocating:
+/// each `p` starts a comparison.
+pub fn lists_statements(text: &[u8]) -> bool {
+    const VIEW: &[u8] = b"pg_prepared_statements";
+    memchr::memchr2_iter(b'p', b'P', text).any(|at| {
+        text.get(at..at + VIEW.len())
+            .is_some_and(|word| word.eq_ignore_ascii_case(VIEW))
+    })
 }
 
 #[cfg(test)]

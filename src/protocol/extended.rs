@@ -65,29 +65,29 @@ pub fn target(body: &[u8]) -> Result<(u8, &[u8]), ProtocolError> {
     Ok((kind, cstr(rest)?.0))
 }
 
-pub fn write_parse(out: &mut BytesMut, name: &str, after_name: &[u8]) {
+pub fn write_parse(out: &mut BytesMut, name: impl AsRef<[u8]>, after_name: &[u8]) {
     put_frame(out, tag::PARSE, |b| {
-        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(name.as_ref());
         b.extend_from_slice(&[0]);
         b.extend_from_slice(after_name);
     });
 }
 
-pub fn write_bind(out: &mut BytesMut, portal: &[u8], statement: &str, rest: &[u8]) {
+pub fn write_bind(out: &mut BytesMut, portal: &[u8], statement: impl AsRef<[u8]>, rest: &[u8]) {
     put_frame(out, tag::BIND, |b| {
         b.extend_from_slice(portal);
         b.extend_from_slice(&[0]);
-        b.extend_from_slice(statement.as_bytes());
+        b.extend_from_slice(statement.as_ref());
         b.extend_from_slice(&[0]);
         b.extend_from_slice(rest);
     });
 }
 
 /// Describe or Close (`msg_tag`) of a statement or portal.
-pub fn write_target(out: &mut BytesMut, msg_tag: u8, kind: u8, name: &str) {
+pub fn write_target(out: &mut BytesMut, msg_tag: u8, kind: u8, name: impl AsRef<[u8]>) {
     put_frame(out, msg_tag, |b| {
         b.extend_from_slice(&[kind]);
-        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(name.as_ref());
         b.extend_from_slice(&[0]);
     });
 }

@@ -176,9 +176,12 @@ fn literal_arguments(args: &FunctionArguments) -> bool {
     let FunctionArguments::List(list) = args else {
         return false;
     };
-    list.args
-        .iter()
-        .all(|arg| matches!(arg, FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(_)))))
+    list.args.iter().all(|arg| {
+        matches!(
+            arg,
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(_)))
+        )
+    })
 }
 
 /// Objects created in the `pg_temp` schema by name (`CREATE TABLE

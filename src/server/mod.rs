@@ -69,7 +69,7 @@ impl ServerConnection {
 
     /// A simple query; what the server says besides rows goes to `said`.
     /// On an error the connection is marked broken: part of it may have run.
-    async fn query_noting(
+    pub async fn query_noting(
         &mut self,
         sql: &str,
         said: &mut Said,

@@ -187,6 +187,9 @@ impl Session {
             statement.route = Some(route);
         }
         self.note(statement.route.as_ref(), runs);
+        if runs && statement.lists {
+            self.batch.lists_statements = true;
+        }
         if name.is_empty() && !self.batch.parsed_unnamed {
             self.batch.parsed_unnamed = true;
             self.batch.push(Planned::Reparse(statement.clone()), 0);

@@ -356,6 +356,9 @@ impl Session {
         // A simple query replaces the unnamed statement.
         self.statements.closed(b"");
         let text = extended::query_text(&frame[5..])?;
+        if super::statements::lists_statements(text) {
+            self.batch.lists_statements = true;
+        }
         let text = std::str::from_utf8(text).ok();
         if let Some(command) = text.and_then(session_command) {
             self.follow(&command);
@@ -471,6 +474,15 @@ impl Session {
         self.retry.disarm();
         self.out.clear();
         let conn = &mut **checkout;
+        if self.batch.lists_statements {
+            if matches!(tag, tag::SYNC | tag::QUERY) && !self.batch.open {
+                let own = self.statements.named().map(|(_, s)| s);
+                batch::show_own_statements(own, conn, &mut self.exchange, &mut self.out);
+            } else {
+                // A batch sent in parts is not rewritten half way.
+                self.batch.lists_statements = false;
+            }
+        }
         if let Written::Paused(next) = self.batch.write(0, conn, &mut self.exchange, &mut self.out)
         {
             self.paused = Some(Paused { next, tag, frame });
@@ -518,7 +530,12 @@ impl Session {
             self.batch.needs_primary = None;
             self.batch.parsed_unnamed = false;
         }
-        let bytes: &[u8] = if self.out.is_empty() {
+        let bytes: &[u8] = if std::mem::take(&mut self.batch.lists_statements) {
+            self.out.extend_from_slice(frame);
+            let own = self.statements.named().map(|(_, s)| s);
+            batch::hide_own_statements(own, &mut self.exchange, &mut self.out);
+            &self.out
+        } else if self.out.is_empty() {
             frame
         } else {
             self.out.extend_from_slice(frame);
