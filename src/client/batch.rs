@@ -136,6 +136,37 @@ impl Batch {
         })
     }
 
+    /// A Describe of a portal bound from one of the client's statements
+    /// earlier in the batch: its answer tells that statement's columns,
+    /// which the client may decode with from then on (PgJDBC describes
+    /// the portal, not the statement).
+    fn describe_portal(
+        &self,
+        at: usize,
+        message: &Planned,
+        exchange: &mut Exchange,
+        out: &mut BytesMut,
+    ) -> Option<Step> {
+        let Planned::Raw(frame) = message else {
+            return None;
+        };
+        let Ok((b'P', portal)) = extended::target(frame.get(5..)?) else {
+            return None;
+        };
+        let statement = self.messages[..at].iter().rev().find_map(|m| match m {
+            Planned::Use {
+                message: Use::Bind { portal: bound, .. },
+                statement,
+            } if &bound[..] == portal => Some(statement.server_name.clone()),
+            _ => None,
+        })?;
+        out.extend_from_slice(frame);
+        exchange.sent(Expect::DescribePortal {
+            statement: Some(statement),
+        });
+        Some(Step::Sent)
+    }
+
     /// Drops the messages held unsent, returning how to undo what they did
     /// to the client's statements, newest first.
     pub fn drop_unsent(&mut self) -> Vec<Undo> {
@@ -178,7 +209,9 @@ impl Batch {
                 true => write_as_client(message, exchange, out),
                 false => None,
             };
-            let step = step.unwrap_or_else(|| write_one(message, conn, exchange, out));
+            let step = step
+                .or_else(|| self.describe_portal(at, message, exchange, out))
+                .unwrap_or_else(|| write_one(message, conn, exchange, out));
             if step == Step::Check {
                 return Written::Paused(at);
             }
@@ -392,9 +425,11 @@ fn use_statement(
     let name = &statement.server_name;
     let here = conn.prepared.get(name);
     let stale = match message {
-        Use::Bind { .. } => {
-            statement.shape.is_some() && here.is_some_and(|e| e.shape != statement.shape)
-        }
+        Use::Bind { .. } => match (statement.shape, here.map(|e| e.shape)) {
+            (Some(known), Some(Some(there))) => !there.fits(&known),
+            (Some(_), Some(None)) => true,
+            _ => false,
+        },
         // A Describe tells the client the shape this connection has.
         Use::Describe => false,
     };
@@ -432,7 +467,12 @@ fn reparse(
 ) -> Step {
     let here = conn.prepared.unnamed();
     let same = here.is_some_and(|u| {
-        u.key == statement.key && (statement.shape.is_none() || u.shape == statement.shape)
+        u.key == statement.key
+            && match (statement.shape, u.shape) {
+                (Some(known), Some(there)) => there.fits(&known),
+                (Some(_), None) => false,
+                (None, _) => true,
+            }
     });
     if same {
         return Step::Sent;

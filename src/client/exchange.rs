@@ -52,8 +52,10 @@ pub enum Expect {
     Bind { alias: Option<Box<Alias>> },
     /// A statement's ParameterDescription, then RowDescription or NoData.
     Describe(Describing),
-    /// A portal's RowDescription or NoData.
-    DescribePortal,
+    /// A portal's RowDescription or NoData; `statement`: the server-side
+    /// name of the client's statement it was bound from in this batch,
+    /// whose columns it tells.
+    DescribePortal { statement: Option<Arc<str>> },
     /// CommandComplete, EmptyQueryResponse or PortalSuspended.
     Execute,
     /// CloseComplete.
@@ -229,7 +231,7 @@ impl Exchange {
         let expect = match (frame.first().copied(), kind) {
             (Some(tag::BIND), _) => Expect::Bind { alias: None },
             (Some(tag::EXECUTE), _) => Expect::Execute,
-            (Some(tag::DESCRIBE), Some(b'P')) => Expect::DescribePortal,
+            (Some(tag::DESCRIBE), Some(b'P')) => Expect::DescribePortal { statement: None },
             (Some(tag::DESCRIBE), Some(b'S')) => {
                 // The unnamed statement, or one pgsplit does not know (a
                 // pinned client's SQL PREPARE): described as it is.
@@ -396,8 +398,20 @@ impl Exchange {
     fn description(&mut self, tag: u8, frame: Option<&[u8]>, prepared: &mut Prepared) -> Action {
         let describing = match self.expect.front_mut() {
             Some(Expect::Describe(d)) => d,
-            Some(Expect::DescribePortal) if tag != tag::PARAMETER_DESCRIPTION => {
+            Some(Expect::DescribePortal { statement }) if tag != tag::PARAMETER_DESCRIPTION => {
+                let Some(name) = statement.clone() else {
+                    self.expect.pop_front();
+                    return Action::Forward;
+                };
+                let Some(frame) = frame else {
+                    return Action::NeedWhole;
+                };
                 self.expect.pop_front();
+                let rows = (tag == tag::ROW_DESCRIPTION).then(|| &frame[FrameHeader::SIZE..]);
+                if let Some(shape) = Shape::of(None, rows) {
+                    prepared.described(&name, shape);
+                    self.described.push((name, shape));
+                }
                 return Action::Forward;
             }
             _ => return Action::Forward,
@@ -415,7 +429,8 @@ impl Exchange {
             return cut;
         }
         let rows = (tag == tag::ROW_DESCRIPTION).then_some(body);
-        let shape = Shape::of(describing.parameters.as_deref().unwrap_or(b"\0\0"), rows);
+        let parameters = Some(describing.parameters.as_deref().unwrap_or(b"\0\0"));
+        let shape = Shape::of(parameters, rows);
         let Some(Expect::Describe(d)) = self.expect.pop_front() else {
             return cut;
         };
@@ -428,7 +443,7 @@ impl Exchange {
         if let Some(known) = d.check {
             // A description pgsplit cannot read counts as changed: in
             // doubt the client prepares again.
-            self.checked = Some(match shape == Some(known) {
+            self.checked = Some(match shape.is_some_and(|s| s.fits(&known)) {
                 true => Checked::Same,
                 false => Checked::Changed,
             });

@@ -167,13 +167,13 @@ impl Statements {
     pub fn described(&mut self, server_name: &str, shape: Shape) {
         if server_name.is_empty() {
             if let Some(s) = &mut self.unnamed {
-                s.shape = Some(shape);
+                s.shape = Some(shape.after(s.shape));
             }
             return;
         }
         for s in self.named.values_mut() {
             if &*s.server_name == server_name {
-                s.shape = Some(shape);
+                s.shape = Some(shape.after(s.shape));
             }
         }
     }

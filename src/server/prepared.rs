@@ -17,16 +17,21 @@ use std::sync::Arc;
 /// type, length and modifier (PostgreSQL's own check, `equalTupleDescs`,
 /// looks at those too). Table OIDs and column numbers are left out: a
 /// table dropped and created again with the same columns reads the same.
+///
+/// A Describe of a portal bound from the statement tells the columns
+/// only: its shape has no parameter part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Shape(u64);
+pub struct Shape {
+    columns: u64,
+    parameters: Option<u64>,
+}
 
 impl Shape {
-    /// From the bodies of a ParameterDescription and of the RowDescription
-    /// that followed it (`None`: NoData). `None` when either is malformed.
-    pub fn of(parameters: &[u8], rows: Option<&[u8]>) -> Option<Shape> {
+    /// From the body of a ParameterDescription (`None`: not described,
+    /// a portal's Describe) and of the RowDescription that followed it
+    /// (`None`: NoData). `None` when either is malformed.
+    pub fn of(parameters: Option<&[u8]>, rows: Option<&[u8]>) -> Option<Shape> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        // The parameter count and OIDs, as sent.
-        parameters.hash(&mut h);
         match rows {
             None => 0u8.hash(&mut h),
             Some(body) => {
@@ -34,7 +39,37 @@ impl Shape {
                 hash_columns(body, &mut h)?;
             }
         }
-        Some(Shape(h.finish()))
+        let columns = h.finish();
+        let parameters = parameters.map(|body| {
+            // The parameter count and OIDs, as sent.
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            body.hash(&mut h);
+            h.finish()
+        });
+        Some(Shape {
+            columns,
+            parameters,
+        })
+    }
+
+    /// Whether a statement described as `self` runs as a client that knows
+    /// it as `known` expects: the same result columns, and the same
+    /// parameter types where both are known.
+    pub fn fits(&self, known: &Shape) -> bool {
+        self.columns == known.columns
+            && match (self.parameters, known.parameters) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+
+    /// `self`, learnt since `earlier`: a portal's Describe keeps the
+    /// parameter types the statement's Describe gave.
+    pub fn after(self, earlier: Option<Shape>) -> Shape {
+        Shape {
+            parameters: self.parameters.or(earlier.and_then(|e| e.parameters)),
+            ..self
+        }
     }
 }
 
@@ -122,10 +157,10 @@ impl Prepared {
     pub fn described(&mut self, name: &str, shape: Shape) {
         if name.is_empty() {
             if let Some(unnamed) = &mut self.unnamed {
-                unnamed.shape = Some(shape);
+                unnamed.shape = Some(shape.after(unnamed.shape));
             }
         } else if let Some(entry) = self.named.get_mut(name) {
-            entry.shape = Some(shape);
+            entry.shape = Some(shape.after(entry.shape));
         }
     }
 
@@ -182,25 +217,31 @@ mod tests {
         b
     }
 
-    const NO_PARAMS: &[u8] = b"\0\0";
+    const NO_PARAMS: Option<&[u8]> = Some(b"\0\0");
+
+    fn fit(a: Option<Shape>, b: Option<Shape>) -> bool {
+        a.unwrap().fits(&b.unwrap())
+    }
 
     #[test]
     fn shapes_differ_by_column_type_and_name_not_by_table() {
-        let int = Shape::of(NO_PARAMS, Some(&rows(&[("a", 23, -1), ("b", 23, -1)], 1)));
-        let text = Shape::of(NO_PARAMS, Some(&rows(&[("a", 23, -1), ("b", 25, -1)], 1)));
-        let renamed = Shape::of(NO_PARAMS, Some(&rows(&[("a", 23, -1), ("c", 23, -1)], 1)));
-        let recreated = Shape::of(NO_PARAMS, Some(&rows(&[("a", 23, -1), ("b", 23, -1)], 2)));
-        assert!(int.is_some());
-        assert_ne!(int, text);
-        assert_ne!(int, renamed);
-        assert_eq!(int, recreated);
-        let params = Shape::of(b"\0\x01\0\0\0\x17", Some(&rows(&[("a", 23, -1)], 1)));
-        let other_params = Shape::of(b"\0\x01\0\0\0\x19", Some(&rows(&[("a", 23, -1)], 1)));
-        assert_ne!(params, other_params);
-        assert_ne!(
+        let columns = |c: &[(&str, u32, i32)], table| Shape::of(NO_PARAMS, Some(&rows(c, table)));
+        let int = columns(&[("a", 23, -1), ("b", 23, -1)], 1);
+        assert!(!fit(int, columns(&[("a", 23, -1), ("b", 25, -1)], 1)));
+        assert!(!fit(int, columns(&[("a", 23, -1), ("c", 23, -1)], 1)));
+        assert!(fit(int, columns(&[("a", 23, -1), ("b", 23, -1)], 2)));
+        let one = rows(&[("a", 23, -1)], 1);
+        let int4_param = Shape::of(Some(b"\0\x01\0\0\0\x17"), Some(&one));
+        let text_param = Shape::of(Some(b"\0\x01\0\0\0\x19"), Some(&one));
+        assert!(!fit(int4_param, text_param));
+        assert!(!fit(
             Shape::of(NO_PARAMS, None),
             Shape::of(NO_PARAMS, Some(b"\0\0"))
-        );
+        ));
+        // A portal's Describe: the columns, no parameter types.
+        let portal = Shape::of(None, Some(&one));
+        assert!(fit(portal, int4_param) && fit(int4_param, portal));
+        assert_eq!(portal.unwrap().after(int4_param), int4_param.unwrap());
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn row_description(oid: u32) -> Vec<u8> {
 }
 
 fn shape_of(oid: u32) -> Shape {
-    Shape::of(b"\0\0", Some(&row_description(oid)[5..])).unwrap()
+    Shape::of(Some(b"\0\0"), Some(&row_description(oid)[5..])).unwrap()
 }
 
 /// Scans `buf` to its end as relay would: the bytes the client gets.
