@@ -607,3 +607,29 @@ async fn statements_exist_as_they_would_on_postgresql() {
         seen.describe()
     );
 }
+
+/// The bound on a server that stops answering while a client message
+/// waits on it looks at what the backend does: a statement still running
+/// is not a stall. A long read on the replica with a write pipelined
+/// behind it (the write must wait for the read's connection to be done)
+/// both complete, past the 10 s at which pgsplit looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_statement_with_a_message_waiting_behind_it_is_not_a_stall() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create table behind(x int)");
+    c.wait_replica_caught_up();
+    let p = Proxy::start(proxy_config(&c));
+    let client = connect(p.port()).await;
+    let (slow, write) = tokio::join!(
+        client.simple_query("select pg_sleep(11)"),
+        client.execute("insert into behind values (1)", &[]),
+    );
+    slow.expect("the long read completes");
+    assert_eq!(write.expect("the write waiting behind it completes"), 1);
+    assert_eq!(
+        one(&client, "/* pgsplit:primary */ select count(*) from behind")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}

@@ -242,6 +242,22 @@ impl ServerPool {
         }
     }
 
+    /// What backend `pid` of this pool's server is doing (pg_stat_activity's
+    /// `state`; `None`: no such backend), asked on a connection of its own
+    /// so that an exhausted pool does not keep the question waiting.
+    pub async fn backend_state(&self, pid: i32) -> Result<Option<String>, ServerError> {
+        let mut conn = ServerConnection::connect(&self.target).await?;
+        let rows = conn
+            .simple_query(&format!(
+                "SELECT state FROM pg_stat_activity WHERE pid = {pid}"
+            ))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten()))
+    }
+
     /// Whether this pool serves `server` with the same login and settings
     /// (a reload may then keep it).
     pub fn is_like(

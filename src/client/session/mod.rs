@@ -18,6 +18,7 @@ mod batches;
 mod observe;
 mod parking;
 mod recovery;
+mod stall;
 mod state;
 
 use super::batch::{self, Batch, Planned, Written};
@@ -77,6 +78,9 @@ pub struct Session {
     /// A batch stopped to check a statement prepared again (`batch`): it
     /// goes on once the server has described it.
     paused: Option<Paused>,
+    /// The bound on a server that stops answering while a client message
+    /// waits on it.
+    stall: stall::StallWatch,
     /// After a failed Flush, the rest of the batch is dropped until Sync.
     skip_until_sync: bool,
     /// Session state that ties the client to its server connection.
@@ -153,6 +157,9 @@ enum Event {
     Reclaim,
     /// The shutdown state changed.
     Stop,
+    /// The server has answered nothing for a while, and a client message
+    /// waits on it.
+    Stalled,
 }
 
 // Rare paths (errors, lost servers, catalog lookups) are boxed where they
@@ -188,6 +195,7 @@ impl Session {
             batch: Batch::default(),
             deferred: None,
             paused: None,
+            stall: stall::StallWatch::default(),
             skip_until_sync: false,
             pinned: None,
             unpin_on_success: None,
@@ -230,14 +238,20 @@ impl Session {
             if self.must_leave() {
                 return Box::pin(self.tell_shutdown()).await;
             }
+            let held_back = self.deferred.is_some() || self.paused.is_some();
+            self.stall.waiting(held_back && self.exchange.answering());
             match self.wait().await {
                 Event::Stop => {}
+                Event::Stalled => Box::pin(self.stalled()).await?,
                 Event::Client(Ok(0)) if self.io.buf.is_empty() => return Ok(()),
                 Event::Client(Ok(0)) => return Err(ClientError::Gone),
                 Event::Client(Ok(n)) => self.io.metrics.received(n),
                 Event::Client(Err(e)) => return Err(e.into()),
                 Event::Reclaim => self.give_back_parked(),
-                Event::Server(Ok(n)) if n > 0 => self.relay().await?,
+                Event::Server(Ok(n)) if n > 0 => {
+                    self.stall.progress();
+                    self.relay().await?
+                }
                 Event::Server(_) => Box::pin(self.server_lost()).await?,
             }
         }
@@ -263,6 +277,7 @@ impl Session {
             paused,
             stop_waker,
             recall_tickets,
+            stall,
             ..
         } = self;
         // While a message waits, the client is still read (up to a bound):
@@ -286,6 +301,9 @@ impl Session {
                 if parked.recalled(recall_tickets, cx.waker()) {
                     return Poll::Ready(Event::Reclaim);
                 }
+            }
+            if stall.poll(cx).is_ready() {
+                return Poll::Ready(Event::Stalled);
             }
             client.stop_waker.register(cx.waker(), stop_waker);
             match app.stop_now() == stop {

@@ -93,6 +93,46 @@ impl Session {
         flow.map(|_| ())
     }
 
+    /// The server has answered nothing for `STALL_CHECK` while a client
+    /// message waits on it (`stall`): if its backend is running a
+    /// statement, the wait goes on; if not, the answers pgsplit waits for
+    /// will never come, and the session ends with an error.
+    pub(super) async fn stalled(&mut self) -> Result<(), ClientError> {
+        self.stall.progress();
+        let Some(conn) = self.server.as_ref() else {
+            return Ok(());
+        };
+        let (pool, pid) = (conn.pool().clone(), conn.backend_pid);
+        let state = match pool.backend_state(pid).await {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(pool = %pool.name, %error, "could not ask the server what a silent backend does; waiting on");
+                return Ok(());
+            }
+        };
+        if matches!(state.as_deref(), Some("active" | "fastpath function call")) {
+            tracing::debug!(pool = %pool.name, pid, "the server is still running a statement");
+            return Ok(());
+        }
+        tracing::warn!(pool = %pool.name, pid, state = state.as_deref().unwrap_or("gone"),
+            "the server stopped answering while pgsplit waited for it: ending the session");
+        self.app
+            .metrics
+            .error(ErrorSide::Pgsplit, sqlstate::PROTOCOL_VIOLATION);
+        if let Some(mut conn) = self.server.take() {
+            conn.broken = true;
+        }
+        self.exchange.reset();
+        self.paused = None;
+        self.deferred = None;
+        let error = PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "pgsplit: the server stopped answering this session's statements; the session is closed (anything not yet answered did not commit)",
+        );
+        self.io.send_error(&error).await;
+        Err(ClientError::Refused(error))
+    }
+
     /// The server sent a FATAL error, relayed to the client as it came,
     /// and is closing: as direct, the client's session ends too (going on
     /// would answer the statement twice, or leave the client waiting for a
