@@ -26,7 +26,9 @@ pub struct PgError {
     pub severity: Severity,
     pub code: String,
     pub message: String,
-    pub detail: Option<String>,
+    /// More fields, as (field type, value): where PostgreSQL's own error
+    /// is imitated, its file and routine (`F`, `R`).
+    pub more: Vec<(u8, &'static str)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +54,7 @@ impl PgError {
             severity: Severity::Error,
             code: code.to_string(),
             message: message.into(),
-            detail: None,
+            more: Vec::new(),
         }
     }
 
@@ -61,11 +63,6 @@ impl PgError {
             severity: Severity::Fatal,
             ..Self::error(code, message)
         }
-    }
-
-    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
-        self
     }
 
     /// Appends the ErrorResponse frame.
@@ -77,9 +74,7 @@ impl PgError {
             (b'C', self.code.clone()),
             (b'M', self.message.clone()),
         ];
-        if let Some(detail) = &self.detail {
-            fields.push((b'D', detail.clone()));
-        }
+        fields.extend(self.more.iter().map(|(kind, value)| (*kind, value.to_string())));
         // Encoding into a BytesMut cannot fail for messages this small.
         let _ = ErrorResponse::new(fields).encode(out);
     }
@@ -90,16 +85,12 @@ impl PgError {
 /// by SQLSTATE and message (asyncpg, Npgsql) or by routine (PgJDBC) and
 /// prepare the statement again.
 pub fn cached_plan_changed(out: &mut BytesMut) {
-    use pgwire::messages::{response::ErrorResponse, Message};
-    let fields = vec![
-        (b'S', "ERROR".to_string()),
-        (b'V', "ERROR".to_string()),
-        (b'C', sqlstate::FEATURE_NOT_SUPPORTED.to_string()),
-        (b'M', "cached plan must not change result type".to_string()),
-        (b'F', "plancache.c".to_string()),
-        (b'R', "RevalidateCachedQuery".to_string()),
-    ];
-    let _ = ErrorResponse::new(fields).encode(out);
+    let mut error = PgError::error(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        "cached plan must not change result type",
+    );
+    error.more = vec![(b'F', "plancache.c"), (b'R', "RevalidateCachedQuery")];
+    error.encode(out);
 }
 
 impl From<&ProtocolError> for PgError {
