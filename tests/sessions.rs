@@ -112,6 +112,9 @@ async fn cancel_reaches_only_the_right_query() {
     ] {
         let victim = connect(p.port()).await;
         let bystander = connect(p.port()).await;
+        // Replica connections open as reads need them, the first alone
+        // (reads meanwhile go to the primary): open it before the two race.
+        one(&victim, "select 1").await;
         let token = victim.cancel_token();
         let cancelled = tokio::spawn(async move { victim.simple_query(sql).await.map(|_| ()) });
         // The bystander runs the same kind of statement on the same server.

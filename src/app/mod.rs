@@ -51,7 +51,7 @@ pub struct App {
 pub struct Current {
     pub config: Arc<Config>,
     pub topology: Arc<Topology>,
-    pub pools: Pools,
+    pub pools: Arc<Pools>,
     pub router: Router,
     pub credentials: Credentials,
     pub generation: u64,
@@ -169,6 +169,19 @@ impl App {
         Ok(what.to_string())
     }
 
+    /// Before a statement that needs `database` free of other sessions
+    /// (`client::commands::exclusive_database`: DROP DATABASE, ALTER
+    /// DATABASE ... RENAME or SET TABLESPACE, CREATE DATABASE ...
+    /// TEMPLATE): closes pgsplit's idle connections to it on every server
+    /// and for every user, after calling back those parked with idle
+    /// clients (waiting up to 200 ms for them). Connections in use by
+    /// other clients stay, and the statement then fails with
+    /// PostgreSQL's own 55006, as it would directly. Costs nothing when
+    /// pgsplit has no pool of `database`.
+    pub async fn close_idle_connections(&self, database: &str) -> crate::pool::Closed {
+        self.current().pools.close_idle_connections(database).await
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
     }
@@ -240,6 +253,9 @@ impl App {
                 server.bans += pool.bans.load(Ordering::Relaxed);
             }
         }
+        for server in &mut servers {
+            server.bans += current.pools.retired_bans(&server.server);
+        }
         let waits = &current.topology.consistency_waits;
         Sample {
             pools: clusters
@@ -289,7 +305,11 @@ impl Current {
         generation: u64,
     ) -> Current {
         let topology = Topology::succeed(&config, previous.map(|p| &*p.topology));
-        let pools = Pools::new(config.clone(), topology.clone(), metrics.clone());
+        let pools = Arc::new(Pools::new(
+            config.clone(),
+            topology.clone(),
+            metrics.clone(),
+        ));
         if let Some(previous) = previous {
             pools.inherit(&previous.pools);
         }
@@ -308,6 +328,7 @@ impl Current {
         let monitors = crate::health::spawn_monitors(self.topology.clone(), &self.config);
         let _ = self.monitors.set(monitors);
         self.pools.warm_up();
+        self.pools.spawn_retirement();
     }
 }
 

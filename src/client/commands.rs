@@ -1,6 +1,9 @@
-//! SQL commands that change what pgsplit keeps for a client:
-//! `DEALLOCATE` (its prepared statements), `RESET` (its settings), and
-//! `DISCARD ALL` (both). One look at the first words of every query.
+//! SQL commands pgsplit must notice: those that change what it keeps for
+//! a client, `DEALLOCATE` (its prepared statements), `RESET` (its
+//! settings) and `DISCARD ALL` (both); and those that need a database
+//! free of other sessions, for which pgsplit first closes its idle
+//! connections to it (`exclusive_database`). One look at the first words
+//! of every query.
 
 /// A command pgsplit must follow.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,6 +96,203 @@ fn reset(body: &str) -> Option<SessionCommand> {
         .then_some(SessionCommand::DiscardAll)
 }
 
+/// The database a statement needs free of other sessions, as PostgreSQL
+/// folds its name (unquoted lower-cased, quoted kept): the one dropped by
+/// `DROP DATABASE [IF EXISTS] x [[WITH] (FORCE)]`, renamed or moved by
+/// `ALTER DATABASE x RENAME TO y` or `ALTER DATABASE x SET TABLESPACE t`,
+/// or copied by `CREATE DATABASE y ... TEMPLATE [=] x` (its options in any
+/// order; without TEMPLATE, or with `TEMPLATE DEFAULT`, `template1`).
+/// PostgreSQL refuses those with 55006 while other sessions are connected
+/// to it. `None` for anything else, and for a statement it cannot read
+/// for sure (the statement then runs as it would have).
+///
+/// Runs for every query and Parse: the first letter rules out almost
+/// all, and nothing is allocated before the first two words are a
+/// `... DATABASE` command.
+pub fn exclusive_database(sql: &str) -> Option<String> {
+    let body = skip_comments(sql);
+    if !matches!(
+        body.as_bytes().first(),
+        Some(b'd' | b'D' | b'a' | b'A' | b'c' | b'C')
+    ) {
+        return None;
+    }
+    let mut tokens = Tokens { rest: body };
+    let verb = tokens.word()?;
+    if !tokens
+        .word()
+        .is_some_and(|w| w.eq_ignore_ascii_case("database"))
+    {
+        return None;
+    }
+    if verb.eq_ignore_ascii_case("drop") {
+        dropped_database(tokens)
+    } else if verb.eq_ignore_ascii_case("alter") {
+        altered_database(tokens)
+    } else if verb.eq_ignore_ascii_case("create") {
+        template_database(tokens)
+    } else {
+        None
+    }
+}
+
+/// `DROP DATABASE` `[IF EXISTS] name ...`
+fn dropped_database(mut tokens: Tokens<'_>) -> Option<String> {
+    let first = tokens.next()?;
+    if matches!(first, Token::Word(w) if w.eq_ignore_ascii_case("if")) {
+        let mut after = tokens.clone();
+        if after
+            .word()
+            .is_some_and(|w| w.eq_ignore_ascii_case("exists"))
+        {
+            return fold_token(after.next()?);
+        }
+    }
+    fold_token(first)
+}
+
+/// `ALTER DATABASE` `name RENAME TO ...` or `name SET TABLESPACE ...`;
+/// its other forms (OWNER TO, SET a setting, ...) need no exclusivity.
+fn altered_database(mut tokens: Tokens<'_>) -> Option<String> {
+    let name = fold_token(tokens.next()?)?;
+    let (action, object) = (tokens.word()?, tokens.word()?);
+    let exclusive = (action.eq_ignore_ascii_case("rename") && object.eq_ignore_ascii_case("to"))
+        || (action.eq_ignore_ascii_case("set") && object.eq_ignore_ascii_case("tablespace"));
+    exclusive.then_some(name)
+}
+
+/// `CREATE DATABASE` `name [WITH] [option [=] value] ...`: the TEMPLATE
+/// option's value, else PostgreSQL's default template.
+fn template_database(mut tokens: Tokens<'_>) -> Option<String> {
+    fold_token(tokens.next()?)?;
+    let mut option = tokens.next();
+    if matches!(option, Some(Token::Word(w)) if w.eq_ignore_ascii_case("with")) {
+        option = tokens.next();
+    }
+    let mut template = None;
+    // Each round reads one option: `name [=] value`.
+    loop {
+        let name = match option {
+            None | Some(Token::Punct(b';')) => break,
+            Some(Token::Word(name)) => name,
+            Some(_) => return None,
+        };
+        if name.eq_ignore_ascii_case("connection") && !tokens.word()?.eq_ignore_ascii_case("limit")
+        {
+            return None;
+        }
+        let mut value = tokens.next()?;
+        if value == Token::Punct(b'=') {
+            value = tokens.next()?;
+        }
+        if name.eq_ignore_ascii_case("template") {
+            template = match value {
+                Token::Word(w) if w.eq_ignore_ascii_case("default") => None,
+                Token::Str(raw) => Some(raw.replace("''", "'")),
+                other => Some(fold_token(other)?),
+            };
+        } else if matches!(value, Token::Punct(_)) {
+            return None;
+        }
+        option = tokens.next();
+    }
+    Some(template.unwrap_or_else(|| "template1".to_string()))
+}
+
+/// A token of the statements `exclusive_database` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token<'a> {
+    /// A keyword, an unquoted identifier or a number (`-1` included).
+    Word(&'a str),
+    /// `"..."`: what is between the quotes, doubled quotes still doubled.
+    Quoted(&'a str),
+    /// `'...'`: likewise.
+    Str(&'a str),
+    /// One of `= , ( ) ;`.
+    Punct(u8),
+}
+
+/// The tokens of a statement, scanned as they are asked for. Anything it
+/// cannot scan for sure (an unterminated quote) ends it.
+#[derive(Clone)]
+struct Tokens<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Tokens<'a> {
+    fn word(&mut self) -> Option<&'a str> {
+        match self.next()? {
+            Token::Word(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        let rest = skip_comments(self.rest);
+        let (token, len) = match *rest.as_bytes().first()? {
+            quote @ (b'"' | b'\'') => {
+                let end = quoted_end(rest, quote)?;
+                let inner = &rest[1..end - 1];
+                let token = match quote {
+                    b'"' => Token::Quoted(inner),
+                    _ => Token::Str(inner),
+                };
+                (token, end)
+            }
+            punct @ (b'=' | b',' | b'(' | b')' | b';') => (Token::Punct(punct), 1),
+            _ => {
+                let len = rest
+                    .char_indices()
+                    .find(|&(i, c)| {
+                        c.is_whitespace()
+                            || "\"'=,();".contains(c)
+                            || rest[i..].starts_with("--")
+                            || rest[i..].starts_with("/*")
+                    })
+                    .map_or(rest.len(), |(i, _)| i);
+                (Token::Word(&rest[..len]), len)
+            }
+        };
+        self.rest = &rest[len..];
+        Some(token)
+    }
+}
+
+/// The end (past the closing quote) of the quoted text `s` starts with;
+/// a doubled quote inside is part of it.
+fn quoted_end(s: &str, quote: u8) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut at = 1;
+    loop {
+        let found = at + bytes.get(at..)?.iter().position(|&b| b == quote)?;
+        if bytes.get(found + 1) == Some(&quote) {
+            at = found + 2;
+        } else {
+            return Some(found + 1);
+        }
+    }
+}
+
+/// A database name token as PostgreSQL reads it: unquoted lower-cased
+/// (ASCII letters only, as PostgreSQL does in UTF-8), quoted kept with
+/// its doubled quotes undone. Not a name: `None`.
+fn fold_token(token: Token<'_>) -> Option<String> {
+    match token {
+        Token::Word(w)
+            if w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80) =>
+        {
+            Some(w.to_ascii_lowercase())
+        }
+        Token::Quoted(q) if !q.is_empty() => Some(q.replace("\"\"", "\"")),
+        _ => None,
+    }
+}
+
 /// An identifier as PostgreSQL reads it: quoted kept, unquoted lower-cased.
 fn fold_name(word: &str) -> Option<String> {
     match word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
@@ -160,6 +360,57 @@ mod tests {
         );
         assert_eq!(session_command("discard plans"), None);
         assert_eq!(session_command("select 1"), None);
+    }
+
+    #[test]
+    fn recognises_statements_that_need_a_database_free() {
+        for (sql, database) in [
+            ("DROP DATABASE x", Some("x")),
+            ("drop database IF EXISTS Shop;", Some("shop")),
+            ("DROP DATABASE \"Shop\" WITH (FORCE)", Some("Shop")),
+            ("drop database x (force)", Some("x")),
+            ("/* c */ -- d\n  DROP\n  DATABASE\tx", Some("x")),
+            ("DROP DATABASE if", Some("if")),
+            ("DROP DATABASE \"a \"\"b\"\"\"", Some("a \"b\"")),
+            ("DROP DATABASE x; select 1", Some("x")),
+            ("DROP DATABASE x--gone", Some("x")),
+            ("ALTER DATABASE x RENAME TO y", Some("x")),
+            ("alter database \"X\" rename to y", Some("X")),
+            ("ALTER DATABASE x SET TABLESPACE t", Some("x")),
+            ("ALTER DATABASE x SET search_path = a", None),
+            ("ALTER DATABASE x OWNER TO bob", None),
+            ("ALTER DATABASE x RESET ALL", None),
+            ("ALTER DATABASE x WITH CONNECTION LIMIT 5", None),
+            ("CREATE DATABASE y TEMPLATE x", Some("x")),
+            ("create database y template = X", Some("x")),
+            ("CREATE DATABASE y TEMPLATE=\"X\"", Some("X")),
+            ("CREATE DATABASE y TEMPLATE 'My''db'", Some("My'db")),
+            (
+                "CREATE DATABASE y WITH OWNER = bob ENCODING 'UTF8' CONNECTION LIMIT = -1 TEMPLATE x LOCALE_PROVIDER icu",
+                Some("x"),
+            ),
+            ("CREATE DATABASE y OWNER template", Some("template1")),
+            ("CREATE DATABASE y", Some("template1")),
+            ("CREATE DATABASE y TEMPLATE DEFAULT;", Some("template1")),
+            ("CREATE DATABASE y TEMPLATE template0", Some("template0")),
+            ("CREATE DATABASE y TEMPLATE", None),
+            ("CREATE DATABASE y TEMPLATE 'x", None),
+            ("CREATE TABLE database (x int)", None),
+            ("create index on t(x)", None),
+            ("DROP TABLE x", None),
+            ("DROP DATABASE", None),
+            ("DROP DATABASE 'x'", None),
+            ("DELETE FROM database", None),
+            ("analyze", None),
+            ("select 'DROP DATABASE x'", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                exclusive_database(sql).as_deref(),
+                database,
+                "{sql}"
+            );
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct Cli {
     /// How clients authenticate to pgsplit [default: trust].
     #[arg(long, value_enum)]
     pub auth: Option<AuthMethod>,
-    /// Connections kept open per server, database and user (both roles) [default: 5].
+    /// Connections opened per server, database and user (both roles) [default: 5].
     #[arg(long, value_name = "N")]
     pub pool_size: Option<u32>,
     /// transaction: a server connection per transaction; session: per client [default: transaction].

@@ -146,9 +146,9 @@ impl HealthSettings {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolSettings {
-    /// Connections kept open, opened at start-up.
+    /// Connections opened when a pool starts (see `Pools::warm_up`).
     pub pool_size: u32,
-    /// Extra connections opened under load and closed after `idle_timeout`.
+    /// Extra connections opened under load.
     pub max_overflow: u32,
     /// Seconds a client waits for a connection before it gets an error.
     pub pool_timeout: f64,
@@ -156,7 +156,7 @@ pub struct PoolSettings {
     pub pool_recycle: f64,
     /// Check each connection with a round trip before handing it out.
     pub pool_pre_ping: bool,
-    /// Seconds an overflow connection may stay idle (0: never closed).
+    /// Seconds a connection may stay idle (0: never closed).
     pub idle_timeout: f64,
     /// Seconds to open and log in a server connection.
     pub connect_timeout: f64,
@@ -271,6 +271,7 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     pub admin_users: Vec<String>,
     pub shutdown_timeout: f64,
+    pub autodb_idle_timeout: f64,
     pub log_format: LogFormat,
     pub worker_threads: usize,
 }
@@ -311,6 +312,7 @@ impl Default for Config {
             metrics_listen: None,
             admin_users: Vec::new(),
             shutdown_timeout: 30.0,
+            autodb_idle_timeout: 3600.0,
             log_format: LogFormat::Text,
             worker_threads: 0,
         }
@@ -396,11 +398,13 @@ impl Config {
             addr.parse::<SocketAddr>()
                 .map_err(|_| invalid("metrics_listen", format!("{addr:?} is not ADDR:PORT")))?;
         }
-        if !(self.shutdown_timeout >= 0.0 && self.shutdown_timeout.is_finite()) {
-            return Err(invalid(
-                "shutdown_timeout",
-                "must be 0 or a positive number of seconds",
-            ));
+        for (name, value) in [
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("autodb_idle_timeout", self.autodb_idle_timeout),
+        ] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(invalid(name, "must be 0 or a positive number of seconds"));
+            }
         }
         Ok(())
     }
@@ -415,6 +419,12 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.shutdown_timeout)
+    }
+
+    /// How long pools created on demand may stay unused before they are
+    /// closed; `None` when 0 (never).
+    pub fn autodb_idle_timeout(&self) -> Option<Duration> {
+        (self.autodb_idle_timeout > 0.0).then(|| Duration::from_secs_f64(self.autodb_idle_timeout))
     }
 
     /// Whether `user` may use the admin console (any user in trust mode).
@@ -533,6 +543,22 @@ mod tests {
         let mut c = valid();
         c.auth = AuthMethod::Md5;
         assert!(c.validate().unwrap_err().to_string().contains("users"));
+        let mut c = valid();
+        c.autodb_idle_timeout = -1.0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("autodb_idle_timeout"));
+    }
+
+    #[test]
+    fn autodb_idle_timeout_zero_means_never() {
+        let mut c = valid();
+        assert_eq!(c.autodb_idle_timeout(), Some(Duration::from_secs(3600)));
+        c.autodb_idle_timeout = 0.0;
+        c.validate().unwrap();
+        assert_eq!(c.autodb_idle_timeout(), None);
     }
 
     #[test]

@@ -179,6 +179,14 @@ impl Metrics {
         }
     }
 
+    /// Drops the series of a pool that is gone (retired), so they do
+    /// not linger in every scrape. A pool made later with the same labels
+    /// starts them again from zero, as Prometheus reads a counter reset.
+    pub fn forget_pool(&self, labels: &[&str; 4]) {
+        let _ = self.checkout_wait.remove_label_values(labels);
+        let _ = self.checkout_timeouts.remove_label_values(labels);
+    }
+
     /// (metric, labels, value) of every counter, and count and sum of
     /// every histogram, for the admin console's SHOW STATS.
     pub fn stats(&self) -> Vec<(String, String, String)> {
@@ -311,5 +319,21 @@ mod tests {
         assert!(text.contains("pgsplit_errors_total{class=\"23\",side=\"server\"} 1"));
         assert!(text.contains("pgsplit_build_info{version="));
         assert!(text.contains("pgsplit_pinned_clients 0"));
+    }
+
+    #[test]
+    fn a_forgotten_pool_leaves_no_series() {
+        let m = Metrics::new();
+        let labels = ["h:1", "replica", "gone", "u"];
+        let handles = m.pool_handles(&labels);
+        handles.wait.observe(0.0);
+        handles.timeouts.inc();
+        let kept = m.pool_handles(&["h:1", "replica", "kept", "u"]);
+        kept.wait.observe(0.0);
+        assert!(m.render(&Sample::default()).contains("database=\"gone\""));
+        m.forget_pool(&labels);
+        let text = m.render(&Sample::default());
+        assert!(!text.contains("database=\"gone\""), "{text}");
+        assert!(text.contains("database=\"kept\""), "{text}");
     }
 }

@@ -28,7 +28,7 @@ pub struct PoolSample {
     pub role: String,
     pub database: String,
     pub user: String,
-    /// `pool_size`: connections kept open.
+    /// `pool_size`: connections opened when the pool starts.
     pub size: u32,
     /// Open and idle.
     pub checked_in: u32,

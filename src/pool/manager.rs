@@ -1,57 +1,118 @@
 //! bb8's view of a server: how to open, check and judge a connection.
 
+use crate::protocol::tag;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+#[derive(Clone)]
 pub struct ServerManager {
     pub target: LoginTarget,
     /// The ParameterStatus values of the first login, which pgsplit sends
     /// to its clients as a server would.
     pub params: Arc<OnceLock<Vec<(String, String)>>>,
+    /// What the pool learns from opening connections.
+    pub opens: Arc<Opens>,
+}
+
+/// What a pool and its manager share about opening connections.
+#[derive(Debug, Default)]
+pub struct Opens {
     /// Connections being opened now, for the pool's metrics.
-    pub opening: Arc<AtomicUsize>,
+    pub now: AtomicUsize,
+    /// A login succeeded since the pool began, or since it was last
+    /// refused or had its connections closed for a database command.
+    /// Until then a replica pool opens one connection at a time for
+    /// reads (see `ServerPool::takes_reads`).
+    pub proven: AtomicBool,
+    /// Logins refused in a row: a replica's back-off doubles with each.
+    pub refusals: AtomicU32,
 }
 
 impl bb8::ManageConnection for ServerManager {
-    /// Boxed: bb8 moves connections in and out of its idle list on every
-    /// checkout, and a pointer is cheaper to move than the whole struct.
-    type Connection = Box<ServerConnection>;
+    type Connection = PooledServer;
     type Error = ServerError;
 
-    async fn connect(&self) -> Result<Box<ServerConnection>, ServerError> {
-        let _opening = Opening::start(&self.opening);
+    async fn connect(&self) -> Result<PooledServer, ServerError> {
+        let _opening = InFlight::start(&self.opens.now);
         let conn = ServerConnection::connect(&self.target).await?;
         let _ = self.params.set(conn.params.clone());
-        Ok(Box::new(conn))
+        // Loads first: every checkout of a new connection passes here, and
+        // a store would make the line bounce between threads.
+        if !self.opens.proven.load(Ordering::Relaxed) {
+            self.opens.proven.store(true, Ordering::Relaxed);
+        }
+        if self.opens.refusals.load(Ordering::Relaxed) != 0 {
+            self.opens.refusals.store(0, Ordering::Relaxed);
+        }
+        Ok(PooledServer(Box::new(conn)))
     }
 
     /// Only called with `pool_pre_ping`: an empty query is the cheapest
     /// round trip a server answers.
-    async fn is_valid(&self, conn: &mut Box<ServerConnection>) -> Result<(), ServerError> {
+    async fn is_valid(&self, conn: &mut PooledServer) -> Result<(), ServerError> {
         conn.simple_query("")
             .await
             .map(|_| ())
             .map_err(|e| ServerError::Stale(e.to_string()))
     }
 
-    fn has_broken(&self, conn: &mut Box<ServerConnection>) -> bool {
+    fn has_broken(&self, conn: &mut PooledServer) -> bool {
         !conn.is_clean()
+    }
+}
+
+/// A server connection as a pool holds it. Boxed: bb8 moves connections
+/// in and out of its idle list on every checkout, and a pointer is
+/// cheaper to move than the whole struct.
+///
+/// When a clean one is closed (idle too long, recycled, its pool retired
+/// or emptied for `DROP DATABASE`), pgsplit says goodbye with Terminate,
+/// as a client's orderly close does, so its backend exits at once rather
+/// than on reading the end of the stream. One that is not clean (cut off
+/// mid-reply) is only closed: a Terminate there could be read as part of
+/// something else.
+pub struct PooledServer(Box<ServerConnection>);
+
+impl Deref for PooledServer {
+    type Target = ServerConnection;
+    fn deref(&self) -> &ServerConnection {
+        &self.0
+    }
+}
+
+impl DerefMut for PooledServer {
+    fn deref_mut(&mut self) -> &mut ServerConnection {
+        &mut self.0
+    }
+}
+
+/// Terminate: tag 'X' and a length of 4.
+const TERMINATE: [u8; 5] = [tag::TERMINATE, 0, 0, 0, 4];
+
+impl Drop for PooledServer {
+    fn drop(&mut self) {
+        if self.0.is_clean() {
+            // Five bytes fit in any idle socket's send buffer; a socket
+            // that is already gone fails here, and is closed all the same.
+            let _ = self.0.stream.try_write(&TERMINATE);
+        }
     }
 }
 
 /// Counts a connection being opened until it is open, failed, or its
 /// future dropped (bb8 gives up on it at its timeout).
-struct Opening<'a>(&'a AtomicUsize);
+struct InFlight<'a>(&'a AtomicUsize);
 
-impl<'a> Opening<'a> {
+impl<'a> InFlight<'a> {
     fn start(count: &'a AtomicUsize) -> Self {
         count.fetch_add(1, Ordering::Relaxed);
-        Opening(count)
+        InFlight(count)
     }
 }
 
-impl Drop for Opening<'_> {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }

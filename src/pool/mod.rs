@@ -1,12 +1,15 @@
 //! Server connection pools: one bb8 pool per server, database and user,
 //! grouped per (database, user) as one primary and its replicas.
 
+mod closing;
 mod manager;
 mod recall;
 mod replicas;
+mod retire;
 mod server_pool;
 
 pub use crate::health::Role;
+pub use closing::Closed;
 pub use recall::RecallTicket;
 pub use server_pool::{Checkout, ServerPool};
 
@@ -17,7 +20,7 @@ use std::time::Instant;
 use crate::config::{Config, ReplicaSelection};
 use crate::metrics::{Metrics, RouteLabel};
 use crate::server::{LoginTarget, ServerError};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,6 +55,9 @@ pub struct ClusterPools {
     ban_time: Duration,
     /// Turn counter for round robin and least-busy ties.
     next: AtomicUsize,
+    /// Since when no client has held these pools, as the retirement
+    /// sweep last saw it (`None`: in use, or not looked at yet).
+    unused_since: Mutex<Option<Instant>>,
 }
 
 impl ClusterPools {
@@ -73,11 +79,7 @@ impl ClusterPools {
                         }
                         return Ok(conn);
                     }
-                    Err(PoolError::Server { source, .. }) if !is_login_refusal(&source) => {
-                        tracing::warn!(pool = %pool.name, error = %source,
-                            ban_seconds = self.ban_time.as_secs_f64(), "replica refused a connection: banned, reads go elsewhere");
-                        pool.ban(self.ban_time);
-                    }
+                    Err(PoolError::Server { source, .. }) => self.replica_failed(pool, &source),
                     Err(e) => return Err(e),
                 },
                 Pick::Behind if self.topology.waits_futile() => break RouteLabel::ConsistencyWait,
@@ -100,6 +102,33 @@ impl ClusterPools {
         let mut conn = self.read_from_primary().await?;
         conn.detour = Some(detour);
         Ok(conn)
+    }
+
+    /// A replica pool could not open a connection: it gets no reads for a
+    /// while, and the read goes to another replica or the primary. Never
+    /// the client's error: where the replica refuses the login, the
+    /// primary's answer is the one a client connected to it directly
+    /// would get (it refuses too, or it serves the read).
+    fn replica_failed(&self, pool: &ServerPool, error: &ServerError) {
+        let failure = replica_failure(error);
+        if failure == ReplicaFailure::Unavailable {
+            tracing::warn!(pool = %pool.name, %error, ban_seconds = self.ban_time.as_secs_f64(),
+                "replica refused a connection: banned, reads go elsewhere");
+            pool.ban(self.ban_time);
+            return;
+        }
+        // Refusals of logins already in flight change nothing: logged once.
+        let Some(back_off) = pool.back_off(self.ban_time) else {
+            return;
+        };
+        let back_off_seconds = back_off.as_secs_f64();
+        if failure == ReplicaFailure::NotReplayedYet {
+            tracing::info!(pool = %pool.name, %error, back_off_seconds,
+                "replica does not have the database (it may not have replayed its creation yet): reads of this pool go elsewhere meanwhile");
+        } else {
+            tracing::warn!(pool = %pool.name, %error, back_off_seconds,
+                "replica refused the login (check its pg_hba.conf, roles and passwords): reads of this pool go elsewhere meanwhile");
+        }
     }
 
     /// Why no replica could take a read: lag, or none up at all.
@@ -182,12 +211,45 @@ pub fn is_login_refusal(e: &ServerError) -> bool {
     }
 }
 
+/// Why a replica gave no connection, as a read's checkout treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplicaFailure {
+    /// Down, unreachable, starting or shutting down, out of connections:
+    /// banned for `replica_ban_time`, as the whole server is.
+    Unavailable,
+    /// `3D000`: the database is not there, typically created a moment ago
+    /// and not replayed yet. This pool backs off, from 100 ms doubling
+    /// up to `replica_ban_time`, until a login succeeds.
+    NotReplayedYet,
+    /// Any other login refusal (pg_hba, unknown role, password,
+    /// `CONNECT` privilege): the primary may accept what the replica
+    /// refuses (a role not replayed yet, a pg_hba.conf that differs), so
+    /// the same back-off, with a warning.
+    LoginRefused,
+}
+
+/// How a read's checkout treats a replica's connection failure.
+pub(crate) fn replica_failure(error: &ServerError) -> ReplicaFailure {
+    match error {
+        ServerError::Refused { code, .. } if is_login_refusal(error) => match code.as_str() {
+            "3D000" => ReplicaFailure::NotReplayedYet,
+            _ => ReplicaFailure::LoginRefused,
+        },
+        _ => ReplicaFailure::Unavailable,
+    }
+}
+
 /// Every pool pgsplit has, created on demand per (database, user).
 pub struct Pools {
     config: Arc<Config>,
     topology: Arc<Topology>,
     metrics: Arc<Metrics>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
+    /// Bans of pools retired since start-up, by server address, so that
+    /// a server's ban count does not drop when a pool goes.
+    retired_bans: Mutex<HashMap<Arc<str>, u64>>,
+    /// The pools that took these over at a reload (`inherit`).
+    successor: std::sync::OnceLock<std::sync::Weak<Pools>>,
 }
 
 impl Pools {
@@ -197,46 +259,83 @@ impl Pools {
             topology,
             metrics,
             clusters: RwLock::new(HashMap::new()),
+            retired_bans: Mutex::new(HashMap::new()),
+            successor: std::sync::OnceLock::new(),
         }
     }
 
     /// The pools of `database` as `user`, creating them on first use.
+    /// After a reload (a client that logged in across it), the pools of
+    /// the configuration that replaced this one: these are empty then.
     pub fn get(&self, database: &str, user: &str) -> Arc<ClusterPools> {
+        let successor = || self.successor.get().and_then(std::sync::Weak::upgrade);
+        if let Some(next) = successor() {
+            return next.get(database, user);
+        }
         let key = (database.to_string(), user.to_string());
         if let Some(c) = self.clusters.read().get(&key) {
             return c.clone();
         }
-        self.clusters
-            .write()
+        let mut clusters = self.clusters.write();
+        // A reload may have taken the map over meanwhile (`inherit` names
+        // the successor before it takes this lock).
+        if let Some(next) = successor() {
+            drop(clusters);
+            return next.get(database, user);
+        }
+        clusters
             .entry(key)
             .or_insert_with(|| Arc::new(self.build(database, user)))
             .clone()
     }
 
-    /// Opens `pool_size` connections for every configured user and
-    /// database, so the first clients find them ready.
+    /// Opens `pool_size` connections, on the primary and the replicas,
+    /// for every configured user and database, so the first clients find
+    /// them ready. Once per server pool: after a reload, only the new ones.
     pub fn warm_up(&self) {
         for user in &self.config.users {
             for database in &self.config.databases {
-                self.get(database, &user.name);
+                self.get(database, &user.name)
+                    .all()
+                    .for_each(ServerPool::warm);
             }
         }
+    }
+
+    /// Whether the pools of (`database`, `user`) are opened at start-up
+    /// (and so kept for good).
+    fn is_configured(&self, database: &str, user: &str) -> bool {
+        self.config.user(user).is_some() && self.config.databases.iter().any(|d| d == database)
     }
 
     pub fn snapshot(&self) -> Vec<Arc<ClusterPools>> {
         self.clusters.read().values().cloned().collect()
     }
 
+    /// Bans of retired pools of the server at `addr`.
+    pub fn retired_bans(&self, addr: &str) -> u64 {
+        self.retired_bans.lock().get(addr).copied().unwrap_or(0)
+    }
+
     /// After a reload: the (database, user) pairs `previous` served get
     /// pools here too, and a server pool whose server, login and settings
-    /// did not change is taken over with its open connections.
-    pub fn inherit(&self, previous: &Pools) {
-        let old = previous.clusters.read().clone();
+    /// did not change is taken over with its open connections. `previous`
+    /// is left empty: only sessions still on it hold its pools, so a pool
+    /// no session uses can be retired (and closed) here; and it hands out
+    /// these from now on.
+    pub fn inherit(self: &Arc<Self>, previous: &Pools) {
+        // Locked first: a `get` forwarded here waits for what is inherited.
         let mut clusters = self.clusters.write();
+        let _ = previous.successor.set(Arc::downgrade(self));
+        let old = std::mem::take(&mut *previous.clusters.write());
         for ((database, user), cluster) in old {
             let next = self.build_reusing(&database, &user, Some(&cluster));
+            *next.unused_since.lock() = *cluster.unused_since.lock();
             clusters.insert((database, user), Arc::new(next));
         }
+        self.retired_bans
+            .lock()
+            .extend(previous.retired_bans.lock().drain());
     }
 
     fn build(&self, database: &str, user: &str) -> ClusterPools {
@@ -290,6 +389,7 @@ impl Pools {
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),
             next: AtomicUsize::new(0),
+            unused_since: Mutex::new(None),
         }
     }
 }
@@ -303,6 +403,24 @@ mod tests {
             severity: "FATAL".into(),
             code: code.into(),
             message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_replica_refusing_a_login_backs_off_and_one_unavailable_is_banned() {
+        use ReplicaFailure::*;
+        for (error, expected) in [
+            (refused("3D000"), NotReplayedYet),
+            (refused("28000"), LoginRefused),
+            (refused("28P01"), LoginRefused),
+            (refused("42501"), LoginRefused),
+            (refused("57P03"), Unavailable),
+            (refused("53300"), Unavailable),
+            (ServerError::Closed, Unavailable),
+            (ServerError::Timeout(Duration::from_secs(1)), Unavailable),
+            (ServerError::NoPassword("u".into()), Unavailable),
+        ] {
+            assert_eq!(replica_failure(&error), expected, "{error:?}");
         }
     }
 

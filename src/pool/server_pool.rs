@@ -1,7 +1,7 @@
 //! The pool of one server, database and user: bb8 behind a fair queue,
 //! plus the counters replica selection and bans read.
 
-use super::manager::ServerManager;
+use super::manager::{Opens, ServerManager};
 use super::recall::{Parked, Recall, RecallTicket};
 use super::PoolError;
 use crate::config::PoolSettings;
@@ -9,8 +9,9 @@ use crate::health::lsn::Lsn;
 use crate::health::{Role, ServerState};
 use crate::metrics::{PoolHandles, PoolSample, RouteLabel};
 use crate::server::{LoginTarget, ServerConnection, ServerError};
+use arc_swap::ArcSwap;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -24,13 +25,19 @@ pub struct ServerPool {
     pub database: String,
     pub user: String,
     target: LoginTarget,
-    pool: bb8::Pool<ServerManager>,
+    /// The connections. Swapped for an empty pool to close every idle one
+    /// at once (`swap_out_connections`): bb8 has no call for that, and
+    /// taking them out one by one races with clients, whose checkouts
+    /// would then open new ones.
+    pool: ArcSwap<bb8::Pool<ServerManager>>,
+    /// What a new bb8 pool is built from.
+    manager: ServerManager,
+    sink: FailureSink,
     /// bb8 does not serve waiters first come, first served (bb8 issue 243);
     /// tokio's semaphore does, so a client waits here for a permit and only
     /// then asks bb8, which then always has a connection or room for one.
     gate: Arc<Semaphore>,
     settings: PoolSettings,
-    params: Arc<OnceLock<Vec<(String, String)>>>,
     /// The last connection failure. bb8 opens connections in background
     /// tasks and only tells its error sink, so clients waiting in
     /// `checkout` watch this to fail at once with the server's own error
@@ -52,8 +59,12 @@ pub struct ServerPool {
     /// Tells those clients to give their parked connections back: a
     /// client is waiting for one, or the sweep runs.
     pub(super) recall: Recall,
-    /// Connections being opened now (shared with the manager).
-    opening: Arc<AtomicUsize>,
+    /// Connections being opened, refusals in a row, whether a login
+    /// succeeded (shared with the manager).
+    opens: Arc<Opens>,
+    /// `pool_size` connections were opened once (`warm`), or must not be
+    /// (closed for a database command).
+    warmed: AtomicBool,
     /// Times this pool's server was banned.
     pub bans: AtomicU64,
     metrics: PoolHandles,
@@ -66,7 +77,6 @@ impl ServerPool {
         settings: &PoolSettings,
         metrics: PoolHandles,
     ) -> Arc<ServerPool> {
-        let params = Arc::new(OnceLock::new());
         let name = format!(
             "{} {} db={} user={}",
             server.configured.as_str(),
@@ -78,32 +88,17 @@ impl ServerPool {
         let (database, user) = (target.database.clone(), target.user.clone());
         let failures = Arc::new(watch::Sender::new(None));
         let failure_count = Arc::new(AtomicU64::new(0));
-        let opening = Arc::new(AtomicUsize::new(0));
+        let opens = Arc::new(Opens::default());
         let manager = ServerManager {
             target: target.clone(),
-            params: params.clone(),
-            opening: opening.clone(),
+            params: Arc::new(OnceLock::new()),
+            opens: opens.clone(),
         };
-        let pool = bb8::Pool::builder()
-            .max_size(settings.max_size())
-            .min_idle(Some(settings.pool_size))
-            .max_lifetime(settings.pool_recycle())
-            .idle_timeout(settings.idle_timeout())
-            .connection_timeout(settings.pool_timeout())
-            .test_on_check_out(settings.pool_pre_ping)
-            // Most recently used first, as PgBouncer does: a few hot server
-            // backends keep their caches warm, and the idle rest can be
-            // reaped by idle_timeout.
-            .queue_strategy(bb8::QueueStrategy::Lifo)
-            // Surface login errors (unknown database, bad password) to the
-            // client instead of retrying until the timeout.
-            .retry_connection(false)
-            .error_sink(Box::new(FailureSink {
-                pool: name.clone(),
-                failures: failures.clone(),
-                count: failure_count.clone(),
-            }))
-            .build_unchecked(manager);
+        let sink = FailureSink {
+            pool: name.clone(),
+            failures: failures.clone(),
+            count: failure_count.clone(),
+        };
         let pool = Arc::new(ServerPool {
             name,
             server,
@@ -111,10 +106,11 @@ impl ServerPool {
             database,
             user,
             target,
-            pool,
+            pool: ArcSwap::from_pointee(build(settings, &manager, &sink)),
+            manager,
+            sink,
             gate: Arc::new(Semaphore::new(settings.max_size() as usize)),
             settings: settings.clone(),
-            params,
             failures,
             failure_count,
             in_use: AtomicUsize::new(0),
@@ -123,7 +119,8 @@ impl ServerPool {
             waiting: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             recall: Recall::default(),
-            opening,
+            opens,
+            warmed: AtomicBool::new(false),
             bans: AtomicU64::new(0),
             metrics,
         });
@@ -184,6 +181,10 @@ impl ServerPool {
             let mut conn = self.next_connection().await?;
             if conn.is_alive() {
                 self.in_use.fetch_add(1, Ordering::Relaxed);
+                if !self.warmed.load(Ordering::Relaxed) && self.server.configured == Role::Primary {
+                    // The database exists: the rest of `pool_size` now.
+                    self.warm();
+                }
                 return Ok(Checkout {
                     role: self.server.role(),
                     detour: None,
@@ -204,7 +205,9 @@ impl ServerPool {
         &self,
     ) -> Result<bb8::PooledConnection<'static, ServerManager>, PoolError> {
         let failed_before = self.failure_count.load(Ordering::Acquire);
-        let get = self.pool.get_owned();
+        // A guard, not a clone: no write to a count all threads share.
+        let pool = self.pool.load();
+        let get = pool.get_owned();
         tokio::pin!(get);
         // Usually an idle connection is there: take it without touching the
         // failure watch, whose receiver count all threads would contend on.
@@ -292,13 +295,24 @@ impl ServerPool {
     }
 
     pub fn params(&self) -> Option<&Vec<(String, String)>> {
-        self.params.get()
+        self.manager.params.get()
     }
 
     /// Whether its server may get reads now: it serves them (up, in
-    /// recovery, not lagging) and is not banned.
+    /// recovery, not lagging), is not banned or backing off, and is not
+    /// trying its first login (see `is_trying_login`).
     pub fn takes_reads(&self) -> bool {
-        self.server.serves_reads() && !self.is_banned()
+        self.server.serves_reads() && !self.is_banned() && !self.is_trying_login()
+    }
+
+    /// A login that may be refused is in flight: the pool has not opened
+    /// a connection yet (or was refused, or closed for a database
+    /// command since). Reads that come meanwhile go elsewhere, rather than
+    /// each sending a login of its own that a replica which has not
+    /// replayed `CREATE DATABASE` yet refuses. Once one login succeeded,
+    /// one load.
+    fn is_trying_login(&self) -> bool {
+        !self.opens.proven.load(Ordering::Relaxed) && self.opens.now.load(Ordering::Relaxed) > 0
     }
 
     /// Whether its server has replayed `required` (`None`: not known yet).
@@ -311,6 +325,22 @@ impl ServerPool {
         until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
     }
 
+    /// After a refused login: keeps new clients away for a back-off that
+    /// starts at `BACK_OFF_FIRST` and doubles with each refusal in a row,
+    /// up to `longest`; a successful login starts it afresh. Refusals
+    /// while backing off (logins that were already in flight) do not
+    /// lengthen it. Returns the back-off begun, if one was.
+    pub fn back_off(&self, longest: Duration) -> Option<Duration> {
+        self.opens.proven.store(false, Ordering::Relaxed);
+        if self.is_banned() {
+            return None;
+        }
+        let refusals = self.opens.refusals.fetch_add(1, Ordering::Relaxed);
+        let back_off = back_off(refusals, longest);
+        self.ban(back_off);
+        Some(back_off)
+    }
+
     /// Keeps new clients away for `for_how_long`.
     pub fn ban(&self, for_how_long: Duration) {
         self.bans.fetch_add(1, Ordering::Relaxed);
@@ -319,13 +349,64 @@ impl ServerPool {
             .store(until.as_millis().max(1) as u64, Ordering::Relaxed);
     }
 
+    /// Connections parked with idle clients now.
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    /// Opens connections up to `pool_size`, in the background, once in
+    /// the pool's life: the first alone, the rest together once it
+    /// succeeded, so a refused login (unknown database) is tried once.
+    /// Connections closed later are not replaced: clients open them again
+    /// as they need them.
+    pub fn warm(self: &Arc<Self>) {
+        if self.warmed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // The pool of now: after `swap_out_connections` these go to the
+        // old one and close with it.
+        let pool = self.pool.load_full();
+        let want = self
+            .settings
+            .pool_size
+            .saturating_sub(pool.state().connections);
+        let name = self.name.clone();
+        runtime.spawn(async move {
+            if want == 0 || !open_into(&pool, &name).await {
+                return;
+            }
+            futures::future::join_all((1..want).map(|_| open_into(&pool, &name))).await;
+        });
+    }
+
+    /// Closes every idle connection: the pool starts afresh with none,
+    /// and the old one, returned, closes those that were idle when it is
+    /// dropped. Connections checked out (parked ones too, which are called
+    /// back now) go back to the old pool and close when the last of them
+    /// is back. No connection is opened in their place: clients open
+    /// them as they need them, and a replica's first login is tried alone
+    /// again (the database may be gone or renamed).
+    pub(super) fn swap_out_connections(&self) -> SwappedOut {
+        self.warmed.store(true, Ordering::Relaxed);
+        self.opens.proven.store(false, Ordering::Relaxed);
+        let fresh = build(&self.settings, &self.manager, &self.sink);
+        let old = self.pool.swap(Arc::new(fresh));
+        if self.parked() > 0 {
+            self.recall.call();
+        }
+        SwappedOut(old)
+    }
+
     pub fn state(&self) -> bb8::State {
-        self.pool.state()
+        self.pool.load().state()
     }
 
     /// The pool as the metrics, /status and SHOW POOLS show it.
     pub fn sample(&self) -> PoolSample {
-        let state = self.pool.state();
+        let state = self.state();
         let checked_out = self.in_use() as u32;
         let size = self.settings.pool_size;
         PoolSample {
@@ -339,12 +420,85 @@ impl ServerPool {
             parked: self.parked.load(Ordering::Relaxed) as u32,
             overflow: state.connections.saturating_sub(size),
             max_overflow: self.settings.max_overflow,
-            opening: self.opening.load(Ordering::Relaxed) as u32,
+            opening: self.opens.now.load(Ordering::Relaxed) as u32,
             waiting: self.waiting.load(Ordering::Relaxed) as u32,
             healthy: self.server.is_up()
                 && (self.server.is_writer() || self.server.serves_reads())
                 && !self.is_banned(),
         }
+    }
+}
+
+/// The bb8 pool of a server pool. No `min_idle`: bb8 would open
+/// connections the moment a pool is made and replace every one that
+/// closes, including those closed on purpose (`swap_out_connections`), and
+/// every checkout of a replica that refuses the login (it has not replayed
+/// `CREATE DATABASE` yet) would send it `pool_size` logins. Pools warm up
+/// once instead (`warm`).
+fn build(
+    settings: &PoolSettings,
+    manager: &ServerManager,
+    sink: &FailureSink,
+) -> bb8::Pool<ServerManager> {
+    bb8::Pool::builder()
+        .max_size(settings.max_size())
+        .min_idle(None)
+        .max_lifetime(settings.pool_recycle())
+        .idle_timeout(settings.idle_timeout())
+        .connection_timeout(settings.pool_timeout())
+        .test_on_check_out(settings.pool_pre_ping)
+        // Most recently used first, as PgBouncer does: a few hot server
+        // backends keep their caches warm, and the idle rest can be
+        // reaped by idle_timeout.
+        .queue_strategy(bb8::QueueStrategy::Lifo)
+        // Surface login errors (unknown database, bad password) to the
+        // client instead of retrying until the timeout.
+        .retry_connection(false)
+        .error_sink(Box::new(sink.clone()))
+        .build_unchecked(manager.clone())
+}
+
+/// Opens one connection into `pool` (warming it up); whether it could.
+async fn open_into(pool: &bb8::Pool<ServerManager>, name: &str) -> bool {
+    match pool.dedicated_connection().await {
+        // At capacity (clients opened the rest meanwhile): dropped.
+        Ok(conn) => {
+            let _ = pool.add(conn);
+            true
+        }
+        Err(error) => {
+            tracing::warn!(pool = %name, %error, "could not open a server connection (warming up)");
+            false
+        }
+    }
+}
+
+/// The first back-off of a replica pool whose login was refused.
+const BACK_OFF_FIRST: Duration = Duration::from_millis(100);
+
+/// The back-off after `refusals` earlier refusals in a row: 100 ms,
+/// doubled for each, at most `longest` (and never under the first).
+fn back_off(refusals: u32, longest: Duration) -> Duration {
+    let factor = 1u32.checked_shl(refusals.min(31)).unwrap_or(u32::MAX);
+    BACK_OFF_FIRST
+        .saturating_mul(factor)
+        .min(longest.max(BACK_OFF_FIRST))
+}
+
+/// A server pool's connections after `swap_out_connections`: dropping it
+/// closes the idle ones (the rest as they come back).
+pub(super) struct SwappedOut(Arc<bb8::Pool<ServerManager>>);
+
+impl SwappedOut {
+    /// Idle now: closed when this is dropped.
+    pub(super) fn idle(&self) -> u32 {
+        self.0.state().idle_connections
+    }
+
+    /// Still checked out by clients: closed as they come back.
+    pub(super) fn in_use(&self) -> u32 {
+        let state = self.0.state();
+        state.connections.saturating_sub(state.idle_connections)
     }
 }
 
@@ -468,5 +622,69 @@ impl bb8::ErrorSink<ServerError> for FailureSink {
     }
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<ServerError>> {
         Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Pools;
+    use super::*;
+    use crate::config::Config;
+    use crate::health::Topology;
+
+    #[test]
+    fn back_off_doubles_from_100_ms_up_to_the_longest() {
+        let five = Duration::from_secs(5);
+        let got: Vec<u128> = (0..8).map(|n| back_off(n, five).as_millis()).collect();
+        assert_eq!(got, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(back_off(u32::MAX, five), five);
+        assert_eq!(back_off(0, Duration::ZERO), BACK_OFF_FIRST);
+    }
+
+    fn replica() -> Arc<ServerPool> {
+        let config = Arc::new(Config {
+            primary: Some("p:1".into()),
+            replicas: vec!["r:1".into()],
+            ..Config::default()
+        });
+        let pools = Pools::new(config.clone(), Topology::new(&config), Default::default());
+        pools.get("d", "u").servers[1].clone()
+    }
+
+    #[tokio::test]
+    async fn a_refused_replica_backs_off_longer_each_round_until_a_login_succeeds() {
+        let pool = replica();
+        let longest = Duration::from_secs(5);
+        assert_eq!(pool.back_off(longest), Some(BACK_OFF_FIRST));
+        assert!(pool.is_banned());
+        // Logins that were in flight when the first was refused: no longer.
+        assert_eq!(pool.back_off(longest), None);
+        pool.banned_until_ms.store(0, Ordering::Relaxed); // time passed
+        assert_eq!(pool.back_off(longest), Some(2 * BACK_OFF_FIRST));
+        pool.banned_until_ms.store(0, Ordering::Relaxed);
+        // A login succeeded (the manager resets the count).
+        pool.opens.refusals.store(0, Ordering::Relaxed);
+        assert_eq!(pool.back_off(longest), Some(BACK_OFF_FIRST));
+        assert_eq!(pool.bans.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn until_a_login_succeeds_reads_do_not_pile_logins_on_a_replica() {
+        let pool = replica();
+        pool.opens.now.store(1, Ordering::Relaxed);
+        assert!(pool.is_trying_login(), "the first login is in flight");
+        pool.opens.proven.store(true, Ordering::Relaxed);
+        assert!(!pool.is_trying_login(), "proven: any number may open");
+        // Refused, or closed for DROP DATABASE: one at a time again.
+        pool.back_off(Duration::from_secs(5));
+        assert!(pool.is_trying_login());
+        pool.opens.proven.store(true, Ordering::Relaxed);
+        drop(pool.swap_out_connections());
+        assert!(pool.is_trying_login());
+        pool.opens.now.store(0, Ordering::Relaxed);
+        assert!(
+            !pool.is_trying_login(),
+            "nothing in flight: the next read tries"
+        );
     }
 }

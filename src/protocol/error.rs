@@ -74,7 +74,11 @@ impl PgError {
             (b'C', self.code.clone()),
             (b'M', self.message.clone()),
         ];
-        fields.extend(self.more.iter().map(|(kind, value)| (*kind, value.to_string())));
+        fields.extend(
+            self.more
+                .iter()
+                .map(|(kind, value)| (*kind, value.to_string())),
+        );
         // Encoding into a BytesMut cannot fail for messages this small.
         let _ = ErrorResponse::new(fields).encode(out);
     }

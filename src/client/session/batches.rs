@@ -2,7 +2,7 @@
 //! batch until Sync (or Flush), routed as a unit, with the client's named
 //! statements looked up and their routes remembered.
 
-use super::{primary, session_command, Flow, Session, PROBE, SYNC_FRAME};
+use super::{exclusive_database, primary, session_command, Flow, Session, PROBE, SYNC_FRAME};
 use crate::client::batch::{Planned, Use};
 use crate::client::io::ClientError;
 use crate::client::statements::Statement;
@@ -123,7 +123,12 @@ impl Session {
         let rest_start = portal_end + 1 + bind.statement.len() + 1;
         let name = Bytes::copy_from_slice(bind.statement);
         let len = frame.len();
-        match self.use_statement(&name, true).await {
+        let statement = self.use_statement(&name, true).await;
+        let text = statement.as_ref().map(|s| std::str::from_utf8(s.query()));
+        if let Some(database) = text.and_then(Result::ok).and_then(exclusive_database) {
+            Box::pin(self.app.close_idle_connections(&database)).await;
+        }
+        match statement {
             Some(statement) if !name.is_empty() => {
                 let message = Use::Bind {
                     portal: frame.slice(5..portal_end),

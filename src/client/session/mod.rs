@@ -22,7 +22,7 @@ mod stall;
 mod state;
 
 use super::batch::{self, Batch, Planned, Written};
-use super::commands::{session_command, SessionCommand};
+use super::commands::{exclusive_database, session_command, SessionCommand};
 use super::exchange::{Checked, Exchange, Expect, Origin};
 use super::io::{ClientError, ClientIo};
 use super::registry::{ClientInfo, ClientState};
@@ -378,6 +378,9 @@ impl Session {
             self.batch.lists_statements = true;
         }
         let text = std::str::from_utf8(text).ok();
+        if let Some(database) = text.and_then(exclusive_database) {
+            Box::pin(self.app.close_idle_connections(&database)).await;
+        }
         if let Some(command) = text.and_then(session_command) {
             self.follow(&command);
             if let SessionCommand::Deallocate(name) = command {
