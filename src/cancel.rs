@@ -184,13 +184,16 @@ impl Cancels {
         self.in_flight.lock().contains_key(&(addr.clone(), pid))
     }
 
+    /// Whether any cancel is in flight (one load): if so, a session that
+    /// just took a connection waits for `landed`.
+    pub fn any_in_flight(&self) -> bool {
+        self.in_flight_count.load(Ordering::SeqCst) != 0
+    }
+
     /// Returns once no cancel is on its way to backend `pid` of server
     /// `addr` (at most `CANCEL_DONE_TIMEOUT` later): a session calls it
     /// before it starts a statement on a connection it just took.
     pub async fn landed(&self, addr: &Arc<str>, pid: i32) {
-        if self.in_flight_count.load(Ordering::SeqCst) == 0 {
-            return;
-        }
         let wait = async {
             loop {
                 let notified = self.landed.notified();

@@ -204,6 +204,9 @@ impl Batch {
         exchange: &mut Exchange,
         out: &mut BytesMut,
     ) -> Written {
+        if self.messages.len() <= from {
+            return Written::All;
+        }
         for (at, message) in self.messages.iter().enumerate().skip(from) {
             let step = match self.lists_statements {
                 true => write_as_client(message, exchange, out),

@@ -313,6 +313,14 @@ impl Exchange {
                 return stop(at, 0, None);
             };
             let len = h.frame_len();
+            if h.tag == tag::DATA_ROW {
+                // Rows, most of what passes, need no judging.
+                match rest.len() >= len {
+                    true => at += len,
+                    false => self.passthrough = len,
+                }
+                continue;
+            }
             let frame = rest.get(..len);
             match self.on_frame(h.tag, frame, prepared) {
                 Action::Forward if frame.is_some() => at += len,
@@ -325,7 +333,10 @@ impl Exchange {
     }
 
     /// Judges one frame (`frame`: the whole of it, if it is all there).
-    /// Never changes anything when it answers `NeedWhole`.
+    /// Never changes anything when it answers `NeedWhole`. Small and
+    /// inlined, with the rare cases out of line: it runs for every frame
+    /// a statement's answer has.
+    #[inline]
     fn on_frame(&mut self, tag: u8, frame: Option<&[u8]>, prepared: &mut Prepared) -> Action {
         match tag {
             tag::READY_FOR_QUERY => match frame {
@@ -337,7 +348,13 @@ impl Exchange {
                 None => Action::NeedWhole,
             },
             tag::PARAMETER_DESCRIPTION | tag::ROW_DESCRIPTION | tag::NO_DATA => {
-                self.description(tag, frame, prepared)
+                match self.expect.front() {
+                    Some(Expect::Describe(_) | Expect::DescribePortal { .. }) => {
+                        self.description(tag, frame, prepared)
+                    }
+                    // A simple query's or an Execute's: nothing to learn.
+                    _ => Action::Forward,
+                }
             }
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
                 if matches!(self.expect.front(), Some(Expect::Execute)) {
@@ -358,10 +375,30 @@ impl Exchange {
     }
 
     /// ReadyForQuery: the Query or Sync at the front of the queue is done.
+    #[inline]
     fn ready(&mut self, status: Option<u8>, prepared: &mut Prepared) -> Action {
         self.tx_status = status.unwrap_or(status::IDLE);
         self.skipping = false;
         self.pending = self.pending.saturating_sub(1);
+        // The common case: the front is what this ReadyForQuery answers.
+        if let Some(
+            Expect::Ready
+            | Expect::Sync {
+                origin: Origin::Client,
+            },
+        ) = self.expect.front()
+        {
+            self.expect.pop_front();
+            self.error_relayed = false;
+            return Action::Forward;
+        }
+        self.ready_after_more(prepared)
+    }
+
+    /// ReadyForQuery with other answers still expected before it, or for
+    /// pgsplit's own Sync.
+    #[inline(never)]
+    fn ready_after_more(&mut self, prepared: &mut Prepared) -> Action {
         let error_relayed = std::mem::take(&mut self.error_relayed);
         let mut skipped = Vec::new();
         while let Some(e) = self.expect.pop_front() {
@@ -395,6 +432,7 @@ impl Exchange {
         }
     }
 
+    #[inline(never)]
     fn description(&mut self, tag: u8, frame: Option<&[u8]>, prepared: &mut Prepared) -> Action {
         let describing = match self.expect.front_mut() {
             Some(Expect::Describe(d)) => d,
@@ -452,6 +490,7 @@ impl Exchange {
     }
 
     /// An ErrorResponse: whose it is says what the server does next.
+    #[inline(never)]
     fn failed(&mut self, frame: &[u8], prepared: &mut Prepared) -> Action {
         let fatal = is_fatal(frame);
         self.fatal |= fatal;
@@ -532,6 +571,7 @@ impl Exchange {
     /// client sends after CopyDone or CopyFail does. (Clients wait for
     /// CopyInResponse before sending data, so the Syncs queued now were
     /// all sent before it.) A simple Query's ReadyForQuery still comes.
+    #[inline(never)]
     fn copy_in_started(&mut self) {
         if !matches!(self.expect.front(), Some(Expect::Execute)) {
             return;

@@ -4,7 +4,6 @@
 mod admin;
 pub mod auth;
 mod batch;
-mod commands;
 mod exchange;
 mod io;
 pub mod registry;

@@ -11,7 +11,7 @@
 //! prepared again elsewhere after a schema change cannot hand the client
 //! rows of another type than it decodes (`batch`).
 
-use crate::router::Route;
+use crate::router::{Command, Route};
 use crate::server::prepared::Shape;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -39,6 +39,8 @@ pub struct Statement {
     pub closing: bool,
     /// It reads `pg_prepared_statements` (`batch::show_own_statements`).
     pub lists: bool,
+    /// The database it needs free of other sessions (DROP DATABASE ...).
+    pub database: Option<String>,
 }
 
 impl Statement {
@@ -87,12 +89,21 @@ impl Statements {
 
     /// Records a Parse; returns the statement as pgsplit will send it, and
     /// how to undo the record if the server skips the Parse.
+    /// `route`: its classification; `routed` when it was routed (outside
+    /// transactions), so that where it goes is known too.
     pub fn parsed(
         &mut self,
         name: &[u8],
         after_name: Bytes,
-        route: Option<Route>,
+        route: Route,
+        routed: bool,
     ) -> (Statement, Undo) {
+        let lists = route.lists_statements;
+        let database = match route.command.as_deref() {
+            Some(Command::Database(database)) => Some(database.clone()),
+            _ => None,
+        };
+        let route = routed.then_some(route);
         let (server_name, key): (Arc<str>, u64) = if name.is_empty() {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (self.owner, &after_name[..]).hash(&mut h);
@@ -101,7 +112,8 @@ impl Statements {
             (Arc::from(server_name(&after_name)), 0)
         };
         let statement = Statement {
-            lists: lists_statements(&after_name),
+            lists,
+            database,
             name: Bytes::copy_from_slice(name),
             server_name,
             after_name,
@@ -183,6 +195,13 @@ impl Statements {
         self.named.iter()
     }
 
+    /// A simple query replaced the unnamed statement.
+    pub fn forget_unnamed(&mut self) {
+        if self.unnamed.is_some() {
+            self.unnamed = None;
+        }
+    }
+
     /// A statement whose Close is still in flight.
     pub fn get_closing(&self, name: &[u8]) -> Option<&Statement> {
         self.closing.get(name)
@@ -235,17 +254,6 @@ pub fn server_name(after_name: &[u8]) -> String {
     format!("pgsplit_{:016x}{:016x}", half(1), half(2))
 }
 
-/// Whether statement text reads `pg_prepared_statements` (in any case:
-/// unquoted names fold). Runs on every statement, so without allocating:
-/// each `p` starts a comparison.
-pub fn lists_statements(text: &[u8]) -> bool {
-    const VIEW: &[u8] = b"pg_prepared_statements";
-    memchr::memchr2_iter(b'p', b'P', text).any(|at| {
-        text.get(at..at + VIEW.len())
-            .is_some_and(|word| word.eq_ignore_ascii_case(VIEW))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,8 +274,19 @@ mod tests {
     #[test]
     fn named_and_unnamed_are_kept_apart() {
         let mut s = Statements::default();
-        s.parsed(b"P_0", Bytes::from_static(b"select 1\0\0\0"), None);
-        let (_, undo) = s.parsed(b"", Bytes::from_static(b"select 2\0\0\0"), None);
+        let route = || {
+            crate::router::Route::new(
+                crate::router::Destination::Replica,
+                crate::router::Reason::ReadOnly,
+            )
+        };
+        s.parsed(
+            b"P_0",
+            Bytes::from_static(b"select 1\0\0\0"),
+            route(),
+            false,
+        );
+        let (_, undo) = s.parsed(b"", Bytes::from_static(b"select 2\0\0\0"), route(), false);
         assert_eq!(s.get(b"P_0").unwrap().query(), b"select 1");
         assert_eq!(s.get(b"").unwrap().query(), b"select 2");
         assert_eq!(&*s.get(b"").unwrap().server_name, "");

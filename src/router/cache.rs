@@ -141,10 +141,7 @@ mod tests {
             let got = router.classify(&read(aid), &catalog);
             assert_eq!(
                 got,
-                Classification::Routed(Route {
-                    destination: Replica,
-                    reason: Reason::ReadOnly
-                })
+                Classification::Routed(Route::new(Replica, Reason::ReadOnly))
             );
         }
         assert_eq!(router.cache_stats(), (9, 1));
@@ -179,10 +176,7 @@ mod tests {
         catalog.insert("my_func".to_string(), true);
         assert_eq!(
             router.classify(sql, &catalog),
-            Classification::Routed(Route {
-                destination: Primary,
-                reason: Reason::WriteFunction("my_func".into())
-            })
+            Classification::Routed(Route::new(Primary, Reason::WriteFunction("my_func".into())))
         );
         // Final, but it came from one database's catalog and the cache serves
         // all databases: not cached.

@@ -14,6 +14,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use super::command::{self, Command};
 use super::functions::INTROSPECTION_SETTINGS;
 use super::pin;
 use super::walk::{walk_query, Findings};
@@ -42,7 +43,16 @@ enum Verdict {
 
 pub(crate) fn classify(sql: &str, config: &RouterConfig, catalog: &dyn FunctionCatalog) -> Outcome {
     let mut findings = Findings::default();
-    let classification = decide(sql, config, catalog, &mut findings);
+    let mut classification = decide(sql, config, catalog, &mut findings);
+    if let Classification::Routed(route) = &mut classification {
+        route.command = command::command(sql).map(Box::new);
+        route.lists_statements = command::lists_statements(sql);
+        // A database named by a string literal (`TEMPLATE 'x'`) would be
+        // shared by statements differing only in literals.
+        if matches!(route.command.as_deref(), Some(Command::Database(_))) {
+            findings.literal_sensitive = true;
+        }
+    }
     Outcome {
         classification,
         cacheable: !findings.literal_sensitive && findings.lookups.is_empty(),
@@ -103,10 +113,7 @@ fn session_effect(
 }
 
 fn routed(destination: Destination, reason: Reason) -> Classification {
-    Classification::Routed(Route {
-        destination,
-        reason,
-    })
+    Classification::Routed(Route::new(destination, reason))
 }
 
 /// A multi-statement string is as strict as its strictest part. A read-only

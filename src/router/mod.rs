@@ -11,6 +11,7 @@
 
 mod cache;
 mod classify;
+mod command;
 mod functions;
 mod hint;
 mod lex;
@@ -25,6 +26,7 @@ mod tests;
 
 use std::collections::HashMap;
 
+pub use command::{Command, SessionCommand};
 pub use memo::RouteMemo;
 pub use pin::Pin;
 pub use reason::Reason;
@@ -38,11 +40,27 @@ pub enum Destination {
     Replica,
 }
 
-/// Where a statement goes and why.
+/// Where a statement goes and why, and what else the session does for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub destination: Destination,
     pub reason: Reason,
+    /// A command the session follows (DEALLOCATE, RESET, DISCARD ALL) or
+    /// prepares for (DROP DATABASE and friends).
+    pub command: Option<Box<Command>>,
+    /// It reads `pg_prepared_statements`.
+    pub lists_statements: bool,
+}
+
+impl Route {
+    pub fn new(destination: Destination, reason: Reason) -> Route {
+        Route {
+            destination,
+            reason,
+            command: None,
+            lists_statements: false,
+        }
+    }
 }
 
 /// Where `BEGIN READ ONLY` / `START TRANSACTION READ ONLY` goes.
@@ -192,6 +210,17 @@ impl Router {
     /// (hits, misses) of the cache since the router was made.
     pub fn cache_stats(&self) -> (u64, u64) {
         self.cache.stats()
+    }
+}
+
+/// A conservative route for `sql` when it could not be classified to the
+/// end (its functions could not be looked up): the primary, with the
+/// statement's commands still read.
+pub fn primary_route(sql: &str, reason: Reason) -> Route {
+    Route {
+        command: command::command(sql).map(Box::new),
+        lists_statements: command::lists_statements(sql),
+        ..Route::new(Destination::Primary, reason)
     }
 }
 

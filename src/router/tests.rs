@@ -520,10 +520,7 @@ fn reasons_table() {
     let mut failures = Vec::new();
     for (sql, destination, reason) in reasons() {
         let got = route(sql, &config);
-        let expected = Route {
-            destination,
-            reason,
-        };
+        let expected = Route::new(destination, reason);
         if got != expected {
             failures.push(format!("{sql:?}: expected {expected:?}, got {got:?}"));
         }
@@ -574,10 +571,7 @@ fn read_only_transactions_on_replicas() {
     for (sql, destination, reason) in cases {
         assert_eq!(
             route(sql, &config),
-            Route {
-                destination,
-                reason
-            },
+            Route::new(destination, reason),
             "{sql}"
         );
     }
@@ -627,18 +621,15 @@ fn unknown_functions_need_the_catalog() {
     known.insert("other_func".to_string(), false);
     assert_eq!(
         needs("select my_func(a), other_func() from t", &known),
-        Classification::Routed(Route {
-            destination: Replica,
-            reason: Reason::ReadOnly
-        })
+        Classification::Routed(Route::new(Replica, Reason::ReadOnly))
     );
     known.insert("other_func".to_string(), true);
     assert_eq!(
         needs("select my_func(a), other_func() from t", &known),
-        Classification::Routed(Route {
-            destination: Primary,
-            reason: Reason::WriteFunction("other_func".into())
-        })
+        Classification::Routed(Route::new(
+            Primary,
+            Reason::WriteFunction("other_func".into())
+        ))
     );
 }
 

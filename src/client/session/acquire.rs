@@ -72,14 +72,18 @@ impl Session {
         }
         self.follow_reload();
         if let Some(conn) = self.take_parked(want) {
-            self.app.cancels.landed(&conn.addr, conn.backend_pid).await;
+            if self.app.cancels.any_in_flight() {
+                Box::pin(self.app.cancels.landed(&conn.addr, conn.backend_pid)).await;
+            }
             self.server = Some(conn);
             self.point_cancel();
             return Acquired::Ready;
         }
         match self.checkout(want).await {
             Ok(conn) => {
-                self.app.cancels.landed(&conn.addr, conn.backend_pid).await;
+                if self.app.cancels.any_in_flight() {
+                    Box::pin(self.app.cancels.landed(&conn.addr, conn.backend_pid)).await;
+                }
                 self.server = Some(conn);
                 self.point_cancel();
                 Acquired::Ready

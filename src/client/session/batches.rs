@@ -2,12 +2,12 @@
 //! batch until Sync (or Flush), routed as a unit, with the client's named
 //! statements looked up and their routes remembered.
 
-use super::{exclusive_database, primary, session_command, Flow, Session, PROBE, SYNC_FRAME};
+use super::{primary, Flow, Session, PROBE, SYNC_FRAME};
 use crate::client::batch::{Planned, Use};
 use crate::client::io::ClientError;
 use crate::client::statements::Statement;
 use crate::protocol::{backend, extended, status, tag};
-use crate::router::{Destination, Reason, Route};
+use crate::router::{Command, Destination, Reason, Route};
 use bytes::Bytes;
 
 impl Session {
@@ -24,7 +24,7 @@ impl Session {
         let route = if !self.routing_needed() {
             None
         } else if tag == tag::FLUSH && self.batch.runs_nothing() {
-            return self.probe().await;
+            return Box::pin(self.probe()).await;
         } else if tag == tag::FLUSH {
             // Messages after a Flush may still need the primary, and the
             // batch cannot move once it has started on a server.
@@ -32,10 +32,7 @@ impl Session {
         } else {
             Some(match self.batch.needs_primary.clone() {
                 Some(reason) => primary(reason),
-                None => Route {
-                    destination: Destination::Replica,
-                    reason: Reason::ReadOnly,
-                },
+                None => Route::new(Destination::Replica, Reason::ReadOnly),
             })
         };
         self.dispatch(tag, frame, route).await
@@ -50,10 +47,7 @@ impl Session {
     async fn probe(&mut self) -> Result<Flow, ClientError> {
         let route = match self.batch.needs_primary.clone() {
             Some(reason) => primary(reason),
-            None => Route {
-                destination: Destination::Replica,
-                reason: Reason::ReadOnly,
-            },
+            None => Route::new(Destination::Replica, Reason::ReadOnly),
         };
         self.dispatch(PROBE, Bytes::from_static(SYNC_FRAME), Some(route))
             .await
@@ -80,22 +74,17 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let text = std::str::from_utf8(parse.query).ok();
-        if let Some(command) = text.and_then(session_command) {
-            self.follow(&command);
-        }
-        let route = if self.routing_needed() {
-            Some(match text {
-                Some(text) => self.route_text(text).await,
-                None => primary(Reason::ParseFailure),
-            })
-        } else {
-            self.pin_unrouted(text);
-            None
+        let (route, routed) = match self.known_route(text) {
+            Some(known) => known,
+            None => Box::pin(self.statement_route(text)).await,
         };
+        if let Some(Command::Session(command)) = route.command.as_deref() {
+            self.follow(command);
+        }
+        self.note(Some(&route), false);
         let name = Bytes::copy_from_slice(parse.name);
-        self.note(route.as_ref(), false);
         let after_name = frame.slice(5 + name_len + 1..);
-        let (statement, undo) = self.statements.parsed(&name, after_name, route);
+        let (statement, undo) = self.statements.parsed(&name, after_name, route, routed);
         let (len, undo) = (frame.len(), Box::new(undo));
         if unnamed {
             self.batch.parsed_unnamed = true;
@@ -124,9 +113,8 @@ impl Session {
         let name = Bytes::copy_from_slice(bind.statement);
         let len = frame.len();
         let statement = self.use_statement(&name, true).await;
-        let text = statement.as_ref().map(|s| std::str::from_utf8(s.query()));
-        if let Some(database) = text.and_then(Result::ok).and_then(exclusive_database) {
-            Box::pin(self.app.close_idle_connections(&database)).await;
+        if let Some(database) = statement.as_ref().and_then(|s| s.database.as_deref()) {
+            Box::pin(self.app.close_idle_connections(database)).await;
         }
         match statement {
             Some(statement) if !name.is_empty() => {

@@ -22,7 +22,6 @@ mod stall;
 mod state;
 
 use super::batch::{self, Batch, Planned, Written};
-use super::commands::{exclusive_database, session_command, SessionCommand};
 use super::exchange::{Checked, Exchange, Expect, Origin};
 use super::io::{ClientError, ClientIo};
 use super::registry::{ClientInfo, ClientState};
@@ -39,7 +38,9 @@ use crate::metrics::{ErrorSide, Side};
 use crate::pool::{Checkout, ClusterPools, RecallTicket, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
-use crate::router::{Classification, Destination, Pin, Reason, Route, RouteMemo};
+use crate::router::{
+    Classification, Command, Destination, Pin, Reason, Route, RouteMemo, SessionCommand,
+};
 use crate::server::ServerError;
 pub(in crate::client) use acquire::pool_error;
 use acquire::Acquired;
@@ -126,6 +127,14 @@ struct Paused {
     next: usize,
     tag: u8,
     frame: Bytes,
+}
+
+/// What ends a batch on the wire: its ending frame alone, `out` (the
+/// batch's messages and that frame), or the frame kept for a retry.
+enum Outgoing {
+    Frame(Bytes),
+    Out,
+    Kept,
 }
 
 /// Pseudo-tags for batch ends pgsplit makes itself: the messages held so
@@ -324,7 +333,10 @@ impl Session {
                 Some(deferred) => deferred,
                 None => match self.io.take_frame()? {
                     Some(frame) => frame,
-                    None => return self.stream_held().await,
+                    None if self.batch.is_empty() => return Ok(Flow::Continue),
+                    // Rare: boxed, so that its future does not weigh on
+                    // every statement's.
+                    None => return Box::pin(self.stream_held()).await,
                 },
             };
             match self.handle(tag, frame).await? {
@@ -347,7 +359,11 @@ impl Session {
             };
         }
         match tag {
-            tag::QUERY => self.query(frame).await,
+            tag::QUERY => match self.plan_query(&frame)? {
+                Some(route) => self.dispatch(tag::QUERY, frame, route).await,
+                // Rare, and its future is large: boxed.
+                None => Box::pin(self.query(frame)).await,
+            },
             tag::FUNCTION_CALL => {
                 self.dispatch(tag, frame, Some(primary(Reason::Write)))
                     .await
@@ -365,48 +381,114 @@ impl Session {
             tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => self.copy(frame).await,
             tag::TERMINATE => Ok(Flow::Terminate),
             // A batch sent on ahead, deferred while another server finished.
-            STREAM => self.stream_held().await,
+            STREAM => Box::pin(self.stream_held()).await,
             other => Err(ProtocolError::Unexpected(other).into()),
+        }
+    }
+
+    /// A simple query whose route is known and that needs nothing awaited
+    /// before it is sent: what to send it with (`Some`), prepared without
+    /// making a future; `None` (nothing done yet) sends it to `query`.
+    fn plan_query(&mut self, frame: &Bytes) -> Result<Option<Option<Route>>, ClientError> {
+        let text = extended::query_text(&frame[5..])?;
+        let text = std::str::from_utf8(text).ok();
+        let Some((route, routed)) = self.known_route(text) else {
+            return Ok(None);
+        };
+        match route.command.as_deref() {
+            Some(Command::Database(_)) => return Ok(None),
+            Some(Command::Session(SessionCommand::Deallocate(name)))
+                if self.statements.get(name.as_bytes()).is_some() =>
+            {
+                return Ok(None)
+            }
+            Some(Command::Session(command)) => self.follow(command),
+            None => {}
+        }
+        self.statements.forget_unnamed();
+        Ok(Some(self.query_route(route, routed)))
+    }
+
+    /// What a simple query's route does besides: the listing of prepared
+    /// statements, a tracked setting or a pin; and the route it is sent
+    /// with (`None`: the server in use).
+    fn query_route(&mut self, route: Route, routed: bool) -> Option<Route> {
+        if route.lists_statements {
+            self.batch.lists_statements = true;
+        }
+        match &route.reason {
+            Reason::Setting(name) if routed => self.tracking = Some(name.clone()),
+            _ => self.pin_if_needed(&route),
+        }
+        if !routed {
+            return None;
+        }
+        // Held messages (a batch ended by this query) that need the
+        // primary take it there.
+        match &self.batch.needs_primary {
+            Some(reason) if !self.batch.is_empty() => Some(primary(reason.clone())),
+            _ => Some(route),
         }
     }
 
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         // A simple query replaces the unnamed statement.
-        self.statements.closed(b"");
+        self.statements.forget_unnamed();
         let text = extended::query_text(&frame[5..])?;
-        if super::statements::lists_statements(text) {
-            self.batch.lists_statements = true;
-        }
         let text = std::str::from_utf8(text).ok();
-        if let Some(database) = text.and_then(exclusive_database) {
-            Box::pin(self.app.close_idle_connections(&database)).await;
-        }
-        if let Some(command) = text.and_then(session_command) {
-            self.follow(&command);
-            if let SessionCommand::Deallocate(name) = command {
-                if self.statements.get(name.as_bytes()).is_some() {
-                    return Box::pin(self.deallocate(name, frame)).await;
+        let (route, routed) = match self.known_route(text) {
+            Some(known) => known,
+            None => Box::pin(self.statement_route(text)).await,
+        };
+        match route.command.as_deref() {
+            Some(Command::Session(command)) => {
+                self.follow(command);
+                if let SessionCommand::Deallocate(name) = command {
+                    if self.statements.get(name.as_bytes()).is_some() {
+                        return Box::pin(self.deallocate(name.clone(), frame)).await;
+                    }
                 }
             }
-        }
-        let route = if self.routing_needed() {
-            let route = match text {
-                Some(text) => self.route_text(text).await,
-                None => primary(Reason::ParseFailure),
-            };
-            match &route.reason {
-                Reason::Setting(name) => self.tracking = Some(name.clone()),
-                _ => self.pin_if_needed(&route),
+            Some(Command::Database(database)) => {
+                Box::pin(self.app.close_idle_connections(database)).await;
             }
-            Some(match self.batch.needs_primary.clone() {
-                Some(reason) if !self.batch.is_empty() => primary(reason),
-                _ => route,
-            })
-        } else {
-            self.pin_unrouted(text);
-            None
-        };
+            None => {}
+        }
+        let route = self.query_route(route, routed);
         self.dispatch(tag::QUERY, frame, route).await
+    }
+
+    /// The route of statement text from this client's memo or the shared
+    /// cache, when no catalog question stands in the way (`None`: ask
+    /// `statement_route`). Not async, so that the common case makes no
+    /// future.
+    fn known_route(&mut self, text: Option<&str>) -> Option<(Route, bool)> {
+        let routed = self.routing_needed();
+        match self.classify(text?) {
+            Classification::Routed(route) => Some((route, routed)),
+            Classification::NeedsCatalog(_) => None,
+        }
+    }
+
+    /// The route of statement text, and whether it is routed: inside a
+    /// transaction or a flushed batch the server is fixed, and the route
+    /// only tells what the statement does besides (pins, commands). There
+    /// the catalog is not asked: the functions that pin are built in, and
+    /// the primary connection may be the only one.
+    async fn statement_route(&mut self, text: Option<&str>) -> (Route, bool) {
+        let Some(text) = text else {
+            return (primary(Reason::ParseFailure), self.routing_needed());
+        };
+        if self.routing_needed() {
+            return (self.route_text(text).await, true);
+        }
+        let route = match self.classify(text) {
+            Classification::Routed(route) => route,
+            Classification::NeedsCatalog(_) => {
+                crate::router::primary_route(text, Reason::ParseFailure)
+            }
+        };
+        (route, false)
     }
 
     /// DEALLOCATE of a statement the client prepared with Parse: it exists
@@ -509,14 +591,25 @@ impl Session {
             self.paused = Some(Paused { next, tag, frame });
             return self.send_out().await;
         }
-        self.end(tag, frame, keep).await
-    }
-
-    /// Ends the batch written to `out` with `frame` and sends it all.
-    async fn end(&mut self, tag: u8, frame: Bytes, keep: bool) -> Result<Flow, ClientError> {
+        let outgoing = self.seal(tag, frame, keep);
         let Some(conn) = self.server.as_deref_mut() else {
             return Ok(Flow::Continue);
         };
+        let bytes: &[u8] = match &outgoing {
+            Outgoing::Frame(frame) => &frame[..],
+            Outgoing::Out => &self.out,
+            Outgoing::Kept => &self.retry.frame,
+        };
+        if send(conn, bytes).await.is_err() {
+            Box::pin(self.server_lost()).await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Ends the batch written to `out` with `frame`: records the answer
+    /// it waits for and says what to send (sync, so that the hot path has
+    /// one future, `dispatch`'s).
+    fn seal(&mut self, tag: u8, frame: Bytes, keep: bool) -> Outgoing {
         match tag {
             tag::FLUSH | STREAM => self.batch.open = true,
             tag::SYNC => {
@@ -529,21 +622,21 @@ impl Session {
                 origin: Origin::Own,
             }),
             _ => {
-                if tag == tag::QUERY {
+                if let (tag::QUERY, Some(conn)) = (tag, self.server.as_deref_mut()) {
                     conn.prepared.forget_unnamed();
                 }
                 self.exchange.sent(Expect::Ready)
             }
         }
         // Kept by moving it: sent from the retry's copy, it costs no
-        // reference count (two locked instructions).
-        let unkept;
-        let frame: &Bytes = if keep {
-            self.retry.keep(tag, frame, &mut self.batch);
-            &self.retry.frame
-        } else {
-            unkept = frame;
-            &unkept
+        // reference count (two locked instructions). The batch's messages
+        // go with it.
+        let frame = match keep {
+            true => {
+                self.retry.keep(tag, frame, &mut self.batch);
+                None
+            }
+            false => Some(frame),
         };
         self.batch.clear_messages();
         if !matches!(tag, tag::FLUSH | STREAM) {
@@ -551,21 +644,28 @@ impl Session {
             self.batch.needs_primary = None;
             self.batch.parsed_unnamed = false;
         }
-        let bytes: &[u8] = if std::mem::take(&mut self.batch.lists_statements) {
-            self.out.extend_from_slice(frame);
+        let lists = std::mem::take(&mut self.batch.lists_statements);
+        if self.out.is_empty() && !lists {
+            return frame.map_or(Outgoing::Kept, Outgoing::Frame);
+        }
+        self.out
+            .extend_from_slice(frame.as_ref().unwrap_or(&self.retry.frame));
+        if lists {
             let own = self.statements.named().map(|(_, s)| s);
             batch::hide_own_statements(own, &mut self.exchange, &mut self.out);
-            &self.out
-        } else if self.out.is_empty() {
-            frame
-        } else {
-            self.out.extend_from_slice(frame);
-            &self.out
-        };
-        if send(conn, bytes).await.is_err() {
-            Box::pin(self.server_lost()).await?;
         }
-        Ok(Flow::Continue)
+        Outgoing::Out
+    }
+
+    /// Ends the batch and sends it (the rare paths: a resumed batch).
+    async fn end(&mut self, tag: u8, frame: Bytes) -> Result<Flow, ClientError> {
+        match self.seal(tag, frame, false) {
+            Outgoing::Frame(frame) => {
+                self.out.extend_from_slice(&frame);
+                self.send_out().await
+            }
+            Outgoing::Out | Outgoing::Kept => self.send_out().await,
+        }
     }
 
     /// Sends what `out` holds to the server in use.
@@ -596,7 +696,7 @@ impl Session {
                 self.paused = Some(Paused { next, ..paused });
                 return self.send_out().await.map(|_| ());
             }
-            return self.end(paused.tag, paused.frame, false).await.map(|_| ());
+            return self.end(paused.tag, paused.frame).await.map(|_| ());
         }
         if checked == Checked::Changed {
             tracing::info!("a prepared statement's result changed shape: the client is told so (0A000) and prepares it again");
@@ -610,7 +710,7 @@ impl Session {
                 self.batch.parsed_unnamed = false;
                 self.send_out().await.map(|_| ())
             }
-            tag => self.end(tag, paused.frame, false).await.map(|_| ()),
+            tag => self.end(tag, paused.frame).await.map(|_| ()),
         }
     }
 
@@ -711,12 +811,13 @@ impl Session {
                 Classification::NeedsCatalog(names) => {
                     if let Err(error) = Box::pin(self.look_up(&names)).await {
                         tracing::warn!(%error, "function lookup failed: statement goes to the primary");
-                        return primary(Reason::WriteFunction(names.join(", ")));
+                        let reason = Reason::WriteFunction(names.join(", "));
+                        return crate::router::primary_route(text, reason);
                     }
                 }
             }
         }
-        primary(Reason::ParseFailure)
+        crate::router::primary_route(text, Reason::ParseFailure)
     }
 
     /// Classifies statement text: from this client's memo when it sent the
@@ -876,10 +977,7 @@ async fn send(conn: &mut crate::server::ServerConnection, bytes: &[u8]) -> Resul
 }
 
 fn primary(reason: Reason) -> Route {
-    Route {
-        destination: Destination::Primary,
-        reason,
-    }
+    Route::new(Destination::Primary, reason)
 }
 
 /// Whether a statement sent with `route` was routed as a read (it may

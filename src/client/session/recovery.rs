@@ -78,15 +78,12 @@ impl Session {
         self.paused = None;
         std::mem::swap(&mut self.batch.messages, &mut retry.messages);
         self.batch.parsed_unnamed = retry.parsed_unnamed;
-        let route = Route {
-            // A conflict could strike again on the same replica.
-            destination: if conflict {
-                Destination::Primary
-            } else {
-                Destination::Replica
-            },
-            reason: Reason::ReadOnly,
+        // A conflict could strike again on the same replica.
+        let destination = match conflict {
+            true => Destination::Primary,
+            false => Destination::Replica,
         };
+        let route = Route::new(destination, Reason::ReadOnly);
         self.retry.spent = true;
         let flow = self.dispatch(retry.tag, retry.frame, Some(route)).await;
         self.retry.spent = false;

@@ -3,8 +3,8 @@
 //! (a plain SET becomes one of the client's settings, set wherever it runs).
 
 use super::Session;
-use crate::client::commands::SessionCommand;
-use crate::router::{Classification, Pin, Reason, Route};
+
+use crate::router::{Pin, Reason, Route, SessionCommand};
 use std::sync::atomic::Ordering;
 
 impl Session {
@@ -63,18 +63,6 @@ impl Session {
             Err(error) => {
                 tracing::warn!(%error, setting = %name, "could not read back a client's setting")
             }
-        }
-    }
-
-    /// Pin detection for statements that are not routed (inside a
-    /// transaction or a flushed batch). No catalog lookup: the functions
-    /// that pin are built in, and the primary connection may be the only one.
-    pub(super) fn pin_unrouted(&mut self, text: Option<&str>) {
-        let Some(text) = text else {
-            return;
-        };
-        if let Classification::Routed(route) = self.classify(text) {
-            self.pin_if_needed(&route);
         }
     }
 

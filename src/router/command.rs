@@ -1,12 +1,30 @@
-//! SQL commands pgsplit must notice: those that change what it keeps for
-//! a client, `DEALLOCATE` (its prepared statements), `RESET` (its
-//! settings) and `DISCARD ALL` (both); and those that need a database
-//! free of other sessions, for which pgsplit first closes its idle
-//! connections to it (`exclusive_database`). One look at the first words
-//! of every query.
+//! Statements that make the session do something besides routing them:
+//! `DEALLOCATE` (the client's prepared statements), `RESET` (its settings)
+//! and `DISCARD ALL` (both) change what pgsplit keeps for a client; `DROP
+//! DATABASE` and friends need the database free of pgsplit's idle
+//! connections (`exclusive_database`); a read of `pg_prepared_statements`
+//! must see the client's own statements. Read from the first words (or,
+//! for the view, anywhere in the text) when a statement is classified, so
+//! a statement the route memo or cache knows costs nothing here.
+
+/// What the session does besides routing a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// DEALLOCATE, RESET, DISCARD ALL.
+    Session(SessionCommand),
+    /// Needs this database free of other sessions.
+    Database(String),
+}
+
+/// The command in `sql`, if any.
+pub(crate) fn command(sql: &str) -> Option<Command> {
+    session_command(sql)
+        .map(Command::Session)
+        .or_else(|| exclusive_database(sql).map(Command::Database))
+}
 
 /// A command pgsplit must follow.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionCommand {
     /// `DEALLOCATE [PREPARE] name`, with the name as PostgreSQL folds it.
     Deallocate(String),
@@ -41,7 +59,7 @@ impl SessionCommand {
 /// Recognises `sql` as one of the commands. DEALLOCATE must be the whole
 /// query; RESET and DISCARD ALL count at its start (what follows them runs
 /// after the reset).
-pub fn session_command(sql: &str) -> Option<SessionCommand> {
+pub(crate) fn session_command(sql: &str) -> Option<SessionCommand> {
     let body = skip_comments(sql);
     // Runs for every query: most are no command, so rule them out by their
     // first letter, and without allocating.
@@ -109,7 +127,7 @@ fn reset(body: &str) -> Option<SessionCommand> {
 /// Runs for every query and Parse: the first letter rules out almost
 /// all, and nothing is allocated before the first two words are a
 /// `... DATABASE` command.
-pub fn exclusive_database(sql: &str) -> Option<String> {
+pub(crate) fn exclusive_database(sql: &str) -> Option<String> {
     let body = skip_comments(sql);
     if !matches!(
         body.as_bytes().first(),
@@ -316,6 +334,17 @@ fn skip_comments(mut sql: &str) -> &str {
             return sql;
         }
     }
+}
+
+/// Whether statement text reads `pg_prepared_statements` (in any case:
+/// unquoted names fold).
+pub(crate) fn lists_statements(text: &str) -> bool {
+    const VIEW: &[u8] = b"pg_prepared_statements";
+    let text = text.as_bytes();
+    memchr::memchr2_iter(b'p', b'P', text).any(|at| {
+        text.get(at..at + VIEW.len())
+            .is_some_and(|word| word.eq_ignore_ascii_case(VIEW))
+    })
 }
 
 #[cfg(test)]
