@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use pgsplit::config::{Config, ReadOnlyTransactions};
+use pgsplit::config::{Config, ReadOnlyTransactions, TransactionReads};
 use support::cluster::Cluster;
 use support::proxy::{connect, eventually, one, port_of, proxy_config, Proxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -203,88 +203,98 @@ async fn extended_reads_after_an_extended_write_use_the_replica() {
     }
 }
 
+/// Inside a transaction, the reads before its first write run on the
+/// replica (the transaction has reached no server yet); from the first
+/// statement that needs the primary on, one primary backend runs the rest.
+/// With `transaction_reads = "primary"`, the whole transaction runs on one
+/// primary backend from its BEGIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transactions_stay_on_one_backend() {
+async fn transactions_move_to_one_primary_backend_at_their_first_write() {
     let c = Cluster::start();
     setup_schema(&c);
-    let p = Proxy::start(proxy_config(&c));
-    let client = connect(p.port()).await;
-    let primary = c.primary_port().to_string();
+    c.wait_replica_caught_up();
+    for transaction_reads in [TransactionReads::Replica, TransactionReads::Primary] {
+        let p = Proxy::start(Config {
+            transaction_reads,
+            ..proxy_config(&c)
+        });
+        let mut client = connect(p.port()).await;
+        let first = transaction_reads == TransactionReads::Replica;
+        let read = |port: &str| match first {
+            true => port == c.replica_port().to_string(),
+            false => port == c.primary_port().to_string(),
+        };
 
-    // Simple protocol.
-    let mut seen = Vec::new();
-    client.batch_execute("begin").await.unwrap();
-    seen.extend(rows(&client, "select inet_server_port(), pg_backend_pid()").await);
-    seen.extend(
-        rows(
+        // Simple protocol.
+        client.batch_execute("begin").await.unwrap();
+        let a = rows(&client, "select inet_server_port(), pg_backend_pid()").await;
+        let b = rows(
             &client,
             "select inet_server_port(), pg_backend_pid() from t where x = 1",
         )
-        .await,
-    );
-    seen.extend(
-        rows(
+        .await;
+        let w = rows(
             &client,
-            "insert into t values (200) returning inet_server_port(), pg_backend_pid()",
+            &format!(
+                "insert into t values ({}) returning inet_server_port(), pg_backend_pid()",
+                if first { 200 } else { 201 }
+            ),
         )
-        .await,
-    );
-    seen.extend(rows(&client, "select inet_server_port(), pg_backend_pid()").await);
-    client.batch_execute("commit").await.unwrap();
-    assert_eq!(seen.len(), 4);
-    assert!(seen.iter().all(|s| s == &seen[0]), "{seen:?}");
-    assert!(seen[0].starts_with(&format!("{primary}|")), "{seen:?}");
+        .await;
+        let after = rows(&client, "select inet_server_port(), pg_backend_pid()").await;
+        client.batch_execute("commit").await.unwrap();
+        let port = |r: &[String]| r[0].split('|').next().unwrap_or_default().to_string();
+        assert!(
+            read(&port(&a)) && read(&port(&b)),
+            "{transaction_reads:?}: reads {a:?} {b:?}"
+        );
+        assert_eq!(port(&w), c.primary_port().to_string());
+        assert_eq!(w, after, "the write and what follows share a backend");
+        if !first {
+            assert_eq!(a, w, "{transaction_reads:?}: one backend from BEGIN");
+        }
 
-    // Extended protocol: reads with parameters on the replica, writes on
-    // the primary, client.transaction() on one primary backend.
-    let row = client
-        .query_one(
-            "select inet_server_port(), note from t where x = $1",
-            &[&1i32],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i32>(0), c.replica_port() as i32);
-    assert_eq!(row.get::<_, String>(1), "n1");
-    let row = client
-        .query_one(
-            "insert into t values ($1, $2) returning inet_server_port()",
-            &[&201i32, &"e"],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, i32>(0), c.primary_port() as i32);
-
-    let mut client = client;
-    let tx = client.transaction().await.unwrap();
-    let mut seen = Vec::new();
-    for _ in 0..3 {
+        // Extended protocol (client.transaction()).
+        let tx = client.transaction().await.unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let r = tx
+                .query_one(
+                    "select inet_server_port(), pg_backend_pid() from t where x = $1",
+                    &[&1i32],
+                )
+                .await
+                .unwrap();
+            seen.push((r.get::<_, i32>(0), r.get::<_, i32>(1)));
+        }
         let r = tx
             .query_one(
-                "select inet_server_port(), pg_backend_pid() from t where x = $1",
-                &[&1i32],
+                "insert into t values ($1) returning inet_server_port(), pg_backend_pid()",
+                &[&(if first { 202i32 } else { 203 })],
             )
             .await
             .unwrap();
-        seen.push((r.get::<_, i32>(0), r.get::<_, i32>(1)));
+        let wrote = (r.get::<_, i32>(0), r.get::<_, i32>(1));
+        let r = tx
+            .query_one("select inet_server_port(), pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        let then = (r.get::<_, i32>(0), r.get::<_, i32>(1));
+        tx.commit().await.unwrap();
+        assert!(seen.iter().all(|s| read(&s.0.to_string())), "{seen:?}");
+        assert_eq!(wrote.0, c.primary_port() as i32);
+        assert_eq!(wrote, then);
+        if !first {
+            assert!(seen.iter().all(|s| *s == wrote), "{seen:?}");
+        }
+        drop(p);
     }
-    let r = tx
-        .query_one(
-            "insert into t values ($1) returning inet_server_port(), pg_backend_pid()",
-            &[&202i32],
-        )
-        .await
-        .unwrap();
-    seen.push((r.get::<_, i32>(0), r.get::<_, i32>(1)));
-    tx.commit().await.unwrap();
-    assert!(seen.iter().all(|s| s == &seen[0]), "{seen:?}");
-    assert_eq!(seen[0].0, c.primary_port() as i32);
     assert_eq!(
         c.psql(
             c.primary_port(),
-            "select count(*) from t where x in (200, 201, 202)"
+            "select count(*) from t where x in (200, 201, 202, 203)"
         ),
-        "3"
+        "4"
     );
 }
 
@@ -310,8 +320,12 @@ async fn config_overrides_routing() {
         c.primary_port()
     );
 
-    // BEGIN READ ONLY runs on the replica, on one backend.
-    client.batch_execute("begin read only").await.unwrap();
+    // A read-only transaction that keeps its snapshot runs whole on the
+    // replica, on one backend.
+    client
+        .batch_execute("begin isolation level repeatable read read only")
+        .await
+        .unwrap();
     let a = rows(&client, "select inet_server_port(), pg_backend_pid()").await;
     let b = rows(
         &client,
@@ -328,11 +342,17 @@ async fn config_overrides_routing() {
         "the read-only transaction is on the standby"
     );
 
-    // A read-write transaction still goes to the primary.
-    client.batch_execute("begin").await.unwrap();
+    // A READ COMMITTED transaction's reads before any write run on the
+    // replica, whatever read_only_transactions says; its write opens it
+    // on the primary.
+    client.batch_execute("begin read only").await.unwrap();
     let a = rows(&client, "select inet_server_port()").await;
     client.batch_execute("commit").await.unwrap();
-    assert_eq!(a, [c.primary_port().to_string()]);
+    assert_eq!(a, [c.replica_port().to_string()]);
+    client.batch_execute("begin").await.unwrap();
+    let w = rows(&client, "select inet_server_port(), nextval('seq')").await;
+    client.batch_execute("commit").await.unwrap();
+    assert!(w[0].starts_with(&format!("{}|", c.primary_port())), "{w:?}");
 }
 
 /// Idle pooled connections to the stopped replica hold its FATAL 57P01 and

@@ -42,7 +42,13 @@ async fn terminated_backend_in_a_transaction_is_a_clear_error() {
     let p = Proxy::start(proxy_config(&c));
     let client = connect(p.port()).await;
     client.batch_execute("begin").await.expect("begin");
-    let pid = one(&client, "select pg_backend_pid()").await.expect("pid");
+    // txid_current() opens the transaction on the primary.
+    let pid = one(
+        &client,
+        "select pg_backend_pid() from (select txid_current()) x",
+    )
+    .await
+    .expect("pid");
     c.psql(
         c.primary_port(),
         &format!("select pg_terminate_backend({pid})"),

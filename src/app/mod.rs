@@ -18,7 +18,7 @@ use crate::health::{Monitors, Topology};
 use crate::listener::Reloader;
 use crate::metrics::{ClientCounts, Metrics, Sample};
 use crate::pool::Pools;
-use crate::router::{ReadOnlyTransactions, Router, RouterConfig};
+use crate::router::{Router, RouterConfig};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -336,10 +336,6 @@ fn router_config(config: &Config) -> RouterConfig {
     RouterConfig {
         read_only_functions: lower(&config.read_only_functions),
         write_functions: lower(&config.write_functions),
-        read_only_transactions: match config.read_only_transactions {
-            crate::config::ReadOnlyTransactions::Primary => ReadOnlyTransactions::Primary,
-            crate::config::ReadOnlyTransactions::Replica => ReadOnlyTransactions::Replica,
-        },
         cache_size: config.routing_cache_size,
     }
 }

@@ -82,12 +82,19 @@ pub struct Batch {
     pub bytes: usize,
     /// Why the batch must run on the primary, if it must.
     pub needs_primary: Option<Reason>,
+    /// Every reason noted, with the number of messages held when it was:
+    /// what needs the primary after a leading BEGIN pgsplit answers.
+    pub noted: Vec<(usize, Reason)>,
     /// Whether it has parsed the unnamed statement (else a Bind of it
     /// re-parses the client's last one).
     pub parsed_unnamed: bool,
     /// Sent (flushed, or streamed) to a server without a Sync yet: it
     /// stays on that server.
     pub open: bool,
+    /// It binds a named portal, or executes a portal a few rows at a time:
+    /// the portal lives until its transaction ends, so in a transaction it
+    /// needs the transaction's own server.
+    pub keeps_portal: bool,
     /// It reads `pg_prepared_statements`: it runs with the client's own
     /// statements under the client's names, and no one else's
     /// (`show_own_statements`).
@@ -167,6 +174,64 @@ impl Batch {
         Some(Step::Sent)
     }
 
+    /// A transaction control statement run at the start of the batch, the
+    /// way drivers send BEGIN before a statement (PgJDBC with autocommit
+    /// off) or COMMIT alone: an optional Parse of it, its Bind of the
+    /// unnamed portal, maybe a Describe of that portal, and an Execute.
+    /// `text` gives the text of the statement a message uses (its Parse's,
+    /// or the client's record). Whether that statement is transaction
+    /// control is the caller's to say.
+    pub fn control_prefix(
+        &self,
+        text: impl Fn(&Planned) -> Option<String>,
+    ) -> Option<ControlPrefix> {
+        let mut messages = self.messages.iter();
+        let mut answers = Vec::new();
+        let mut first = messages.next()?;
+        let mut sql = None;
+        if let Planned::ParseUnnamed { .. } | Planned::Parse { .. } = first {
+            sql = text(first);
+            answers.push(tag::PARSE_COMPLETE);
+            first = messages.next()?;
+        }
+        let bound = match first {
+            Planned::Raw(frame) if is_unnamed_bind(frame) => sql.or_else(|| text(first))?,
+            Planned::Use {
+                message: Use::Bind { portal, .. },
+                ..
+            } if portal.is_empty() => sql.or_else(|| text(first))?,
+            _ => return None,
+        };
+        answers.push(tag::BIND_COMPLETE);
+        let mut next = messages.next()?;
+        if matches!(next, Planned::Raw(frame) if frame.first() == Some(&tag::DESCRIBE) && &frame[5..] == b"P\0")
+        {
+            answers.push(tag::NO_DATA);
+            next = messages.next()?;
+        }
+        match next {
+            Planned::Raw(frame) if is_unnamed_execute(frame) => {}
+            _ => return None,
+        }
+        answers.push(tag::COMMAND_COMPLETE);
+        Some(ControlPrefix {
+            len: answers.len(),
+            text: bound,
+            answers,
+        })
+    }
+
+    /// Drops the first `n` messages (answered by pgsplit): what needs the
+    /// primary is what was noted after them.
+    pub fn drop_first(&mut self, n: usize) {
+        self.messages.drain(..n.min(self.messages.len()));
+        self.noted.retain(|(at, _)| *at >= n);
+        for (at, _) in &mut self.noted {
+            *at -= n;
+        }
+        self.needs_primary = self.noted.first().map(|(_, reason)| reason.clone());
+    }
+
     /// Drops the messages held unsent, returning how to undo what they did
     /// to the client's statements, newest first.
     pub fn drop_unsent(&mut self) -> Vec<Undo> {
@@ -189,8 +254,10 @@ impl Batch {
     pub fn clear(&mut self) {
         self.clear_messages();
         self.needs_primary = None;
+        self.noted.clear();
         self.parsed_unnamed = false;
         self.lists_statements = false;
+        self.keeps_portal = false;
     }
 
     /// Appends the messages from `from` on, rewritten for `conn`, to
@@ -239,6 +306,27 @@ fn fail_with(error: Bytes, exchange: &mut Exchange, out: &mut BytesMut) {
     exchange.sent(Expect::Refused {
         substitute: Some(error),
     });
+}
+
+/// A statement run at the start of a batch on its own (Parse, Bind,
+/// Describe, Execute): how many messages it spans, its text, and the
+/// answers its messages get (the completion tags, in order; the Execute's
+/// is a CommandComplete whose tag the caller chooses).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ControlPrefix {
+    pub len: usize,
+    pub text: String,
+    pub answers: Vec<u8>,
+}
+
+/// A Bind of the unnamed statement to the unnamed portal.
+fn is_unnamed_bind(frame: &[u8]) -> bool {
+    frame.first() == Some(&tag::BIND) && frame.get(5..7) == Some(b"\0\0")
+}
+
+/// An Execute of the unnamed portal, all rows.
+fn is_unnamed_execute(frame: &[u8]) -> bool {
+    frame.first() == Some(&tag::EXECUTE) && frame.get(5..) == Some(b"\0\0\0\0\0")
 }
 
 #[derive(PartialEq, Eq)]

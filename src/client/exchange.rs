@@ -70,13 +70,16 @@ pub enum Expect {
     Refused { substitute: Option<Bytes> },
     /// ReadyForQuery, for a Query or FunctionCall.
     Ready,
+    /// pgsplit's own simple query (the BEGIN of a transaction pgsplit
+    /// began lazily): all it answers is cut out, errors aside.
+    Hidden,
     /// ReadyForQuery, for a Sync.
     Sync { origin: Origin },
 }
 
 impl Expect {
     fn is_ready(&self) -> bool {
-        matches!(self, Expect::Ready | Expect::Sync { .. })
+        matches!(self, Expect::Ready | Expect::Sync { .. } | Expect::Hidden)
     }
 
     fn origin(&self) -> Origin {
@@ -168,6 +171,12 @@ pub struct Exchange {
     pub own_sync_failed: bool,
     /// An error went to the client since the last ReadyForQuery.
     error_relayed: bool,
+    /// The client is inside a transaction pgsplit began lazily: its reads
+    /// run as autocommit reads, whose ReadyForQuery must say `T` (or `E`
+    /// once one failed) as the transaction's would.
+    pub lazy: bool,
+    /// A read of that transaction failed.
+    pub lazy_failed: bool,
 }
 
 impl Default for Exchange {
@@ -185,6 +194,8 @@ impl Default for Exchange {
             undone: Vec::new(),
             own_sync_failed: false,
             error_relayed: false,
+            lazy: false,
+            lazy_failed: false,
         }
     }
 }
@@ -338,6 +349,9 @@ impl Exchange {
     /// a statement's answer has.
     #[inline]
     fn on_frame(&mut self, tag: u8, frame: Option<&[u8]>, prepared: &mut Prepared) -> Action {
+        if let Some(Expect::Hidden) = self.expect.front() {
+            return self.hidden(tag, frame);
+        }
         match tag {
             tag::READY_FOR_QUERY => match frame {
                 Some(f) => self.ready(f.get(FrameHeader::SIZE).copied(), prepared),
@@ -389,10 +403,44 @@ impl Exchange {
         ) = self.expect.front()
         {
             self.expect.pop_front();
-            self.error_relayed = false;
+            let failed = std::mem::take(&mut self.error_relayed);
+            if self.lazy {
+                return self.lazy_ready(failed);
+            }
             return Action::Forward;
         }
         self.ready_after_more(prepared)
+    }
+
+    /// A read of a lazily begun transaction is done: the client is told
+    /// the transaction's status, not the autocommit read's.
+    #[inline(never)]
+    fn lazy_ready(&mut self, failed: bool) -> Action {
+        self.lazy_failed |= failed;
+        Action::Replace(Bytes::from_static(match self.lazy_failed {
+            true => b"Z\0\0\0\x05E",
+            false => b"Z\0\0\0\x05T",
+        }))
+    }
+
+    /// A frame answering pgsplit's own simple query: cut out, but for an
+    /// error (the client must learn why its transaction did not open).
+    #[inline(never)]
+    fn hidden(&mut self, tag: u8, frame: Option<&[u8]>) -> Action {
+        match (tag, frame) {
+            (_, None) => Action::NeedWhole,
+            (tag::READY_FOR_QUERY, Some(f)) => {
+                self.tx_status = f.get(FrameHeader::SIZE).copied().unwrap_or(status::IDLE);
+                self.pending = self.pending.saturating_sub(1);
+                self.expect.pop_front();
+                Action::Cut
+            }
+            (tag::ERROR_RESPONSE, Some(f)) => {
+                self.fatal |= is_fatal(f);
+                self.relayed(f)
+            }
+            _ => Action::Cut,
+        }
     }
 
     /// ReadyForQuery with other answers still expected before it, or for
@@ -401,21 +449,26 @@ impl Exchange {
     fn ready_after_more(&mut self, prepared: &mut Prepared) -> Action {
         let error_relayed = std::mem::take(&mut self.error_relayed);
         let mut skipped = Vec::new();
-        while let Some(e) = self.expect.pop_front() {
+        let action = loop {
+            let Some(e) = self.expect.pop_front() else {
+                break Action::Forward;
+            };
             match e {
-                Expect::Ready => return Action::Forward,
                 Expect::Sync { origin } if origin == Origin::Own => {
                     self.own_sync_failed = error_relayed;
-                    return Action::Cut;
+                    break Action::Cut;
                 }
-                Expect::Sync { .. } => return Action::Forward,
+                Expect::Ready | Expect::Sync { .. } | Expect::Hidden if self.lazy => {
+                    break self.lazy_ready(error_relayed)
+                }
+                Expect::Ready | Expect::Sync { .. } | Expect::Hidden => break Action::Forward,
                 // Not answered before the end of its batch: the server
                 // skipped it (an error pgsplit did not tie to it).
                 other => skipped.push(other),
             }
-        }
+        };
         self.undo(skipped, prepared);
-        Action::Forward
+        action
     }
 
     fn completed(&mut self, tag: u8) -> Action {

@@ -113,6 +113,26 @@ impl Settings {
         }
     }
 
+    /// The client's `default_transaction_isolation`, if it set one.
+    pub fn default_isolation(&self) -> Option<crate::router::Isolation> {
+        self.value("default_transaction_isolation")
+            .and_then(crate::router::Isolation::from_setting)
+    }
+
+    /// The client's `default_transaction_read_only`, if it set one.
+    pub fn default_read_only(&self) -> Option<bool> {
+        self.value("default_transaction_read_only").map(is_on)
+    }
+
+    /// The value the client gave `name` last (names are case-insensitive).
+    fn value(&self, name: &str) -> Option<&str> {
+        self.list
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Makes `conn`'s settings these, unless they already are.
     pub async fn apply(&self, conn: &mut ServerConnection) -> Result<(), ServerError> {
         if conn.settings != self.fingerprint {
@@ -182,6 +202,14 @@ impl Settings {
         }
         Ok((values, said))
     }
+}
+
+/// A boolean setting's value as PostgreSQL reads it.
+pub fn is_on(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "on" | "true" | "yes" | "1" | "t" | "y"
+    )
 }
 
 /// `-c name=value`, `-cname=value` and `--name=value`, separated by

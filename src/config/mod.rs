@@ -55,13 +55,27 @@ pub enum PoolMode {
     Session,
 }
 
-/// Where `BEGIN READ ONLY` transactions run.
+/// Where a read-only transaction that keeps its snapshot (`BEGIN
+/// ISOLATION LEVEL REPEATABLE READ READ ONLY`) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadOnlyTransactions {
     #[default]
     Primary,
+    /// Whole on one replica connection.
     Replica,
+}
+
+/// Where the reads of a transaction that has not written yet run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionReads {
+    /// On replicas, each like an autocommit read, until the first
+    /// statement that needs the primary opens the transaction there.
+    #[default]
+    Replica,
+    /// Every transaction on the primary from its BEGIN.
+    Primary,
 }
 
 /// How reads are spread over replicas.
@@ -258,6 +272,8 @@ pub struct Config {
     pub max_message_size: usize,
     pub batch_hold_limit: usize,
     pub read_only_transactions: ReadOnlyTransactions,
+    pub transaction_reads: TransactionReads,
+    pub idle_transaction_timeout: f64,
     pub read_only_functions: Vec<String>,
     pub write_functions: Vec<String>,
     pub routing_cache_size: usize,
@@ -299,6 +315,8 @@ impl Default for Config {
             max_message_size: 256 * 1024 * 1024,
             batch_hold_limit: 1024 * 1024,
             read_only_transactions: ReadOnlyTransactions::Primary,
+            transaction_reads: TransactionReads::Replica,
+            idle_transaction_timeout: 0.0,
             read_only_functions: Vec::new(),
             write_functions: Vec::new(),
             routing_cache_size: 10_000,
@@ -401,6 +419,7 @@ impl Config {
         for (name, value) in [
             ("shutdown_timeout", self.shutdown_timeout),
             ("autodb_idle_timeout", self.autodb_idle_timeout),
+            ("idle_transaction_timeout", self.idle_transaction_timeout),
         ] {
             if !(value >= 0.0 && value.is_finite()) {
                 return Err(invalid(name, "must be 0 or a positive number of seconds"));
@@ -419,6 +438,13 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.shutdown_timeout)
+    }
+
+    /// How long a client may keep a transaction open on a server and idle
+    /// before pgsplit ends its session; `None` when 0 (never).
+    pub fn idle_transaction_timeout(&self) -> Option<Duration> {
+        (self.idle_transaction_timeout > 0.0)
+            .then(|| Duration::from_secs_f64(self.idle_transaction_timeout))
     }
 
     /// How long pools created on demand may stay unused before they are

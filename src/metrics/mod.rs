@@ -12,7 +12,7 @@ mod labels;
 mod sample;
 mod shard;
 
-pub use labels::{ErrorSide, RouteLabel};
+pub use labels::ErrorSide;
 pub use sample::{ClientCounts, PoolSample, Sample, ServerSample};
 pub use shard::SessionMetrics;
 
@@ -295,17 +295,18 @@ fn histogram_vec(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::decision::Why;
 
     #[test]
     fn every_metric_registers_and_renders() {
         let m = Metrics::new();
         let session = m.session();
-        session.statement(Side::Replica, RouteLabel::ReadOnly);
+        session.statement(Side::Replica, Why::ReadOnly);
         session.statement_done(Side::Replica, 0.0003);
         drop(session);
         // A live session's counts and an ended one's both show.
         let live = m.session();
-        live.statement(Side::Replica, RouteLabel::ReadOnly);
+        live.statement(Side::Replica, Why::ReadOnly);
         m.error(ErrorSide::Server, "23505");
         let text = m.render(&Sample::default());
         assert!(text

@@ -5,8 +5,8 @@
 //! up the live shards and what ended sessions left behind.
 
 use super::family::{counter, family, labelled};
-use super::labels::RouteLabel;
 use super::Side;
+use crate::router::decision::Why;
 use parking_lot::Mutex;
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ pub(super) const DURATION_BUCKETS: [f64; 14] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0,
 ];
 
-const LABELS: usize = RouteLabel::ALL.len();
+const LABELS: usize = Why::ALL.len();
 
 #[derive(Default)]
 struct Hist {
@@ -142,7 +142,7 @@ impl SessionMetrics {
 
     /// A statement (or batch) sent to a server.
     #[inline]
-    pub fn statement(&self, side: Side, label: RouteLabel) {
+    pub fn statement(&self, side: Side, label: Why) {
         if let Some(counter) = self.shard.statements[side as usize].get(label as usize) {
             bump(counter, 1);
         }
@@ -214,7 +214,7 @@ pub(super) fn families(total: &Shard) -> Vec<MetricFamily> {
     );
     for side in sides {
         let s = side as usize;
-        for label in RouteLabel::ALL {
+        for label in Why::ALL {
             let n = total.statements[s][label as usize].load(Ordering::Relaxed);
             statements.mut_metric().push(counter(
                 &[("destination", side.as_str()), ("reason", label.as_str())],

@@ -18,7 +18,8 @@ use replicas::Pick;
 use std::time::Instant;
 
 use crate::config::{Config, ReplicaSelection};
-use crate::metrics::{Metrics, RouteLabel};
+use crate::metrics::Metrics;
+use crate::router::decision::Detour;
 use crate::server::{LoginTarget, ServerError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -58,9 +59,64 @@ pub struct ClusterPools {
     /// Since when no client has held these pools, as the retirement
     /// sweep last saw it (`None`: in use, or not looked at yet).
     unused_since: Mutex<Option<Instant>>,
+    /// The transaction defaults the primary gives this database and role,
+    /// once asked (`learn_defaults`).
+    defaults: std::sync::OnceLock<Defaults>,
+}
+
+/// A database's and role's transaction defaults, as their sessions start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    pub isolation: Option<crate::router::Isolation>,
+    pub read_only: bool,
 }
 
 impl ClusterPools {
+    /// The default isolation of a transaction of this database and role
+    /// (`None`: not asked yet).
+    pub fn default_isolation(&self) -> Option<crate::router::Isolation> {
+        self.defaults.get().and_then(|d| d.isolation)
+    }
+
+    /// Whether its transactions are read only by default.
+    pub fn default_read_only(&self) -> bool {
+        self.defaults.get().is_some_and(|d| d.read_only)
+    }
+
+    /// Whether `learn_defaults` has run.
+    pub fn knows_defaults(&self) -> bool {
+        self.defaults.get().is_some()
+    }
+
+    /// Asks the primary for the transaction defaults of this database and
+    /// role (set in postgresql.conf, or by ALTER DATABASE / ROLE ... SET):
+    /// the values a session starts with, whatever a client SET on the
+    /// connection asked. A failure leaves them unknown (transactions then
+    /// run on the primary from their BEGIN).
+    pub async fn learn_defaults(&self) {
+        if self.knows_defaults() {
+            return;
+        }
+        let Ok(mut conn) = self.checkout_primary().await else {
+            return;
+        };
+        let sql = "SELECT (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_isolation'), \
+                   (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_read_only')";
+        match conn.simple_query(sql).await {
+            Ok(rows) => {
+                let row = rows.first();
+                let value = |i: usize| row.and_then(|r| r.get(i).cloned().flatten());
+                let defaults = Defaults {
+                    isolation: value(0).and_then(|v| crate::router::Isolation::from_setting(&v)),
+                    read_only: value(1).is_some_and(|v| v == "on"),
+                };
+                tracing::debug!(?defaults, "transaction defaults of the database and role");
+                let _ = self.defaults.set(defaults);
+            }
+            Err(error) => tracing::warn!(%error, "could not read the transaction defaults"),
+        }
+    }
+
     /// A connection to a replica that has what `need` asks for; if none has
     /// it yet, one that catches up within `max_wait_for_replica`; otherwise
     /// the primary. Replicas that refuse connections are banned for a while.
@@ -82,7 +138,7 @@ impl ClusterPools {
                     Err(PoolError::Server { source, .. }) => self.replica_failed(pool, &source),
                     Err(e) => return Err(e),
                 },
-                Pick::Behind if self.topology.waits_futile() => break RouteLabel::ConsistencyWait,
+                Pick::Behind if self.topology.waits_futile() => break Detour::ConsistencyWait,
                 Pick::Behind => {
                     let deadline = *deadline
                         .get_or_insert_with(|| Instant::now() + self.topology.max_wait_for_replica);
@@ -93,7 +149,7 @@ impl ClusterPools {
                             "no replica has the client's writes within max_wait_for_replica: read goes to the primary");
                         self.topology.wait_ran_out();
                         self.topology.consistency_waits[1].fetch_add(1, Ordering::Relaxed);
-                        break RouteLabel::ConsistencyWait;
+                        break Detour::ConsistencyWait;
                     }
                 }
                 Pick::Nothing => break self.no_replica_reason(),
@@ -132,12 +188,12 @@ impl ClusterPools {
     }
 
     /// Why no replica could take a read: lag, or none up at all.
-    fn no_replica_reason(&self) -> RouteLabel {
+    fn no_replica_reason(&self) -> Detour {
         let lagging = self.servers.iter().any(|p| p.server.is_lagging());
         if lagging {
-            RouteLabel::Lag
+            Detour::Lag
         } else {
-            RouteLabel::Fallback
+            Detour::NoReplica
         }
     }
 
@@ -153,7 +209,7 @@ impl ClusterPools {
                 tracing::warn!(pool = %pool.name, error = %e,
                     "primary unavailable: read goes to a replica that may not have the latest writes");
                 let mut conn = pool.checkout().await?;
-                conn.detour = Some(RouteLabel::Fallback);
+                conn.detour = Some(Detour::PrimaryDown);
                 Ok(conn)
             }
             other => other,
@@ -390,6 +446,7 @@ impl Pools {
             ban_time: config.replica_ban_time(),
             next: AtomicUsize::new(0),
             unused_since: Mutex::new(None),
+            defaults: std::sync::OnceLock::new(),
         }
     }
 }

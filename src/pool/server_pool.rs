@@ -7,7 +7,8 @@ use super::PoolError;
 use crate::config::PoolSettings;
 use crate::health::lsn::Lsn;
 use crate::health::{Role, ServerState};
-use crate::metrics::{PoolHandles, PoolSample, RouteLabel};
+use crate::metrics::{PoolHandles, PoolSample};
+use crate::router::decision::Detour;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use arc_swap::ArcSwap;
 use std::ops::{Deref, DerefMut};
@@ -529,7 +530,7 @@ pub struct Checkout {
     pub role: Role,
     /// A read that landed on the primary (or, the primary being down, a
     /// write's fallback to a replica): why.
-    pub detour: Option<RouteLabel>,
+    pub detour: Option<Detour>,
     conn: bb8::PooledConnection<'static, ServerManager>,
     _permit: OwnedSemaphorePermit,
     pool: Arc<ServerPool>,

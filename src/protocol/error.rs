@@ -117,6 +117,9 @@ pub mod sqlstate {
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const IN_FAILED_TRANSACTION: &str = "25P02";
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+    pub const INVALID_SAVEPOINT: &str = "3B001";
 }
 
 /// The fields of an ErrorResponse or NoticeResponse body, as (type, value),

@@ -52,6 +52,18 @@ pub fn bind(body: &[u8]) -> Result<Bind<'_>, ProtocolError> {
     })
 }
 
+/// An Execute message: the portal and how many rows to return (0: all).
+pub fn execute(body: &[u8]) -> Result<(&[u8], i32), ProtocolError> {
+    let (portal, rest) = cstr(body)?;
+    let rows = rest
+        .get(..4)
+        .ok_or(ProtocolError::Malformed("Execute without a row limit"))?;
+    Ok((
+        portal,
+        i32::from_be_bytes([rows[0], rows[1], rows[2], rows[3]]),
+    ))
+}
+
 /// Describe and Close: `S` (statement) or `P` (portal) and a name.
 pub fn target(body: &[u8]) -> Result<(u8, &[u8]), ProtocolError> {
     let (&kind, rest) = body

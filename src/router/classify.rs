@@ -7,21 +7,16 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{
-    CopySource, CopyTarget, Expr, Ident, Statement, TransactionAccessMode,
-    TransactionIsolationLevel, TransactionMode, UtilityOption, Value,
-};
+use sqlparser::ast::{CopySource, CopyTarget, Expr, Ident, Statement, UtilityOption, Value};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::command::{self, Command};
 use super::functions::INTROSPECTION_SETTINGS;
 use super::pin;
+use super::transaction::{self, Control};
 use super::walk::{walk_query, Findings};
-use super::{
-    hint, Classification, Destination, FunctionCatalog, ReadOnlyTransactions, Reason, Route,
-    RouterConfig,
-};
+use super::{hint, Classification, Destination, FunctionCatalog, Reason, Route, RouterConfig};
 
 /// A classification and whether it may be cached.
 pub(crate) struct Outcome {
@@ -38,7 +33,6 @@ pub(crate) struct Outcome {
 enum Verdict {
     Primary(Reason),
     ReadOnly,
-    ReadOnlyTransaction,
 }
 
 pub(crate) fn classify(sql: &str, config: &RouterConfig, catalog: &dyn FunctionCatalog) -> Outcome {
@@ -86,8 +80,7 @@ fn decide(
             Destination::Primary,
             session_effect(&statements, sql, reason, findings),
         ),
-        Verdict::ReadOnlyTransaction => routed(Destination::Replica, Reason::ReadOnlyTransaction),
-        Verdict::ReadOnly => consult_catalog(&findings.lookups, catalog),
+        Verdict::ReadOnly => consult_catalog(findings, catalog),
     }
 }
 
@@ -116,9 +109,10 @@ fn routed(destination: Destination, reason: Reason) -> Classification {
     Classification::Routed(Route::new(destination, reason))
 }
 
-/// A multi-statement string is as strict as its strictest part. A read-only
-/// BEGIN only goes to a replica alone: what follows it in the same string
-/// would otherwise be judged without knowing the transaction.
+/// A multi-statement string is as strict as its strictest part.
+/// Transaction control is only read for what it is alone in its query:
+/// what follows a BEGIN in the same string would otherwise be judged
+/// without knowing the transaction.
 fn combine(statements: &[Statement], config: &RouterConfig, findings: &mut Findings) -> Verdict {
     if statements.is_empty() {
         // Only comments or semicolons.
@@ -128,8 +122,9 @@ fn combine(statements: &[Statement], config: &RouterConfig, findings: &mut Findi
     for statement in statements {
         match check_statement(statement, config, findings) {
             Verdict::ReadOnly => {}
-            Verdict::ReadOnlyTransaction if alone => return Verdict::ReadOnlyTransaction,
-            Verdict::ReadOnlyTransaction => return Verdict::Primary(Reason::Transaction),
+            Verdict::Primary(Reason::Transaction(_)) if !alone => {
+                return Verdict::Primary(Reason::Transaction(Control::Other))
+            }
             primary => return primary,
         }
     }
@@ -168,17 +163,10 @@ fn check_statement(
             CopySource::Query(query) => from_walk(walk_query(query, config, findings)),
             CopySource::Table { .. } => Verdict::ReadOnly,
         },
-        Statement::StartTransaction {
-            modes,
-            statements,
-            exception,
-            ..
-        } if statements.is_empty() && exception.is_none() => check_begin(modes, config),
-        Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. } => Verdict::Primary(Reason::Transaction),
-        _ => Verdict::Primary(Reason::Write),
+        statement => match transaction::control(statement) {
+            Some(control) => Verdict::Primary(Reason::Transaction(control)),
+            None => Verdict::Primary(Reason::Write),
+        },
     }
 }
 
@@ -222,37 +210,22 @@ fn check_show(variable: &[Ident]) -> Verdict {
     }
 }
 
-/// BEGIN goes to the primary, unless it opens a read-only transaction and the
-/// configuration allows those on replicas. SERIALIZABLE is refused by a hot
-/// standby, so it stays on the primary too.
-fn check_begin(modes: &[TransactionMode], config: &RouterConfig) -> Verdict {
-    let has = |wanted: &TransactionMode| modes.iter().any(|mode| mode == wanted);
-    let read_only = has(&TransactionMode::AccessMode(
-        TransactionAccessMode::ReadOnly,
-    )) && !has(&TransactionMode::AccessMode(
-        TransactionAccessMode::ReadWrite,
-    )) && !has(&TransactionMode::IsolationLevel(
-        TransactionIsolationLevel::Serializable,
-    ));
-    match (read_only, config.read_only_transactions) {
-        (true, ReadOnlyTransactions::Replica) => Verdict::ReadOnlyTransaction,
-        _ => Verdict::Primary(Reason::Transaction),
-    }
-}
-
 /// The statement is read-only if every function it calls is. A volatile one
 /// settles it (primary); unknown ones are returned as a question.
-fn consult_catalog(lookups: &[String], catalog: &dyn FunctionCatalog) -> Classification {
+fn consult_catalog(findings: &Findings, catalog: &dyn FunctionCatalog) -> Classification {
     let mut unknown = Vec::new();
-    for name in lookups {
+    for name in &findings.lookups {
         match catalog.is_volatile(name) {
             Some(true) => return routed(Destination::Primary, Reason::WriteFunction(name.clone())),
             Some(false) => {}
             None => unknown.push(name.clone()),
         }
     }
-    match unknown.is_empty() {
-        true => routed(Destination::Replica, Reason::ReadOnly),
-        false => Classification::NeedsCatalog(unknown),
+    if !unknown.is_empty() {
+        return Classification::NeedsCatalog(unknown);
+    }
+    match &findings.transaction_state {
+        Some(name) => routed(Destination::Replica, Reason::TransactionState(name.clone())),
+        None => routed(Destination::Replica, Reason::ReadOnly),
     }
 }

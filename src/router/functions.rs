@@ -122,6 +122,20 @@ pub(crate) const INTROSPECTION_SETTINGS: &[&str] = &[
     "in_hot_standby",
 ];
 
+/// Read-only, but answering for the transaction they run in: its start
+/// time, its snapshot. Inside a transaction they run where it runs.
+const TRANSACTION_STATE: &[&str] = &[
+    "now",
+    "transaction_timestamp",
+    "current_timestamp",
+    "current_time",
+    "current_date",
+    "localtime",
+    "localtimestamp",
+    "txid_current_snapshot",
+    "pg_current_snapshot",
+];
+
 /// Volatile in pg_proc but without side effects that matter to routing.
 const READ_ONLY_VOLATILE: &[&str] = &[
     "random",
@@ -166,9 +180,8 @@ const KNOWN_SAFE: &[&str] = &[
     "abs", "round", "trunc", "floor", "ceil", "ceiling", "mod", "sign", "sqrt", "cbrt", "power",
     "pow", "exp", "ln", "log", "log10", "pi", "degrees", "radians", "div", "width_bucket",
     "gcd", "lcm", "scale", "to_number", "to_char",
-    // dates and times
-    "now", "current_timestamp", "current_date", "current_time", "localtime", "localtimestamp",
-    "transaction_timestamp", "date_trunc", "date_part", "date_bin", "extract", "age", "to_date",
+    // dates and times (those of the transaction's start: TRANSACTION_STATE)
+    "date_trunc", "date_part", "date_bin", "extract", "age", "to_date",
     "to_timestamp", "make_date", "make_time", "make_timestamp", "make_timestamptz",
     "make_interval", "justify_days", "justify_hours", "justify_interval", "isfinite",
     // arrays, sets and json
@@ -209,6 +222,8 @@ pub(crate) enum Call {
     Introspection,
     /// No catalog trip needed: safe on a replica.
     ReadOnly,
+    /// Safe on a replica, but reads the transaction's own state.
+    TransactionState(String),
     /// Ask the catalog about this name (folded as PostgreSQL stores it).
     Lookup(String),
 }
@@ -230,6 +245,9 @@ pub(crate) fn classify_call(name: &ObjectName, config: &RouterConfig) -> Call {
     }
     if INTROSPECTION.contains(&lower.as_str()) {
         return Call::Introspection;
+    }
+    if in_catalog_schema(&name) && TRANSACTION_STATE.contains(&name.name.as_str()) {
+        return Call::TransactionState(name.name);
     }
     if is_configured_read_only(&name, config) || is_builtin_read_only(&name) {
         return Call::ReadOnly;
@@ -319,6 +337,7 @@ mod tests {
             INTROSPECTION,
             READ_ONLY_VOLATILE,
             KNOWN_SAFE,
+            TRANSACTION_STATE,
         ] {
             for name in list {
                 assert_eq!(*name, name.to_lowercase());

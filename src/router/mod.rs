@@ -12,6 +12,7 @@
 mod cache;
 mod classify;
 mod command;
+pub mod decision;
 mod functions;
 mod hint;
 mod lex;
@@ -19,6 +20,7 @@ mod memo;
 mod normalize;
 mod pin;
 mod reason;
+mod transaction;
 mod walk;
 
 #[cfg(test)]
@@ -30,6 +32,7 @@ pub use command::{Command, SessionCommand};
 pub use memo::RouteMemo;
 pub use pin::Pin;
 pub use reason::Reason;
+pub use transaction::{BeginOptions, Control, Isolation};
 
 use cache::RouteCache;
 
@@ -63,14 +66,6 @@ impl Route {
     }
 }
 
-/// Where `BEGIN READ ONLY` / `START TRANSACTION READ ONLY` goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReadOnlyTransactions {
-    #[default]
-    Primary,
-    Replica,
-}
-
 /// The router's configuration.
 #[derive(Debug, Clone, Default)]
 pub struct RouterConfig {
@@ -81,7 +76,6 @@ pub struct RouterConfig {
     /// More functions that must go to the primary; `"schema.f"` also matches
     /// an unqualified `f()`, which the search path may resolve to it.
     pub write_functions: Vec<String>,
-    pub read_only_transactions: ReadOnlyTransactions,
     /// Bound on the classification cache, in entries; 0 disables it.
     pub cache_size: usize,
 }

@@ -2,6 +2,7 @@
 //! console.
 
 use super::pin::Pin;
+use super::transaction::Control;
 
 /// Why a statement goes where it goes; [`Reason::describe`] gives words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,11 +12,17 @@ pub enum Reason {
     /// INSERT/UPDATE/DELETE/MERGE, DDL, session commands, or anything else
     /// not provably read-only.
     Write,
-    /// BEGIN / START TRANSACTION / COMMIT / ROLLBACK / SAVEPOINT ...
-    Transaction,
-    /// BEGIN READ ONLY, sent to a replica because
-    /// `read_only_transactions = Replica`.
-    ReadOnlyTransaction,
+    /// BEGIN / START TRANSACTION / COMMIT / ROLLBACK / SAVEPOINT ...: what
+    /// runs where is decided with the session's transaction
+    /// (`router::decision`).
+    Transaction(Control),
+    /// A portal that outlives its batch (named, or read a few rows at a
+    /// time): inside a transaction, where the transaction runs.
+    Portal,
+    /// A read of the transaction's own state (its start time, snapshot):
+    /// anywhere outside a transaction, where the transaction runs inside
+    /// one (`now()` is one value throughout a transaction).
+    TransactionState(String),
     /// A `/* pgsplit:primary */` or `/* pgsplit:replica */` comment.
     Hint,
     /// A row-locking clause (FOR UPDATE / FOR SHARE ...) somewhere in the query.
@@ -51,6 +58,9 @@ impl Reason {
             Reason::Setting(name) => {
                 format!("sets {name} for the session: pgsplit keeps it for the client")
             }
+            Reason::TransactionState(name) => {
+                format!("reads the transaction's state ({name}()): runs where its transaction runs")
+            }
             Reason::Pins(pin) => format!(
                 "creates session state ({}): the client stays on one primary connection",
                 pin.describe()
@@ -63,10 +73,9 @@ impl Reason {
         match self {
             Reason::ReadOnly => "read-only statement",
             Reason::Write => "not provably read-only (writes, DDL or session commands)",
-            Reason::Transaction => "transaction control",
-            Reason::ReadOnlyTransaction => {
-                "read-only transaction, allowed on a replica by read_only_transactions"
-            }
+            Reason::Transaction(_) => "transaction control",
+            Reason::TransactionState(_) => "reads the transaction's own state",
+            Reason::Portal => "keeps a portal open for the transaction",
             Reason::Hint => "forced by a pgsplit hint comment",
             Reason::Locking => "takes row locks (FOR UPDATE/SHARE)",
             Reason::SelectInto => "SELECT INTO creates a table",

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::*;
+use crate::router::{BeginOptions, Control};
 use Destination::{Primary, Replica};
 
 /// A catalog stub: `my_volatile` and `audit_log` are volatile, `my_stable` and
@@ -476,18 +477,67 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         ),
         ("select pg_is_in_recovery()", Primary, Introspection),
         // transactions
-        ("begin", Primary, Transaction),
-        ("BEGIN TRANSACTION", Primary, Transaction),
-        ("start transaction", Primary, Transaction),
-        ("begin read write", Primary, Transaction),
-        ("begin read only", Primary, Transaction),
-        ("start transaction read only", Primary, Transaction),
-        ("commit", Primary, Transaction),
-        ("rollback", Primary, Transaction),
-        ("end", Primary, Transaction),
-        ("savepoint a", Primary, Transaction),
-        ("release savepoint a", Primary, Transaction),
-        ("rollback to savepoint a", Primary, Transaction),
+        (
+            "begin",
+            Primary,
+            Transaction(Control::Begin(BeginOptions::default())),
+        ),
+        (
+            "BEGIN TRANSACTION",
+            Primary,
+            Transaction(Control::Begin(BeginOptions::default())),
+        ),
+        (
+            "start transaction",
+            Primary,
+            Transaction(Control::Begin(BeginOptions::default())),
+        ),
+        (
+            "begin read write",
+            Primary,
+            Transaction(Control::Begin(BeginOptions {
+                read_only: Some(false),
+                isolation: None,
+            })),
+        ),
+        (
+            "start transaction read only",
+            Primary,
+            Transaction(Control::Begin(BeginOptions {
+                read_only: Some(true),
+                isolation: None,
+            })),
+        ),
+        ("commit", Primary, Transaction(Control::Commit)),
+        ("rollback", Primary, Transaction(Control::Rollback)),
+        ("end", Primary, Transaction(Control::Commit)),
+        ("savepoint a", Primary, Transaction(Control::Savepoint)),
+        (
+            "release savepoint a",
+            Primary,
+            Transaction(Control::Release),
+        ),
+        (
+            "rollback to savepoint a",
+            Primary,
+            Transaction(Control::RollbackTo),
+        ),
+        // Transaction control with anything else in its query
+        ("begin; select 1", Primary, Transaction(Control::Other)),
+        ("select 1; commit", Primary, Transaction(Control::Other)),
+        // Reads of the transaction's own state: read-only, but tied to it
+        ("select now()", Replica, TransactionState("now".into())),
+        (
+            "select current_timestamp",
+            Replica,
+            TransactionState("current_timestamp".into()),
+        ),
+        (
+            "select localtimestamp",
+            Replica,
+            TransactionState("localtimestamp".into()),
+        ),
+        ("select clock_timestamp()", Replica, ReadOnly),
         // hints: checked before parsing, ignored inside literals
         ("/* pgsplit:primary */ select 1", Primary, Hint),
         ("select 1 /* pgsplit:primary */", Primary, Hint),
@@ -526,55 +576,6 @@ fn reasons_table() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-}
-
-#[test]
-fn read_only_transactions_on_replicas() {
-    let config = RouterConfig {
-        read_only_transactions: ReadOnlyTransactions::Replica,
-        ..RouterConfig::default()
-    };
-    let cases = [
-        ("begin read only", Replica, Reason::ReadOnlyTransaction),
-        (
-            "BEGIN TRANSACTION READ ONLY",
-            Replica,
-            Reason::ReadOnlyTransaction,
-        ),
-        (
-            "start transaction read only",
-            Replica,
-            Reason::ReadOnlyTransaction,
-        ),
-        (
-            "start transaction isolation level repeatable read, read only",
-            Replica,
-            Reason::ReadOnlyTransaction,
-        ),
-        // a hot standby refuses serializable transactions
-        (
-            "begin isolation level serializable read only",
-            Primary,
-            Reason::Transaction,
-        ),
-        ("begin", Primary, Reason::Transaction),
-        ("begin read write", Primary, Reason::Transaction),
-        ("begin read only; select 1", Primary, Reason::Transaction),
-        ("select 1; begin read only", Primary, Reason::Transaction),
-        (
-            "begin read only; insert into t values (1)",
-            Primary,
-            Reason::Transaction,
-        ),
-        ("commit", Primary, Reason::Transaction),
-    ];
-    for (sql, destination, reason) in cases {
-        assert_eq!(
-            route(sql, &config),
-            Route::new(destination, reason),
-            "{sql}"
-        );
-    }
 }
 
 #[test]

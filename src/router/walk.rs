@@ -24,6 +24,8 @@ pub(crate) struct Findings {
     /// The decision read a literal's value, so statements that differ only in
     /// literals may route differently.
     pub literal_sensitive: bool,
+    /// A function it calls reads the transaction's own state (`now()`).
+    pub transaction_state: Option<String>,
 }
 
 /// Walks `query`; `Break(reason)` means it must go to the primary.
@@ -119,6 +121,10 @@ impl Walker<'_> {
             Call::Write(name) => ControlFlow::Break(Reason::WriteFunction(name)),
             Call::Introspection => ControlFlow::Break(Reason::Introspection),
             Call::ReadOnly => ControlFlow::Continue(()),
+            Call::TransactionState(name) => {
+                self.findings.transaction_state.get_or_insert(name);
+                ControlFlow::Continue(())
+            }
             Call::Lookup(name) => {
                 if !self.findings.lookups.contains(&name) {
                     self.findings.lookups.push(name);

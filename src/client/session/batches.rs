@@ -3,11 +3,12 @@
 //! statements looked up and their routes remembered.
 
 use super::{primary, Flow, Session, PROBE, SYNC_FRAME};
-use crate::client::batch::{Planned, Use};
+use crate::client::batch::{ControlPrefix, Planned, Use};
 use crate::client::io::ClientError;
 use crate::client::statements::Statement;
 use crate::protocol::{backend, extended, status, tag};
-use crate::router::{Command, Destination, Reason, Route};
+use crate::router::decision::{Answer, Decision, Place};
+use crate::router::{Classification, Command, Control, Destination, Reason, Route};
 use bytes::Bytes;
 
 impl Session {
@@ -16,26 +17,39 @@ impl Session {
             if tag == tag::SYNC {
                 // Nothing to run: answer as the server would, no round trip.
                 self.out.clear();
-                backend::ready_for_query(status::IDLE, &mut self.out);
+                backend::ready_for_query(self.client_status(), &mut self.out);
                 self.io.write(&self.out).await?;
             }
             return Ok(Flow::Continue);
         }
-        let route = if !self.routing_needed() {
-            None
-        } else if tag == tag::FLUSH && self.batch.runs_nothing() {
+        if let Some((prefix, control)) = self.control_in_batch() {
+            let route = Route::new(Destination::Primary, Reason::Transaction(control));
+            if let Place::Answer(answer) = self.decide(&route).place {
+                let whole = prefix.len == self.batch.messages.len();
+                if whole || answer == Answer::Begin {
+                    return Box::pin(self.answer_prefix(prefix, answer, tag, frame)).await;
+                }
+            }
+        }
+        let route = if tag == tag::FLUSH && self.routing_needed() && self.batch.runs_nothing() {
             return Box::pin(self.probe()).await;
         } else if tag == tag::FLUSH {
             // Messages after a Flush may still need the primary, and the
             // batch cannot move once it has started on a server.
-            Some(primary(Reason::Write))
+            primary(Reason::Write)
         } else {
-            Some(match self.batch.needs_primary.clone() {
-                Some(reason) => primary(reason),
+            match self.batch.needs_primary.clone() {
+                Some(reason) => primary(super::batch_reason(reason)),
+                // A portal that outlives the batch lives in the transaction.
+                None if self.batch.keeps_portal && self.lazy.is_some() => primary(Reason::Portal),
                 None => Route::new(Destination::Replica, Reason::ReadOnly),
-            })
+            }
         };
-        self.dispatch(tag, frame, route).await
+        let decision = self.decide(&route);
+        if let Place::Answer(answer) = decision.place {
+            return Box::pin(self.answer_batch(answer, tag, frame)).await;
+        }
+        self.dispatch(tag, frame, decision).await
     }
 
     /// A flushed batch that only prepares, describes and closes statements
@@ -46,11 +60,133 @@ impl Session {
     /// follow are routed on their own, to a replica when they read.
     async fn probe(&mut self) -> Result<Flow, ClientError> {
         let route = match self.batch.needs_primary.clone() {
-            Some(reason) => primary(reason),
+            Some(reason) => primary(super::batch_reason(reason)),
             None => Route::new(Destination::Replica, Reason::ReadOnly),
         };
-        self.dispatch(PROBE, Bytes::from_static(SYNC_FRAME), Some(route))
+        // Answered, then ended: it opens no transaction.
+        let decision = match self.decide(&route) {
+            Decision {
+                place: Place::OpenOnPrimary | Place::Held,
+                why,
+            } => Decision {
+                place: Place::Primary,
+                why,
+            },
+            Decision {
+                place: Place::Answer(answer),
+                ..
+            } => return self.answer_batch(answer, tag::FLUSH, Bytes::new()).await,
+            other => other,
+        };
+        self.dispatch(PROBE, Bytes::from_static(SYNC_FRAME), decision)
             .await
+    }
+
+    /// A transaction control statement at the start of the batch, and what
+    /// it is (`Batch::control_prefix`).
+    fn control_in_batch(&mut self) -> Option<(ControlPrefix, Control)> {
+        let statements = &self.statements;
+        let utf8 = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_string);
+        let prefix = self.batch.control_prefix(|message| match message {
+            Planned::ParseUnnamed { frame, .. } => utf8(extended::parse(&frame[5..]).ok()?.query),
+            Planned::Parse { statement, .. } | Planned::Use { statement, .. } => {
+                utf8(statement.query())
+            }
+            Planned::Raw(_) => utf8(statements.get(b"")?.query()),
+            _ => None,
+        })?;
+        match self.classify(&prefix.text) {
+            Classification::Routed(Route {
+                reason: Reason::Transaction(control),
+                ..
+            }) => Some((prefix, control)),
+            _ => None,
+        }
+    }
+
+    /// A batch that starts with transaction control pgsplit answers: the
+    /// answers of its messages, in order; then, if the batch is only that,
+    /// its ReadyForQuery (at a Sync), else the rest goes on as the
+    /// transaction's (only a BEGIN is answered ahead of more).
+    async fn answer_prefix(
+        &mut self,
+        prefix: ControlPrefix,
+        answer: Answer,
+        tag: u8,
+        frame: Bytes,
+    ) -> Result<Flow, ClientError> {
+        if self.exchange.busy() || self.paused.is_some() {
+            self.deferred = Some((tag, frame));
+            return Ok(Flow::Wait);
+        }
+        let whole = prefix.len == self.batch.messages.len();
+        self.out.clear();
+        let refused = matches!(answer, Answer::Aborted | Answer::NoSavepoint);
+        if !refused {
+            for kind in &prefix.answers[..prefix.answers.len() - 1] {
+                backend::empty(*kind, &mut self.out);
+            }
+        }
+        let status = self.answer_into(answer, &prefix.text);
+        if refused {
+            // As after any error in a batch: the rest is skipped to Sync.
+            for undo in self.batch.drop_unsent() {
+                self.statements.undo(undo);
+            }
+            match tag {
+                tag::SYNC => backend::ready_for_query(status, &mut self.out),
+                _ => self.skip_until_sync = true,
+            }
+        } else if whole {
+            self.batch.clear();
+            if tag == tag::SYNC {
+                backend::ready_for_query(status, &mut self.out);
+            }
+        } else {
+            self.batch.drop_first(prefix.len);
+        }
+        self.io.write(&self.out).await?;
+        if whole || refused {
+            return Ok(Flow::Continue);
+        }
+        // The rest of the batch, inside the transaction just begun.
+        self.end_batch(tag, frame).await
+    }
+
+    /// The transaction status the client was last told.
+    pub(super) fn client_status(&self) -> u8 {
+        match (&self.lazy, self.server.is_some()) {
+            (Some(lazy), _) if lazy.failed => status::FAILED,
+            (Some(_), _) => status::IN_TRANSACTION,
+            (None, true) => self.exchange.tx_status,
+            (None, false) => status::IDLE,
+        }
+    }
+
+    /// A batch pgsplit answers for a transaction that reached no server:
+    /// a failed one gets 25P02 for the batch (and its ReadyForQuery, `E`,
+    /// at the Sync; after a Flush, the rest is skipped until then).
+    async fn answer_batch(
+        &mut self,
+        answer: Answer,
+        tag: u8,
+        frame: Bytes,
+    ) -> Result<Flow, ClientError> {
+        if self.exchange.busy() || self.paused.is_some() {
+            self.deferred = Some((tag, frame));
+            return Ok(Flow::Wait);
+        }
+        for undo in self.batch.drop_unsent() {
+            self.statements.undo(undo);
+        }
+        self.out.clear();
+        let status = self.answer_into(answer, "");
+        match tag {
+            tag::SYNC => backend::ready_for_query(status, &mut self.out),
+            _ => self.skip_until_sync = true,
+        }
+        self.io.write(&self.out).await?;
+        Ok(Flow::Continue)
     }
 
     pub(super) async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
@@ -108,6 +244,7 @@ impl Session {
         let Ok(bind) = extended::bind(&frame[5..]) else {
             return self.add_raw(frame);
         };
+        self.batch.keeps_portal |= !bind.portal.is_empty();
         let portal_end = 5 + bind.portal.len();
         let rest_start = portal_end + 1 + bind.statement.len() + 1;
         let name = Bytes::copy_from_slice(bind.statement);
@@ -202,6 +339,8 @@ impl Session {
             }
         }
         if let Some(route) = route.filter(|r| r.destination == Destination::Primary) {
+            let held = self.batch.messages.len();
+            self.batch.noted.push((held, route.reason.clone()));
             self.batch
                 .needs_primary
                 .get_or_insert_with(|| route.reason.clone());

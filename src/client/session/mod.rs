@@ -20,6 +20,7 @@ mod parking;
 mod recovery;
 mod stall;
 mod state;
+mod transaction;
 
 use super::batch::{self, Batch, Planned, Written};
 use super::exchange::{Checked, Exchange, Expect, Origin};
@@ -38,6 +39,7 @@ use crate::metrics::{ErrorSide, Side};
 use crate::pool::{Checkout, ClusterPools, RecallTicket, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
+use crate::router::decision::{Decision, Place, Why};
 use crate::router::{
     Classification, Command, Destination, Pin, Reason, Route, RouteMemo, SessionCommand,
 };
@@ -79,6 +81,8 @@ pub struct Session {
     /// A batch stopped to check a statement prepared again (`batch`): it
     /// goes on once the server has described it.
     paused: Option<Paused>,
+    /// The client's transaction while it has reached no server.
+    lazy: Option<transaction::Lazy>,
     /// The bound on a server that stops answering while a client message
     /// waits on it.
     stall: stall::StallWatch,
@@ -204,6 +208,7 @@ impl Session {
             batch: Batch::default(),
             deferred: None,
             paused: None,
+            lazy: None,
             stall: stall::StallWatch::default(),
             skip_until_sync: false,
             pinned: None,
@@ -365,14 +370,20 @@ impl Session {
                 None => Box::pin(self.query(frame)).await,
             },
             tag::FUNCTION_CALL => {
-                self.dispatch(tag, frame, Some(primary(Reason::Write)))
-                    .await
+                let decision = self.decide(&primary(Reason::Write));
+                match decision.place {
+                    Place::Answer(answer) => self.answer(answer, "", tag, frame).await,
+                    _ => self.dispatch(tag, frame, decision).await,
+                }
             }
             tag::PARSE => self.add_parse(frame).await,
             tag::BIND => self.add_bind(frame).await,
             tag::DESCRIBE => self.add_describe(frame).await,
             tag::CLOSE => self.add_close(frame),
             tag::EXECUTE => {
+                if let Ok((_, rows)) = extended::execute(&frame[5..]) {
+                    self.batch.keeps_portal |= rows > 0;
+                }
                 let len = frame.len();
                 self.batch.push(Planned::Raw(frame), len);
                 Ok(Flow::Continue)
@@ -387,12 +398,12 @@ impl Session {
     }
 
     /// A simple query whose route is known and that needs nothing awaited
-    /// before it is sent: what to send it with (`Some`), prepared without
-    /// making a future; `None` (nothing done yet) sends it to `query`.
-    fn plan_query(&mut self, frame: &Bytes) -> Result<Option<Option<Route>>, ClientError> {
+    /// before it is sent: where it goes (`Some`), prepared without making
+    /// a future; `None` (nothing done yet) sends it to `query`.
+    fn plan_query(&mut self, frame: &Bytes) -> Result<Option<Decision>, ClientError> {
         let text = extended::query_text(&frame[5..])?;
         let text = std::str::from_utf8(text).ok();
-        let Some((route, routed)) = self.known_route(text) else {
+        let Some((route, _)) = self.known_route(text) else {
             return Ok(None);
         };
         match route.command.as_deref() {
@@ -402,44 +413,64 @@ impl Session {
             {
                 return Ok(None)
             }
-            Some(Command::Session(command)) => self.follow(command),
-            None => {}
+            _ => {}
+        }
+        if self.needs_defaults(&route) {
+            return Ok(None);
+        }
+        let decision = self.decide_query(&route);
+        if let Place::Answer(_) = decision.place {
+            return Ok(None);
+        }
+        if let Some(Command::Session(command)) = route.command.as_deref() {
+            self.follow(command);
         }
         self.statements.forget_unnamed();
-        Ok(Some(self.query_route(route, routed)))
+        self.query_effects(&route, &decision);
+        Ok(Some(decision))
     }
 
-    /// What a simple query's route does besides: the listing of prepared
-    /// statements, a tracked setting or a pin; and the route it is sent
-    /// with (`None`: the server in use).
-    fn query_route(&mut self, route: Route, routed: bool) -> Option<Route> {
+    /// Where a simple query goes: held messages before it (a batch it
+    /// ends) that need the primary take it there.
+    fn decide_query(&self, route: &Route) -> Decision {
+        match &self.batch.needs_primary {
+            Some(reason) if !self.batch.is_empty() => self.decide(&primary(reason.clone())),
+            _ => self.decide(route),
+        }
+    }
+
+    /// What a simple query does besides running: the listing of prepared
+    /// statements, a tracked setting (when it runs on its own, outside a
+    /// transaction) or a pin.
+    fn query_effects(&mut self, route: &Route, decision: &Decision) {
         if route.lists_statements {
             self.batch.lists_statements = true;
         }
+        let own = matches!(decision.place, Place::Replica | Place::Primary);
         match &route.reason {
-            Reason::Setting(name) if routed => self.tracking = Some(name.clone()),
-            _ => self.pin_if_needed(&route),
-        }
-        if !routed {
-            return None;
-        }
-        // Held messages (a batch ended by this query) that need the
-        // primary take it there.
-        match &self.batch.needs_primary {
-            Some(reason) if !self.batch.is_empty() => Some(primary(reason.clone())),
-            _ => Some(route),
+            Reason::Setting(name) if own => self.tracking = Some(name.clone()),
+            _ => self.pin_if_needed(route),
         }
     }
 
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        // A simple query replaces the unnamed statement.
-        self.statements.forget_unnamed();
         let text = extended::query_text(&frame[5..])?;
         let text = std::str::from_utf8(text).ok();
-        let (route, routed) = match self.known_route(text) {
+        let (route, _) = match self.known_route(text) {
             Some(known) => known,
             None => Box::pin(self.statement_route(text)).await,
         };
+        if self.needs_defaults(&route) {
+            Box::pin(self.cluster.learn_defaults()).await;
+        }
+        let decision = self.decide_query(&route);
+        if let Place::Answer(answer) = decision.place {
+            return self
+                .answer(answer, text.unwrap_or_default(), tag::QUERY, frame.clone())
+                .await;
+        }
+        // A simple query replaces the unnamed statement.
+        self.statements.forget_unnamed();
         match route.command.as_deref() {
             Some(Command::Session(command)) => {
                 self.follow(command);
@@ -454,8 +485,8 @@ impl Session {
             }
             None => {}
         }
-        let route = self.query_route(route, routed);
-        self.dispatch(tag::QUERY, frame, route).await
+        self.query_effects(&route, &decision);
+        self.dispatch(tag::QUERY, frame, decision).await
     }
 
     /// The route of statement text from this client's memo or the shared
@@ -519,9 +550,9 @@ impl Session {
         &mut self,
         tag: u8,
         frame: Bytes,
-        route: Option<Route>,
+        decision: Decision,
     ) -> Result<Flow, ClientError> {
-        match self.acquire(route.as_ref().map(|r| r.destination)).await {
+        match self.acquire(Session::wanted(decision.place)).await {
             Acquired::Ready => {}
             Acquired::Wait => {
                 self.deferred = Some((tag, frame));
@@ -531,11 +562,18 @@ impl Session {
         }
         if let Some(held) = self.server.as_ref() {
             let (role, detour) = (held.role, held.detour);
-            if role == Role::Primary && !is_read(route.as_ref()) {
+            if role == Role::Primary && !reads(&decision) {
                 self.wrote = true;
             }
             if tag != STREAM {
-                self.statement_sent(route.as_ref(), role, detour);
+                // The pool's reason when the read went elsewhere.
+                let why = match (decision.place, role) {
+                    (Place::Replica, Role::Primary) | (Place::Primary, Role::Replica) => {
+                        decision.why.after(detour)
+                    }
+                    _ => decision.why,
+                };
+                self.statement_sent(why, role);
             }
         }
         let Some(checkout) = self.server.as_mut() else {
@@ -571,11 +609,17 @@ impl Session {
             && checkout.role == Role::Replica
             && !self.exchange.busy()
             && matches!(tag, tag::QUERY | tag::SYNC)
-            && route
-                .as_ref()
-                .is_some_and(|r| r.destination == Destination::Replica);
+            && decision.place == Place::Replica;
         self.retry.disarm();
         self.out.clear();
+        // A read inside a lazy transaction: its ReadyForQuery says `T`.
+        self.exchange.lazy = self.lazy.is_some();
+        if decision.place == Place::OpenOnPrimary {
+            self.open_on_primary();
+        }
+        let Some(checkout) = self.server.as_mut() else {
+            return Ok(Flow::Continue);
+        };
         let conn = &mut **checkout;
         if self.batch.lists_statements {
             if matches!(tag, tag::SYNC | tag::QUERY) && !self.batch.open {
@@ -728,19 +772,24 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let route = if self.server.is_some() && !self.routing_needed() {
-            None
+            primary(Reason::Write)
         } else if let Some(reason) = self.batch.needs_primary.clone() {
-            Some(primary(reason))
+            primary(batch_reason(reason))
         } else if self.batch.bytes > self.current.config.batch_hold_limit {
             tracing::debug!(
                 bytes = self.batch.bytes,
                 "batch past batch_hold_limit: sent to the primary as it comes"
             );
-            Some(primary(Reason::Write))
+            primary(Reason::Write)
         } else {
             return Ok(Flow::Continue);
         };
-        self.dispatch(STREAM, Bytes::new(), route).await
+        let decision = self.decide(&route);
+        if let Place::Answer(_) = decision.place {
+            // A failed transaction's batch: answered at its Sync.
+            return Ok(Flow::Continue);
+        }
+        self.dispatch(STREAM, Bytes::new(), decision).await
     }
 
     /// No server could be had: the client gets the error and, where it
@@ -755,10 +804,14 @@ impl Session {
         }
         self.out.clear();
         error.encode(&mut self.out);
+        // A statement of a transaction that failed fails the transaction.
+        if let Some(lazy) = &mut self.lazy {
+            lazy.failed = true;
+        }
         if matches!(tag, tag::FLUSH | STREAM | PROBE) {
             self.skip_until_sync = true;
         } else {
-            backend::ready_for_query(status::IDLE, &mut self.out);
+            backend::ready_for_query(self.client_status(), &mut self.out);
         }
         self.io.write(&self.out).await?;
         Ok(Flow::Continue)
@@ -768,7 +821,7 @@ impl Session {
         if tag == tag::SYNC {
             self.skip_until_sync = false;
             self.out.clear();
-            backend::ready_for_query(status::IDLE, &mut self.out);
+            backend::ready_for_query(self.client_status(), &mut self.out);
             self.io.write(&self.out).await?;
         }
         Ok(Flow::Continue)
@@ -859,6 +912,9 @@ impl Session {
             Err(RelayError::Client(e)) => return Err(e),
             Err(RelayError::Server) => return Box::pin(self.server_lost()).await,
         }
+        if self.exchange.lazy_failed {
+            self.lazy_read_done();
+        }
         for (name, shape) in self.exchange.described.drain(..) {
             self.statements.described(&name, shape);
         }
@@ -867,8 +923,12 @@ impl Session {
         }
         if std::mem::take(&mut self.exchange.own_sync_failed) {
             // A flushed prefix answered on its own failed: as the server
-            // would, pgsplit discards the client's messages until Sync.
+            // would, pgsplit discards the client's messages until Sync,
+            // and the transaction it was in fails.
             self.skip_until_sync = true;
+            if let Some(lazy) = &mut self.lazy {
+                lazy.failed = true;
+            }
         }
         for undo in self.exchange.undone.drain(..) {
             self.statements.undo(undo);
@@ -980,13 +1040,21 @@ fn primary(reason: Reason) -> Route {
     Route::new(Destination::Primary, reason)
 }
 
-/// Whether a statement sent with `route` was routed as a read (it may
-/// still run on the primary, which cannot make it write).
-fn is_read(route: Option<&Route>) -> bool {
-    route.is_some_and(|r| {
-        r.destination == Destination::Replica
-            || matches!(r.reason, Reason::ReadOnly | Reason::Setting(_))
-    })
+/// A batch's reason to need the primary, for the decision about the whole
+/// batch: transaction control in a batch with other messages is judged
+/// with them, as a statement that needs the primary (a lone BEGIN or
+/// COMMIT in a batch is answered as one; see `batches`).
+fn batch_reason(reason: Reason) -> Reason {
+    match reason {
+        Reason::Transaction(_) => Reason::Transaction(crate::router::Control::Other),
+        other => other,
+    }
+}
+
+/// Whether a statement runs as a read (it may still run on the primary,
+/// which cannot make it write).
+fn reads(decision: &Decision) -> bool {
+    decision.place == Place::Replica || matches!(decision.why, Why::ReadOnly | Why::Setting)
 }
 
 fn role_for(destination: Destination) -> Role {

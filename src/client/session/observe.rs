@@ -4,24 +4,19 @@
 
 use super::Session;
 use crate::client::registry::ClientState;
-use crate::metrics::{ErrorSide, RouteLabel, Side};
+use crate::metrics::{ErrorSide, Side};
 use crate::pool::Role;
-use crate::router::{Reason, Route};
+use crate::router::decision::Why;
 use std::time::Instant;
 
 impl Session {
-    /// A statement (or batch) goes to a server of `role`; `detour` says why
-    /// a read landed on the primary, if it did.
-    pub(super) fn statement_sent(
-        &mut self,
-        route: Option<&Route>,
-        role: Role,
-        detour: Option<RouteLabel>,
-    ) {
+    /// A statement (or batch) goes to a server of `role`: counted with
+    /// the reason it runs there (`why`, the decision's, or the pool's when
+    /// the read could not go where it was decided).
+    pub(super) fn statement_sent(&mut self, why: Why, role: Role) {
         self.client.set_state(ClientState::Active);
         let side = side_of(role);
-        let label = route_label(route, role, detour, self.pinned.is_some());
-        self.io.metrics.statement(side, label);
+        self.io.metrics.statement(side, why);
         self.client.counted();
         if self.sent_at.is_none() || self.transaction_since.is_none() {
             let now = Instant::now();
@@ -63,48 +58,5 @@ fn side_of(role: Role) -> Side {
     match role {
         Role::Primary => Side::Primary,
         Role::Replica => Side::Replica,
-    }
-}
-
-/// The `reason` label of a statement that runs on `checkout`: why the
-/// router sent it, or why it landed elsewhere than routed.
-fn route_label(
-    route: Option<&Route>,
-    role: Role,
-    detour: Option<RouteLabel>,
-    pinned: bool,
-) -> RouteLabel {
-    let Some(route) = route else {
-        return if pinned {
-            RouteLabel::Pinned
-        } else {
-            RouteLabel::InTransaction
-        };
-    };
-    let landed_elsewhere = super::role_for(route.destination) != role;
-    match detour {
-        Some(detour) if landed_elsewhere => detour,
-        _ if pinned => RouteLabel::Pinned,
-        _ => reason_label(&route.reason),
-    }
-}
-
-fn reason_label(reason: &Reason) -> RouteLabel {
-    match reason {
-        Reason::ReadOnly => RouteLabel::ReadOnly,
-        Reason::Write => RouteLabel::Write,
-        Reason::Transaction => RouteLabel::Transaction,
-        Reason::ReadOnlyTransaction => RouteLabel::ReadOnlyTransaction,
-        Reason::Hint => RouteLabel::Hint,
-        Reason::Locking => RouteLabel::Locking,
-        Reason::SelectInto => RouteLabel::SelectInto,
-        Reason::DataModifyingCte => RouteLabel::DataModifyingCte,
-        Reason::WriteFunction(_) => RouteLabel::Function,
-        Reason::ExplainAnalyze => RouteLabel::ExplainAnalyze,
-        Reason::ParseFailure => RouteLabel::ParseFailure,
-        Reason::Introspection => RouteLabel::Introspection,
-        Reason::Empty => RouteLabel::Empty,
-        Reason::Pins(_) => RouteLabel::Pinned,
-        Reason::Setting(_) => RouteLabel::Setting,
     }
 }

@@ -10,7 +10,8 @@ use crate::metrics::ErrorSide;
 use crate::pool::Checkout;
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, status, tag, PgError};
-use crate::router::{Destination, Pin, Reason, Route};
+use crate::router::decision::{Decision, Place, Why};
+use crate::router::{Destination, Pin};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ impl Session {
             Stop::Draining => {
                 !self.exchange.busy()
                     && self.paused.is_none()
+                    && self.lazy.is_none()
                     && !self.exchange.in_transaction()
                     && !self.batch.open
                     && self.batch.is_empty()
@@ -83,9 +85,15 @@ impl Session {
             true => Destination::Primary,
             false => Destination::Replica,
         };
-        let route = Route::new(destination, Reason::ReadOnly);
+        let decision = Decision {
+            place: match destination {
+                Destination::Primary => Place::Primary,
+                Destination::Replica => Place::Replica,
+            },
+            why: Why::ReadOnly,
+        };
         self.retry.spent = true;
-        let flow = self.dispatch(retry.tag, retry.frame, Some(route)).await;
+        let flow = self.dispatch(retry.tag, retry.frame, decision).await;
         self.retry.spent = false;
         flow.map(|_| ())
     }

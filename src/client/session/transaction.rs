@@ -1,0 +1,264 @@
+//! The client's transaction as pgsplit keeps it while it has reached no
+//! server (`router::decision::Transaction::Lazy`): what BEGIN said, and
+//! whether a statement of it failed; and pgsplit's answers for it, worded
+//! as PostgreSQL words them. Once a statement needs the primary, the
+//! transaction is opened there with the client's BEGIN (`open_on_primary`)
+//! and the server's state is the transaction's again.
+
+use super::{Flow, Session};
+use crate::client::exchange::Expect;
+use crate::client::io::ClientError;
+use crate::protocol::error::sqlstate;
+use crate::protocol::frame::put_frame;
+use crate::protocol::{backend, status, tag, PgError};
+use crate::router::decision::{Answer, Decision, Facts, Place, Transaction};
+use crate::router::Route;
+use bytes::{Bytes, BytesMut};
+
+/// A transaction begun by pgsplit alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Lazy {
+    /// The client's BEGIN, sent as it is when the transaction opens on the
+    /// primary: its options (isolation, access mode) are the client's.
+    pub begin: String,
+    /// A statement of it failed: until its end, every statement gets 25P02.
+    pub failed: bool,
+}
+
+impl Session {
+    /// What the session knows, for the routing decision.
+    pub(super) fn facts(&self) -> Facts {
+        let config = &self.current.config;
+        let transaction = match (&self.lazy, self.holds_transaction()) {
+            (Some(lazy), _) => Transaction::Lazy {
+                failed: lazy.failed,
+            },
+            (None, true) => Transaction::Open,
+            (None, false) => Transaction::None,
+        };
+        Facts {
+            transaction,
+            fixed: self.server.is_some() && (self.batch.open || self.exchange.skipping),
+            pinned: self.pinned.is_some(),
+            primary_only: self.settings.primary_only,
+            transaction_reads: config.transaction_reads,
+            read_only_transactions: config.read_only_transactions,
+            default_isolation: self
+                .settings
+                .default_isolation()
+                .or_else(|| self.cluster.default_isolation()),
+            default_read_only: self
+                .settings
+                .default_read_only()
+                .unwrap_or_else(|| self.cluster.default_read_only()),
+        }
+    }
+
+    /// Whether deciding about `route` needs the database's and role's
+    /// transaction defaults, not known yet: a BEGIN that does not say its
+    /// isolation, from a client whose settings do not either.
+    pub(super) fn needs_defaults(&self, route: &Route) -> bool {
+        matches!(
+            route.reason,
+            crate::router::Reason::Transaction(crate::router::Control::Begin(
+                crate::router::BeginOptions {
+                    isolation: None,
+                    ..
+                }
+            ))
+        ) && self.settings.default_isolation().is_none()
+            && !self.cluster.knows_defaults()
+            && self.lazy.is_none()
+    }
+
+    /// Whether the server held is inside a transaction.
+    pub(super) fn holds_transaction(&self) -> bool {
+        self.server.is_some() && self.exchange.in_transaction()
+    }
+
+    /// Where `route`'s statement runs, logged for the client.
+    pub(super) fn decide(&self, route: &Route) -> Decision {
+        let decision = crate::router::decision::decide(route, &self.facts());
+        tracing::debug!(
+            client = self.client.id,
+            place = ?decision.place,
+            reason = decision.why.as_str(),
+            "decided"
+        );
+        decision
+    }
+
+    /// A statement pgsplit answers for a transaction that reached no
+    /// server (`text`: the statement, a simple query), after whatever the
+    /// server still owes the client.
+    pub(super) async fn answer(
+        &mut self,
+        answer: Answer,
+        text: &str,
+        message: u8,
+        frame: Bytes,
+    ) -> Result<Flow, ClientError> {
+        if self.exchange.busy() || self.paused.is_some() {
+            self.deferred = Some((message, frame));
+            return Ok(Flow::Wait);
+        }
+        self.out.clear();
+        let status = self.answer_into(answer, text);
+        backend::ready_for_query(status, &mut self.out);
+        self.io.write(&self.out).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Writes the answer's messages (before its ReadyForQuery) into `out`
+    /// and moves the transaction on; returns the status it leaves.
+    pub(super) fn answer_into(&mut self, answer: Answer, text: &str) -> u8 {
+        let out = &mut self.out;
+        match answer {
+            Answer::Begin => {
+                self.lazy = Some(Lazy {
+                    begin: text.to_string(),
+                    failed: false,
+                });
+                tracing::debug!(
+                    client = self.client.id,
+                    "transaction begun by pgsplit: no server yet"
+                );
+                backend::command_complete("BEGIN", out);
+                status::IN_TRANSACTION
+            }
+            Answer::AlreadyInTransaction => {
+                warning("25001", "there is already a transaction in progress", out);
+                backend::command_complete("BEGIN", out);
+                status::IN_TRANSACTION
+            }
+            Answer::Commit => {
+                self.lazy = None;
+                backend::command_complete("COMMIT", out);
+                status::IDLE
+            }
+            Answer::Rollback => {
+                self.lazy = None;
+                backend::command_complete("ROLLBACK", out);
+                status::IDLE
+            }
+            Answer::Aborted => {
+                PgError::error(
+                    sqlstate::IN_FAILED_TRANSACTION,
+                    "current transaction is aborted, commands ignored until end of transaction block",
+                )
+                .encode(out);
+                status::FAILED
+            }
+            Answer::NoSavepoint => {
+                if let Some(lazy) = &mut self.lazy {
+                    lazy.failed = true;
+                }
+                PgError::error(
+                    sqlstate::INVALID_SAVEPOINT,
+                    format!("savepoint \"{}\" does not exist", savepoint_name(text)),
+                )
+                .encode(out);
+                status::FAILED
+            }
+        }
+    }
+
+    /// The first statement of the lazy transaction that needs the primary
+    /// is about to be written to `out`: the client's BEGIN goes first, its
+    /// answers cut out (the client had them from pgsplit).
+    pub(super) fn open_on_primary(&mut self) {
+        let Some(lazy) = self.lazy.take() else {
+            return;
+        };
+        tracing::debug!(client = self.client.id, begin = %lazy.begin, "transaction opened on the primary");
+        put_frame(&mut self.out, tag::QUERY, |b| {
+            b.extend_from_slice(lazy.begin.as_bytes());
+            b.extend_from_slice(&[0]);
+        });
+        self.exchange.sent(Expect::Hidden);
+    }
+
+    /// The client's reads in a lazy transaction run as autocommit reads;
+    /// their ReadyForQuery tells the client it is in a transaction, and a
+    /// failure fails the transaction.
+    pub(super) fn lazy_read_done(&mut self) {
+        if let (Some(lazy), true) = (&mut self.lazy, self.exchange.lazy_failed) {
+            lazy.failed = true;
+            tracing::debug!(
+                client = self.client.id,
+                "a read failed: the transaction is aborted"
+            );
+        }
+        self.exchange.lazy_failed = false;
+    }
+
+    /// Where a decision puts a statement, for `acquire`.
+    pub(super) fn wanted(place: Place) -> Option<crate::router::Destination> {
+        use crate::router::Destination;
+        match place {
+            Place::Replica => Some(Destination::Replica),
+            Place::Primary | Place::OpenOnPrimary => Some(Destination::Primary),
+            Place::Held | Place::Answer(_) => None,
+        }
+    }
+}
+
+/// A NoticeResponse of severity WARNING.
+fn warning(code: &str, message: &str, out: &mut BytesMut) {
+    put_frame(out, tag::NOTICE_RESPONSE, |b| {
+        for (kind, value) in [
+            (b'S', "WARNING"),
+            (b'V', "WARNING"),
+            (b'C', code),
+            (b'M', message),
+        ] {
+            b.extend_from_slice(&[kind]);
+            b.extend_from_slice(value.as_bytes());
+            b.extend_from_slice(&[0]);
+        }
+        b.extend_from_slice(&[0]);
+    });
+}
+
+/// The savepoint a `ROLLBACK TO [SAVEPOINT] name` names, as PostgreSQL
+/// folds it.
+fn savepoint_name(text: &str) -> String {
+    let word = text
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .last()
+        .unwrap_or_default();
+    match word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+        Some(quoted) => quoted.to_string(),
+        None => word.to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn savepoint_names_fold_as_postgresql_does() {
+        assert_eq!(savepoint_name("ROLLBACK TO SAVEPOINT Sp1;"), "sp1");
+        assert_eq!(savepoint_name("rollback to \"Sp1\""), "Sp1");
+    }
+
+    #[test]
+    fn warnings_are_notices_of_severity_warning() {
+        let mut out = BytesMut::new();
+        warning(
+            "25001",
+            "there is already a transaction in progress",
+            &mut out,
+        );
+        assert_eq!(out[0], b'N');
+        let body = &out[5..];
+        assert!(body.starts_with(b"SWARNING\0VWARNING\0C25001\0M"));
+        assert_eq!(
+            out.len() - 1,
+            u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize
+        );
+    }
+}
