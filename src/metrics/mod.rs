@@ -42,6 +42,8 @@ pub struct Metrics {
     shards: Arc<Shards>,
     errors: IntCounterVec,
     pub client_connections_total: IntCounter,
+    /// Sessions ended by `idle_transaction_timeout`.
+    pub idle_transaction_timeouts: IntCounter,
     pins: IntCounterVec,
     reloads: IntCounterVec,
     checkout_wait: HistogramVec,
@@ -81,6 +83,11 @@ impl Metrics {
                 &registry,
                 "pgsplit_client_connections_total",
                 "Client connections accepted",
+            ),
+            idle_transaction_timeouts: counter(
+                &registry,
+                "pgsplit_idle_transaction_timeouts_total",
+                "Client sessions ended because they stayed idle inside a transaction longer than idle_transaction_timeout",
             ),
             pins: counter_vec(
                 &registry,

@@ -18,8 +18,8 @@ mod batches;
 mod observe;
 mod parking;
 mod recovery;
-mod stall;
 mod state;
+mod timing;
 mod transaction;
 
 use super::batch::{self, Batch, Planned, Written};
@@ -35,7 +35,7 @@ use crate::cancel::CancelSlot;
 use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
-use crate::metrics::{ErrorSide, Side};
+use crate::metrics::ErrorSide;
 use crate::pool::{Checkout, ClusterPools, RecallTicket, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
@@ -50,7 +50,6 @@ use bytes::{Bytes, BytesMut};
 use state::UNKNOWN_SETTINGS;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
 
 pub struct Session {
     app: Arc<App>,
@@ -85,7 +84,10 @@ pub struct Session {
     lazy: Option<transaction::Lazy>,
     /// The bound on a server that stops answering while a client message
     /// waits on it.
-    stall: stall::StallWatch,
+    stall: timing::Deadline,
+    /// The bound on a client idle inside a transaction that holds a server
+    /// connection (`idle_transaction_timeout`).
+    idle: timing::Deadline,
     /// After a failed Flush, the rest of the batch is dropped until Sync.
     skip_until_sync: bool,
     /// Session state that ties the client to its server connection.
@@ -111,10 +113,8 @@ pub struct Session {
     out: BytesMut,
     /// This client in the registry (state, pin, statement count).
     client: Arc<ClientInfo>,
-    /// When the oldest exchange still pending was sent, and where.
-    sent_at: Option<(Instant, Side)>,
-    /// When the server transaction in progress began, and where.
-    transaction_since: Option<(Instant, Side)>,
+    /// How long the statements and the transaction in progress took.
+    durations: timing::Durations,
     /// pgsplit's shutdown state when this session last looked: the client
     /// is told to leave between transactions.
     stop: Stop,
@@ -173,6 +173,9 @@ enum Event {
     /// The server has answered nothing for a while, and a client message
     /// waits on it.
     Stalled,
+    /// The client has been idle inside a transaction for longer than
+    /// `idle_transaction_timeout`.
+    IdleInTransaction,
 }
 
 // Rare paths (errors, lost servers, catalog lookups) are boxed where they
@@ -209,7 +212,8 @@ impl Session {
             deferred: None,
             paused: None,
             lazy: None,
-            stall: stall::StallWatch::default(),
+            stall: timing::Deadline::default(),
+            idle: timing::Deadline::default(),
             skip_until_sync: false,
             pinned: None,
             unpin_on_success: None,
@@ -221,8 +225,7 @@ impl Session {
             retry: Retry::default(),
             out: BytesMut::with_capacity(8192),
             client,
-            sent_at: None,
-            transaction_since: None,
+            durations: timing::Durations::default(),
             stop,
             stop_waker: None,
             recall_tickets: Vec::new(),
@@ -253,17 +256,25 @@ impl Session {
                 return Box::pin(self.tell_shutdown()).await;
             }
             let held_back = self.deferred.is_some() || self.paused.is_some();
-            self.stall.waiting(held_back && self.exchange.answering());
+            let stalls = held_back && self.exchange.answering();
+            self.stall.hold(stalls, timing::STALL_CHECK);
+            if let Some(timeout) = self.current.config.idle_transaction_timeout() {
+                self.idle.hold(self.idle_in_transaction(), timeout);
+            }
             match self.wait().await {
                 Event::Stop => {}
                 Event::Stalled => Box::pin(self.stalled()).await?,
+                Event::IdleInTransaction => return Box::pin(self.idle_timeout()).await,
                 Event::Client(Ok(0)) if self.io.buf.is_empty() => return Ok(()),
                 Event::Client(Ok(0)) => return Err(ClientError::Gone),
-                Event::Client(Ok(n)) => self.io.metrics.received(n),
+                Event::Client(Ok(n)) => {
+                    self.idle.reset();
+                    self.io.metrics.received(n)
+                }
                 Event::Client(Err(e)) => return Err(e.into()),
                 Event::Reclaim => self.give_back_parked(),
                 Event::Server(Ok(n)) if n > 0 => {
-                    self.stall.progress();
+                    self.stall.reset();
                     self.relay().await?
                 }
                 Event::Server(_) => Box::pin(self.server_lost()).await?,
@@ -292,6 +303,7 @@ impl Session {
             stop_waker,
             recall_tickets,
             stall,
+            idle,
             ..
         } = self;
         // While a message waits, the client is still read (up to a bound):
@@ -318,6 +330,9 @@ impl Session {
             }
             if stall.poll(cx).is_ready() {
                 return Poll::Ready(Event::Stalled);
+            }
+            if idle.poll(cx).is_ready() {
+                return Poll::Ready(Event::IdleInTransaction);
             }
             client.stop_waker.register(cx.waker(), stop_waker);
             match app.stop_now() == stop {
@@ -857,10 +872,7 @@ impl Session {
     async fn route_text(&mut self, text: &str) -> Route {
         for _ in 0..2 {
             match self.classify(text) {
-                Classification::Routed(route) => {
-                    tracing::debug!(destination = ?route.destination, reason = %route.reason.describe(), statement = text, "routed");
-                    return route;
-                }
+                Classification::Routed(route) => return route,
                 Classification::NeedsCatalog(names) => {
                     if let Err(error) = Box::pin(self.look_up(&names)).await {
                         tracing::warn!(%error, "function lookup failed: statement goes to the primary");
@@ -1002,8 +1014,7 @@ impl Session {
         }
         self.exchange.reset();
         self.cancel.clear();
-        self.sent_at = None;
-        self.transaction_since = None;
+        self.durations.forget();
     }
 }
 

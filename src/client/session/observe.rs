@@ -7,7 +7,6 @@ use crate::client::registry::ClientState;
 use crate::metrics::{ErrorSide, Side};
 use crate::pool::Role;
 use crate::router::decision::Why;
-use std::time::Instant;
 
 impl Session {
     /// A statement (or batch) goes to a server of `role`: counted with
@@ -15,14 +14,17 @@ impl Session {
     /// the read could not go where it was decided).
     pub(super) fn statement_sent(&mut self, why: Why, role: Role) {
         self.client.set_state(ClientState::Active);
+        tracing::debug!(
+            client = self.client.id,
+            server = self.server.as_ref().map(|s| s.pool().name.as_str()),
+            ?role,
+            reason = why.as_str(),
+            "statement"
+        );
         let side = side_of(role);
         self.io.metrics.statement(side, why);
         self.client.counted();
-        if self.sent_at.is_none() || self.transaction_since.is_none() {
-            let now = Instant::now();
-            self.sent_at.get_or_insert((now, side));
-            self.transaction_since.get_or_insert((now, side));
-        }
+        self.durations.sent(side);
     }
 
     /// Counts server errors relayed, and times statements and
@@ -38,18 +40,13 @@ impl Session {
         if self.exchange.busy() {
             return;
         }
-        if let Some((since, side)) = self.sent_at.take() {
-            let now = Instant::now();
-            self.io
-                .metrics
-                .statement_done(side, (now - since).as_secs_f64());
-            if !self.exchange.in_transaction() && !self.batch.open {
-                if let Some((since, side)) = self.transaction_since.take() {
-                    self.io
-                        .metrics
-                        .transaction_done(side, (now - since).as_secs_f64());
-                }
-            }
+        let ended = !self.exchange.in_transaction() && !self.batch.open;
+        let answered = self.durations.answered(ended);
+        if let Some((side, seconds)) = answered.statement {
+            self.io.metrics.statement_done(side, seconds);
+        }
+        if let Some((side, seconds)) = answered.transaction {
+            self.io.metrics.transaction_done(side, seconds);
         }
     }
 }

@@ -103,7 +103,6 @@ impl Session {
     /// statement, the wait goes on; if not, the answers pgsplit waits for
     /// will never come, and the session ends with an error.
     pub(super) async fn stalled(&mut self) -> Result<(), ClientError> {
-        self.stall.progress();
         let Some(conn) = self.server.as_ref() else {
             return Ok(());
         };
@@ -176,8 +175,7 @@ impl Session {
             .is_some_and(|p| matches!(p.tag, tag::QUERY | tag::SYNC | tag::FUNCTION_CALL));
         let pending = self.exchange.pending + usize::from(unsent_end);
         self.exchange.reset();
-        self.sent_at = None;
-        self.transaction_since = None;
+        self.durations.forget();
         if self.wrote {
             self.writes_committed();
         }

@@ -71,21 +71,46 @@ impl Session {
             && self.lazy.is_none()
     }
 
+    /// Whether the client sits idle inside a transaction that holds a
+    /// server connection: everything sent is answered, nothing waits.
+    pub(super) fn idle_in_transaction(&self) -> bool {
+        self.holds_transaction()
+            && !self.exchange.busy()
+            && self.deferred.is_none()
+            && self.paused.is_none()
+            && self.batch.is_empty()
+    }
+
+    /// `idle_transaction_timeout` ran out: as PostgreSQL's
+    /// `idle_in_transaction_session_timeout`, the session ends with FATAL
+    /// 25P03; `finish` rolls the transaction back and returns the
+    /// connection clean.
+    pub(super) async fn idle_timeout(&mut self) -> Result<(), ClientError> {
+        let seconds = self.current.config.idle_transaction_timeout;
+        tracing::warn!(
+            client = self.client.id,
+            seconds,
+            "client idle in a transaction for longer than idle_transaction_timeout: ending its session and rolling the transaction back"
+        );
+        self.app.metrics.idle_transaction_timeouts.inc();
+        let error = PgError::fatal(
+            sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+            "terminating connection due to idle-in-transaction timeout",
+        );
+        self.io.send_error(&error).await;
+        Err(ClientError::Refused(error))
+    }
+
     /// Whether the server held is inside a transaction.
     pub(super) fn holds_transaction(&self) -> bool {
         self.server.is_some() && self.exchange.in_transaction()
     }
 
-    /// Where `route`'s statement runs, logged for the client.
+    /// Where `route`'s statement runs. It is logged once it has run
+    /// there (`statement_sent`, or `answer` for pgsplit's own answers):
+    /// the pool may still send a read elsewhere.
     pub(super) fn decide(&self, route: &Route) -> Decision {
-        let decision = crate::router::decision::decide(route, &self.facts());
-        tracing::debug!(
-            client = self.client.id,
-            place = ?decision.place,
-            reason = decision.why.as_str(),
-            "decided"
-        );
-        decision
+        crate::router::decision::decide(route, &self.facts())
     }
 
     /// A statement pgsplit answers for a transaction that reached no
@@ -102,6 +127,13 @@ impl Session {
             self.deferred = Some((message, frame));
             return Ok(Flow::Wait);
         }
+        tracing::debug!(
+            client = self.client.id,
+            server = "pgsplit",
+            reason = crate::router::decision::Why::Answered.as_str(),
+            ?answer,
+            "statement"
+        );
         self.out.clear();
         let status = self.answer_into(answer, text);
         backend::ready_for_query(status, &mut self.out);
