@@ -109,3 +109,95 @@ fn start_and_run(
 pub fn asyncpg_dsn(port: u16) -> String {
     format!("postgresql://postgres@127.0.0.1:{port}/postgres")
 }
+
+/// What a program printed, and how it ended.
+pub struct Finished {
+    /// `None` when it ran past its time and was killed.
+    pub status: Option<std::process::ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// Exit status (or the kill) and both outputs: for assertion messages.
+    pub fn describe(&self) -> String {
+        let how = match self.status {
+            Some(s) => s.to_string(),
+            None => "killed: it ran past its time limit".into(),
+        };
+        format!(
+            "{how}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `command` (its stdin closed) for at most `limit`, then kills it and
+/// everything it started (it runs in a process group of its own), so that
+/// a driver waiting on a proxy that stopped answering fails a test instead
+/// of hanging it.
+pub fn output_within(command: &mut Command, limit: std::time::Duration) -> Finished {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    // Read both pipes on threads, so a chatty program never blocks on a
+    // full pipe while we wait for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// [`run`] with a time limit: panics with the output unless `command` exits
+/// 0 within `limit` and prints " ok"; returns its stdout.
+pub fn run_within(mut command: Command, limit: std::time::Duration) -> String {
+    let done = output_within(&mut command, limit);
+    assert!(done.success(), "driver check failed: {}", done.describe());
+    assert!(
+        done.stdout.contains(" ok"),
+        "driver check printed no ok: {}",
+        done.describe()
+    );
+    done.stdout
+}

@@ -7,4 +7,5 @@ pub mod drivers;
 pub mod http;
 pub mod panics;
 pub mod proxy;
+pub mod script;
 pub mod wire;
