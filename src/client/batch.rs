@@ -91,8 +91,8 @@ pub struct Batch {
     /// Sent (flushed, or streamed) to a server without a Sync yet: it
     /// stays on that server.
     pub open: bool,
-    /// It binds a named portal, or executes a portal a few rows at a time:
-    /// the portal lives until its transaction ends, so in a transaction it
+    /// It binds a named portal, or executes one a few rows at a time: the
+    /// portal lives until its transaction ends, so in a transaction it
     /// needs the transaction's own server.
     pub keeps_portal: bool,
     /// It reads `pg_prepared_statements`: it runs with the client's own
@@ -324,9 +324,10 @@ fn is_unnamed_bind(frame: &[u8]) -> bool {
     frame.first() == Some(&tag::BIND) && frame.get(5..7) == Some(b"\0\0")
 }
 
-/// An Execute of the unnamed portal, all rows.
+/// An Execute of the unnamed portal. Its row limit does not matter for
+/// a statement that returns none (PgJDBC runs COMMIT with a limit of 1).
 fn is_unnamed_execute(frame: &[u8]) -> bool {
-    frame.first() == Some(&tag::EXECUTE) && frame.get(5..) == Some(b"\0\0\0\0\0")
+    frame.first() == Some(&tag::EXECUTE) && frame.len() == 10 && frame[5] == 0
 }
 
 #[derive(PartialEq, Eq)]

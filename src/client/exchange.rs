@@ -333,6 +333,9 @@ impl Exchange {
                 continue;
             }
             let frame = rest.get(..len);
+            if h.tag == tag::ERROR_RESPONSE && rest.len() == len && self.ready_follows(frame) {
+                return stop(at, 0, None);
+            }
             match self.on_frame(h.tag, frame, prepared) {
                 Action::Forward if frame.is_some() => at += len,
                 Action::Forward => self.passthrough = len,
@@ -386,6 +389,29 @@ impl Exchange {
             }
             _ => Action::Forward,
         }
+    }
+
+    /// Whether an error that ends what the server sent so far is held
+    /// until more comes. PostgreSQL flushes an error on its own, then the
+    /// ReadyForQuery after it; sent straight on, the two reach the client
+    /// apart, further apart than direct, and a driver that reads its
+    /// transaction status when the error arrives (node-postgres) sees the
+    /// status before it. When a Query or Sync was sent, the ReadyForQuery
+    /// follows at once, without the server waiting for the client: the
+    /// error waits for it, and both go in one write. Not a FATAL one (the
+    /// server closes after it) nor one in a batch not yet ended by a Sync
+    /// (the server skips what follows, Queries too, until the client sends
+    /// one).
+    #[inline(never)]
+    fn ready_follows(&self, frame: Option<&[u8]>) -> bool {
+        let Some(frame) = frame else {
+            return false;
+        };
+        let answered_at_once = match self.expect.front() {
+            Some(front) if front.is_ready() => true,
+            _ => self.expect.iter().any(|e| matches!(e, Expect::Sync { .. })),
+        };
+        answered_at_once && !is_fatal(frame)
     }
 
     /// ReadyForQuery: the Query or Sync at the front of the queue is done.

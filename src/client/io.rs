@@ -73,6 +73,14 @@ impl ClientIo {
             .map_err(|_| ClientError::Gone)
     }
 
+    /// Writes `parts` as one write (see `socket::write_all_vectored`).
+    pub async fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), ClientError> {
+        self.metrics.sent(parts.iter().map(|p| p.len()).sum());
+        crate::socket::write_all_vectored(&mut self.stream, parts)
+            .await
+            .map_err(|_| ClientError::Gone)
+    }
+
     /// Closes our side and reads whatever the client still sends until it
     /// closes too (at most a second): closing a socket with unread input
     /// resets the connection, and the client could lose the goodbye it was

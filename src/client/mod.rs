@@ -184,6 +184,12 @@ async fn server_params(
         error.severity = crate::protocol::error::Severity::Fatal;
         ClientError::Refused(error)
     })?;
+    // The database's and role's transaction defaults decide where reads
+    // may run (a standby refuses serializable ones): asked once per pool,
+    // on the login's own connection.
+    if conn.role == crate::pool::Role::Primary {
+        cluster.learn_defaults_on(&mut conn).await;
+    }
     let mut params = cached.unwrap_or_else(|| conn.params.clone());
     let names: Vec<String> = params.iter().map(|(name, _)| name.clone()).collect();
     let (values, said) = settings

@@ -28,6 +28,9 @@ pub struct Opens {
     pub proven: AtomicBool,
     /// Logins refused in a row: a replica's back-off doubles with each.
     pub refusals: AtomicU32,
+    /// Woken when a login ends, either way: reads that came while a
+    /// replica pool's first login was in flight wait for it.
+    pub settled: tokio::sync::Notify,
 }
 
 impl bb8::ManageConnection for ServerManager {
@@ -35,7 +38,7 @@ impl bb8::ManageConnection for ServerManager {
     type Error = ServerError;
 
     async fn connect(&self) -> Result<PooledServer, ServerError> {
-        let _opening = InFlight::start(&self.opens.now);
+        let _opening = InFlight::start(&self.opens);
         let conn = ServerConnection::connect(&self.target).await?;
         let _ = self.params.set(conn.params.clone());
         // Loads first: every checkout of a new connection passes here, and
@@ -103,17 +106,18 @@ impl Drop for PooledServer {
 
 /// Counts a connection being opened until it is open, failed, or its
 /// future dropped (bb8 gives up on it at its timeout).
-struct InFlight<'a>(&'a AtomicUsize);
+struct InFlight<'a>(&'a Opens);
 
 impl<'a> InFlight<'a> {
-    fn start(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        InFlight(count)
+    fn start(opens: &'a Opens) -> Self {
+        opens.now.fetch_add(1, Ordering::Relaxed);
+        InFlight(opens)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+        self.0.settled.notify_waiters();
     }
 }

@@ -20,7 +20,7 @@ use std::time::Instant;
 use crate::config::{Config, ReplicaSelection};
 use crate::metrics::Metrics;
 use crate::router::decision::Detour;
-use crate::server::{LoginTarget, ServerError};
+use crate::server::{LoginTarget, ServerConnection, ServerError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +54,8 @@ pub struct ClusterPools {
     pub topology: Arc<Topology>,
     selection: ReplicaSelection,
     ban_time: Duration,
+    /// How long a replica's login may take (`first_login_settled`).
+    connect_timeout: Duration,
     /// Turn counter for round robin and least-busy ties.
     next: AtomicUsize,
     /// Since when no client has held these pools, as the retirement
@@ -97,9 +99,16 @@ impl ClusterPools {
         if self.knows_defaults() {
             return;
         }
-        let Ok(mut conn) = self.checkout_primary().await else {
+        if let Ok(mut conn) = self.checkout_primary().await {
+            self.learn_defaults_on(&mut conn).await;
+        }
+    }
+
+    /// `learn_defaults` on a primary connection at hand (a login's).
+    pub async fn learn_defaults_on(&self, conn: &mut ServerConnection) {
+        if self.knows_defaults() {
             return;
-        };
+        }
         let sql = "SELECT (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_isolation'), \
                    (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_read_only')";
         match conn.simple_query(sql).await {
@@ -123,6 +132,7 @@ impl ClusterPools {
     /// A checkout on the primary says why in `detour`.
     pub async fn checkout_read(&self, need: &mut Need) -> Result<Checkout, PoolError> {
         let mut deadline = None;
+        let mut waited_for_login = false;
         // Each turn returns, bans a replica, or waits for news until the
         // deadline, so this ends.
         let detour = loop {
@@ -151,6 +161,19 @@ impl ClusterPools {
                         self.topology.consistency_waits[1].fetch_add(1, Ordering::Relaxed);
                         break Detour::ConsistencyWait;
                     }
+                }
+                Pick::Nothing if !waited_for_login => {
+                    // A replica pool's first login is in flight: a burst
+                    // of reads on a cold pool waits for it (once, and no
+                    // longer than a login may take) rather than all go to
+                    // the primary.
+                    waited_for_login = true;
+                    let Some(pool) = self.servers.iter().find(|p| p.first_login_in_flight())
+                    else {
+                        break self.no_replica_reason();
+                    };
+                    pool.first_login_settled(Instant::now() + self.connect_timeout)
+                        .await;
                 }
                 Pick::Nothing => break self.no_replica_reason(),
             }
@@ -444,6 +467,7 @@ impl Pools {
             topology: self.topology.clone(),
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),
+            connect_timeout: config.pool.replica.connect_timeout(),
             next: AtomicUsize::new(0),
             unused_since: Mutex::new(None),
             defaults: std::sync::OnceLock::new(),

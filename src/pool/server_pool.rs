@@ -316,6 +316,22 @@ impl ServerPool {
         !self.opens.proven.load(Ordering::Relaxed) && self.opens.now.load(Ordering::Relaxed) > 0
     }
 
+    /// Whether its server takes reads but for its first login, in flight.
+    pub fn first_login_in_flight(&self) -> bool {
+        self.server.serves_reads() && !self.is_banned() && self.is_trying_login()
+    }
+
+    /// Waits, until `deadline` at most, for the login in flight to end.
+    pub async fn first_login_settled(&self, deadline: Instant) {
+        let settled = self.opens.settled.notified();
+        tokio::pin!(settled);
+        // Registered before looking, so that an end in between is seen.
+        settled.as_mut().enable();
+        if self.is_trying_login() {
+            let _ = tokio::time::timeout_at(deadline.into(), settled).await;
+        }
+    }
+
     /// Whether its server has replayed `required` (`None`: not known yet).
     pub fn has_replayed(&self, required: Option<Lsn>) -> bool {
         required.is_some_and(|lsn| self.server.has_replayed(lsn))

@@ -117,6 +117,8 @@ pub mod sqlstate {
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// A transaction's characteristics set too late, BEGIN inside one.
+    pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
     pub const IN_FAILED_TRANSACTION: &str = "25P02";
     pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
     pub const INVALID_SAVEPOINT: &str = "3B001";

@@ -68,6 +68,10 @@ fn decide(
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
         Ok(statements) => statements,
         Err(error) => {
+            if let Some(options) = transaction::begin_with_deferrable(sql) {
+                let begin = Reason::Transaction(Control::Begin(options));
+                return routed(Destination::Primary, begin);
+            }
             tracing::debug!(%error, "statement not parsed; routing to the primary");
             let reason = pin::find_in_unparsed(sql).map_or(Reason::ParseFailure, Reason::Pins);
             return routed(Destination::Primary, reason);

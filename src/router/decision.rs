@@ -22,11 +22,23 @@ pub enum Transaction {
     #[default]
     None,
     /// Begun, but nothing of it has reached a server: only reads ran,
-    /// each on its own. `failed`: one of them failed, as a statement in a
-    /// transaction fails it.
-    Lazy { failed: bool },
+    /// each on its own.
+    Lazy(Lazy),
     /// Open on the server connection the client holds.
     Open,
+}
+
+/// A transaction begun by pgsplit alone, as the decision sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lazy {
+    /// A statement of it failed, as a statement in a transaction fails
+    /// it: only its end is accepted.
+    pub failed: bool,
+    /// A statement of it ran: on PostgreSQL its snapshot would be taken,
+    /// and its isolation could no longer change.
+    pub ran: bool,
+    /// It is READ ONLY (from its BEGIN or the client's default).
+    pub read_only: bool,
 }
 
 /// What the session knows when a statement arrives.
@@ -71,18 +83,39 @@ pub enum Place {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     /// BEGIN: the transaction starts, lazily.
-    Begin,
+    Begin { read_only: bool },
     /// BEGIN inside a transaction: WARNING 25001, then BEGIN.
     AlreadyInTransaction,
-    /// COMMIT (END) of a lazy transaction.
-    Commit,
+    /// COMMIT (END) of a lazy transaction; `chain`: AND CHAIN, a new one
+    /// like it begins.
+    Commit { chain: bool },
     /// ROLLBACK (ABORT), or COMMIT of a failed lazy transaction.
-    Rollback,
+    Rollback { chain: bool },
+    /// SET TRANSACTION of what cannot change once a statement ran: ERROR
+    /// 25001, and the transaction fails.
+    TooLate(TooLate),
     /// A statement after an error: ERROR 25P02.
     Aborted,
     /// ROLLBACK TO a savepoint a lazy transaction cannot have (a
     /// SAVEPOINT opens the transaction on the primary): ERROR 3B001.
     NoSavepoint,
+}
+
+/// What SET TRANSACTION can no longer change in a transaction that ran a
+/// statement, as PostgreSQL words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooLate {
+    Isolation,
+    ReadWrite,
+}
+
+impl TooLate {
+    pub fn message(self) -> &'static str {
+        match self {
+            TooLate::Isolation => "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+            TooLate::ReadWrite => "transaction read-write mode must be set before any query",
+        }
+    }
 }
 
 /// Why a statement ran where it did: the one vocabulary of the log, the
@@ -155,10 +188,10 @@ pub fn decide(route: &Route, facts: &Facts) -> Decision {
     };
     match facts.transaction {
         Transaction::Open => Decision::new(Place::Held, Why::InTransaction),
-        Transaction::Lazy { failed: true } => {
+        Transaction::Lazy(Lazy { failed: true, .. }) => {
             Decision::new(Place::Answer(after_error(control)), Why::Answered)
         }
-        Transaction::Lazy { failed: false } => in_lazy_transaction(route, control, facts),
+        Transaction::Lazy(lazy) => in_lazy_transaction(route, control, lazy, facts),
         Transaction::None if facts.fixed => Decision::new(Place::Held, Why::InTransaction),
         Transaction::None if facts.pinned => Decision::new(Place::Primary, Why::Pinned),
         Transaction::None => match control {
@@ -201,20 +234,33 @@ fn begin(options: crate::router::BeginOptions, facts: &Facts) -> Decision {
     }
     match (facts.transaction_reads, facts.primary_only) {
         (TransactionReads::Replica, false) => {
-            Decision::new(Place::Answer(Answer::Begin), Why::Answered)
+            Decision::new(Place::Answer(Answer::Begin { read_only }), Why::Answered)
         }
         _ => Decision::new(Place::Primary, Why::Transaction),
     }
 }
 
 /// A statement of a transaction that has run only reads.
-fn in_lazy_transaction(route: &Route, control: Option<Control>, facts: &Facts) -> Decision {
+fn in_lazy_transaction(
+    route: &Route,
+    control: Option<Control>,
+    lazy: Lazy,
+    facts: &Facts,
+) -> Decision {
     let answer = |answer| Decision::new(Place::Answer(answer), Why::Answered);
     match control {
         Some(Control::Begin(_)) => return answer(Answer::AlreadyInTransaction),
-        Some(Control::Commit) => return answer(Answer::Commit),
-        Some(Control::Rollback) => return answer(Answer::Rollback),
+        Some(Control::Commit { chain }) => return answer(Answer::Commit { chain }),
+        Some(Control::Rollback { chain }) => return answer(Answer::Rollback { chain }),
         Some(Control::RollbackTo) => return answer(Answer::NoSavepoint),
+        Some(Control::SetTransaction(options)) if lazy.ran => {
+            if options.isolation.is_some() {
+                return answer(Answer::TooLate(TooLate::Isolation));
+            }
+            if options.read_only == Some(false) && lazy.read_only {
+                return answer(Answer::TooLate(TooLate::ReadWrite));
+            }
+        }
         _ => {}
     }
     match (route.destination, &route.reason) {
@@ -232,7 +278,7 @@ fn in_lazy_transaction(route: &Route, control: Option<Control>, facts: &Facts) -
 /// What a failed lazy transaction answers: only its end is accepted.
 fn after_error(control: Option<Control>) -> Answer {
     match control {
-        Some(Control::Commit | Control::Rollback) => Answer::Rollback,
+        Some(Control::Commit { chain } | Control::Rollback { chain }) => Answer::Rollback { chain },
         Some(Control::RollbackTo) => Answer::NoSavepoint,
         _ => Answer::Aborted,
     }

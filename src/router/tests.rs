@@ -508,9 +508,9 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
                 isolation: None,
             })),
         ),
-        ("commit", Primary, Transaction(Control::Commit)),
-        ("rollback", Primary, Transaction(Control::Rollback)),
-        ("end", Primary, Transaction(Control::Commit)),
+        ("commit", Primary, Transaction(Control::Commit { chain: false })),
+        ("rollback", Primary, Transaction(Control::Rollback { chain: false })),
+        ("end", Primary, Transaction(Control::Commit { chain: false })),
         ("savepoint a", Primary, Transaction(Control::Savepoint)),
         (
             "release savepoint a",
@@ -524,6 +524,14 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
         ),
         // Transaction control with anything else in its query
         ("begin; select 1", Primary, Transaction(Control::Other)),
+        (
+            "start transaction read write, not deferrable",
+            Primary,
+            Transaction(Control::Begin(BeginOptions {
+                isolation: None,
+                read_only: Some(false),
+            })),
+        ),
         ("select 1; commit", Primary, Transaction(Control::Other)),
         // Reads of the transaction's own state: read-only, but tied to it
         ("select now()", Replica, TransactionState("now".into())),

@@ -12,18 +12,18 @@ use sqlparser::ast::{
 pub enum Control {
     /// BEGIN / START TRANSACTION, alone in its query.
     Begin(BeginOptions),
-    /// COMMIT, END (not AND CHAIN).
-    Commit,
-    /// ROLLBACK, ABORT (not AND CHAIN, not TO a savepoint).
-    Rollback,
+    /// COMMIT, END; `chain`: AND CHAIN, a new transaction like it begins.
+    Commit { chain: bool },
+    /// ROLLBACK, ABORT (not TO a savepoint); `chain` as for COMMIT.
+    Rollback { chain: bool },
     /// ROLLBACK TO [SAVEPOINT] name.
     RollbackTo,
     Savepoint,
     Release,
     /// SET TRANSACTION ...: the transaction's own characteristics.
-    SetTransaction,
-    /// Anything else that controls transactions (AND CHAIN, two-phase
-    /// commit, several in one query): the primary's.
+    SetTransaction(BeginOptions),
+    /// Anything else that controls transactions (two-phase commit,
+    /// several in one query): the primary's.
     Other,
 }
 
@@ -73,21 +73,78 @@ pub(crate) fn control(statement: &Statement) -> Option<Control> {
             ..
         } if statements.is_empty() && exception.is_none() => Control::Begin(begin_options(modes)),
         Statement::StartTransaction { .. } => Control::Other,
-        Statement::Commit { chain: false, .. } => Control::Commit,
+        Statement::Commit { chain, .. } => Control::Commit { chain: *chain },
         Statement::Rollback {
-            chain: false,
+            chain,
             savepoint: None,
-        } => Control::Rollback,
+        } => Control::Rollback { chain: *chain },
         Statement::Rollback {
             chain: false,
             savepoint: Some(_),
         } => Control::RollbackTo,
-        Statement::Commit { .. } | Statement::Rollback { .. } => Control::Other,
+        Statement::Rollback { .. } => Control::Other,
         Statement::Savepoint { .. } => Control::Savepoint,
         Statement::ReleaseSavepoint { .. } => Control::Release,
-        Statement::Set(Set::SetTransaction { session: false, .. }) => Control::SetTransaction,
+        Statement::Set(Set::SetTransaction {
+            session: false,
+            modes,
+            snapshot: None,
+        }) => Control::SetTransaction(begin_options(modes)),
+        Statement::Set(Set::SetTransaction { session: false, .. }) => Control::Other,
         _ => return None,
     })
+}
+
+/// A BEGIN or START TRANSACTION the SQL parser does not take: with
+/// `[NOT] DEFERRABLE`, which only a SERIALIZABLE READ ONLY transaction
+/// heeds. Read word by word, as PostgreSQL's grammar has it; anything
+/// else in it, `None`.
+pub(crate) fn begin_with_deferrable(sql: &str) -> Option<BeginOptions> {
+    let text = sql.trim().trim_end_matches(';').to_ascii_lowercase();
+    let text = text.replace(',', " , ");
+    let mut words = text.split_whitespace().peekable();
+    match words.next()? {
+        "begin" => {
+            words.next_if(|w| matches!(*w, "work" | "transaction"));
+        }
+        "start" if words.next()? == "transaction" => {}
+        _ => return None,
+    }
+    let mut options = BeginOptions::default();
+    let mut deferrable = false;
+    while let Some(word) = words.next() {
+        match (word, words.peek().copied()) {
+            (",", _) => {}
+            ("deferrable", _) => deferrable = true,
+            ("not", Some("deferrable")) => {
+                words.next();
+                deferrable = true;
+            }
+            ("read", Some("only")) => {
+                words.next();
+                options.read_only = Some(true);
+            }
+            ("read", Some("write")) => {
+                words.next();
+                options.read_only = Some(false);
+            }
+            ("isolation", Some("level")) => {
+                words.next();
+                let level = match (words.next()?, words.peek().copied()) {
+                    ("serializable", _) => "serializable".to_string(),
+                    (first @ ("repeatable" | "read"), Some(second)) => {
+                        words.next();
+                        format!("{first} {second}")
+                    }
+                    _ => return None,
+                };
+                options.isolation = Some(Isolation::from_setting(&level)?);
+            }
+            _ => return None,
+        }
+    }
+    // Without DEFERRABLE the SQL parser would have taken it.
+    deferrable.then_some(options)
 }
 
 fn begin_options(modes: &[TransactionMode]) -> BeginOptions {
@@ -141,20 +198,62 @@ mod tests {
             begin(Some(Isolation::RepeatableRead), Some(true))
         );
         assert_eq!(of("begin read write"), begin(None, Some(false)));
-        assert_eq!(of("commit"), Some(Control::Commit));
-        assert_eq!(of("end"), Some(Control::Commit));
-        assert_eq!(of("commit and chain"), Some(Control::Other));
-        assert_eq!(of("rollback"), Some(Control::Rollback));
-        assert_eq!(of("abort"), Some(Control::Rollback));
+        let commit = |chain| Some(Control::Commit { chain });
+        let rollback = |chain| Some(Control::Rollback { chain });
+        assert_eq!(of("commit"), commit(false));
+        assert_eq!(of("end"), commit(false));
+        assert_eq!(of("commit and chain"), commit(true));
+        assert_eq!(of("rollback"), rollback(false));
+        assert_eq!(of("abort"), rollback(false));
+        assert_eq!(of("rollback and chain"), rollback(true));
         assert_eq!(of("rollback to savepoint a"), Some(Control::RollbackTo));
         assert_eq!(of("rollback to a"), Some(Control::RollbackTo));
         assert_eq!(of("savepoint a"), Some(Control::Savepoint));
         assert_eq!(of("release a"), Some(Control::Release));
         assert_eq!(
             of("set transaction isolation level serializable"),
-            Some(Control::SetTransaction)
+            Some(Control::SetTransaction(BeginOptions {
+                isolation: Some(Isolation::Serializable),
+                read_only: None
+            }))
+        );
+        assert_eq!(
+            of("set transaction read write"),
+            Some(Control::SetTransaction(BeginOptions {
+                isolation: None,
+                read_only: Some(false)
+            }))
         );
         assert_eq!(of("select 1"), None);
+    }
+
+    #[test]
+    fn begin_with_deferrable_read_by_hand() {
+        let options = |isolation, read_only| {
+            Some(BeginOptions {
+                isolation,
+                read_only,
+            })
+        };
+        assert_eq!(
+            begin_with_deferrable(
+                "start transaction isolation level read committed, read write, not deferrable"
+            ),
+            options(Some(Isolation::ReadCommitted), Some(false))
+        );
+        assert_eq!(
+            begin_with_deferrable("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE;"),
+            options(Some(Isolation::Serializable), Some(true))
+        );
+        assert_eq!(
+            begin_with_deferrable("begin work deferrable"),
+            options(None, None)
+        );
+        // Without DEFERRABLE it is the parser's; anything odd, no one's.
+        assert_eq!(begin_with_deferrable("begin read only"), None);
+        assert_eq!(begin_with_deferrable("begin deferrable; select 1"), None);
+        assert_eq!(begin_with_deferrable("begin isolation level snapshot deferrable"), None);
+        assert_eq!(begin_with_deferrable("select deferrable"), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Session {
         let want = match self.pinned {
             Some(_) => Some(Destination::Primary),
             // A standby refuses serializable transactions.
-            None if self.settings.primary_only => want.map(|_| Destination::Primary),
+            None if self.primary_only() => want.map(|_| Destination::Primary),
             None => want,
         };
         if let Some(conn) = &self.server {

@@ -24,9 +24,12 @@ impl Session {
         }
         if let Some((prefix, control)) = self.control_in_batch() {
             let route = Route::new(Destination::Primary, Reason::Transaction(control));
+            if self.needs_defaults(&route) {
+                Box::pin(self.cluster.learn_defaults()).await;
+            }
             if let Place::Answer(answer) = self.decide(&route).place {
                 let whole = prefix.len == self.batch.messages.len();
-                if whole || answer == Answer::Begin {
+                if whole || matches!(answer, Answer::Begin { .. }) {
                     return Box::pin(self.answer_prefix(prefix, answer, tag, frame)).await;
                 }
             }
@@ -156,7 +159,7 @@ impl Session {
     /// The transaction status the client was last told.
     pub(super) fn client_status(&self) -> u8 {
         match (&self.lazy, self.server.is_some()) {
-            (Some(lazy), _) if lazy.failed => status::FAILED,
+            (Some(lazy), _) if lazy.state.failed => status::FAILED,
             (Some(_), _) => status::IN_TRANSACTION,
             (None, true) => self.exchange.tx_status,
             (None, false) => status::IDLE,

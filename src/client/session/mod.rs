@@ -396,8 +396,12 @@ impl Session {
             tag::DESCRIBE => self.add_describe(frame).await,
             tag::CLOSE => self.add_close(frame),
             tag::EXECUTE => {
-                if let Ok((_, rows)) = extended::execute(&frame[5..]) {
-                    self.batch.keeps_portal |= rows > 0;
+                // A named portal run in parts is resumed by later
+                // Executes. The unnamed one with a row limit is a
+                // driver's fetch of one row (asyncpg's fetchrow): its rest
+                // is not asked for, and it runs as any read.
+                if let Ok((portal, rows)) = extended::execute(&frame[5..]) {
+                    self.batch.keeps_portal |= rows > 0 && !portal.is_empty();
                 }
                 let len = frame.len();
                 self.batch.push(Planned::Raw(frame), len);
@@ -574,6 +578,10 @@ impl Session {
                 return Ok(Flow::Wait);
             }
             Acquired::Failed(error) => return Box::pin(self.refuse(tag, error)).await,
+        }
+        if let Some(lazy) = &mut self.lazy {
+            // On PostgreSQL the transaction's snapshot would now be taken.
+            lazy.state.ran = true;
         }
         if let Some(held) = self.server.as_ref() {
             let (role, detour) = (held.role, held.detour);
@@ -821,7 +829,7 @@ impl Session {
         error.encode(&mut self.out);
         // A statement of a transaction that failed fails the transaction.
         if let Some(lazy) = &mut self.lazy {
-            lazy.failed = true;
+            lazy.state.failed = true;
         }
         if matches!(tag, tag::FLUSH | STREAM | PROBE) {
             self.skip_until_sync = true;
@@ -939,7 +947,7 @@ impl Session {
             // and the transaction it was in fails.
             self.skip_until_sync = true;
             if let Some(lazy) = &mut self.lazy {
-                lazy.failed = true;
+                lazy.state.failed = true;
             }
         }
         for undo in self.exchange.undone.drain(..) {

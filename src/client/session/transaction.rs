@@ -11,7 +11,7 @@ use crate::client::io::ClientError;
 use crate::protocol::error::sqlstate;
 use crate::protocol::frame::put_frame;
 use crate::protocol::{backend, status, tag, PgError};
-use crate::router::decision::{Answer, Decision, Facts, Place, Transaction};
+use crate::router::decision::{self, Answer, Decision, Facts, Place, Transaction};
 use crate::router::Route;
 use bytes::{Bytes, BytesMut};
 
@@ -21,8 +21,8 @@ pub(super) struct Lazy {
     /// The client's BEGIN, sent as it is when the transaction opens on the
     /// primary: its options (isolation, access mode) are the client's.
     pub begin: String,
-    /// A statement of it failed: until its end, every statement gets 25P02.
-    pub failed: bool,
+    /// What the decision knows of it (failed, ran a statement, read only).
+    pub state: decision::Lazy,
 }
 
 impl Session {
@@ -30,9 +30,7 @@ impl Session {
     pub(super) fn facts(&self) -> Facts {
         let config = &self.current.config;
         let transaction = match (&self.lazy, self.holds_transaction()) {
-            (Some(lazy), _) => Transaction::Lazy {
-                failed: lazy.failed,
-            },
+            (Some(lazy), _) => Transaction::Lazy(lazy.state),
             (None, true) => Transaction::Open,
             (None, false) => Transaction::None,
         };
@@ -40,7 +38,7 @@ impl Session {
             transaction,
             fixed: self.server.is_some() && (self.batch.open || self.exchange.skipping),
             pinned: self.pinned.is_some(),
-            primary_only: self.settings.primary_only,
+            primary_only: self.primary_only(),
             transaction_reads: config.transaction_reads,
             read_only_transactions: config.read_only_transactions,
             default_isolation: self
@@ -52,6 +50,16 @@ impl Session {
                 .default_read_only()
                 .unwrap_or_else(|| self.cluster.default_read_only()),
         }
+    }
+
+    /// Whether the client's transactions are serializable by default, by
+    /// its own settings or the database's and role's: a standby refuses
+    /// them, so its reads go to the primary.
+    pub(super) fn primary_only(&self) -> bool {
+        use crate::router::Isolation;
+        let isolation = self.settings.default_isolation();
+        self.settings.primary_only
+            || isolation.or_else(|| self.cluster.default_isolation()) == Some(Isolation::Serializable)
     }
 
     /// Whether deciding about `route` needs the database's and role's
@@ -146,32 +154,40 @@ impl Session {
     pub(super) fn answer_into(&mut self, answer: Answer, text: &str) -> u8 {
         let out = &mut self.out;
         match answer {
-            Answer::Begin => {
+            Answer::Begin { read_only } => {
                 self.lazy = Some(Lazy {
                     begin: text.to_string(),
-                    failed: false,
+                    state: decision::Lazy {
+                        read_only,
+                        ..Default::default()
+                    },
                 });
                 tracing::debug!(
                     client = self.client.id,
                     "transaction begun by pgsplit: no server yet"
                 );
-                backend::command_complete("BEGIN", out);
+                backend::command_complete(begin_tag(text), out);
                 status::IN_TRANSACTION
             }
             Answer::AlreadyInTransaction => {
-                warning("25001", "there is already a transaction in progress", out);
-                backend::command_complete("BEGIN", out);
+                warning(sqlstate::ACTIVE_SQL_TRANSACTION, "there is already a transaction in progress", out);
+                backend::command_complete(begin_tag(text), out);
                 status::IN_TRANSACTION
             }
-            Answer::Commit => {
-                self.lazy = None;
+            Answer::Commit { chain } => {
                 backend::command_complete("COMMIT", out);
-                status::IDLE
+                self.end_lazy(chain)
             }
-            Answer::Rollback => {
-                self.lazy = None;
+            Answer::Rollback { chain } => {
                 backend::command_complete("ROLLBACK", out);
-                status::IDLE
+                self.end_lazy(chain)
+            }
+            Answer::TooLate(what) => {
+                if let Some(lazy) = &mut self.lazy {
+                    lazy.state.failed = true;
+                }
+                PgError::error(sqlstate::ACTIVE_SQL_TRANSACTION, what.message()).encode(out);
+                status::FAILED
             }
             Answer::Aborted => {
                 PgError::error(
@@ -183,7 +199,7 @@ impl Session {
             }
             Answer::NoSavepoint => {
                 if let Some(lazy) = &mut self.lazy {
-                    lazy.failed = true;
+                    lazy.state.failed = true;
                 }
                 PgError::error(
                     sqlstate::INVALID_SAVEPOINT,
@@ -191,6 +207,24 @@ impl Session {
                 )
                 .encode(out);
                 status::FAILED
+            }
+        }
+    }
+
+    /// The lazy transaction ends; AND CHAIN (`chain`) begins the next one
+    /// with its characteristics, as PostgreSQL does. The status it leaves.
+    fn end_lazy(&mut self, chain: bool) -> u8 {
+        match (chain, &mut self.lazy) {
+            (true, Some(lazy)) => {
+                lazy.state = decision::Lazy {
+                    read_only: lazy.state.read_only,
+                    ..Default::default()
+                };
+                status::IN_TRANSACTION
+            }
+            _ => {
+                self.lazy = None;
+                status::IDLE
             }
         }
     }
@@ -208,6 +242,8 @@ impl Session {
             b.extend_from_slice(&[0]);
         });
         self.exchange.sent(Expect::Hidden);
+        // From here the server's statuses are the transaction's own.
+        self.exchange.lazy = false;
     }
 
     /// The client's reads in a lazy transaction run as autocommit reads;
@@ -215,7 +251,7 @@ impl Session {
     /// failure fails the transaction.
     pub(super) fn lazy_read_done(&mut self) {
         if let (Some(lazy), true) = (&mut self.lazy, self.exchange.lazy_failed) {
-            lazy.failed = true;
+            lazy.state.failed = true;
             tracing::debug!(
                 client = self.client.id,
                 "a read failed: the transaction is aborted"
@@ -292,5 +328,14 @@ mod tests {
             out.len() - 1,
             u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize
         );
+    }
+}
+
+/// The tag of a BEGIN: PostgreSQL answers START TRANSACTION with its own.
+fn begin_tag(text: &str) -> &'static str {
+    let first = text.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next();
+    match first {
+        Some(word) if word.eq_ignore_ascii_case("start") => "START TRANSACTION",
+        _ => "BEGIN",
     }
 }

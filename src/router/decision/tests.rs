@@ -24,17 +24,36 @@ fn idle() -> Facts {
 
 fn lazy() -> Facts {
     Facts {
-        transaction: Transaction::Lazy { failed: false },
+        transaction: Transaction::Lazy(Lazy::default()),
         ..idle()
     }
 }
 
 fn failed() -> Facts {
     Facts {
-        transaction: Transaction::Lazy { failed: true },
+        transaction: Transaction::Lazy(Lazy {
+            failed: true,
+            ..Lazy::default()
+        }),
         ..idle()
     }
 }
+
+/// A lazy transaction that ran a read, read only or not.
+fn ran(read_only: bool) -> Facts {
+    Facts {
+        transaction: Transaction::Lazy(Lazy {
+            ran: true,
+            read_only,
+            ..Lazy::default()
+        }),
+        ..idle()
+    }
+}
+
+const BEGIN: Answer = Begin { read_only: false };
+const COMMIT: Answer = Commit { chain: false };
+const ROLLBACK: Answer = Rollback { chain: false };
 
 fn check(cases: &[(&str, Facts, Place, Why)]) {
     let mut failures = Vec::new();
@@ -113,23 +132,23 @@ fn begin_is_lazy_unless_the_transaction_keeps_a_snapshot() {
         ..idle()
     };
     check(&[
-        ("begin", idle(), Place::Answer(Begin), Why::Answered),
+        ("begin", idle(), Place::Answer(BEGIN), Why::Answered),
         (
             "START TRANSACTION",
             idle(),
-            Place::Answer(Begin),
+            Place::Answer(BEGIN),
             Why::Answered,
         ),
         (
             "begin read write",
             idle(),
-            Place::Answer(Begin),
+            Place::Answer(BEGIN),
             Why::Answered,
         ),
         (
             "begin isolation level read committed",
             serializable_default,
-            Place::Answer(Begin),
+            Place::Answer(BEGIN),
             Why::Answered,
         ),
         ("begin", serializable_default, Primary, Why::Transaction),
@@ -149,7 +168,7 @@ fn begin_is_lazy_unless_the_transaction_keeps_a_snapshot() {
         (
             "begin isolation level read committed",
             unknown_default,
-            Place::Answer(Begin),
+            Place::Answer(BEGIN),
             Why::Answered,
         ),
         ("begin", primary_reads, Primary, Why::Transaction),
@@ -292,10 +311,10 @@ fn inside_a_lazy_transaction() {
             Why::OpensTransaction,
         ),
         // Its end, and another BEGIN, pgsplit answers.
-        ("commit", lazy(), Place::Answer(Commit), Why::Answered),
-        ("end", lazy(), Place::Answer(Commit), Why::Answered),
-        ("rollback", lazy(), Place::Answer(Rollback), Why::Answered),
-        ("abort", lazy(), Place::Answer(Rollback), Why::Answered),
+        ("commit", lazy(), Place::Answer(COMMIT), Why::Answered),
+        ("end", lazy(), Place::Answer(COMMIT), Why::Answered),
+        ("rollback", lazy(), Place::Answer(ROLLBACK), Why::Answered),
+        ("abort", lazy(), Place::Answer(ROLLBACK), Why::Answered),
         (
             "rollback to savepoint a",
             lazy(),
@@ -311,9 +330,38 @@ fn inside_a_lazy_transaction() {
         (
             "commit and chain",
             lazy(),
+            Place::Answer(Commit { chain: true }),
+            Why::Answered,
+        ),
+        (
+            "rollback and chain",
+            lazy(),
+            Place::Answer(Rollback { chain: true }),
+            Why::Answered,
+        ),
+        // The characteristics of a transaction: before any statement, set
+        // on the primary; after one, PostgreSQL refuses what would change
+        // its snapshot or make it writable.
+        (
+            "set transaction isolation level repeatable read",
+            lazy(),
             OpenOnPrimary,
             Why::OpensTransaction,
         ),
+        (
+            "set transaction isolation level repeatable read",
+            ran(false),
+            Place::Answer(TooLate(super::TooLate::Isolation)),
+            Why::Answered,
+        ),
+        (
+            "set transaction read write",
+            ran(true),
+            Place::Answer(TooLate(super::TooLate::ReadWrite)),
+            Why::Answered,
+        ),
+        ("set transaction read write", ran(false), OpenOnPrimary, Why::OpensTransaction),
+        ("set transaction read only", ran(false), OpenOnPrimary, Why::OpensTransaction),
         (
             "select 1",
             Facts {
@@ -336,8 +384,8 @@ fn after_an_error_only_the_end_is_accepted() {
             Place::Answer(Aborted),
             Why::Answered,
         ),
-        ("commit", failed(), Place::Answer(Rollback), Why::Answered),
-        ("rollback", failed(), Place::Answer(Rollback), Why::Answered),
+        ("commit", failed(), Place::Answer(ROLLBACK), Why::Answered),
+        ("rollback", failed(), Place::Answer(ROLLBACK), Why::Answered),
         (
             "rollback to savepoint a",
             failed(),
@@ -345,6 +393,12 @@ fn after_an_error_only_the_end_is_accepted() {
             Why::Answered,
         ),
         ("begin", failed(), Place::Answer(Aborted), Why::Answered),
+        (
+            "commit and chain",
+            failed(),
+            Place::Answer(Rollback { chain: true }),
+            Why::Answered,
+        ),
     ]);
 }
 
