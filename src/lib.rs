@@ -20,4 +20,5 @@ pub mod router;
 pub mod server;
 pub mod socket;
 
-pub use listener::{run, run_reloadable, Reloader};
+pub use app::Reloader;
+pub use listener::{run, run_reloadable};

@@ -1,8 +1,8 @@
 //! The admin console's view of the application.
 
+use super::clients::ClientState;
 use super::{App, Stop};
 use crate::admin::{ClientRow, Console};
-use crate::client::registry::ClientState;
 use crate::metrics::Sample;
 use crate::router::{Classification, Destination};
 use std::time::{Duration, Instant, SystemTime};

@@ -2,11 +2,10 @@
 //! authentication, the greeting a server would send, then the session.
 
 mod admin;
-pub mod auth;
+mod auth;
 mod batch;
 mod exchange;
 mod io;
-pub mod registry;
 mod relay;
 mod retry;
 mod session;

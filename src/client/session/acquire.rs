@@ -4,7 +4,7 @@
 //! with the client's settings in force and its cancel key pointed at it.
 
 use super::{role_for, Session};
-use crate::client::registry::ClientState;
+use crate::app::clients::ClientState;
 use crate::pool::{is_login_refusal, Checkout, PoolError, Role};
 use crate::protocol::error::sqlstate;
 use crate::protocol::PgError;

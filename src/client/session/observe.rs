@@ -3,7 +3,7 @@
 //! session's own metrics shard.
 
 use super::Session;
-use crate::client::registry::ClientState;
+use crate::app::clients::ClientState;
 use crate::metrics::{ErrorSide, RouteLabel, Side};
 use crate::pool::Role;
 use crate::router::{Reason, Route};
