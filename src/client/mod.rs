@@ -13,7 +13,7 @@ mod settings;
 mod startup;
 mod statements;
 
-pub use io::ClientError;
+use io::ClientError;
 
 use crate::app::{App, Current};
 use crate::health::Need;

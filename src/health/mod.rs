@@ -182,6 +182,8 @@ pub struct Topology {
 const NO_WRITER: usize = usize::MAX;
 
 impl Topology {
+    /// The topology of `config`, with no earlier state to keep.
+    #[cfg(test)]
     pub fn new(config: &Config) -> Arc<Topology> {
         Topology::succeed(config, None)
     }
@@ -229,11 +231,6 @@ impl Topology {
     /// The server that takes writes now, if any.
     pub fn writer(&self) -> Option<&Arc<ServerState>> {
         self.servers.get(self.writer.load(Ordering::Acquire))
-    }
-
-    /// Whether some server could serve a read other than the writer.
-    pub fn has_read_server(&self) -> bool {
-        self.servers.iter().any(|s| s.serves_reads())
     }
 
     /// Chooses the writer after a server changed state: the current one

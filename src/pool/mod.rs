@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use crate::config::{Config, ReplicaSelection};
 use crate::metrics::{Metrics, RouteLabel};
+use crate::protocol::error::sqlstate;
 use crate::server::{LoginTarget, ServerError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -232,7 +233,7 @@ pub(crate) enum ReplicaFailure {
 pub(crate) fn replica_failure(error: &ServerError) -> ReplicaFailure {
     match error {
         ServerError::Refused { code, .. } if is_login_refusal(error) => match code.as_str() {
-            "3D000" => ReplicaFailure::NotReplayedYet,
+            sqlstate::INVALID_CATALOG_NAME => ReplicaFailure::NotReplayedYet,
             _ => ReplicaFailure::LoginRefused,
         },
         _ => ReplicaFailure::Unavailable,

@@ -146,10 +146,6 @@ impl Router {
         Router { config, cache, id }
     }
 
-    pub fn config(&self) -> &RouterConfig {
-        &self.config
-    }
-
     /// Classifies `sql`, from the cache when a statement differing only in
     /// literal values was classified before. Only final routes that depend on
     /// nothing but the statement's structure are cached: not those that read a
