@@ -16,6 +16,7 @@ pub mod listener;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;
+pub mod role;
 pub mod router;
 pub mod server;
 pub mod socket;

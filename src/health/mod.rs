@@ -11,28 +11,13 @@ pub use consistency::Need;
 pub use monitor::{spawn_monitors, Monitors};
 
 use crate::config::{Config, Consistency};
+use crate::role::Role;
 use lsn::Lsn;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-
-/// Primary or replica: the role a server has now (or a pool was set up for).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Primary,
-    Replica,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
 
 /// One configured server, as the monitor last saw it.
 pub struct ServerState {

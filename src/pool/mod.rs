@@ -8,7 +8,6 @@ mod replicas;
 mod retire;
 mod server_pool;
 
-pub use crate::health::Role;
 pub use closing::Closed;
 pub use recall::RecallTicket;
 pub use server_pool::{Checkout, ServerPool};
@@ -20,6 +19,7 @@ use std::time::Instant;
 use crate::config::{Config, ReplicaSelection};
 use crate::metrics::{Metrics, RouteLabel};
 use crate::protocol::error::sqlstate;
+use crate::role::Role;
 use crate::server::{LoginTarget, ServerError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;

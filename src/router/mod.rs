@@ -33,12 +33,10 @@ pub use reason::Reason;
 
 use cache::RouteCache;
 
-/// The server a statement should run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Destination {
-    Primary,
-    Replica,
-}
+/// The server a statement should run on: the router's name for
+/// [`crate::role::Role`], the same type, so that a route compares with a
+/// server's or a connection's role as it is.
+pub use crate::role::Role as Destination;
 
 /// Where a statement goes and why, and what else the session does for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,10 +34,11 @@ use crate::cancel::CancelSlot;
 use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
-use crate::metrics::{ErrorSide, Side};
-use crate::pool::{Checkout, ClusterPools, RecallTicket, Role};
+use crate::metrics::ErrorSide;
+use crate::pool::{Checkout, ClusterPools, RecallTicket};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
+use crate::role::Role;
 use crate::router::{
     Classification, Command, Destination, Pin, Reason, Route, RouteMemo, SessionCommand,
 };
@@ -108,9 +109,9 @@ pub struct Session {
     /// This client in the registry (state, pin, statement count).
     client: Arc<ClientInfo>,
     /// When the oldest exchange still pending was sent, and where.
-    sent_at: Option<(Instant, Side)>,
+    sent_at: Option<(Instant, Role)>,
     /// When the server transaction in progress began, and where.
-    transaction_since: Option<(Instant, Side)>,
+    transaction_since: Option<(Instant, Role)>,
     /// pgsplit's shutdown state when this session last looked: the client
     /// is told to leave between transactions.
     stop: Stop,
@@ -987,11 +988,4 @@ fn is_read(route: Option<&Route>) -> bool {
         r.destination == Destination::Replica
             || matches!(r.reason, Reason::ReadOnly | Reason::Setting(_))
     })
-}
-
-fn role_for(destination: Destination) -> Role {
-    match destination {
-        Destination::Primary => Role::Primary,
-        Destination::Replica => Role::Replica,
-    }
 }

@@ -4,8 +4,8 @@
 
 use super::Session;
 use crate::app::clients::ClientState;
-use crate::metrics::{ErrorSide, RouteLabel, Side};
-use crate::pool::Role;
+use crate::metrics::{ErrorSide, RouteLabel};
+use crate::role::Role;
 use crate::router::{Reason, Route};
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ impl Session {
         detour: Option<RouteLabel>,
     ) {
         self.client.set_state(ClientState::Active);
-        let side = side_of(role);
+        let side = role;
         let label = route_label(route, role, detour, self.pinned.is_some());
         self.io.metrics.statement(side, label);
         self.client.counted();
@@ -59,13 +59,6 @@ impl Session {
     }
 }
 
-fn side_of(role: Role) -> Side {
-    match role {
-        Role::Primary => Side::Primary,
-        Role::Replica => Side::Replica,
-    }
-}
-
 /// The `reason` label of a statement that runs on `checkout`: why the
 /// router sent it, or why it landed elsewhere than routed.
 fn route_label(
@@ -81,7 +74,7 @@ fn route_label(
             RouteLabel::InTransaction
         };
     };
-    let landed_elsewhere = super::role_for(route.destination) != role;
+    let landed_elsewhere = route.destination != role;
     match detour {
         Some(detour) if landed_elsewhere => detour,
         _ if pinned => RouteLabel::Pinned,
