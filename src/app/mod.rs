@@ -178,7 +178,7 @@ impl App {
     }
 
     /// Before a statement that needs `database` free of other sessions
-    /// (`client::commands::exclusive_database`: DROP DATABASE, ALTER
+    /// (`router::command::exclusive_database`: DROP DATABASE, ALTER
     /// DATABASE ... RENAME or SET TABLESPACE, CREATE DATABASE ...
     /// TEMPLATE): closes pgsplit's idle connections to it on every server
     /// and for every user, after calling back those parked with idle
