@@ -16,8 +16,10 @@ pub mod listener;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;
+pub mod role;
 pub mod router;
 pub mod server;
 pub mod socket;
 
-pub use listener::{run, run_reloadable, Reloader};
+pub use app::Reloader;
+pub use listener::{run, run_reloadable};

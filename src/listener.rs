@@ -1,15 +1,12 @@
 //! Accepts client connections and gives each its own task; serves the
 //! metrics endpoint; reloads on SIGHUP; shuts down gracefully.
 
-use crate::app::{App, Stop};
-use crate::config::{Config, ConfigError};
+use crate::app::{App, Reloader, Stop};
+use crate::config::Config;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-
-/// Re-reads the configuration (file and flags) for a reload.
-pub type Reloader = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
 /// Runs a proxy with `config` on `listener` until `shutdown` completes (or
 /// the admin console's SHUTDOWN), then shuts down gracefully. The listener

@@ -7,9 +7,10 @@
 
 mod command;
 
-pub use command::{parse, Command, HELP};
+use command::{parse, Command, HELP};
 
 use crate::metrics::Sample;
+use crate::protocol::error::sqlstate;
 
 /// The virtual database that is the admin console.
 pub const DATABASE: &str = "pgsplit";
@@ -65,7 +66,7 @@ pub enum Reply {
 pub async fn answer(console: &impl Console, text: &str) -> Reply {
     let command = match parse(text) {
         Ok(c) => c,
-        Err(message) => return Reply::Error("42601", message),
+        Err(message) => return Reply::Error(sqlstate::SYNTAX_ERROR, message),
     };
     tracing::info!(command = ?command, "admin command");
     match command {

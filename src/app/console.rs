@@ -1,10 +1,10 @@
 //! The admin console's view of the application.
 
+use super::clients::ClientState;
 use super::{App, Stop};
 use crate::admin::{ClientRow, Console};
-use crate::client::registry::ClientState;
 use crate::metrics::Sample;
-use crate::router::{Classification, Destination};
+use crate::router::Classification;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long PAUSE waits for transactions in flight before it answers.
@@ -59,13 +59,10 @@ impl Console for App {
             .unwrap_or_else(|| "postgres".into());
         let functions = self.catalog.database(&database);
         match current.router.classify(sql, &*functions) {
-            Classification::Routed(route) => {
-                let destination = match route.destination {
-                    Destination::Primary => "primary",
-                    Destination::Replica => "replica",
-                };
-                (destination.to_string(), route.reason.describe())
-            }
+            Classification::Routed(route) => (
+                route.destination.as_str().to_string(),
+                route.reason.describe(),
+            ),
             Classification::NeedsCatalog(names) => (
                 "primary or replica".to_string(),
                 format!(

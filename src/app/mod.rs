@@ -6,20 +6,25 @@
 //! and swaps it in. Sessions move to it at their next checkout, so clients
 //! keep their connections and transactions in flight finish where they
 //! started.
+//!
+//! Who is connected (`clients`) and what passwords are checked against
+//! (`credentials`) are part of this state. The sessions (`client`) and the
+//! listener use it; it knows nothing of them.
 
+pub mod clients;
 mod console;
+pub mod credentials;
 
 use crate::cancel::Cancels;
 use crate::catalog::Catalog;
-use crate::client::auth::Credentials;
-use crate::client::registry::{ClientState, Clients};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::health::{Monitors, Topology};
-use crate::listener::Reloader;
 use crate::metrics::{ClientCounts, Metrics, Sample};
 use crate::pool::Pools;
 use crate::router::{Router, RouterConfig};
 use arc_swap::ArcSwap;
+use clients::{ClientState, Clients};
+use credentials::Credentials;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
@@ -46,6 +51,9 @@ pub struct App {
     /// Re-reads the configuration for RELOAD and SIGHUP.
     reloader: OnceLock<Reloader>,
 }
+
+/// Re-reads the configuration (file and flags) for a reload.
+pub type Reloader = Arc<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
 /// One generation of what a reload changes.
 pub struct Current {
@@ -170,7 +178,7 @@ impl App {
     }
 
     /// Before a statement that needs `database` free of other sessions
-    /// (`client::commands::exclusive_database`: DROP DATABASE, ALTER
+    /// (`router::command::exclusive_database`: DROP DATABASE, ALTER
     /// DATABASE ... RENAME or SET TABLESPACE, CREATE DATABASE ...
     /// TEMPLATE): closes pgsplit's idle connections to it on every server
     /// and for every user, after calling back those parked with idle

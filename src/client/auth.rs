@@ -2,46 +2,13 @@
 //! SCRAM-SHA-256 (pgwire's server-side SCRAM state machine).
 
 use super::io::{ClientError, ClientIo};
-use crate::config::{AuthMethod, User};
+use crate::app::credentials::{Credentials, UserSecrets};
+use crate::config::AuthMethod;
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, tag, PgError};
 use bytes::BytesMut;
-use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramSecret, ScramServerAuth};
+use pgwire::api::auth::sasl::scram::ScramServerAuth;
 use pgwire::messages::startup::PasswordMessageFamily;
-use std::collections::HashMap;
-
-const SCRAM_ITERATIONS: usize = 4096;
-
-/// What pgsplit checks passwords against, derived once at start-up (SCRAM's
-/// key derivation is deliberately slow).
-pub struct Credentials {
-    users: HashMap<String, UserSecrets>,
-}
-
-struct UserSecrets {
-    password: String,
-    salt: Vec<u8>,
-    salted_password: Vec<u8>,
-}
-
-impl Credentials {
-    pub fn new(users: &[User]) -> Credentials {
-        let users = users
-            .iter()
-            .map(|u| {
-                let salt: [u8; 16] = rand::random();
-                let salted_password = gen_salted_password(&u.password, &salt, SCRAM_ITERATIONS);
-                let secrets = UserSecrets {
-                    password: u.password.clone(),
-                    salt: salt.to_vec(),
-                    salted_password,
-                };
-                (u.name.clone(), secrets)
-            })
-            .collect();
-        Credentials { users }
-    }
-}
 
 /// Runs the exchange the configured method asks for. Unknown roles and
 /// wrong passwords are refused as PostgreSQL words it.
@@ -54,7 +21,7 @@ pub async fn authenticate(
     if method == AuthMethod::Trust {
         return Ok(());
     }
-    let secrets = credentials.users.get(user).ok_or_else(|| {
+    let secrets = credentials.get(user).ok_or_else(|| {
         ClientError::Refused(PgError::fatal(
             sqlstate::INVALID_AUTHORIZATION,
             format!("role \"{user}\" does not exist"),
@@ -84,12 +51,7 @@ async fn md5(io: &mut ClientIo, secrets: &UserSecrets, user: &str) -> Result<boo
         .await?
         .into_password()
         .map_err(malformed)?;
-    let expected = postgres_protocol::authentication::md5_hash(
-        user.as_bytes(),
-        secrets.password.as_bytes(),
-        salt,
-    );
-    Ok(answer.password == expected)
+    Ok(secrets.md5_matches(user, salt, &answer.password))
 }
 
 async fn scram(io: &mut ClientIo, secrets: &UserSecrets) -> Result<bool, ClientError> {
@@ -106,12 +68,11 @@ async fn scram(io: &mut ClientIo, secrets: &UserSecrets) -> Result<bool, ClientE
             "invalid SASL authentication mechanism",
         )));
     }
-    let secret = ScramSecret::SaltedPassword {
-        salt: secrets.salt.clone(),
-        salted_password: secrets.salted_password.clone(),
-    };
     let (server_first, waiting) = ScramServerAuth::new()
-        .on_client_first_message_with_secret(first.data.as_deref().unwrap_or_default(), secret)
+        .on_client_first_message_with_secret(
+            first.data.as_deref().unwrap_or_default(),
+            secrets.scram_secret(),
+        )
         .map_err(malformed)?;
     out.clear();
     backend::sasl_continue(&server_first, &mut out);

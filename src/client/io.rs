@@ -42,13 +42,6 @@ impl ClientIo {
         Ok(Some((h.tag, self.buf.split_to(h.frame_len()).freeze())))
     }
 
-    /// The tag of the next frame if it is whole, without taking it.
-    pub fn peek_tag(&self) -> Result<Option<u8>, ProtocolError> {
-        Ok(FrameHeader::peek(&self.buf, self.max_message)?
-            .filter(|h| self.buf.len() >= h.frame_len())
-            .map(|h| h.tag))
-    }
-
     /// Reads the next whole frame, waiting for the client; `Ok(None)` when
     /// the client closed the connection cleanly between frames.
     pub async fn read_frame(&mut self) -> Result<Option<(u8, Bytes)>, ClientError> {

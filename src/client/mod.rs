@@ -2,11 +2,10 @@
 //! authentication, the greeting a server would send, then the session.
 
 mod admin;
-pub mod auth;
+mod auth;
 mod batch;
 mod exchange;
 mod io;
-pub mod registry;
 mod relay;
 mod retry;
 mod session;
@@ -14,7 +13,7 @@ mod settings;
 mod startup;
 mod statements;
 
-pub use io::ClientError;
+use io::ClientError;
 
 use crate::app::{App, Current};
 use crate::health::Need;

@@ -11,28 +11,13 @@ pub use consistency::Need;
 pub use monitor::{spawn_monitors, Monitors};
 
 use crate::config::{Config, Consistency};
+use crate::role::Role;
 use lsn::Lsn;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-
-/// Primary or replica: the role a server has now (or a pool was set up for).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Primary,
-    Replica,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
 
 /// One configured server, as the monitor last saw it.
 pub struct ServerState {
@@ -182,6 +167,8 @@ pub struct Topology {
 const NO_WRITER: usize = usize::MAX;
 
 impl Topology {
+    /// The topology of `config`, with no earlier state to keep.
+    #[cfg(test)]
     pub fn new(config: &Config) -> Arc<Topology> {
         Topology::succeed(config, None)
     }
@@ -229,11 +216,6 @@ impl Topology {
     /// The server that takes writes now, if any.
     pub fn writer(&self) -> Option<&Arc<ServerState>> {
         self.servers.get(self.writer.load(Ordering::Acquire))
-    }
-
-    /// Whether some server could serve a read other than the writer.
-    pub fn has_read_server(&self) -> bool {
-        self.servers.iter().any(|s| s.serves_reads())
     }
 
     /// Chooses the writer after a server changed state: the current one

@@ -6,8 +6,9 @@
 //! for a sample of the primary's position) asks for an extra position check.
 
 use super::lsn::{self, Lsn};
-use super::{Role, ServerState, Topology};
+use super::{ServerState, Topology};
 use crate::config::Config;
+use crate::role::Role;
 use bb8_postgres::PostgresConnectionManager;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

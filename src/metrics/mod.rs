@@ -52,22 +52,6 @@ pub struct Metrics {
     started: Instant,
 }
 
-/// Where a statement ran: the index into the per-destination handles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Primary = 0,
-    Replica = 1,
-}
-
-impl Side {
-    fn as_str(self) -> &'static str {
-        match self {
-            Side::Primary => "primary",
-            Side::Replica => "replica",
-        }
-    }
-}
-
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
@@ -302,18 +286,19 @@ fn histogram_vec(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::role::Role;
     use crate::router::decision::Why;
 
     #[test]
     fn every_metric_registers_and_renders() {
         let m = Metrics::new();
         let session = m.session();
-        session.statement(Side::Replica, Why::ReadOnly);
-        session.statement_done(Side::Replica, 0.0003);
+        session.statement(Role::Replica, Why::ReadOnly);
+        session.statement_done(Role::Replica, 0.0003);
         drop(session);
         // A live session's counts and an ended one's both show.
         let live = m.session();
-        live.statement(Side::Replica, Why::ReadOnly);
+        live.statement(Role::Replica, Why::ReadOnly);
         m.error(ErrorSide::Server, "23505");
         let text = m.render(&Sample::default());
         assert!(text

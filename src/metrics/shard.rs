@@ -5,7 +5,7 @@
 //! up the live shards and what ended sessions left behind.
 
 use super::family::{counter, family, labelled};
-use super::Side;
+use crate::role::Role;
 use crate::router::decision::Why;
 use parking_lot::Mutex;
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
@@ -142,19 +142,19 @@ impl SessionMetrics {
 
     /// A statement (or batch) sent to a server.
     #[inline]
-    pub fn statement(&self, side: Side, label: Why) {
+    pub fn statement(&self, side: Role, label: Why) {
         if let Some(counter) = self.shard.statements[side as usize].get(label as usize) {
             bump(counter, 1);
         }
     }
 
     #[inline]
-    pub fn statement_done(&self, side: Side, seconds: f64) {
+    pub fn statement_done(&self, side: Role, seconds: f64) {
         self.shard.statement_seconds[side as usize].observe(seconds);
     }
 
     #[inline]
-    pub fn transaction_done(&self, side: Side, seconds: f64) {
+    pub fn transaction_done(&self, side: Role, seconds: f64) {
         bump(&self.shard.transactions[side as usize], 1);
         self.shard.transaction_seconds[side as usize].observe(seconds);
     }
@@ -187,7 +187,6 @@ impl Drop for SessionMetrics {
 
 /// The families of the summed shards, for the text exposition.
 pub(super) fn families(total: &Shard) -> Vec<MetricFamily> {
-    let sides = [Side::Primary, Side::Replica];
     let mut statements = family(
         "pgsplit_statements_total",
         "Statements (and extended-protocol batches) routed, by where they ran and why",
@@ -212,7 +211,7 @@ pub(super) fn families(total: &Shard) -> Vec<MetricFamily> {
         MetricType::HISTOGRAM,
         Vec::new(),
     );
-    for side in sides {
+    for side in Role::ALL {
         let s = side as usize;
         for label in Why::ALL {
             let n = total.statements[s][label as usize].load(Ordering::Relaxed);

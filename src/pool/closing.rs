@@ -1,7 +1,7 @@
 //! Closing a database's idle connections before a statement that needs
 //! no other session on it: `DROP DATABASE`, `ALTER DATABASE ... RENAME`
-//! or `SET TABLESPACE`, `CREATE DATABASE ... TEMPLATE` (the client side
-//! recognises them, `client::commands::exclusive_database`). PostgreSQL
+//! or `SET TABLESPACE`, `CREATE DATABASE ... TEMPLATE` (the router
+//! recognises them, `router::command::exclusive_database`). PostgreSQL
 //! refuses those with `55006 database "x" is being accessed by other
 //! users` while pgsplit keeps pooled connections to it.
 

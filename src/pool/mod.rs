@@ -8,7 +8,6 @@ mod replicas;
 mod retire;
 mod server_pool;
 
-pub use crate::health::Role;
 pub use closing::Closed;
 pub use recall::RecallTicket;
 pub use server_pool::{Checkout, ServerPool};
@@ -19,6 +18,8 @@ use std::time::Instant;
 
 use crate::config::{Config, ReplicaSelection};
 use crate::metrics::Metrics;
+use crate::protocol::error::sqlstate;
+use crate::role::Role;
 use crate::router::decision::Detour;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use parking_lot::{Mutex, RwLock};
@@ -311,7 +312,7 @@ pub(crate) enum ReplicaFailure {
 pub(crate) fn replica_failure(error: &ServerError) -> ReplicaFailure {
     match error {
         ServerError::Refused { code, .. } if is_login_refusal(error) => match code.as_str() {
-            "3D000" => ReplicaFailure::NotReplayedYet,
+            sqlstate::INVALID_CATALOG_NAME => ReplicaFailure::NotReplayedYet,
             _ => ReplicaFailure::LoginRefused,
         },
         _ => ReplicaFailure::Unavailable,

@@ -11,8 +11,10 @@
 //! until the session ends) and flags it while a connection is parked; a
 //! call is a generation number the parked connection compares, and it
 //! wakes the flagged sessions.
+//!
+//! A pool keeps its `Recall` in an `Arc`; tickets hold it weakly, so this
+//! module knows nothing of the pool.
 
-use super::server_pool::ServerPool;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -84,28 +86,30 @@ impl Recall {
 /// A session's place on one pool's recall list: while it is flagged, a
 /// call wakes the session's task. Dropping it leaves the list.
 pub struct RecallTicket {
-    /// Weak: a ticket must not keep a pool a reload replaced alive.
-    pool: Weak<ServerPool>,
+    /// Weak: a ticket must not keep the list of a pool a reload replaced
+    /// alive (the pool holds the only strong reference).
+    recall: Weak<Recall>,
     entry: Arc<Entry>,
     id: u64,
 }
 
 impl RecallTicket {
-    /// Flags the session's ticket for `pool` (taking one if it has none
-    /// that wakes `waker`): a connection of that pool is parked with it.
-    /// A lookup in a short list and, once per parking, one store.
-    pub(super) fn flag(tickets: &mut Vec<RecallTicket>, pool: &Arc<ServerPool>, waker: &Waker) {
-        let at = match tickets.iter().position(|t| t.is_for(pool)) {
+    /// Flags the session's ticket for `recall`, a pool's list (taking one
+    /// if it has none that wakes `waker`): a connection of that pool is
+    /// parked with it. A lookup in a short list and, once per parking, one
+    /// store.
+    pub(super) fn flag(tickets: &mut Vec<RecallTicket>, recall: &Arc<Recall>, waker: &Waker) {
+        let at = match tickets.iter().position(|t| t.is_for(recall)) {
             Some(at) if tickets[at].entry.waker.will_wake(waker) => at,
             _ => {
-                tickets.retain(|t| t.pool.strong_count() > 0 && !t.is_for(pool));
+                tickets.retain(|t| t.recall.strong_count() > 0 && !t.is_for(recall));
                 let entry = Arc::new(Entry {
                     waker: waker.clone(),
                     parked: AtomicBool::new(false),
                 });
-                let id = pool.recall.register(entry.clone());
+                let id = recall.register(entry.clone());
                 tickets.push(RecallTicket {
-                    pool: Arc::downgrade(pool),
+                    recall: Arc::downgrade(recall),
                     entry,
                     id,
                 });
@@ -118,22 +122,23 @@ impl RecallTicket {
         }
     }
 
-    /// The connection of `pool` the session had parked is in use again.
-    pub(super) fn unflag(tickets: &[RecallTicket], pool: &Arc<ServerPool>) {
-        for ticket in tickets.iter().filter(|t| t.is_for(pool)) {
+    /// The connection of `recall`'s pool the session had parked is in use
+    /// again.
+    pub(super) fn unflag(tickets: &[RecallTicket], recall: &Arc<Recall>) {
+        for ticket in tickets.iter().filter(|t| t.is_for(recall)) {
             ticket.entry.parked.store(false, Ordering::Relaxed);
         }
     }
 
-    fn is_for(&self, pool: &Arc<ServerPool>) -> bool {
-        self.pool.as_ptr() == Arc::as_ptr(pool)
+    fn is_for(&self, recall: &Arc<Recall>) -> bool {
+        self.recall.as_ptr() == Arc::as_ptr(recall)
     }
 }
 
 impl Drop for RecallTicket {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.recall.deregister(self.id);
+        if let Some(recall) = self.recall.upgrade() {
+            recall.deregister(self.id);
         }
     }
 }
@@ -182,5 +187,34 @@ mod tests {
         assert!(recall.entries.lock().is_empty());
         recall.call();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_ticket_is_taken_once_flagged_while_parked_and_left_when_dropped() {
+        let recall = Arc::new(Recall::default());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut tickets = Vec::new();
+        RecallTicket::flag(&mut tickets, &recall, &waker);
+        RecallTicket::flag(&mut tickets, &recall, &waker);
+        assert_eq!(tickets.len(), 1, "the same waker keeps its ticket");
+        assert_eq!(recall.entries.lock().len(), 1);
+        recall.call();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+
+        RecallTicket::unflag(&tickets, &recall);
+        recall.call();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "unflagged: no wake");
+
+        drop(tickets);
+        assert!(recall.entries.lock().is_empty());
+
+        // A ticket does not keep a replaced pool's list alive.
+        let mut tickets = Vec::new();
+        RecallTicket::flag(&mut tickets, &recall, &waker);
+        let list = Arc::downgrade(&recall);
+        drop(recall);
+        assert!(list.upgrade().is_none());
+        drop(tickets);
     }
 }

@@ -6,8 +6,9 @@ use super::recall::{Parked, Recall, RecallTicket};
 use super::PoolError;
 use crate::config::PoolSettings;
 use crate::health::lsn::Lsn;
-use crate::health::{Role, ServerState};
+use crate::health::ServerState;
 use crate::metrics::{PoolHandles, PoolSample};
+use crate::role::Role;
 use crate::router::decision::Detour;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use arc_swap::ArcSwap;
@@ -59,7 +60,9 @@ pub struct ServerPool {
     parked: AtomicUsize,
     /// Tells those clients to give their parked connections back: a
     /// client is waiting for one, or the sweep runs.
-    pub(super) recall: Recall,
+    /// In an `Arc` that only the pool holds: sessions' tickets hold it
+    /// weakly (`RecallTicket`).
+    recall: Arc<Recall>,
     /// Connections being opened, refusals in a row, whether a login
     /// succeeded (shared with the manager).
     opens: Arc<Opens>,
@@ -119,7 +122,7 @@ impl ServerPool {
             epoch: Instant::now(),
             waiting: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
-            recall: Recall::default(),
+            recall: Arc::default(),
             opens,
             warmed: AtomicBool::new(false),
             bans: AtomicU64::new(0),
@@ -577,14 +580,14 @@ impl Checkout {
         let Some(parked) = self.parked.as_ref() else {
             return false;
         };
-        RecallTicket::flag(tickets, &self.pool, waker);
+        RecallTicket::flag(tickets, &self.pool.recall, waker);
         self.pool.recall.called(parked) || self.pool.wants_back()
     }
 
     /// In use again by the client that parked it.
     pub fn unpark(&mut self, tickets: &[RecallTicket]) {
         if self.parked.take().is_some() {
-            RecallTicket::unflag(tickets, &self.pool);
+            RecallTicket::unflag(tickets, &self.pool.recall);
             self.pool.parked.fetch_sub(1, Ordering::Relaxed);
             self.pool.in_use.fetch_add(1, Ordering::Relaxed);
         }

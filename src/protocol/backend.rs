@@ -2,6 +2,7 @@
 //! Encoding into a `BytesMut` only fails for messages over pgwire's size
 //! limits, which none of these approach, so the results are ignored.
 
+use super::status;
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
@@ -45,8 +46,8 @@ pub fn negotiate_protocol_version(options: Vec<String>, out: &mut BytesMut) {
 
 pub fn ready_for_query(status: u8, out: &mut BytesMut) {
     let status = match status {
-        b'T' => TransactionStatus::Transaction,
-        b'E' => TransactionStatus::Error,
+        status::IN_TRANSACTION => TransactionStatus::Transaction,
+        status::FAILED => TransactionStatus::Error,
         _ => TransactionStatus::Idle,
     };
     let _ = ReadyForQuery::new(status).encode(out);

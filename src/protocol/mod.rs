@@ -35,8 +35,6 @@ pub mod tag {
     pub const CLOSE_COMPLETE: u8 = b'3';
     pub const ERROR_RESPONSE: u8 = b'E';
     pub const PARAMETER_STATUS: u8 = b'S';
-    pub const BACKEND_KEY_DATA: u8 = b'K';
-    pub const AUTHENTICATION: u8 = b'R';
     pub const DATA_ROW: u8 = b'D';
     pub const COMMAND_COMPLETE: u8 = b'C';
     pub const COPY_IN_RESPONSE: u8 = b'G';

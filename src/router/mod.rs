@@ -36,12 +36,10 @@ pub use transaction::{BeginOptions, Control, Isolation};
 
 use cache::RouteCache;
 
-/// The server a statement should run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Destination {
-    Primary,
-    Replica,
-}
+/// The server a statement should run on: the router's name for
+/// [`crate::role::Role`], the same type, so that a route compares with a
+/// server's or a connection's role as it is.
+pub use crate::role::Role as Destination;
 
 /// Where a statement goes and why, and what else the session does for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,10 +136,6 @@ impl Router {
         let cache = RouteCache::new(config.cache_size);
         let id = NEXT_ROUTER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Router { config, cache, id }
-    }
-
-    pub fn config(&self) -> &RouterConfig {
-        &self.config
     }
 
     /// Classifies `sql`, from the cache when a statement differing only in

@@ -1,6 +1,7 @@
 //! Errors on the server side of pgsplit: connecting, logging in, or a
 //! server that broke the protocol or went away.
 
+use crate::protocol::error::sqlstate;
 use crate::protocol::{PgError, ProtocolError};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +66,10 @@ impl ServerError {
         };
         match self {
             ServerError::Refused { code, message, .. } => make(code, message.clone()),
-            other => make("08006", format!("pgsplit: cannot use server: {other}")),
+            other => make(
+                sqlstate::CONNECTION_FAILURE,
+                format!("pgsplit: cannot use server: {other}"),
+            ),
         }
     }
 }

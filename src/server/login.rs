@@ -10,7 +10,7 @@ use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend, frontend};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -47,7 +47,6 @@ async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerE
         addr: target.addr.clone(),
         prepared: Default::default(),
         broken: false,
-        created: Instant::now(),
         settings: 0,
     };
     let mut out = BytesMut::new();

@@ -12,7 +12,6 @@ pub use login::LoginTarget;
 use crate::protocol::frame::put_frame;
 use crate::protocol::{tag, FrameHeader};
 use bytes::BytesMut;
-use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -37,7 +36,6 @@ pub struct ServerConnection {
     /// Set when the connection must not be reused (cut off mid-reply, left
     /// in a transaction, I/O error); bb8 then drops it.
     pub broken: bool,
-    pub created: Instant,
     /// Fingerprint of the client settings in force on this connection
     /// (`client::settings`); 0: those of its login.
     pub settings: u64,

@@ -187,14 +187,6 @@ impl Prepared {
         self.named.clear();
         self.unnamed = None;
     }
-
-    pub fn len(&self) -> usize {
-        self.named.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.named.is_empty()
-    }
 }
 
 #[cfg(test)]

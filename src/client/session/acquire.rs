@@ -3,11 +3,12 @@
 //! pooling's spare of the other role, or a new checkout from the pools,
 //! with the client's settings in force and its cancel key pointed at it.
 
-use super::{role_for, Session};
-use crate::client::registry::ClientState;
-use crate::pool::{is_login_refusal, Checkout, PoolError, Role};
+use super::Session;
+use crate::app::clients::ClientState;
+use crate::pool::{is_login_refusal, Checkout, PoolError};
 use crate::protocol::error::sqlstate;
 use crate::protocol::PgError;
+use crate::role::Role;
 use crate::router::Destination;
 use crate::server::ServerError;
 
@@ -37,7 +38,7 @@ impl Session {
             let Some(want) = want else {
                 return Acquired::Ready;
             };
-            if self.exchange.in_transaction() || self.batch.open || held == role_for(want) {
+            if self.exchange.in_transaction() || self.batch.open || held == want {
                 return Acquired::Ready;
             }
             // A primary can serve a read: better than breaking a pipeline
@@ -52,11 +53,7 @@ impl Session {
             }
             // Session pooling: park this one, use (or open) the other role's.
             let current = self.server.take();
-            if self
-                .spare
-                .as_ref()
-                .is_some_and(|s| s.role == role_for(want))
-            {
+            if self.spare.as_ref().is_some_and(|s| s.role == want) {
                 self.server = self.spare.take();
                 self.spare = current;
                 self.point_cancel();

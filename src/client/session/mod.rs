@@ -25,20 +25,21 @@ mod transaction;
 use super::batch::{self, Batch, Planned, Written};
 use super::exchange::{Checked, Exchange, Expect, Origin};
 use super::io::{ClientError, ClientIo};
-use super::registry::{ClientInfo, ClientState};
 use super::relay::{relay, RelayError};
 use super::retry::{self, Retry, Verdict};
 use super::settings::Settings;
 use super::statements::Statements;
+use crate::app::clients::{ClientInfo, ClientState};
 use crate::app::{App, Current, Stop};
 use crate::cancel::CancelSlot;
 use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
 use crate::metrics::ErrorSide;
-use crate::pool::{Checkout, ClusterPools, RecallTicket, Role};
+use crate::pool::{Checkout, ClusterPools, RecallTicket};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
+use crate::role::Role;
 use crate::router::decision::{Decision, Place, Why};
 use crate::router::{
     Classification, Command, Destination, Pin, Reason, Route, RouteMemo, SessionCommand,
@@ -1074,11 +1075,4 @@ fn batch_reason(reason: Reason) -> Reason {
 /// which cannot make it write).
 fn reads(decision: &Decision) -> bool {
     decision.place == Place::Replica || matches!(decision.why, Why::ReadOnly | Why::Setting)
-}
-
-fn role_for(destination: Destination) -> Role {
-    match destination {
-        Destination::Primary => Role::Primary,
-        Destination::Replica => Role::Replica,
-    }
 }

@@ -3,9 +3,9 @@
 //! session's own metrics shard.
 
 use super::Session;
-use crate::client::registry::ClientState;
-use crate::metrics::{ErrorSide, Side};
-use crate::pool::Role;
+use crate::app::clients::ClientState;
+use crate::metrics::ErrorSide;
+use crate::role::Role;
 use crate::router::decision::Why;
 
 impl Session {
@@ -21,7 +21,7 @@ impl Session {
             reason = why.as_str(),
             "statement"
         );
-        let side = side_of(role);
+        let side = role;
         self.io.metrics.statement(side, why);
         self.client.counted();
         self.durations.sent(side);
@@ -48,12 +48,5 @@ impl Session {
         if let Some((side, seconds)) = answered.transaction {
             self.io.metrics.transaction_done(side, seconds);
         }
-    }
-}
-
-fn side_of(role: Role) -> Side {
-    match role {
-        Role::Primary => Side::Primary,
-        Role::Replica => Side::Replica,
     }
 }

@@ -15,9 +15,10 @@
 //! of the transaction would have done. Pinned clients and session pooling
 //! keep their connections anyway and never park.
 
-use super::{role_for, Session};
+use super::Session;
 use crate::app::Stop;
-use crate::pool::{Checkout, Role};
+use crate::pool::Checkout;
+use crate::role::Role;
 use crate::router::Destination;
 
 impl Session {
@@ -34,7 +35,7 @@ impl Session {
     /// checkout would pick its server now. If not, it goes back to its pool.
     pub(super) fn take_parked(&mut self, want: Option<Destination>) -> Option<Checkout> {
         let mut conn = self.parked.take()?;
-        let role = want.map_or(Role::Primary, role_for);
+        let role = want.unwrap_or(Role::Primary);
         if !conn.is_alive() {
             tracing::info!(pool = %conn.pool().name, "server closed a parked connection: replacing it");
             conn.broken = true;

@@ -17,7 +17,7 @@
 //!   holds a server connection (one opened on the primary, not a lazy one,
 //!   which holds nothing) keeps that connection from every other client.
 
-use crate::metrics::Side;
+use crate::role::Role;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -69,15 +69,15 @@ impl Deadline {
 #[derive(Debug, Default)]
 pub(super) struct Durations {
     /// When the oldest exchange still pending was sent, and where.
-    sent_at: Option<(Instant, Side)>,
+    sent_at: Option<(Instant, Role)>,
     /// When the server transaction in progress began, and where.
-    transaction_since: Option<(Instant, Side)>,
+    transaction_since: Option<(Instant, Role)>,
 }
 
 impl Durations {
     /// A statement (or batch) was sent to `side`: the first one starts
     /// the statement's clock and the transaction's.
-    pub fn sent(&mut self, side: Side) {
+    pub fn sent(&mut self, side: Role) {
         if self.sent_at.is_none() || self.transaction_since.is_none() {
             let now = Instant::now();
             self.sent_at.get_or_insert((now, side));
@@ -114,8 +114,8 @@ impl Durations {
 /// Durations in seconds, by where they ran.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Answered {
-    pub statement: Option<(Side, f64)>,
-    pub transaction: Option<(Side, f64)>,
+    pub statement: Option<(Role, f64)>,
+    pub transaction: Option<(Role, f64)>,
 }
 
 #[cfg(test)]
@@ -160,17 +160,17 @@ mod tests {
     fn statements_are_timed_from_the_first_sent_and_transactions_to_their_end() {
         let mut durations = Durations::default();
         assert_eq!(durations.answered(true), Answered::default());
-        durations.sent(Side::Replica);
-        durations.sent(Side::Primary);
+        durations.sent(Role::Replica);
+        durations.sent(Role::Primary);
         let first = durations.answered(false);
-        assert!(matches!(first.statement, Some((Side::Replica, _))));
+        assert!(matches!(first.statement, Some((Role::Replica, _))));
         assert_eq!(first.transaction, None);
-        durations.sent(Side::Primary);
+        durations.sent(Role::Primary);
         let second = durations.answered(true);
-        assert!(matches!(second.statement, Some((Side::Primary, _))));
+        assert!(matches!(second.statement, Some((Role::Primary, _))));
         // The transaction began with the first statement, on the replica.
-        assert!(matches!(second.transaction, Some((Side::Replica, _))));
-        durations.sent(Side::Primary);
+        assert!(matches!(second.transaction, Some((Role::Replica, _))));
+        durations.sent(Role::Primary);
         durations.forget();
         assert_eq!(durations.answered(true), Answered::default());
     }
