@@ -186,7 +186,7 @@ async fn server_params(
     // The database's and role's transaction defaults decide where reads
     // may run (a standby refuses serializable ones): asked once per pool,
     // on the login's own connection.
-    if conn.role == crate::pool::Role::Primary {
+    if conn.role == crate::role::Role::Primary {
         cluster.learn_defaults_on(&mut conn).await;
     }
     let mut params = cached.unwrap_or_else(|| conn.params.clone());
