@@ -10,8 +10,12 @@ pub enum Command {
     ShowConfig,
     ShowVersion,
     ShowHelp,
-    /// Where this statement would go, and why.
-    ShowRoute(String),
+    /// Where this statement would go, and why, for the clients of
+    /// `database` (`None`: the first configured one).
+    ShowRoute {
+        database: Option<String>,
+        sql: String,
+    },
     Reload,
     Pause,
     Resume,
@@ -21,7 +25,7 @@ pub enum Command {
 }
 
 pub const HELP: &str = "SHOW POOLS | SERVERS | CLIENTS | STATS | CONFIG | VERSION | HELP, \
-SHOW ROUTE <statement>, RELOAD, PAUSE, RESUME, SHUTDOWN";
+SHOW ROUTE [IN database] <statement>, RELOAD, PAUSE, RESUME, SHUTDOWN";
 
 /// Parses one command; the error says what is understood.
 pub fn parse(text: &str) -> Result<Command, String> {
@@ -51,7 +55,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
             ))
         }
     };
-    if words.next().is_some() && command != Command::ShowRoute(String::new()) {
+    if words.next().is_some() {
         return Err(format!(
             "unexpected words after the command in \"{text}\"; commands: {HELP}"
         ));
@@ -59,19 +63,34 @@ pub fn parse(text: &str) -> Result<Command, String> {
     Ok(command)
 }
 
-/// SHOW ROUTE takes the rest of the text, as written (case kept).
+/// SHOW ROUTE [IN database] takes the rest of the text, as written (case
+/// kept). No statement starts with IN, so the word is unambiguous.
 fn route(text: &str) -> Result<Command, String> {
-    let rest = text
-        .trim_start()
-        .get(4..)
-        .map(str::trim_start)
-        .and_then(|r| r.get(5..))
-        .map(str::trim)
-        .unwrap_or_default();
-    if rest.is_empty() {
-        return Err("SHOW ROUTE needs a statement, e.g. SHOW ROUTE SELECT 1".into());
+    let rest = after_word(after_word(text));
+    let (database, sql) = match rest.split_once(char::is_whitespace) {
+        Some((word, tail)) if word.eq_ignore_ascii_case("IN") => {
+            let (database, sql) = tail.trim_start().split_once(char::is_whitespace).unwrap_or((tail.trim(), ""));
+            (Some(database.trim_matches('"').to_string()), sql.trim())
+        }
+        _ => (None, rest),
+    };
+    if sql.is_empty() {
+        return Err(
+            "SHOW ROUTE needs a statement, e.g. SHOW ROUTE SELECT 1 or SHOW ROUTE IN mydb SELECT 1"
+                .into(),
+        );
     }
-    Ok(Command::ShowRoute(rest.to_string()))
+    Ok(Command::ShowRoute {
+        database,
+        sql: sql.to_string(),
+    })
+}
+
+/// `text` without its first word and the blanks around it.
+fn after_word(text: &str) -> &str {
+    let text = text.trim_start();
+    let end = text.find(char::is_whitespace).unwrap_or(text.len());
+    text[end..].trim()
 }
 
 #[cfg(test)]
@@ -86,7 +105,17 @@ mod tests {
         assert_eq!(parse(";"), Ok(Command::Empty));
         assert_eq!(
             parse("show route SELECT nextval('s')"),
-            Ok(Command::ShowRoute("SELECT nextval('s')".into()))
+            Ok(Command::ShowRoute {
+                database: None,
+                sql: "SELECT nextval('s')".into()
+            })
+        );
+        assert_eq!(
+            parse("SHOW ROUTE in app  select 1;"),
+            Ok(Command::ShowRoute {
+                database: Some("app".into()),
+                sql: "select 1".into()
+            })
         );
     }
 
@@ -95,6 +124,7 @@ mod tests {
         let e = parse("DROP TABLE t").unwrap_err();
         assert!(e.contains("SHOW POOLS"), "{e}");
         assert!(parse("SHOW ROUTE").is_err());
+        assert!(parse("SHOW ROUTE IN app").is_err());
         assert!(parse("PAUSE now").is_err());
     }
 }

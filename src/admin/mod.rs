@@ -28,6 +28,16 @@ pub struct ClientRow {
     pub connected_seconds: u64,
 }
 
+/// Where a statement would run in one context, as SHOW ROUTE lists it.
+pub struct RouteRow {
+    /// Outside a transaction, or in one (that has only read, or open).
+    pub context: &'static str,
+    pub destination: &'static str,
+    /// The `reason` label of `pgsplit_statements_total`.
+    pub reason: &'static str,
+    pub description: String,
+}
+
 /// What the console reads and acts on.
 pub trait Console {
     fn sample(&self) -> Sample;
@@ -36,8 +46,13 @@ pub trait Console {
     fn config(&self) -> Vec<(String, String)>;
     /// (metric, labels, value) for every counter and histogram.
     fn stats(&self) -> Vec<(String, String, String)>;
-    /// (destination, why in words) for a statement.
-    fn route(&self, sql: &str) -> (String, String);
+    /// Where `sql` would run for a client of `database` (`None`: the
+    /// first configured one), in each transaction context.
+    fn route(
+        &self,
+        database: Option<&str>,
+        sql: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<RouteRow>, String>> + Send;
     fn reload(&self) -> Result<String, String>;
     /// Stops handing out server connections; returns once no client is
     /// in a transaction (or after a while), saying which.
@@ -86,10 +101,20 @@ pub async fn answer(console: &impl Console, text: &str) -> Reply {
             [vec![format!("pgsplit {}", env!("CARGO_PKG_VERSION"))]],
         ),
         Command::ShowHelp => rows(vec!["commands"], [vec![HELP.to_string()]]),
-        Command::ShowRoute(sql) => {
-            let (destination, reason) = console.route(&sql);
-            rows(vec!["destination", "reason"], [vec![destination, reason]])
-        }
+        Command::ShowRoute { database, sql } => match console.route(database.as_deref(), &sql).await {
+            Ok(routes) => rows(
+                vec!["context", "destination", "reason", "description"],
+                routes.into_iter().map(|r| {
+                    vec![
+                        r.context.to_string(),
+                        r.destination.to_string(),
+                        r.reason.to_string(),
+                        r.description,
+                    ]
+                }),
+            ),
+            Err(message) => Reply::Error(sqlstate::INVALID_CATALOG_NAME, message),
+        },
         Command::Reload => match console.reload() {
             Ok(what) => done("RELOAD", Some(what)),
             Err(why) => Reply::Error("F0000", why),

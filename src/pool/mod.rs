@@ -388,6 +388,13 @@ impl Pools {
         self.config.user(user).is_some() && self.config.databases.iter().any(|d| d == database)
     }
 
+    /// The pools of some client of `database`, if any client used it.
+    pub fn of_database(&self, database: &str) -> Option<Arc<ClusterPools>> {
+        let clusters = self.clusters.read();
+        let found = clusters.iter().find(|((db, _), _)| db == database);
+        found.map(|(_, cluster)| cluster.clone())
+    }
+
     pub fn snapshot(&self) -> Vec<Arc<ClusterPools>> {
         self.clusters.read().values().cloned().collect()
     }

@@ -178,6 +178,28 @@ impl Decision {
     fn new(place: Place, why: Why) -> Decision {
         Decision { place, why }
     }
+
+    /// In words: the statement's own reason (with its details, such as the
+    /// function it calls) when the decision kept it, else the decision's.
+    pub fn describe(&self, route: &Route) -> String {
+        match self.why == why(&route.reason) {
+            true => route.reason.describe(),
+            false => self.why.describe().to_string(),
+        }
+    }
+}
+
+impl Place {
+    /// In words, for SHOW ROUTE.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Place::Replica => "replica",
+            Place::Primary => "primary",
+            Place::Held => "the connection the client holds",
+            Place::OpenOnPrimary => "primary (BEGIN there first)",
+            Place::Answer(_) => "answered by pgsplit",
+        }
+    }
 }
 
 /// Where `route`'s statement runs, given `facts`.
