@@ -51,7 +51,7 @@ pub async fn serve(
         out.clear();
         match tag {
             tag::QUERY => {
-                let text = extended::query_text(&frame[5..])?;
+                let text = extended::query_text(crate::protocol::body(&frame))?;
                 let text = String::from_utf8_lossy(text);
                 encode(admin::answer(app, &text).await, &mut out);
                 backend::ready_for_query(status::IDLE, &mut out);

@@ -94,7 +94,7 @@ async fn scram(io: &mut ClientIo, secrets: &UserSecrets) -> Result<bool, ClientE
 
 async fn password_message(io: &mut ClientIo) -> Result<PasswordMessageFamily, ClientError> {
     match io.read_frame().await? {
-        Some((tag::PASSWORD, frame)) => Ok(PasswordMessageFamily::Raw(BytesMut::from(&frame[5..]))),
+        Some((tag::PASSWORD, frame)) => Ok(PasswordMessageFamily::Raw(BytesMut::from(crate::protocol::body(&frame)))),
         Some((other, _)) => Err(crate::protocol::ProtocolError::Unexpected(other).into()),
         None => Err(ClientError::Gone),
     }

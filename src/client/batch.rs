@@ -16,7 +16,7 @@
 
 use super::exchange::{Alias, Describing, Exchange, Expect, Origin};
 use super::statements::{Statement, Undo};
-use crate::protocol::{extended, tag};
+use crate::protocol::{body, extended, tag};
 use crate::router::Reason;
 use crate::server::ServerConnection;
 use bytes::{Bytes, BytesMut};
@@ -204,8 +204,7 @@ impl Batch {
         };
         answers.push(tag::BIND_COMPLETE);
         let mut next = messages.next()?;
-        if matches!(next, Planned::Raw(frame) if frame.first() == Some(&tag::DESCRIBE) && &frame[5..] == b"P\0")
-        {
+        if matches!(next, Planned::Raw(frame) if is_unnamed_portal_describe(frame)) {
             answers.push(tag::NO_DATA);
             next = messages.next()?;
         }
@@ -321,13 +320,21 @@ pub struct ControlPrefix {
 
 /// A Bind of the unnamed statement to the unnamed portal.
 fn is_unnamed_bind(frame: &[u8]) -> bool {
-    frame.first() == Some(&tag::BIND) && frame.get(5..7) == Some(b"\0\0")
+    frame.first() == Some(&tag::BIND)
+        && extended::bind(body(frame)).is_ok_and(|b| b.portal.is_empty() && b.statement.is_empty())
 }
 
 /// An Execute of the unnamed portal. Its row limit does not matter for
 /// a statement that returns none (PgJDBC runs COMMIT with a limit of 1).
 fn is_unnamed_execute(frame: &[u8]) -> bool {
-    frame.first() == Some(&tag::EXECUTE) && frame.len() == 10 && frame[5] == 0
+    frame.first() == Some(&tag::EXECUTE)
+        && extended::execute(body(frame)).is_ok_and(|(portal, _)| portal.is_empty())
+}
+
+/// A Describe of the unnamed portal.
+fn is_unnamed_portal_describe(frame: &[u8]) -> bool {
+    frame.first() == Some(&tag::DESCRIBE)
+        && extended::target(body(frame)) == Ok((b'P', &b""[..]))
 }
 
 #[derive(PartialEq, Eq)]

@@ -43,6 +43,12 @@ impl FrameHeader {
     }
 }
 
+/// The body of a whole frame (after its type byte and length); empty for a
+/// frame too short to have one.
+pub fn body(frame: &[u8]) -> &[u8] {
+    frame.get(FrameHeader::SIZE..).unwrap_or_default()
+}
+
 /// Reads a NUL-terminated string at the start of `buf`: the string and the
 /// rest after the NUL.
 pub fn cstr(buf: &[u8]) -> Result<(&[u8], &[u8]), ProtocolError> {

@@ -10,7 +10,7 @@ pub mod frame;
 pub mod startup;
 
 pub use error::{PgError, ProtocolError};
-pub use frame::FrameHeader;
+pub use frame::{body, FrameHeader};
 
 /// Frontend (client to server) message types pgsplit looks at.
 pub mod tag {

@@ -3,6 +3,7 @@
 //! pooling's spare of the other role, or a new checkout from the pools,
 //! with the client's settings in force and its cancel key pointed at it.
 
+use super::connections::{plan, InUse, Plan};
 use super::Session;
 use crate::app::clients::ClientState;
 use crate::pool::{is_login_refusal, Checkout, PoolError};
@@ -19,52 +20,45 @@ pub(super) enum Acquired {
 }
 
 impl Session {
-    /// Makes `self.server` a connection that may run a request for
+    /// Makes `self.held.server` a connection that may run a request for
     /// `want` (`None`: whatever is in use, else the primary).
     pub(super) async fn acquire(&mut self, want: Option<Destination>) -> Acquired {
-        if self.pinned.is_some() && self.holds_pinned_server() {
+        if self.pins.is_pinned() && self.holds_pinned_server() {
             return Acquired::Ready;
         }
         // A pinned client's first connection is the primary's: its
         // session state must be where its writes go.
-        let want = match self.pinned {
+        let want = match self.pins.get() {
             Some(_) => Some(Destination::Primary),
             // A standby refuses serializable transactions.
             None if self.primary_only() => want.map(|_| Destination::Primary),
             None => want,
         };
-        if let Some(conn) = &self.server {
-            let held = conn.role;
-            let Some(want) = want else {
-                return Acquired::Ready;
-            };
-            if self.exchange.in_transaction() || self.batch.open || held == want {
-                return Acquired::Ready;
-            }
-            // A primary can serve a read: better than breaking a pipeline
-            // or holding a second connection when no replica is usable.
-            if held == Role::Primary
-                && (self.exchange.answering() || !self.cluster.has_usable_replica())
-            {
-                return Acquired::Ready;
-            }
-            if self.exchange.answering() {
-                return Acquired::Wait;
-            }
-            // Session pooling: park this one, use (or open) the other role's.
-            let current = self.server.take();
-            if self.spare.as_ref().is_some_and(|s| s.role == want) {
-                self.server = self.spare.take();
-                self.spare = current;
+        let in_use = self.held.server.as_ref().map(|conn| InUse {
+            role: conn.role,
+            fixed: self.exchange.in_transaction() || self.batch.open,
+            answering: self.exchange.answering(),
+        });
+        let spare = self.held.spare.as_ref().map(|s| s.role);
+        let cluster = &self.cluster;
+        match plan(in_use, want, spare, || cluster.has_usable_replica()) {
+            Plan::Keep => return Acquired::Ready,
+            Plan::Wait => return Acquired::Wait,
+            Plan::Swap => {
+                std::mem::swap(&mut self.held.server, &mut self.held.spare);
                 self.point_cancel();
                 return Acquired::Ready;
             }
-            self.spare = current;
+            Plan::Fresh => {
+                if self.held.server.is_some() {
+                    self.held.spare = self.held.server.take();
+                }
+            }
         }
         self.client.set_state(ClientState::Waiting);
         if self.app.is_paused() {
             // PAUSE: new transactions wait here for RESUME.
-            self.parked = None;
+            self.held.parked = None;
             Box::pin(self.app.wait_resumed()).await;
         }
         self.follow_reload();
@@ -72,7 +66,7 @@ impl Session {
             if self.app.cancels.any_in_flight() {
                 Box::pin(self.app.cancels.landed(&conn.addr, conn.backend_pid)).await;
             }
-            self.server = Some(conn);
+            self.held.server = Some(conn);
             self.point_cancel();
             return Acquired::Ready;
         }
@@ -81,7 +75,7 @@ impl Session {
                 if self.app.cancels.any_in_flight() {
                     Box::pin(self.app.cancels.landed(&conn.addr, conn.backend_pid)).await;
                 }
-                self.server = Some(conn);
+                self.held.server = Some(conn);
                 self.point_cancel();
                 Acquired::Ready
             }
@@ -98,7 +92,7 @@ impl Session {
     /// on a replica) is kept only until its transaction ends: the pin's
     /// statements, and every later one, must not run where writes fail.
     fn holds_pinned_server(&self) -> bool {
-        self.server.as_ref().is_some_and(|conn| {
+        self.held.server.as_ref().is_some_and(|conn| {
             conn.role == Role::Primary || self.exchange.in_transaction() || self.batch.open
         })
     }
@@ -111,7 +105,7 @@ impl Session {
             return;
         }
         self.current = self.app.current();
-        self.parked = None;
+        self.held.parked = None;
         self.recall_tickets.clear();
         self.cluster = self
             .current
@@ -149,7 +143,7 @@ impl Session {
     }
 
     fn point_cancel(&self) {
-        match self.server.as_deref() {
+        match self.held.server.as_deref() {
             Some(c) => self.cancel.point(&c.addr, c.backend_pid, c.backend_secret),
             None => self.cancel.clear(),
         }

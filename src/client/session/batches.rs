@@ -6,14 +6,14 @@ use super::{primary, Flow, Session, PROBE, SYNC_FRAME};
 use crate::client::batch::{ControlPrefix, Planned, Use};
 use crate::client::io::ClientError;
 use crate::client::statements::Statement;
-use crate::protocol::{backend, extended, status, tag};
+use crate::protocol::{backend, body, extended, status, tag};
 use crate::router::decision::{Answer, Decision, Place};
 use crate::router::{Classification, Command, Control, Destination, Reason, Route};
 use bytes::Bytes;
 
 impl Session {
     pub(super) async fn end_batch(&mut self, tag: u8, frame: Bytes) -> Result<Flow, ClientError> {
-        if self.server.is_none() && self.batch.is_empty() {
+        if self.held.server.is_none() && self.batch.is_empty() {
             if tag == tag::SYNC {
                 // Nothing to run: answer as the server would, no round trip.
                 self.out.clear();
@@ -91,7 +91,7 @@ impl Session {
         let statements = &self.statements;
         let utf8 = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_string);
         let prefix = self.batch.control_prefix(|message| match message {
-            Planned::ParseUnnamed { frame, .. } => utf8(extended::parse(&frame[5..]).ok()?.query),
+            Planned::ParseUnnamed { frame, .. } => utf8(extended::parse(body(&frame)).ok()?.query),
             Planned::Parse { statement, .. } | Planned::Use { statement, .. } => {
                 utf8(statement.query())
             }
@@ -118,7 +118,7 @@ impl Session {
         tag: u8,
         frame: Bytes,
     ) -> Result<Flow, ClientError> {
-        if self.exchange.busy() || self.paused.is_some() {
+        if self.owes_answers() {
             self.deferred = Some((tag, frame));
             return Ok(Flow::Wait);
         }
@@ -133,9 +133,7 @@ impl Session {
         let status = self.answer_into(answer, &prefix.text);
         if refused {
             // As after any error in a batch: the rest is skipped to Sync.
-            for undo in self.batch.drop_unsent() {
-                self.statements.undo(undo);
-            }
+            self.drop_unsent();
             match tag {
                 tag::SYNC => backend::ready_for_query(status, &mut self.out),
                 _ => self.skip_until_sync = true,
@@ -156,9 +154,23 @@ impl Session {
         self.end_batch(tag, frame).await
     }
 
+    /// The batch's messages not sent yet are dropped, and what they did to
+    /// the client's statements undone.
+    pub(super) fn drop_unsent(&mut self) {
+        for undo in self.batch.drop_unsent() {
+            self.statements.undo(undo);
+        }
+    }
+
+    /// The server still owes the client answers (or a paused batch waits
+    /// for them): pgsplit's own answers must come after them.
+    pub(super) fn owes_answers(&self) -> bool {
+        self.exchange.busy() || self.paused.is_some()
+    }
+
     /// The transaction status the client was last told.
     pub(super) fn client_status(&self) -> u8 {
-        match (&self.lazy, self.server.is_some()) {
+        match (&self.lazy, self.held.server.is_some()) {
             (Some(lazy), _) if lazy.state.failed => status::FAILED,
             (Some(_), _) => status::IN_TRANSACTION,
             (None, true) => self.exchange.tx_status,
@@ -175,13 +187,11 @@ impl Session {
         tag: u8,
         frame: Bytes,
     ) -> Result<Flow, ClientError> {
-        if self.exchange.busy() || self.paused.is_some() {
+        if self.owes_answers() {
             self.deferred = Some((tag, frame));
             return Ok(Flow::Wait);
         }
-        for undo in self.batch.drop_unsent() {
-            self.statements.undo(undo);
-        }
+        self.drop_unsent();
         self.out.clear();
         let status = self.answer_into(answer, "");
         match tag {
@@ -193,12 +203,12 @@ impl Session {
     }
 
     pub(super) async fn add_parse(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let Ok(parse) = extended::parse(&frame[5..]) else {
+        let Ok(parse) = extended::parse(body(&frame)) else {
             // The server refuses it with an error, as it would direct.
             self.note(Some(&primary(Reason::ParseFailure)), false);
             return self.add_raw(frame);
         };
-        let (name_len, unnamed) = (parse.name.len(), parse.name.is_empty());
+        let unnamed = parse.name.is_empty();
         if self.statements.get_closing(parse.name).is_some() && self.exchange.answering() {
             // Whether the name is free depends on whether the server ran
             // the Close before it: wait for its answer.
@@ -222,7 +232,7 @@ impl Session {
         }
         self.note(Some(&route), false);
         let name = Bytes::copy_from_slice(parse.name);
-        let after_name = frame.slice(5 + name_len + 1..);
+        let after_name = frame.slice_ref(parse.after_name);
         let (statement, undo) = self.statements.parsed(&name, after_name, route, routed);
         let (len, undo) = (frame.len(), Box::new(undo));
         if unnamed {
@@ -244,12 +254,11 @@ impl Session {
     }
 
     pub(super) async fn add_bind(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let Ok(bind) = extended::bind(&frame[5..]) else {
+        let Ok(bind) = extended::bind(body(&frame)) else {
             return self.add_raw(frame);
         };
         self.batch.keeps_portal |= !bind.portal.is_empty();
-        let portal_end = 5 + bind.portal.len();
-        let rest_start = portal_end + 1 + bind.statement.len() + 1;
+        let (portal, rest) = (frame.slice_ref(bind.portal), frame.slice_ref(bind.rest));
         let name = Bytes::copy_from_slice(bind.statement);
         let len = frame.len();
         let statement = self.use_statement(&name, true).await;
@@ -258,10 +267,7 @@ impl Session {
         }
         match statement {
             Some(statement) if !name.is_empty() => {
-                let message = Use::Bind {
-                    portal: frame.slice(5..portal_end),
-                    rest: frame.slice(rest_start..),
-                };
+                let message = Use::Bind { portal, rest };
                 self.batch.push(Planned::Use { message, statement }, len);
             }
             _ => self.batch.push(Planned::Raw(frame), len),
@@ -272,7 +278,7 @@ impl Session {
     /// A malformed Describe (a subtype neither S nor P, no name) is
     /// forwarded: PostgreSQL answers it with an error and goes on.
     pub(super) async fn add_describe(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let Ok((b'S', name)) = extended::target(&frame[5..]) else {
+        let Ok((b'S', name)) = extended::target(body(&frame)) else {
             return self.add_raw(frame);
         };
         let name = Bytes::copy_from_slice(name);
@@ -287,7 +293,7 @@ impl Session {
     }
 
     pub(super) fn add_close(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let Ok((b'S', name)) = extended::target(&frame[5..]) else {
+        let Ok((b'S', name)) = extended::target(body(&frame)) else {
             return self.add_raw(frame);
         };
         let Some(statement) = self.statements.get(name).cloned() else {

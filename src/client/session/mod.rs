@@ -15,8 +15,11 @@
 
 mod acquire;
 mod batches;
+mod connections;
+mod lazy;
 mod observe;
 mod parking;
+mod pin_state;
 mod recovery;
 mod state;
 mod timing;
@@ -36,13 +39,13 @@ use crate::catalog::DatabaseFunctions;
 use crate::config::{Consistency, PoolMode};
 use crate::health::Need;
 use crate::metrics::ErrorSide;
-use crate::pool::{Checkout, ClusterPools, RecallTicket};
+use crate::pool::{ClusterPools, RecallTicket};
 use crate::protocol::error::sqlstate;
-use crate::protocol::{backend, extended, status, tag, PgError, ProtocolError};
+use crate::protocol::{backend, body, extended, status, tag, PgError, ProtocolError};
 use crate::role::Role;
 use crate::router::decision::{Decision, Place, Why};
 use crate::router::{
-    Classification, Command, Destination, Pin, Reason, Route, RouteMemo, SessionCommand,
+    Classification, Command, Destination, Reason, Route, RouteMemo, SessionCommand,
 };
 use crate::server::ServerError;
 pub(in crate::client) use acquire::pool_error;
@@ -62,14 +65,8 @@ pub struct Session {
     functions: Arc<DatabaseFunctions>,
     cancel: Arc<CancelSlot>,
     mode: PoolMode,
-    /// The server connection in use, if any.
-    server: Option<Checkout>,
-    /// Session pooling: the client's idle connection of the other role.
-    spare: Option<Checkout>,
-    /// Transaction pooling: the connection of the client's last
-    /// transaction, kept while no other client waits for one, so that its
-    /// next transaction skips a checkout. See `parking`.
-    parked: Option<Checkout>,
+    /// The connections the client holds (in use, spare, parked).
+    held: connections::Held,
     exchange: Exchange,
     /// The routes of this client's recent statement shapes.
     memo: RouteMemo,
@@ -82,7 +79,7 @@ pub struct Session {
     /// goes on once the server has described it.
     paused: Option<Paused>,
     /// The client's transaction while it has reached no server.
-    lazy: Option<transaction::Lazy>,
+    lazy: Option<lazy::Lazy>,
     /// The bound on a server that stops answering while a client message
     /// waits on it.
     stall: timing::Deadline,
@@ -92,10 +89,7 @@ pub struct Session {
     /// After a failed Flush, the rest of the batch is dropped until Sync.
     skip_until_sync: bool,
     /// Session state that ties the client to its server connection.
-    pinned: Option<Pin>,
-    /// A DISCARD ALL of a pinned client is running: `Some(true)` until an
-    /// error shows it failed.
-    unpin_on_success: Option<bool>,
+    pins: pin_state::PinState,
     /// The client's startup settings, in force on every connection it uses.
     settings: Settings,
     /// The client sent RESET or DISCARD: the connection that runs it no
@@ -203,9 +197,7 @@ impl Session {
             io,
             cluster,
             cancel,
-            server: None,
-            spare: None,
-            parked: None,
+            held: Default::default(),
             exchange: Exchange::default(),
             memo: RouteMemo::default(),
             statements: Statements::new(client.id),
@@ -216,8 +208,7 @@ impl Session {
             stall: timing::Deadline::default(),
             idle: timing::Deadline::default(),
             skip_until_sync: false,
-            pinned: None,
-            unpin_on_success: None,
+            pins: Default::default(),
             settings,
             settings_reset: false,
             tracking: None,
@@ -294,8 +285,7 @@ impl Session {
     async fn wait(&mut self) -> Event {
         let Session {
             io,
-            server,
-            parked,
+            held: connections::Held { server, parked, .. },
             app,
             client,
             stop,
@@ -373,7 +363,7 @@ impl Session {
         }
         // After an error in the batch the server discards everything until
         // a Sync, as PostgreSQL direct would: so does pgsplit.
-        if self.exchange.skipping && self.server.is_some() && tag != tag::TERMINATE {
+        if self.exchange.skipping && self.held.server.is_some() && tag != tag::TERMINATE {
             return match tag {
                 tag::SYNC => self.end_batch(tag, frame).await,
                 _ => Ok(Flow::Continue),
@@ -401,7 +391,7 @@ impl Session {
                 // Executes. The unnamed one with a row limit is a
                 // driver's fetch of one row (asyncpg's fetchrow): its rest
                 // is not asked for, and it runs as any read.
-                if let Ok((portal, rows)) = extended::execute(&frame[5..]) {
+                if let Ok((portal, rows)) = extended::execute(body(&frame)) {
                     self.batch.keeps_portal |= rows > 0 && !portal.is_empty();
                 }
                 let len = frame.len();
@@ -421,7 +411,7 @@ impl Session {
     /// before it is sent: where it goes (`Some`), prepared without making
     /// a future; `None` (nothing done yet) sends it to `query`.
     fn plan_query(&mut self, frame: &Bytes) -> Result<Option<Decision>, ClientError> {
-        let text = extended::query_text(&frame[5..])?;
+        let text = extended::query_text(body(&frame))?;
         let text = std::str::from_utf8(text).ok();
         let Some((route, _)) = self.known_route(text) else {
             return Ok(None);
@@ -474,7 +464,7 @@ impl Session {
     }
 
     async fn query(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
-        let text = extended::query_text(&frame[5..])?;
+        let text = extended::query_text(body(&frame))?;
         let text = std::str::from_utf8(text).ok();
         let (route, _) = match self.known_route(text) {
             Some(known) => known,
@@ -551,7 +541,7 @@ impl Session {
             return Ok(Flow::Wait);
         }
         self.statements.closed(name.as_bytes());
-        let status = if self.server.is_some() {
+        let status = if self.held.server.is_some() {
             self.exchange.tx_status
         } else {
             status::IDLE
@@ -584,7 +574,7 @@ impl Session {
             // On PostgreSQL the transaction's snapshot would now be taken.
             lazy.state.ran = true;
         }
-        if let Some(held) = self.server.as_ref() {
+        if let Some(held) = self.held.server.as_ref() {
             let (role, detour) = (held.role, held.detour);
             if role == Role::Primary && !reads(&decision) {
                 self.wrote = true;
@@ -600,7 +590,7 @@ impl Session {
                 self.statement_sent(why, role);
             }
         }
-        let Some(checkout) = self.server.as_mut() else {
+        let Some(checkout) = self.held.server.as_mut() else {
             return Err(ClientError::Refused(PgError::fatal(
                 sqlstate::INTERNAL_ERROR,
                 "no server connection",
@@ -612,14 +602,14 @@ impl Session {
             && !self.exchange.busy()
             && !self.exchange.in_transaction()
         {
-            let applied = match self.pinned {
+            let applied = match self.pins.get() {
                 // RESET on a pinned connection: the client's own SETs stay.
                 Some(_) => Box::pin(self.settings.reapply(checkout)).await,
                 None => Box::pin(self.settings.apply(checkout)).await,
             };
             if let Err(e) = applied {
                 tracing::warn!(pool = %checkout.pool().name, error = %e, "could not apply the client's settings");
-                self.server = None;
+                self.held.server = None;
                 return Box::pin(self.refuse(tag, e.to_client_error(false))).await;
             }
         }
@@ -641,7 +631,7 @@ impl Session {
         if decision.place == Place::OpenOnPrimary {
             self.open_on_primary();
         }
-        let Some(checkout) = self.server.as_mut() else {
+        let Some(checkout) = self.held.server.as_mut() else {
             return Ok(Flow::Continue);
         };
         let conn = &mut **checkout;
@@ -660,7 +650,7 @@ impl Session {
             return self.send_out().await;
         }
         let outgoing = self.seal(tag, frame, keep);
-        let Some(conn) = self.server.as_deref_mut() else {
+        let Some(conn) = self.held.server.as_deref_mut() else {
             return Ok(Flow::Continue);
         };
         let bytes: &[u8] = match &outgoing {
@@ -690,7 +680,7 @@ impl Session {
                 origin: Origin::Own,
             }),
             _ => {
-                if let (tag::QUERY, Some(conn)) = (tag, self.server.as_deref_mut()) {
+                if let (tag::QUERY, Some(conn)) = (tag, self.held.server.as_deref_mut()) {
                     conn.prepared.forget_unnamed();
                 }
                 self.exchange.sent(Expect::Ready)
@@ -738,7 +728,7 @@ impl Session {
 
     /// Sends what `out` holds to the server in use.
     async fn send_out(&mut self) -> Result<Flow, ClientError> {
-        let Some(conn) = self.server.as_deref_mut() else {
+        let Some(conn) = self.held.server.as_deref_mut() else {
             return Ok(Flow::Continue);
         };
         if send(conn, &self.out).await.is_err() {
@@ -751,7 +741,7 @@ impl Session {
     /// on, or (the statement changed, or could not be prepared) the server
     /// is made to discard the rest until Sync, as it would have direct.
     async fn resume(&mut self, checked: Checked) -> Result<(), ClientError> {
-        let (Some(paused), Some(checkout)) = (self.paused.take(), self.server.as_mut()) else {
+        let (Some(paused), Some(checkout)) = (self.paused.take(), self.held.server.as_mut()) else {
             return Ok(());
         };
         let conn = &mut **checkout;
@@ -795,7 +785,7 @@ impl Session {
         {
             return Ok(Flow::Continue);
         }
-        let route = if self.server.is_some() && !self.routing_needed() {
+        let route = if self.held.server.is_some() && !self.routing_needed() {
             primary(Reason::Write)
         } else if let Some(reason) = self.batch.needs_primary.clone() {
             primary(batch_reason(reason))
@@ -823,9 +813,7 @@ impl Session {
         self.app.metrics.error(ErrorSide::Pgsplit, &error.code);
         // Never run: the statements it would have prepared or closed are
         // as they were.
-        for undo in self.batch.drop_unsent() {
-            self.statements.undo(undo);
-        }
+        self.drop_unsent();
         self.out.clear();
         error.encode(&mut self.out);
         // A statement of a transaction that failed fails the transaction.
@@ -854,7 +842,7 @@ impl Session {
     async fn copy(&mut self, frame: Bytes) -> Result<Flow, ClientError> {
         // Outside COPY the server ignores these, and so does pgsplit when
         // it holds no server.
-        if let Some(conn) = self.server.as_deref_mut() {
+        if let Some(conn) = self.held.server.as_deref_mut() {
             if send(conn, &frame).await.is_err() {
                 Box::pin(self.server_lost()).await?;
             }
@@ -865,7 +853,7 @@ impl Session {
     /// Inside a transaction or a flushed batch the server is fixed, and
     /// while it waits for a Sync.
     fn routing_needed(&self) -> bool {
-        self.server.is_none()
+        self.held.server.is_none()
             || !(self.exchange.in_transaction() || self.batch.open || self.exchange.skipping)
     }
 
@@ -918,7 +906,7 @@ impl Session {
     }
 
     async fn relay(&mut self) -> Result<(), ClientError> {
-        let Some(conn) = self.server.as_deref_mut() else {
+        let Some(conn) = self.held.server.as_deref_mut() else {
             return Ok(());
         };
         if self.retry.armed {
@@ -957,9 +945,7 @@ impl Session {
         if self.exchange.skipping {
             // What the client sent after the failed message, the server
             // would discard.
-            for undo in self.batch.drop_unsent() {
-                self.statements.undo(undo);
-            }
+            self.drop_unsent();
         }
         self.observe_exchange();
         if self.exchange.fatal {
@@ -992,7 +978,7 @@ impl Session {
             self.client.set_state(ClientState::Idle);
             self.unpin_if_discarded();
         }
-        if idle && self.mode == PoolMode::Transaction && self.pinned.is_none() {
+        if idle && self.mode == PoolMode::Transaction && !self.pins.is_pinned() {
             self.release();
         }
         Ok(())
@@ -1013,12 +999,12 @@ impl Session {
     /// Transaction pooling: the connection goes back as soon as it is idle,
     /// or is parked with the client until another client needs it.
     fn release(&mut self) {
-        if let Some(mut conn) = self.server.take() {
+        if let Some(mut conn) = self.held.server.take() {
             if !conn.read_buf.is_empty() {
                 conn.broken = true;
             } else if self.may_park(&conn) {
                 conn.park();
-                self.parked = Some(conn);
+                self.held.parked = Some(conn);
             }
         }
         self.exchange.reset();

@@ -16,7 +16,7 @@ impl Session {
         self.client.set_state(ClientState::Active);
         tracing::debug!(
             client = self.client.id,
-            server = self.server.as_ref().map(|s| s.pool().name.as_str()),
+            server = self.held.server.as_ref().map(|s| s.pool().name.as_str()),
             ?role,
             reason = why.as_str(),
             "statement"
@@ -30,8 +30,8 @@ impl Session {
     /// Counts server errors relayed, and times statements and
     /// transactions as they end.
     pub(super) fn observe_exchange(&mut self) {
-        if !self.exchange.errors.is_empty() && self.unpin_on_success.is_some() {
-            self.unpin_on_success = Some(false);
+        if !self.exchange.errors.is_empty() {
+            self.pins.error_seen();
         }
         for class in self.exchange.errors.drain(..) {
             let class = std::str::from_utf8(&class).unwrap_or("??");

@@ -34,7 +34,7 @@ impl Session {
     /// The parked connection, if the request for `want` may run on it: a
     /// checkout would pick its server now. If not, it goes back to its pool.
     pub(super) fn take_parked(&mut self, want: Option<Destination>) -> Option<Checkout> {
-        let mut conn = self.parked.take()?;
+        let mut conn = self.held.parked.take()?;
         let role = want.unwrap_or(Role::Primary);
         if !conn.is_alive() {
             tracing::info!(pool = %conn.pool().name, "server closed a parked connection: replacing it");
@@ -54,7 +54,7 @@ impl Session {
 
     /// Another client waits for the parked connection.
     pub(super) fn give_back_parked(&mut self) {
-        if let Some(conn) = self.parked.take() {
+        if let Some(conn) = self.held.parked.take() {
             tracing::debug!(pool = %conn.pool().name, "parked connection goes back to its pool");
         }
     }

@@ -63,7 +63,7 @@ impl Session {
     ) -> Result<(), ClientError> {
         let mut retry = std::mem::take(&mut self.retry);
         let conflict = matches!(code.as_deref(), Some("40001" | "40P01"));
-        if let Some(mut conn) = self.server.take() {
+        if let Some(mut conn) = self.held.server.take() {
             conn.broken = true;
             let pool = conn.pool().clone();
             drop(conn);
@@ -103,7 +103,7 @@ impl Session {
     /// statement, the wait goes on; if not, the answers pgsplit waits for
     /// will never come, and the session ends with an error.
     pub(super) async fn stalled(&mut self) -> Result<(), ClientError> {
-        let Some(conn) = self.server.as_ref() else {
+        let Some(conn) = self.held.server.as_ref() else {
             return Ok(());
         };
         let (pool, pid) = (conn.pool().clone(), conn.backend_pid);
@@ -123,7 +123,7 @@ impl Session {
         self.app
             .metrics
             .error(ErrorSide::Pgsplit, sqlstate::PROTOCOL_VIOLATION);
-        if let Some(mut conn) = self.server.take() {
+        if let Some(mut conn) = self.held.server.take() {
             conn.broken = true;
         }
         self.exchange.reset();
@@ -142,7 +142,7 @@ impl Session {
     /// would answer the statement twice, or leave the client waiting for a
     /// close that never comes).
     pub(super) fn server_ended(&mut self) -> ClientError {
-        if let Some(mut conn) = self.server.take() {
+        if let Some(mut conn) = self.held.server.take() {
             conn.broken = true;
             tracing::info!(pool = %conn.pool().name, "the server ended the session with a FATAL error: closing the client as PostgreSQL would");
         }
@@ -159,7 +159,7 @@ impl Session {
         if self.retry.armed {
             return Box::pin(self.retry_elsewhere(None)).await;
         }
-        let Some(mut conn) = self.server.take() else {
+        let Some(mut conn) = self.held.server.take() else {
             return Ok(());
         };
         conn.broken = true;
@@ -180,12 +180,10 @@ impl Session {
             self.writes_committed();
         }
         self.exchange.tx_status = status::IDLE;
-        for undo in self.batch.drop_unsent() {
-            self.statements.undo(undo);
-        }
+        self.drop_unsent();
         self.batch.open = false;
-        tracing::warn!(%pool, in_transaction, pinned = self.pinned.map(Pin::describe), "lost the server connection");
-        if let Some(pin) = self.pinned {
+        tracing::warn!(%pool, in_transaction, pinned = self.pins.get().map(Pin::describe), "lost the server connection");
+        if let Some(pin) = self.pins.get() {
             let error = PgError::fatal(
                 sqlstate::CONNECTION_FAILURE,
                 format!(
@@ -220,18 +218,18 @@ impl Session {
     /// closes them.
     pub(super) async fn finish(&mut self) {
         self.cancel.clear();
-        if self.pinned.is_some() {
+        if self.pins.is_pinned() {
             self.app.pinned_clients.fetch_sub(1, Ordering::Relaxed);
         }
-        if let Some(conn) = self.server.take() {
-            let busy = self.exchange.busy() || self.paused.is_some();
+        if let Some(conn) = self.held.server.take() {
+            let busy = self.owes_answers();
             let in_tx = self.exchange.in_transaction();
             self.clean_up(conn, busy, in_tx).await;
         }
-        if let Some(conn) = self.spare.take() {
+        if let Some(conn) = self.held.spare.take() {
             self.clean_up(conn, false, false).await;
         }
-        self.parked = None;
+        self.held.parked = None;
     }
 
     pub(super) async fn clean_up(&self, mut conn: Checkout, busy: bool, in_transaction: bool) {
@@ -258,7 +256,7 @@ impl Session {
                 return;
             }
         }
-        if self.mode == PoolMode::Session || self.pinned.is_some() {
+        if self.mode == PoolMode::Session || self.pins.is_pinned() {
             // The next client must not inherit this one's session state.
             let reset =
                 tokio::time::timeout(ROLLBACK_TIMEOUT, conn.simple_query("DISCARD ALL")).await;

@@ -43,7 +43,7 @@ impl Session {
             self.pin(Pin::SessionSetting);
             return;
         }
-        let Some(conn) = self.server.as_deref_mut() else {
+        let Some(conn) = self.held.server.as_deref_mut() else {
             return;
         };
         let sql = format!(
@@ -70,10 +70,9 @@ impl Session {
     /// statement, and everything runs there: its session state (a LISTEN,
     /// a temporary table, a setting) lives in that server session.
     pub(super) fn pin(&mut self, pin: Pin) {
-        if self.pinned.is_some() {
+        if !self.pins.pin(pin) {
             return;
         }
-        self.pinned = Some(pin);
         self.app.metrics.pinned(pin.label());
         *self.client.pinned.lock() = Some(pin.describe().to_string());
         let pinned_clients = self.app.pinned_clients.fetch_add(1, Ordering::Relaxed) + 1;
@@ -98,21 +97,16 @@ impl Session {
             self.settings.reset(reset);
             self.settings_reset = true;
         }
-        // DISCARD ALL undoes every kind of pin (UNLISTEN *, advisory
-        // unlock, temporary objects, prepared statements, cursors, session
-        // settings); if it succeeds the client may move again.
-        if matches!(command, SessionCommand::DiscardAll) && self.pinned.is_some() {
-            self.unpin_on_success = Some(true);
+        // If it succeeds the client may move again.
+        if matches!(command, SessionCommand::DiscardAll) {
+            self.pins.discard_sent();
         }
     }
 
     /// The DISCARD ALL that was to unpin the client is done: unless it
     /// failed (inside a transaction block, say), the client is free.
     pub(super) fn unpin_if_discarded(&mut self) {
-        if self.unpin_on_success.take() != Some(true) {
-            return;
-        }
-        let Some(pin) = self.pinned.take() else {
+        let Some(pin) = self.pins.discard_done() else {
             return;
         };
         *self.client.pinned.lock() = None;

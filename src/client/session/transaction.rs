@@ -5,25 +5,16 @@
 //! transaction is opened there with the client's BEGIN (`open_on_primary`)
 //! and the server's state is the transaction's again.
 
+use super::lazy;
 use super::{Flow, Session};
 use crate::client::exchange::Expect;
 use crate::client::io::ClientError;
 use crate::protocol::error::sqlstate;
 use crate::protocol::frame::put_frame;
-use crate::protocol::{backend, status, tag, PgError};
-use crate::router::decision::{self, Answer, Decision, Facts, Place, Transaction};
+use crate::protocol::{backend, tag, PgError};
+use crate::router::decision::{Answer, Decision, Facts, Place, Transaction};
 use crate::router::Route;
-use bytes::{Bytes, BytesMut};
-
-/// A transaction begun by pgsplit alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Lazy {
-    /// The client's BEGIN, sent as it is when the transaction opens on the
-    /// primary: its options (isolation, access mode) are the client's.
-    pub begin: String,
-    /// What the decision knows of it (failed, ran a statement, read only).
-    pub state: decision::Lazy,
-}
+use bytes::Bytes;
 
 impl Session {
     /// What the session knows, for the routing decision.
@@ -36,8 +27,8 @@ impl Session {
         };
         Facts {
             transaction,
-            fixed: self.server.is_some() && (self.batch.open || self.exchange.skipping),
-            pinned: self.pinned.is_some(),
+            fixed: self.held.server.is_some() && (self.batch.open || self.exchange.skipping),
+            pinned: self.pins.is_pinned(),
             primary_only: self.primary_only(),
             transaction_reads: config.transaction_reads,
             read_only_transactions: config.read_only_transactions,
@@ -111,7 +102,7 @@ impl Session {
 
     /// Whether the server held is inside a transaction.
     pub(super) fn holds_transaction(&self) -> bool {
-        self.server.is_some() && self.exchange.in_transaction()
+        self.held.server.is_some() && self.exchange.in_transaction()
     }
 
     /// Where `route`'s statement runs. It is logged once it has run
@@ -131,7 +122,7 @@ impl Session {
         message: u8,
         frame: Bytes,
     ) -> Result<Flow, ClientError> {
-        if self.exchange.busy() || self.paused.is_some() {
+        if self.owes_answers() {
             self.deferred = Some((message, frame));
             return Ok(Flow::Wait);
         }
@@ -152,81 +143,13 @@ impl Session {
     /// Writes the answer's messages (before its ReadyForQuery) into `out`
     /// and moves the transaction on; returns the status it leaves.
     pub(super) fn answer_into(&mut self, answer: Answer, text: &str) -> u8 {
-        let out = &mut self.out;
-        match answer {
-            Answer::Begin { read_only } => {
-                self.lazy = Some(Lazy {
-                    begin: text.to_string(),
-                    state: decision::Lazy {
-                        read_only,
-                        ..Default::default()
-                    },
-                });
-                tracing::debug!(
-                    client = self.client.id,
-                    "transaction begun by pgsplit: no server yet"
-                );
-                backend::command_complete(begin_tag(text), out);
-                status::IN_TRANSACTION
-            }
-            Answer::AlreadyInTransaction => {
-                warning(sqlstate::ACTIVE_SQL_TRANSACTION, "there is already a transaction in progress", out);
-                backend::command_complete(begin_tag(text), out);
-                status::IN_TRANSACTION
-            }
-            Answer::Commit { chain } => {
-                backend::command_complete("COMMIT", out);
-                self.end_lazy(chain)
-            }
-            Answer::Rollback { chain } => {
-                backend::command_complete("ROLLBACK", out);
-                self.end_lazy(chain)
-            }
-            Answer::TooLate(what) => {
-                if let Some(lazy) = &mut self.lazy {
-                    lazy.state.failed = true;
-                }
-                PgError::error(sqlstate::ACTIVE_SQL_TRANSACTION, what.message()).encode(out);
-                status::FAILED
-            }
-            Answer::Aborted => {
-                PgError::error(
-                    sqlstate::IN_FAILED_TRANSACTION,
-                    "current transaction is aborted, commands ignored until end of transaction block",
-                )
-                .encode(out);
-                status::FAILED
-            }
-            Answer::NoSavepoint => {
-                if let Some(lazy) = &mut self.lazy {
-                    lazy.state.failed = true;
-                }
-                PgError::error(
-                    sqlstate::INVALID_SAVEPOINT,
-                    format!("savepoint \"{}\" does not exist", savepoint_name(text)),
-                )
-                .encode(out);
-                status::FAILED
-            }
+        if let Answer::Begin { .. } = answer {
+            tracing::debug!(
+                client = self.client.id,
+                "transaction begun by pgsplit: no server yet"
+            );
         }
-    }
-
-    /// The lazy transaction ends; AND CHAIN (`chain`) begins the next one
-    /// with its characteristics, as PostgreSQL does. The status it leaves.
-    fn end_lazy(&mut self, chain: bool) -> u8 {
-        match (chain, &mut self.lazy) {
-            (true, Some(lazy)) => {
-                lazy.state = decision::Lazy {
-                    read_only: lazy.state.read_only,
-                    ..Default::default()
-                };
-                status::IN_TRANSACTION
-            }
-            _ => {
-                self.lazy = None;
-                status::IDLE
-            }
-        }
+        lazy::answer(&mut self.lazy, answer, text, &mut self.out)
     }
 
     /// The first statement of the lazy transaction that needs the primary
@@ -271,71 +194,3 @@ impl Session {
     }
 }
 
-/// A NoticeResponse of severity WARNING.
-fn warning(code: &str, message: &str, out: &mut BytesMut) {
-    put_frame(out, tag::NOTICE_RESPONSE, |b| {
-        for (kind, value) in [
-            (b'S', "WARNING"),
-            (b'V', "WARNING"),
-            (b'C', code),
-            (b'M', message),
-        ] {
-            b.extend_from_slice(&[kind]);
-            b.extend_from_slice(value.as_bytes());
-            b.extend_from_slice(&[0]);
-        }
-        b.extend_from_slice(&[0]);
-    });
-}
-
-/// The savepoint a `ROLLBACK TO [SAVEPOINT] name` names, as PostgreSQL
-/// folds it.
-fn savepoint_name(text: &str) -> String {
-    let word = text
-        .trim()
-        .trim_end_matches(';')
-        .split_whitespace()
-        .last()
-        .unwrap_or_default();
-    match word.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
-        Some(quoted) => quoted.to_string(),
-        None => word.to_ascii_lowercase(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn savepoint_names_fold_as_postgresql_does() {
-        assert_eq!(savepoint_name("ROLLBACK TO SAVEPOINT Sp1;"), "sp1");
-        assert_eq!(savepoint_name("rollback to \"Sp1\""), "Sp1");
-    }
-
-    #[test]
-    fn warnings_are_notices_of_severity_warning() {
-        let mut out = BytesMut::new();
-        warning(
-            "25001",
-            "there is already a transaction in progress",
-            &mut out,
-        );
-        assert_eq!(out[0], b'N');
-        let body = &out[5..];
-        assert!(body.starts_with(b"SWARNING\0VWARNING\0C25001\0M"));
-        assert_eq!(
-            out.len() - 1,
-            u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize
-        );
-    }
-}
-
-/// The tag of a BEGIN: PostgreSQL answers START TRANSACTION with its own.
-fn begin_tag(text: &str) -> &'static str {
-    let first = text.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next();
-    match first {
-        Some(word) if word.eq_ignore_ascii_case("start") => "START TRANSACTION",
-        _ => "BEGIN",
-    }
-}
