@@ -3,8 +3,10 @@
 //! Every key is documented in `config.toml.example`.
 
 mod cli;
+mod limits;
 
 pub use cli::Cli;
+pub use limits::{ClientSocket, Keepalive};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -290,6 +292,21 @@ pub struct Config {
     pub autodb_idle_timeout: f64,
     pub log_format: LogFormat,
     pub worker_threads: usize,
+    // Limits and timeouts (PgBouncer's names; see `limits`).
+    pub max_client_conn: usize,
+    pub max_db_connections: u32,
+    pub max_user_connections: u32,
+    pub client_login_timeout: f64,
+    pub client_idle_timeout: f64,
+    pub query_timeout: f64,
+    pub tcp_keepalive: bool,
+    pub tcp_keepidle: u32,
+    pub tcp_keepintvl: u32,
+    pub tcp_keepcnt: u32,
+    pub tcp_user_timeout: u64,
+    /// Users who may run the admin console's SHOW commands (and nothing
+    /// else); see `admin::access`.
+    pub stats_users: Vec<String>,
 }
 
 /// How log lines look.
@@ -333,6 +350,18 @@ impl Default for Config {
             autodb_idle_timeout: 3600.0,
             log_format: LogFormat::Text,
             worker_threads: 0,
+            max_client_conn: limits::DEFAULT_MAX_CLIENT_CONN,
+            max_db_connections: 0,
+            max_user_connections: 0,
+            client_login_timeout: 60.0,
+            client_idle_timeout: 0.0,
+            query_timeout: 0.0,
+            tcp_keepalive: true,
+            tcp_keepidle: 0,
+            tcp_keepintvl: 0,
+            tcp_keepcnt: 0,
+            tcp_user_timeout: 0,
+            stats_users: Vec::new(),
         }
     }
 }
@@ -425,7 +454,7 @@ impl Config {
                 return Err(invalid(name, "must be 0 or a positive number of seconds"));
             }
         }
-        Ok(())
+        self.validate_limits()
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {

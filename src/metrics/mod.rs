@@ -12,7 +12,7 @@ mod labels;
 mod sample;
 mod shard;
 
-pub use labels::ErrorSide;
+pub use labels::{ErrorSide, Refusal, Timeout};
 pub use sample::{ClientCounts, PoolSample, Sample, ServerSample};
 pub use shard::SessionMetrics;
 
@@ -45,6 +45,8 @@ pub struct Metrics {
     /// Sessions ended by `idle_transaction_timeout`.
     pub idle_transaction_timeouts: IntCounter,
     pins: IntCounterVec,
+    refusals: IntCounterVec,
+    timeouts: IntCounterVec,
     reloads: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
@@ -78,6 +80,18 @@ impl Metrics {
                 "pgsplit_pins_total",
                 "Clients pinned to one server connection, by what pinned them",
                 &["reason"],
+            ),
+            refusals: counter_vec(
+                &registry,
+                "pgsplit_refusals_total",
+                "Clients and requests pgsplit refused because of a limit, by which (max_client_conn, fd_limit, max_db_connections, max_user_connections, message_too_large, admin_login, admin_command)",
+                &["reason"],
+            ),
+            timeouts: counter_vec(
+                &registry,
+                "pgsplit_timeouts_total",
+                "Waits pgsplit ended because a timeout ran out, by its config key",
+                &["timeout"],
             ),
             reloads: counter_vec(
                 &registry,
@@ -117,6 +131,12 @@ impl Metrics {
         for result in ["ok", "failed"] {
             metrics.reloads.with_label_values(&[result]);
         }
+        for refusal in Refusal::ALL {
+            metrics.refusals.with_label_values(&[refusal.as_str()]);
+        }
+        for timeout in Timeout::ALL {
+            metrics.timeouts.with_label_values(&[timeout.as_str()]);
+        }
         metrics
     }
 
@@ -154,6 +174,16 @@ impl Metrics {
 
     pub fn pinned(&self, reason: &str) {
         self.pins.with_label_values(&[reason]).inc();
+    }
+
+    /// A client or request refused because of a limit.
+    pub fn refused(&self, refusal: Refusal) {
+        self.refusals.with_label_values(&[refusal.as_str()]).inc();
+    }
+
+    /// A wait ended by a timeout.
+    pub fn timed_out(&self, timeout: Timeout) {
+        self.timeouts.with_label_values(&[timeout.as_str()]).inc();
     }
 
     pub fn reloaded(&self, ok: bool) {
@@ -312,6 +342,25 @@ mod tests {
         assert!(text.contains("pgsplit_errors_total{class=\"23\",side=\"server\"} 1"));
         assert!(text.contains("pgsplit_build_info{version="));
         assert!(text.contains("pgsplit_pinned_clients 0"));
+    }
+
+    #[test]
+    fn refusals_and_timeouts_exist_at_zero_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render(&Sample::default());
+        for refusal in Refusal::ALL {
+            let series = format!("pgsplit_refusals_total{{reason=\"{}\"}} 0", refusal.as_str());
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+        for timeout in Timeout::ALL {
+            let series = format!("pgsplit_timeouts_total{{timeout=\"{}\"}} 0", timeout.as_str());
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+        m.refused(Refusal::MaxClientConn);
+        m.timed_out(Timeout::Query);
+        let text = m.render(&Sample::default());
+        assert!(text.contains("pgsplit_refusals_total{reason=\"max_client_conn\"} 1"));
+        assert!(text.contains("pgsplit_timeouts_total{timeout=\"query_timeout\"} 1"));
     }
 
     #[test]

@@ -92,6 +92,9 @@ impl Session {
             "client idle in a transaction for longer than idle_transaction_timeout: ending its session and rolling the transaction back"
         );
         self.app.metrics.idle_transaction_timeouts.inc();
+        self.app
+            .metrics
+            .timed_out(crate::metrics::Timeout::IdleTransaction);
         let error = PgError::fatal(
             sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
             "terminating connection due to idle-in-transaction timeout",
