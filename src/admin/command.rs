@@ -24,6 +24,17 @@ pub enum Command {
     Empty,
 }
 
+impl Command {
+    /// Whether it only shows something (what `stats_users` may run). An
+    /// empty query changes nothing either.
+    pub fn is_show(&self) -> bool {
+        !matches!(
+            self,
+            Command::Reload | Command::Pause | Command::Resume | Command::Shutdown
+        )
+    }
+}
+
 pub const HELP: &str = "SHOW POOLS | SERVERS | CLIENTS | STATS | CONFIG | VERSION | HELP, \
 SHOW ROUTE [IN database] <statement>, RELOAD, PAUSE, RESUME, SHUTDOWN";
 

@@ -5,8 +5,10 @@
 //! Handed what it shows through [`Console`]; it knows nothing of sessions
 //! or pools.
 
+pub mod access;
 mod command;
 
+pub use access::Access;
 use command::{parse, Command, HELP};
 
 use crate::metrics::Sample;
@@ -76,13 +78,23 @@ pub enum Reply {
     Empty,
     /// An error (SQLSTATE, message).
     Error(&'static str, String),
+    /// The user may not run this command (a stats user's RELOAD, say):
+    /// ERROR 42501 with PgBouncer's words.
+    Denied,
 }
 
-pub async fn answer(console: &impl Console, text: &str) -> Reply {
+/// The message of a refused command, as PgBouncer words it.
+pub const DENIED: &str = "admin access needed";
+
+pub async fn answer(console: &impl Console, access: Access, text: &str) -> Reply {
     let command = match parse(text) {
         Ok(c) => c,
         Err(message) => return Reply::Error(sqlstate::SYNTAX_ERROR, message),
     };
+    if !access.permits(&command) {
+        tracing::warn!(command = ?command, "admin command refused: stats_users may run SHOW commands only");
+        return Reply::Denied;
+    }
     tracing::info!(command = ?command, "admin command");
     match command {
         Command::ShowPools => pools(&console.sample()),

@@ -11,6 +11,7 @@
 //! (`credentials`) are part of this state. The sessions (`client`) and the
 //! listener use it; it knows nothing of them.
 
+pub mod admission;
 pub mod clients;
 mod console;
 pub mod credentials;
@@ -38,6 +39,8 @@ pub struct App {
     pub cancels: Cancels,
     pub metrics: Arc<Metrics>,
     pub clients: Clients,
+    /// Client connections open now, logged in or not (`max_client_conn`).
+    pub admission: admission::Admission,
     /// Clients pinned to one server connection by session state.
     pub pinned_clients: AtomicUsize,
     /// PAUSE: no new server connections are handed out until RESUME.
@@ -93,6 +96,7 @@ impl App {
             cancels: Cancels::default(),
             metrics,
             clients: Clients::default(),
+            admission: Default::default(),
             pinned_clients: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             resumed: Notify::new(),

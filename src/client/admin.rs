@@ -1,13 +1,16 @@
-//! A client of the admin console (the virtual database `pgsplit`): log in,
-//! then answer simple queries with [`crate::admin::answer`].
+//! A client of the admin console (the virtual database `pgsplit`): log in
+//! (who may, and for what: `admin::access`), then answer simple queries
+//! with [`crate::admin::answer`].
 
 use super::io::{ClientError, ClientIo};
 use super::startup::StartupParams;
-use crate::admin::{self, Reply};
+use crate::admin::{self, access, Access, Reply};
 use crate::app::App;
+use crate::metrics::Refusal;
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, extended, status, tag, PgError};
 use bytes::BytesMut;
+use std::net::SocketAddr;
 
 /// What the console reports as its server parameters: enough for psql and
 /// drivers to be at ease.
@@ -21,23 +24,41 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("application_name", "pgsplit"),
 ];
 
-pub async fn serve(
+/// Authenticates the user as the configured method asks, then decides
+/// whether it may use the console (`admin::access`) and greets it. Users
+/// refused get FATAL 28000 "not allowed", as PgBouncer words it, after
+/// their password was checked: an unknown user, a wrong password and a
+/// user who is no admin are told apart only by a client that knows the
+/// password.
+pub async fn log_in(
     app: &App,
     io: &mut ClientIo,
     params: &StartupParams,
-) -> Result<(), ClientError> {
+    peer: &SocketAddr,
+) -> Result<Access, ClientError> {
     let current = app.current();
-    super::auth::authenticate(io, current.config.auth, &current.credentials, &params.user).await?;
-    if !current.config.is_admin(&params.user) {
-        return Err(ClientError::Refused(PgError::fatal(
-            sqlstate::INSUFFICIENT_PRIVILEGE,
-            format!(
-                "permission denied for the pgsplit admin console: user \"{}\" is not in admin_users",
-                params.user
-            ),
-        )));
-    }
-    tracing::info!(user = %params.user, "admin console session");
+    let config = &current.config;
+    super::auth::authenticate(io, config.auth, &current.credentials, &params.user).await?;
+    let facts = access::Facts {
+        user: &params.user,
+        auth: config.auth,
+        admin_users: &config.admin_users,
+        stats_users: &config.stats_users,
+        local_peer: access::is_local(peer),
+    };
+    let access = match access::decide(&facts) {
+        Ok(access) => access,
+        Err(denied) => {
+            tracing::warn!(%peer, user = %params.user, reason = denied.as_str(), "admin console login refused");
+            app.metrics.refused(Refusal::AdminLogin);
+            return Err(ClientError::Refused(PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "not allowed",
+            )));
+        }
+    };
+    io.set_max_message(config.max_message_size);
+    tracing::info!(%peer, user = %params.user, ?access, "admin console session");
     let mut out = BytesMut::new();
     backend::authentication_ok(&mut out);
     for (name, value) in PARAMETERS {
@@ -46,6 +67,12 @@ pub async fn serve(
     backend::backend_key_data(0, 0, &mut out);
     backend::ready_for_query(status::IDLE, &mut out);
     io.write(&out).await?;
+    Ok(access)
+}
+
+/// Answers the console user's commands until it leaves.
+pub async fn serve(app: &App, io: &mut ClientIo, access: Access) -> Result<(), ClientError> {
+    let mut out = BytesMut::new();
     let mut failed_batch = false;
     while let Some((tag, frame)) = io.read_frame().await? {
         out.clear();
@@ -53,7 +80,11 @@ pub async fn serve(
             tag::QUERY => {
                 let text = extended::query_text(crate::protocol::body(&frame))?;
                 let text = String::from_utf8_lossy(text);
-                encode(admin::answer(app, &text).await, &mut out);
+                let reply = admin::answer(app, access, &text).await;
+                if reply == Reply::Denied {
+                    app.metrics.refused(Refusal::AdminCommand);
+                }
+                encode(reply, &mut out);
                 backend::ready_for_query(status::IDLE, &mut out);
             }
             tag::TERMINATE => return Ok(()),
@@ -94,5 +125,6 @@ fn encode(reply: Reply, out: &mut BytesMut) {
         }
         Reply::Empty => backend::empty(b'I', out),
         Reply::Error(code, message) => PgError::error(code, message).encode(out),
+        Reply::Denied => PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, admin::DENIED).encode(out),
     }
 }

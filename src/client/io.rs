@@ -1,5 +1,8 @@
 //! The client's socket and its read buffer: hands out whole frames, checked
-//! against the size limit before anything is allocated for them.
+//! against the size limit before anything is allocated for them. A frame's
+//! declared length is never reserved up front: the buffer grows as its
+//! bytes arrive (doubling, so a large message costs few copies), and a peer
+//! that announces 256 MiB and sends five bytes holds five bytes.
 
 use crate::metrics::SessionMetrics;
 use crate::protocol::{FrameHeader, PgError, ProtocolError};
@@ -30,13 +33,18 @@ impl ClientIo {
         }
     }
 
+    /// The largest message the client may send from now on (before
+    /// authentication it is small; see `client::LOGIN_MAX_MESSAGE`).
+    pub fn set_max_message(&mut self, max_message: usize) {
+        self.max_message = max_message;
+    }
+
     /// The next whole frame already buffered, without reading.
     pub fn take_frame(&mut self) -> Result<Option<(u8, Bytes)>, ProtocolError> {
         let Some(h) = FrameHeader::peek(&self.buf, self.max_message)? else {
             return Ok(None);
         };
         if self.buf.len() < h.frame_len() {
-            self.buf.reserve(h.frame_len() - self.buf.len());
             return Ok(None);
         }
         Ok(Some((h.tag, self.buf.split_to(h.frame_len()).freeze())))
@@ -49,6 +57,7 @@ impl ClientIo {
             if let Some(frame) = self.take_frame()? {
                 return Ok(Some(frame));
             }
+            make_room(&mut self.buf);
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
@@ -96,6 +105,21 @@ impl ClientIo {
     }
 }
 
+/// The least spare room a read of the client offers.
+const MIN_READ_ROOM: usize = 4096;
+
+/// Makes room for the next read: at least `MIN_READ_ROOM`, and as much
+/// again as is buffered, so that a message arriving in many reads grows
+/// the buffer by doubling. (`BytesMut::reserve` on a buffer whose earlier
+/// frames are still referenced allocates only what is asked: asking for a
+/// fixed amount each time would copy a large message over and over.)
+#[inline]
+pub fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < MIN_READ_ROOM {
+        buf.reserve(MIN_READ_ROOM.max(buf.len()));
+    }
+}
+
 /// Errors on the client side of a session.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -112,4 +136,57 @@ pub enum ClientError {
     /// Already reported to the client with an ErrorResponse.
     #[error("{}", .0.message)]
     Refused(PgError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn pair(max_message: usize) -> (ClientIo, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let metrics = crate::metrics::Metrics::new().session();
+        (ClientIo::new(stream, BytesMut::new(), max_message, metrics), peer)
+    }
+
+    /// A header that claims 200 MB and ten bytes of body hold about ten
+    /// bytes, not 200 MB; the whole message, once sent, is read whole.
+    #[tokio::test]
+    async fn a_declared_length_is_not_reserved_before_its_bytes_arrive() {
+        let (mut io, mut peer) = pair(256 << 20).await;
+        let len: u32 = 200_000_000;
+        peer.write_all(&[b'Q']).await.unwrap();
+        peer.write_all(&len.to_be_bytes()).await.unwrap();
+        peer.write_all(&[b'x'; 10]).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(200), io.read_frame()).await;
+        assert!(waited.is_err(), "a frame came out of 15 bytes");
+        assert!(io.buf.capacity() < 64 * 1024, "{} bytes reserved", io.buf.capacity());
+
+        let (mut io, mut peer) = pair(256 << 20).await;
+        let body = vec![b'y'; 3 << 20];
+        let mut frame = vec![b'd'];
+        frame.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        frame.extend_from_slice(&body);
+        let writer = tokio::spawn(async move { peer.write_all(&frame).await.map(|_| peer) });
+        let (tag, got) = io.read_frame().await.unwrap().unwrap();
+        assert_eq!((tag, got.len()), (b'd', body.len() + 5));
+        drop(writer.await.unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_refused_from_its_header() {
+        let (mut io, mut peer) = pair(65_539).await;
+        peer.write_all(&[b'p', 0, 0x10, 0, 0]).await.unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(5), io.read_frame())
+            .await
+            .expect("waited for the body of a message over the limit");
+        assert!(matches!(
+            refused,
+            Err(ClientError::Protocol(ProtocolError::TooLarge { len: 0x100000, .. }))
+        ));
+    }
 }

@@ -15,11 +15,12 @@ mod statements;
 
 use io::ClientError;
 
-use crate::app::{App, Current};
+use crate::app::{admission, App, Current};
+use crate::metrics::{Refusal, Timeout};
 use crate::health::Need;
 use crate::pool::{ClusterPools, PoolError};
 use crate::protocol::error::sqlstate;
-use crate::protocol::{backend, status, PgError};
+use crate::protocol::{backend, status, PgError, ProtocolError};
 use bytes::BytesMut;
 use io::ClientIo;
 use session::Session;
@@ -30,28 +31,114 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
 
+/// The largest message a client may send before it is authenticated: its
+/// password or SASL message, capped as PostgreSQL caps them
+/// (PG_MAX_AUTH_TOKEN_LENGTH, 65,535 bytes of body; the length field
+/// counts itself). `max_message_size` applies once it is logged in.
+pub const LOGIN_MAX_MESSAGE: usize = 65_535 + 4;
+
+/// What the startup packet is read into: enough for any usual one
+/// (PostgreSQL caps them at 10,000 bytes); grown if one is larger.
+const STARTUP_BUFFER: usize = 1024;
+
 /// Serves one accepted connection to its end. Never panics on what the
 /// client sends; errors end this client only.
 pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+    let open = app.admission.enter();
     let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let opening = startup::read_opening(&mut stream, &mut buf).await;
-    let mut io = ClientIo::new(
-        stream,
-        buf,
-        app.config().max_message_size,
-        app.metrics.session(),
-    );
+    let login = Login::start(&app);
+    let mut buf = BytesMut::with_capacity(STARTUP_BUFFER);
+    let opening = login
+        .in_time(&app, &peer, startup::read_opening(&mut stream, &mut buf))
+        .await;
+    let mut io = ClientIo::new(stream, buf, LOGIN_MAX_MESSAGE, app.metrics.session());
     match opening {
         Ok(Opening::Cancel { pid, secret }) => app.cancels.cancel(pid, secret).await,
-        Ok(Opening::Session(params)) => serve(app, io, params, peer).await,
-        Err(e) => report(&mut io, &e, &peer).await,
+        Ok(Opening::Session(params)) => {
+            let to_console = params.database == crate::admin::DATABASE;
+            let max = app.config().max_client_conn;
+            if !admission::admits(open.count(), max, to_console) {
+                tracing::warn!(%peer, open = open.count(), max_client_conn = max,
+                    "client refused: max_client_conn reached");
+                app.metrics.refused(Refusal::MaxClientConn);
+                let e = ClientError::Refused(PgError::fatal(
+                    sqlstate::TOO_MANY_CONNECTIONS,
+                    "no more connections allowed (max_client_conn)",
+                ));
+                count_refusal(&app, &e);
+                report(&mut io, &e, &peer).await;
+                return;
+            }
+            serve(app, io, params, peer, login).await
+        }
+        Err(e) => {
+            count_refusal(&app, &e);
+            report(&mut io, &e, &peer).await
+        }
     }
 }
 
-async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: SocketAddr) {
+/// The client's time to log in: `client_login_timeout` from its
+/// connection to the end of its login, startup packet, authentication and
+/// greeting all counted, so neither a silent client, nor one that sends
+/// half a packet, nor one that never answers the password challenge holds
+/// its connection (and its memory) for longer.
+struct Login {
+    deadline: Option<tokio::time::Instant>,
+    timeout: Option<std::time::Duration>,
+}
+
+impl Login {
+    fn start(app: &App) -> Login {
+        let timeout = app.config().client_login_timeout();
+        Login {
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            timeout,
+        }
+    }
+
+    /// Runs a step of the login, or refuses the client once its time is up
+    /// (FATAL 08P01 `client_login_timeout`, PgBouncer's words).
+    async fn in_time<T>(
+        &self,
+        app: &App,
+        peer: &SocketAddr,
+        step: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let Some(deadline) = self.deadline else {
+            return step.await;
+        };
+        match tokio::time::timeout_at(deadline, step).await {
+            Ok(result) => result,
+            Err(_) => {
+                let seconds = self.timeout.map_or(0.0, |t| t.as_secs_f64());
+                tracing::warn!(%peer, seconds, "client did not log in within client_login_timeout: closing its connection");
+                app.metrics.timed_out(Timeout::ClientLogin);
+                Err(ClientError::Refused(PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "client_login_timeout",
+                )))
+            }
+        }
+    }
+}
+
+async fn serve(
+    app: Arc<App>,
+    mut io: ClientIo,
+    params: StartupParams,
+    peer: SocketAddr,
+    login: Login,
+) {
     if params.database == crate::admin::DATABASE {
-        if let Err(e) = admin::serve(&app, &mut io, &params).await {
+        let logged_in = login
+            .in_time(&app, &peer, admin::log_in(&app, &mut io, &params, &peer))
+            .await;
+        let served = match logged_in {
+            Ok(access) => admin::serve(&app, &mut io, access).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = served {
             count_refusal(&app, &e);
             report(&mut io, &e, &peer).await;
         }
@@ -61,7 +148,10 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
     tracing::info!(%peer, user = %params.user, database = %params.database, "client connected");
     app.metrics.client_connections_total.inc();
     let registration = app.cancels.register();
-    let result = match log_in(&app, &mut io, &params, registration.key).await {
+    let logged_in = login
+        .in_time(&app, &peer, log_in(&app, &mut io, &params, registration.key))
+        .await;
+    let result = match logged_in {
         Ok((current, cluster, settings)) => {
             let client = app.clients.register(
                 peer,
@@ -99,6 +189,12 @@ async fn serve(app: Arc<App>, mut io: ClientIo, params: StartupParams, peer: Soc
 fn count_refusal(app: &App, e: &ClientError) {
     use crate::metrics::ErrorSide;
     match e {
+        ClientError::Protocol(
+            p @ (ProtocolError::TooLarge { .. } | ProtocolError::StartupLength { .. }),
+        ) => {
+            app.metrics.refused(Refusal::MessageTooLarge);
+            app.metrics.error(ErrorSide::Client, &PgError::from(p).code)
+        }
         ClientError::Protocol(p) => app.metrics.error(ErrorSide::Client, &PgError::from(p).code),
         ClientError::Refused(error) => {
             let side = match error.code.get(..2) {
@@ -135,6 +231,7 @@ async fn log_in(
     let current = app.current();
     let config = &current.config;
     auth::authenticate(io, config.auth, &current.credentials, &params.user).await?;
+    io.set_max_message(config.max_message_size);
     if !config.databases.is_empty() && !config.databases.contains(&params.database) {
         return Err(ClientError::Refused(PgError::fatal(
             sqlstate::INVALID_CATALOG_NAME,

@@ -482,11 +482,6 @@ impl Config {
         (self.autodb_idle_timeout > 0.0).then(|| Duration::from_secs_f64(self.autodb_idle_timeout))
     }
 
-    /// Whether `user` may use the admin console (any user in trust mode).
-    pub fn is_admin(&self, user: &str) -> bool {
-        self.auth == AuthMethod::Trust || self.admin_users.iter().any(|u| u == user)
-    }
-
     pub fn max_wait_for_replica(&self) -> Duration {
         Duration::from_secs_f64(self.max_wait_for_replica)
     }

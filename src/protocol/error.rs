@@ -18,6 +18,10 @@ pub enum ProtocolError {
     UnsupportedVersion { major: u16, minor: u16 },
     #[error("invalid startup packet layout: {0}")]
     BadStartup(&'static str),
+    /// A startup packet's length under 8 or over PostgreSQL's 10,000
+    /// bytes (worded as PostgreSQL words it).
+    #[error("invalid length of startup packet ({len} bytes; at most {max})")]
+    StartupLength { len: usize, max: usize },
 }
 
 /// An error as the client sees it: severity, SQLSTATE and message.
@@ -122,6 +126,10 @@ pub mod sqlstate {
     pub const IN_FAILED_TRANSACTION: &str = "25P02";
     pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
     pub const INVALID_SAVEPOINT: &str = "3B001";
+    /// A statement cancelled (PostgreSQL's statement_timeout uses it).
+    pub const QUERY_CANCELED: &str = "57014";
+    /// PostgreSQL 14's idle_session_timeout.
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 }
 
 /// The fields of an ErrorResponse or NoticeResponse body, as (type, value),

@@ -10,6 +10,8 @@ const SSL_REQUEST: u32 = 80877103;
 const GSSENC_REQUEST: u32 = 80877104;
 const CANCEL_REQUEST: u32 = 80877102;
 /// Startup packets are small; anything larger is an attack or a mistake.
+/// PostgreSQL's limit (MAX_STARTUP_PACKET_LENGTH): a client PostgreSQL
+/// accepts is not refused here.
 pub const MAX_STARTUP_PACKET: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +40,10 @@ pub fn packet_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
     }
     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     if !(8..=MAX_STARTUP_PACKET).contains(&len) {
-        return Err(ProtocolError::BadStartup("bad packet length"));
+        return Err(ProtocolError::StartupLength {
+            len,
+            max: MAX_STARTUP_PACKET,
+        });
     }
     Ok(Some(len))
 }

@@ -36,6 +36,13 @@ impl Proxy {
     /// binds 127.0.0.1:0) and returns once it accepts connections.
     /// Panics if `config` does not validate.
     pub fn start(config: Config) -> Proxy {
+        Self::start_on(config, "127.0.0.1:0")
+    }
+
+    /// [`Proxy::start`], listening on `bind` (`0.0.0.0:0`: every interface,
+    /// for tests that connect from an address other than loopback).
+    pub fn start_on(config: Config, bind: &str) -> Proxy {
+        let bind = bind.to_string();
         init_logging();
         config.validate().expect("test config must validate");
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -50,9 +57,9 @@ impl Proxy {
                     .build()
                     .expect("proxy runtime");
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    let listener = tokio::net::TcpListener::bind(&bind)
                         .await
-                        .expect("bind 127.0.0.1:0");
+                        .unwrap_or_else(|e| panic!("bind {bind}: {e}"));
                     addr_tx.send(listener.local_addr().unwrap()).unwrap();
                     pgsplit::run(config, listener, async {
                         let _ = shutdown_rx.await;

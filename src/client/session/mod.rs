@@ -1027,14 +1027,9 @@ fn poll_read(
     use std::future::Future;
     use tokio::io::AsyncReadExt;
     // Room for a whole typical reply, so one read drains the socket.
-    if buf.capacity() - buf.len() < MIN_READ_ROOM {
-        buf.reserve(MIN_READ_ROOM);
-    }
+    super::io::make_room(buf);
     std::pin::pin!(stream.read_buf(buf)).poll(cx)
 }
-
-/// The least spare room a forwarding read offers.
-const MIN_READ_ROOM: usize = 4096;
 
 async fn send(conn: &mut crate::server::ServerConnection, bytes: &[u8]) -> Result<(), ServerError> {
     crate::socket::write_all(&mut conn.stream, bytes)

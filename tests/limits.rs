@@ -1,0 +1,249 @@
+//! Limits and timeouts, as an attacker and a careful operator would probe
+//! them: clients that never finish logging in (silent, half a startup
+//! packet, stalled at the password challenge) are closed at
+//! `client_login_timeout`; `max_client_conn` refuses with PgBouncer's
+//! words; messages before authentication are capped; each decision shows
+//! in `pgsplit_refusals_total` / `pgsplit_timeouts_total`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pgsplit::config::{AuthMethod, Config, User};
+use support::cluster::{free_port, Cluster, PASSWORD};
+use support::http;
+use support::proxy::{code_of, connect, message_of, proxy_config, try_connect, Proxy};
+use support::wire::{frame, Message, Reader};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A proxy whose servers are never reached: enough for what happens
+/// before a client's login needs one.
+fn serverless(config: Config) -> Config {
+    Config {
+        primary: Some("127.0.0.1:1".into()),
+        ..config
+    }
+}
+
+/// Starts `config` with the metrics endpoint on; returns it and its port.
+fn with_metrics(mut config: Config) -> (Proxy, u16) {
+    let port = free_port();
+    config.metrics_listen = Some(format!("127.0.0.1:{port}"));
+    (Proxy::start(config), port)
+}
+
+fn metric(port: u16, series: &str) -> f64 {
+    http::value(&http::get(port, "/metrics").1, series)
+}
+
+/// Reads what the proxy sends until it closes the connection, for at most
+/// `within`: the messages, or `None` if it was still open then.
+async fn until_closed(stream: TcpStream, within: Duration) -> Option<Vec<Message>> {
+    let mut reader = Reader::new(stream);
+    let mut seen = Vec::new();
+    let read = async {
+        loop {
+            match reader.next().await {
+                Ok(Some(m)) => seen.push(m),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok().map(|_| seen)
+}
+
+fn error_of(messages: &[Message]) -> Option<(String, String)> {
+    let e = messages.iter().find(|m| m.tag == b'E')?;
+    let fields = e.fields();
+    Some((fields.get(&'C')?.clone(), fields.get(&'M')?.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_half_sent_startups_are_closed_at_client_login_timeout() {
+    let (p, metrics) = with_metrics(serverless(Config {
+        client_login_timeout: 1.0,
+        ..Config::default()
+    }));
+    let silent = TcpStream::connect(p.addr()).await.unwrap();
+    let mut half = TcpStream::connect(p.addr()).await.unwrap();
+    let startup = frame::startup(&[("user", "postgres"), ("database", "postgres")]);
+    half.write_all(&startup[..startup.len() / 2]).await.unwrap();
+    // An SSLRequest answered, then nothing.
+    let mut after_ssl = TcpStream::connect(p.addr()).await.unwrap();
+    after_ssl
+        .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut after_ssl, &mut answer)
+        .await
+        .unwrap();
+    assert_eq!(&answer, b"N");
+    let started = Instant::now();
+    let closed = futures::future::join_all(
+        [silent, half, after_ssl].map(|s| until_closed(s, Duration::from_secs(10))),
+    )
+    .await;
+    let took = started.elapsed();
+    for (what, seen) in ["silent", "half a startup packet", "after SSLRequest"]
+        .iter()
+        .zip(&closed)
+    {
+        let seen = seen
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: still open after 10 s"));
+        assert_eq!(
+            error_of(seen),
+            Some(("08P01".into(), "client_login_timeout".into())),
+            "{what}: {seen:?}"
+        );
+    }
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}, client_login_timeout is 1 s"
+    );
+    let series = "pgsplit_timeouts_total{timeout=\"client_login_timeout\"}";
+    assert_eq!(metric(metrics, series), 3.0);
+}
+
+/// The timeout covers authentication: a client that never answers the
+/// md5 (or SCRAM) challenge is closed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalled_at_the_password_challenge_is_closed() {
+    for auth in [AuthMethod::Md5, AuthMethod::ScramSha256] {
+        let p = Proxy::start(serverless(Config {
+            auth,
+            users: vec![User {
+                name: "app".into(),
+                password: PASSWORD.into(),
+            }],
+            client_login_timeout: 1.0,
+            ..Config::default()
+        }));
+        let mut stream = TcpStream::connect(p.addr()).await.unwrap();
+        let startup = frame::startup(&[("user", "app"), ("database", "postgres")]);
+        stream.write_all(&startup).await.unwrap();
+        let seen = until_closed(stream, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{auth:?}: still open after 10 s"));
+        assert_eq!(seen.first().map(|m| m.tag), Some(b'R'), "{auth:?}: {seen:?}");
+        assert_eq!(
+            error_of(&seen),
+            Some(("08P01".into(), "client_login_timeout".into())),
+            "{auth:?}: {seen:?}"
+        );
+    }
+}
+
+/// A client that logs in in time is not cut off when its login time is
+/// up: the limit is on logging in, not on the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_in_client_outlives_client_login_timeout() {
+    let c = Cluster::start();
+    let p = Proxy::start(Config {
+        client_login_timeout: 1.0,
+        ..proxy_config(&c)
+    });
+    let client = connect(p.port()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.simple_query("select 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_client_conn_refuses_with_pgbouncers_words() {
+    let c = Cluster::start();
+    let (p, metrics) = with_metrics(Config {
+        max_client_conn: 2,
+        ..proxy_config(&c)
+    });
+    let first = connect(p.port()).await;
+    let second = connect(p.port()).await;
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=10",
+        p.port()
+    );
+    let refused = match try_connect(&conninfo).await {
+        Ok(_) => panic!("a third client got in with max_client_conn = 2"),
+        Err(e) => e,
+    };
+    assert_eq!(code_of(&refused).as_deref(), Some("53300"), "{refused}");
+    assert_eq!(
+        message_of(&refused),
+        "no more connections allowed (max_client_conn)"
+    );
+    let series = "pgsplit_refusals_total{reason=\"max_client_conn\"}";
+    assert_eq!(metric(metrics, series), 1.0);
+    // The admin console still lets an operator look.
+    let console = support::admin::console(p.port()).await;
+    assert!(console.simple_query("SHOW CLIENTS").await.is_ok());
+    drop(console);
+    // A client that leaves makes room.
+    drop(second);
+    let mut third = None;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while third.is_none() && Instant::now() < deadline {
+        third = try_connect(&conninfo).await.ok();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let third = third.expect("no room made by a client that left");
+    third.simple_query("select 1").await.unwrap();
+    first.simple_query("select 1").await.unwrap();
+}
+
+/// Before authentication messages are small: a startup packet over
+/// PostgreSQL's 10,000 bytes and a password message over its 65,535 are
+/// refused with 08P01 as soon as their length is read, before their bytes
+/// are waited for or buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_before_authentication_are_refused_at_once() {
+    let (p, metrics) = with_metrics(serverless(Config {
+        auth: AuthMethod::Md5,
+        users: vec![User {
+            name: "app".into(),
+            password: PASSWORD.into(),
+        }],
+        ..Config::default()
+    }));
+    let mut stream = TcpStream::connect(p.addr()).await.unwrap();
+    // A startup packet that claims 20,000 bytes; only its first 8 sent.
+    stream
+        .write_all(&[0, 0, 0x4e, 0x20, 0, 3, 0, 0])
+        .await
+        .unwrap();
+    let seen = until_closed(stream, Duration::from_secs(5))
+        .await
+        .expect("still open after an oversized startup packet");
+    let (code, message) = error_of(&seen).expect("no error");
+    assert_eq!(code, "08P01");
+    assert!(message.starts_with("invalid length of startup packet"), "{message}");
+
+    let mut stream = TcpStream::connect(p.addr()).await.unwrap();
+    let startup = frame::startup(&[("user", "app"), ("database", "postgres")]);
+    stream.write_all(&startup).await.unwrap();
+    // A password message that claims 1 MiB; only its header sent.
+    stream.write_all(&[b'p', 0, 0x10, 0, 0]).await.unwrap();
+    let seen = until_closed(stream, Duration::from_secs(5))
+        .await
+        .expect("still open after an oversized password message");
+    let (code, message) = error_of(&seen).expect("no error");
+    assert_eq!(code, "08P01", "{seen:?}");
+    assert!(message.contains("65539"), "{message}");
+
+    // One of 65,535 bytes is read (and is only a wrong password).
+    let mut stream = TcpStream::connect(p.addr()).await.unwrap();
+    stream.write_all(&startup).await.unwrap();
+    let mut password = vec![b'x'; 65_534];
+    password.push(0);
+    stream
+        .write_all(&frame::message(b'p', &password))
+        .await
+        .unwrap();
+    let seen = until_closed(stream, Duration::from_secs(5))
+        .await
+        .expect("still open after a wrong password");
+    assert_eq!(error_of(&seen).map(|e| e.0).as_deref(), Some("28P01"));
+
+    let series = "pgsplit_refusals_total{reason=\"message_too_large\"}";
+    assert_eq!(metric(metrics, series), 2.0);
+}
