@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    open_file_limit(config.max_client_conn);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = config.runtime_threads(cores);
     tracing::info!(threads, cores, "runtime threads");
@@ -60,6 +61,24 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Raises the soft open file limit for `max_client_conn` clients and
+/// their server connections (up to the hard limit), and warns when that
+/// is not enough: at the limit, clients are refused (see `fd_limit`).
+fn open_file_limit(max_client_conn: usize) {
+    // A client, about one server connection per client, and some for the
+    // listeners, the health checks and the logs.
+    let wanted = (max_client_conn as u64).saturating_mul(2).saturating_add(256);
+    match pgsplit::fd_limit::raise_limit(wanted) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            open_file_limit = limit,
+            max_client_conn,
+            "the open file limit is below max_client_conn and its server connections: clients beyond it are refused with 53300 (raise the hard limit, ulimit -Hn or LimitNOFILE)"
+        ),
+        Ok(limit) => tracing::info!(open_file_limit = limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open file limit"),
     }
 }
 

@@ -136,3 +136,123 @@ fn json_logs() {
         assert!(value["level"].is_string(), "{line}");
     }
 }
+
+/// At its open file limit pgsplit refuses new clients in words (FATAL
+/// 53300, PostgreSQL's "sorry, too many clients already") instead of
+/// leaving them in the listen queue, logs it at most once a second, and
+/// does not blame a replica whose connection it could not open for want
+/// of descriptors: the replica is not banned and serves reads once
+/// descriptors are free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_open_file_limit_clients_are_refused_and_no_server_is_blamed() {
+    use std::os::unix::process::CommandExt;
+    use support::proxy::{code_of, message_of, try_connect};
+
+    let c = Cluster::start();
+    let (port, metrics_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgsplit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nprimary = \"{}\"\nreplicas = [\"{}\"]\n\
+             metrics_listen = \"127.0.0.1:{metrics_port}\"\nreplica_ban_time = 60.0\n\
+             [pool.primary]\npool_size = 1\nmax_overflow = 1\n\
+             [pool.replica]\npool_size = 1\nmax_overflow = 1\n",
+            c.primary_addr(),
+            c.replica_addr()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let mut cmd = pgsplit();
+    cmd.args(["--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 48,
+                rlim_max: 48,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let _child = Child(cmd.spawn().expect("spawn pgsplit"));
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while try_connect(&conninfo).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "pgsplit did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut clients = Vec::new();
+    let refused = loop {
+        match try_connect(&conninfo).await {
+            Ok(client) => clients.push(client),
+            Err(e) => break e,
+        }
+        assert!(clients.len() < 48, "more clients than descriptors");
+    };
+    assert_eq!(code_of(&refused).as_deref(), Some("53300"), "{refused}");
+    assert_eq!(message_of(&refused), "sorry, too many clients already");
+    // More, for over a second: each refused at once, and a line a second.
+    let started = std::time::Instant::now();
+    let mut more = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let e = try_connect(&conninfo).await.err().expect("got in past the limit");
+        assert_eq!(code_of(&e).as_deref(), Some("53300"), "{e}");
+        more += 1;
+    }
+    assert!(more >= 20, "only {more} refusals in 1.5 s");
+
+    // A read that needs a new replica connection, with no descriptor for
+    // it: it goes to the primary, and the replica is not blamed.
+    drop(clients.pop());
+    let mut client = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client = try_connect(&conninfo).await.ok();
+        if client.is_some() {
+            break;
+        }
+    }
+    let client = client.expect("no room made by a client that left");
+    let port_of = |row: Vec<tokio_postgres::SimpleQueryMessage>| {
+        row.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+    };
+    let ran_on = port_of(client.simple_query("select inet_server_port()").await.unwrap());
+    assert_eq!(ran_on, Some(c.primary_port().to_string()));
+
+    // Descriptors free again: the replica serves reads at once.
+    clients.truncate(clients.len().saturating_sub(8));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ran_on = port_of(client.simple_query("select inet_server_port()").await.unwrap());
+    assert_eq!(ran_on, Some(c.replica_port().to_string()), "the replica was banned");
+    let metrics = support::http::get(metrics_port, "/metrics").1;
+    let value = |series: &str| support::http::value(&metrics, series);
+    assert!(value("pgsplit_refusals_total{reason=\"fd_limit\"}") >= 21.0, "{metrics}");
+    assert_eq!(value(&format!("pgsplit_replica_bans_total{{server=\"{}\"}}", c.replica_addr())), 0.0);
+    drop(client);
+    drop(clients);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.lines().filter(|l| l.contains("new clients are refused")).count();
+    assert!(
+        (1..=3).contains(&lines),
+        "{lines} log lines about the file limit for {more} refusals in 1.5 s:\n{text}"
+    );
+    assert!(!text.contains("banned"), "{text}");
+    assert!(!text.contains("accept failed"), "{text}");
+}
+

@@ -247,3 +247,53 @@ async fn oversized_messages_before_authentication_are_refused_at_once() {
     let series = "pgsplit_refusals_total{reason=\"message_too_large\"}";
     assert_eq!(metric(metrics, series), 2.0);
 }
+
+/// The keepalive timer of the proxy's end of a client connection, from
+/// /proc/net/tcp: the timer kind (2: keepalive) and seconds until it fires.
+fn proxy_side_timer(proxy_port: u16, client_port: u16) -> (u32, f64) {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{proxy_port:04X}");
+    let remote = format!("0100007F:{client_port:04X}");
+    let line = table
+        .lines()
+        .find(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str())
+        })
+        .unwrap_or_else(|| panic!("no socket {local} -> {remote} in /proc/net/tcp"));
+    let timer = line.split_whitespace().nth(5).unwrap();
+    let (kind, when) = timer.split_once(':').unwrap();
+    let ticks = u64::from_str_radix(when, 16).unwrap();
+    // In clock ticks (USER_HZ, 100 a second on Linux).
+    (u32::from_str_radix(kind, 16).unwrap(), ticks as f64 / 100.0)
+}
+
+/// Keepalive is set on the sockets pgsplit accepts (the listener's own
+/// code path; the unit test in listener/socket_options.rs reads every
+/// option back): with `tcp_keepidle = 77` the kernel's keepalive timer of
+/// an idle client connection fires in 77 s; with `tcp_keepalive = false`
+/// there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_is_set_on_accepted_client_sockets() {
+    for (keepalive, expected) in [(true, Some(77.0)), (false, None)] {
+        let p = Proxy::start(serverless(Config {
+            tcp_keepalive: keepalive,
+            tcp_keepidle: 77,
+            ..Config::default()
+        }));
+        let client = TcpStream::connect(p.addr()).await.unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (kind, seconds) = proxy_side_timer(p.port(), client_port);
+        match expected {
+            Some(idle) => {
+                assert_eq!(kind, 2, "no keepalive timer");
+                assert!(
+                    seconds > idle - 10.0 && seconds <= idle,
+                    "keepalive fires in {seconds} s, tcp_keepidle is {idle}"
+                );
+            }
+            None => assert_eq!(kind, 0, "a timer ({kind}) with tcp_keepalive = false"),
+        }
+    }
+}

@@ -45,7 +45,6 @@ const STARTUP_BUFFER: usize = 1024;
 /// client sends; errors end this client only.
 pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
     let open = app.admission.enter();
-    let _ = stream.set_nodelay(true);
     let login = Login::start(&app);
     let mut buf = BytesMut::with_capacity(STARTUP_BUFFER);
     let opening = login

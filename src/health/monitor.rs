@@ -180,15 +180,21 @@ impl Monitor {
         }
     }
 
-    async fn check(&self) -> Result<Check, String> {
+    async fn check(&self) -> Result<Check, CheckError> {
         let run = async {
-            let conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            let rows = conn.simple_query(CHECK).await.map_err(|e| e.to_string())?;
-            parse(&rows)
+            let conn = self.pool.get().await.map_err(|e| CheckError::of(&e))?;
+            let rows = conn
+                .simple_query(CHECK)
+                .await
+                .map_err(|e| CheckError::of(&e))?;
+            parse(&rows).map_err(CheckError::Server)
         };
         match tokio::time::timeout(self.timeout, run).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Err(_) => Err(CheckError::Server(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
         }
     }
 
@@ -204,7 +210,13 @@ impl Monitor {
     }
 
     /// Feeds a scheduled check to the tally; applies a change of state.
-    fn judge(&mut self, result: &Result<Check, String>) {
+    /// A check pgsplit could not make for want of file descriptors says
+    /// nothing of the server: it is not counted.
+    fn judge(&mut self, result: &Result<Check, CheckError>) {
+        if let Err(error @ CheckError::OutOfFiles(_)) = result {
+            tracing::debug!(server = %self.server.addr, %error, "health check not made: not counted");
+            return;
+        }
         let seen = match result {
             Err(_) => Observed::Down,
             Ok(c) if c.in_recovery => Observed::Standby,
@@ -234,6 +246,27 @@ impl Monitor {
             }
         }
         self.topology.elect();
+    }
+}
+
+/// Why a check failed.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    /// The server did not answer, or not as it should.
+    #[error("{0}")]
+    Server(String),
+    /// pgsplit could not make the check: it is out of file descriptors.
+    /// Says nothing about the server (`judge` does not count it).
+    #[error("pgsplit is out of file descriptors: {0}")]
+    OutOfFiles(String),
+}
+
+impl CheckError {
+    fn of(error: &(dyn std::error::Error + 'static)) -> CheckError {
+        match crate::fd_limit::caused_by_exhaustion(error) {
+            true => CheckError::OutOfFiles(error.to_string()),
+            false => CheckError::Server(error.to_string()),
+        }
     }
 }
 

@@ -146,6 +146,14 @@ impl ClusterPools {
                         }
                         return Ok(conn);
                     }
+                    Err(PoolError::Server { source, .. }) if source.is_pgsplits_own() => {
+                        // No fault of the replica's: not banned; the read
+                        // goes to the primary, which may have a connection
+                        // open already.
+                        tracing::debug!(pool = %pool.name, error = %source,
+                            "could not open a replica connection: the read goes to the primary");
+                        break Detour::NoReplica;
+                    }
                     Err(PoolError::Server { source, .. }) => self.replica_failed(pool, &source),
                     Err(e) => return Err(e),
                 },
@@ -244,7 +252,9 @@ impl ClusterPools {
     pub async fn checkout_primary(&self) -> Result<Checkout, PoolError> {
         let writer = self.topology.writer().ok_or(PoolError::NoPrimary)?;
         match self.servers[writer.index].checkout().await {
-            Err(PoolError::Server { pool, source }) if !is_login_refusal(&source) => {
+            Err(PoolError::Server { pool, source })
+                if !is_login_refusal(&source) && !source.is_pgsplits_own() =>
+            {
                 Err(PoolError::PrimaryUnavailable { pool, source })
             }
             other => other,
@@ -291,7 +301,9 @@ pub fn is_login_refusal(e: &ServerError) -> bool {
     }
 }
 
-/// Why a replica gave no connection, as a read's checkout treats it.
+/// Why a replica gave no connection, as a read's checkout treats it
+/// (pgsplit's own want of file descriptors is none of these: see
+/// `checkout_read`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReplicaFailure {
     /// Down, unreachable, starting or shutting down, out of connections:

@@ -29,6 +29,26 @@ pub enum ServerError {
     NoPassword(String),
     #[error("server requested an authentication method pgsplit does not support ({0})")]
     UnsupportedAuth(&'static str),
+    /// pgsplit itself is out of file descriptors (EMFILE, ENFILE): no
+    /// fault of the server's, which is neither banned nor marked down.
+    #[error("pgsplit is out of file descriptors ({0}); the server is not at fault")]
+    OutOfFiles(std::io::Error),
+}
+
+impl ServerError {
+    /// A failure to open a connection: pgsplit's own shortage of file
+    /// descriptors told apart from the server's faults.
+    pub fn connecting(error: std::io::Error) -> ServerError {
+        match crate::fd_limit::is_exhaustion(&error) {
+            true => ServerError::OutOfFiles(error),
+            false => ServerError::Io(error),
+        }
+    }
+
+    /// Whether the failure is pgsplit's own, not the server's.
+    pub fn is_pgsplits_own(&self) -> bool {
+        matches!(self, ServerError::OutOfFiles(_))
+    }
 }
 
 impl From<ProtocolError> for ServerError {

@@ -34,7 +34,9 @@ pub(super) async fn connect(target: &LoginTarget) -> Result<ServerConnection, Se
 }
 
 async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerError> {
-    let stream = TcpStream::connect(&*target.addr).await?;
+    let stream = TcpStream::connect(&*target.addr)
+        .await
+        .map_err(ServerError::connecting)?;
     // Statements are small request/response exchanges: Nagle would add
     // delay to every one of them.
     stream.set_nodelay(true)?;

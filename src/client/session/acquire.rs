@@ -162,6 +162,9 @@ pub(in crate::client) fn pool_error(e: &PoolError) -> PgError {
         }
         PoolError::Server { source, .. } => match &**source {
             ServerError::Refused { code, message, .. } => PgError::error(code, message.clone()),
+            ServerError::OutOfFiles(_) => {
+                PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}"))
+            }
             _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),
         },
         _ => PgError::error(sqlstate::CONNECTION_FAILURE, format!("pgsplit: {e}")),

@@ -1,5 +1,9 @@
 //! Accepts client connections and gives each its own task; serves the
-//! metrics endpoint; reloads on SIGHUP; shuts down gracefully.
+//! metrics endpoint; reloads on SIGHUP; shuts down gracefully. At the open
+//! file limit, refuses clients in words (`at_fd_limit`).
+
+mod at_fd_limit;
+mod socket_options;
 
 use crate::app::{App, Reloader, Stop};
 use crate::config::Config;
@@ -50,16 +54,23 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "pgsplit listening");
     }
+    let mut fd_limit = at_fd_limit::AtFdLimit::new();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             () = app.stopped() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if let Err(error) = socket_options::configure(&stream, &app.config().client_socket()) {
+                        tracing::debug!(%peer, %error, "could not set a client socket's options");
+                    }
                     tokio::spawn(crate::client::handle(app.clone(), stream, peer));
                 }
+                Err(error) if crate::fd_limit::is_exhaustion(&error) => {
+                    fd_limit.refuse_one(&app, &listener, &error).await;
+                }
                 Err(error) => {
-                    // Out of file descriptors and the like: wait, don't spin.
+                    // Out of memory and the like: wait, don't spin.
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
