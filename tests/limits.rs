@@ -297,3 +297,97 @@ async fn keepalive_is_set_on_accepted_client_sockets() {
         }
     }
 }
+
+/// `query_timeout`: a statement running longer is cancelled on its server
+/// and the client gets ERROR 57014 `query_timeout` (PgBouncer's words);
+/// the session goes on, and the cancel never hits the statements after it
+/// (run at once, on the same server connection). One that ends in time is
+/// left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_cancels_a_long_statement_and_the_next_runs() {
+    let c = Cluster::start();
+    let (p, metrics) = with_metrics(Config {
+        query_timeout: 1.0,
+        ..proxy_config(&c)
+    });
+    let client = connect(p.port()).await;
+    fn expect_timeout<T>(result: Result<T, tokio_postgres::Error>, what: &str) {
+        let e = result.err().unwrap_or_else(|| panic!("{what}: not cancelled"));
+        assert_eq!(code_of(&e).as_deref(), Some("57014"), "{what}: {e}");
+        assert_eq!(message_of(&e), "query_timeout", "{what}");
+    }
+    for sql in [
+        // A read (on the replica) and a write (on the primary).
+        "select pg_sleep(30)",
+        "select pg_sleep(30) from pg_advisory_xact_lock(1)",
+    ] {
+        let started = Instant::now();
+        expect_timeout(client.simple_query(sql).await, sql);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{sql}: {took:?}");
+        for i in 0..50 {
+            assert_eq!(
+                support::proxy::one(&client, &format!("select {i}")).await.as_deref(),
+                Some(i.to_string().as_str())
+            );
+        }
+    }
+    // The extended protocol, and inside a transaction (which then fails,
+    // as it would with statement_timeout).
+    expect_timeout(client.query("select pg_sleep($1)", &[&30f64]).await, "extended");
+    client.batch_execute("begin; create temp table t(x int)").await.unwrap();
+    expect_timeout(client.simple_query("select pg_sleep(30)").await, "in a transaction");
+    let failed = client.simple_query("select 1").await.err().expect("transaction not failed");
+    assert_eq!(code_of(&failed).as_deref(), Some("25P02"));
+    client.batch_execute("rollback").await.unwrap();
+    // In time: not cancelled.
+    client.simple_query("select pg_sleep(0.5)").await.unwrap();
+    let series = "pgsplit_timeouts_total{timeout=\"query_timeout\"}";
+    assert_eq!(metric(metrics, series), 4.0);
+}
+
+/// `client_idle_timeout`: a client that sends nothing for that long,
+/// outside a transaction, is closed with FATAL 57P05 `client_idle_timeout`
+/// (PgBouncer's words); one that keeps talking, or sits in a transaction
+/// on a server (`idle_transaction_timeout`'s business), is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_idle_timeout_closes_an_idle_client() {
+    use support::wire::RawClient;
+    let c = Cluster::start();
+    let (p, metrics) = with_metrics(Config {
+        client_idle_timeout: 1.0,
+        ..proxy_config(&c)
+    });
+    let mut idle = RawClient::login(p.addr(), "postgres", "postgres").await;
+    idle.send(&frame::query("select 1")).await;
+    let answered = idle.read_until_ready(1, Duration::from_secs(5)).await;
+    assert_eq!(answered.ready_count(), 1, "{}", answered.describe());
+    let talking = connect(p.port()).await;
+    let in_transaction = connect(p.port()).await;
+    in_transaction
+        .batch_execute("begin; create temp table t(x int)")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let closed = idle.read_until_ready(1, Duration::from_secs(5)).await;
+    let took = started.elapsed();
+    assert!(closed.closed, "not closed: {}", closed.describe());
+    let error = closed.errors().first().map(|m| (m.code(), m.fields().get(&'M').cloned()));
+    assert_eq!(
+        error,
+        Some((Some("57P05".into()), Some("client_idle_timeout".into()))),
+        "{}",
+        closed.describe()
+    );
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "{took:?}");
+    for _ in 0..6 {
+        talking.simple_query("select 1").await.expect("a talking client was closed");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    in_transaction
+        .batch_execute("insert into t values (1); commit")
+        .await
+        .expect("a client in a transaction was closed");
+    let series = "pgsplit_timeouts_total{timeout=\"client_idle_timeout\"}";
+    assert!(metric(metrics, series) >= 1.0);
+}

@@ -177,6 +177,10 @@ pub struct Exchange {
     pub lazy: bool,
     /// A read of that transaction failed.
     pub lazy_failed: bool,
+    /// pgsplit cancelled the running statement (`query_timeout`): the
+    /// server's `57014 canceling statement due to user request` is
+    /// replaced by this ErrorResponse, which says why.
+    pub timeout_error: Option<Bytes>,
 }
 
 impl Default for Exchange {
@@ -196,6 +200,7 @@ impl Default for Exchange {
             error_relayed: false,
             lazy: false,
             lazy_failed: false,
+            timeout_error: None,
         }
     }
 }
@@ -293,6 +298,7 @@ impl Exchange {
         self.described.clear();
         self.own_sync_failed = false;
         self.error_relayed = false;
+        self.timeout_error = None;
     }
 
     /// Looks at the bytes at the front of `buf`: how many go to the client
@@ -605,6 +611,11 @@ impl Exchange {
     fn relayed(&mut self, frame: &[u8]) -> Action {
         self.errors.push(error_class(frame));
         self.error_relayed = true;
+        if self.timeout_error.is_some() && field(frame, b'C') == Some(b"57014") {
+            if let Some(error) = self.timeout_error.take() {
+                return Action::Replace(error);
+            }
+        }
         Action::Forward
     }
 

@@ -17,6 +17,7 @@ mod acquire;
 mod batches;
 mod connections;
 mod lazy;
+mod limits;
 mod observe;
 mod parking;
 mod pin_state;
@@ -86,6 +87,12 @@ pub struct Session {
     /// The bound on a client idle inside a transaction that holds a server
     /// connection (`idle_transaction_timeout`).
     idle: timing::Deadline,
+    /// `query_timeout` and `client_idle_timeout` (`limits`).
+    query_alarm: timing::Alarm,
+    idle_alarm: timing::Alarm,
+    /// When the client last sent something (kept only with
+    /// `client_idle_timeout`).
+    last_heard: std::time::Instant,
     /// After a failed Flush, the rest of the batch is dropped until Sync.
     skip_until_sync: bool,
     /// Session state that ties the client to its server connection.
@@ -171,6 +178,10 @@ enum Event {
     /// The client has been idle inside a transaction for longer than
     /// `idle_transaction_timeout`.
     IdleInTransaction,
+    /// `query_timeout`'s alarm rang (the statement may have ended since).
+    QueryAlarm,
+    /// `client_idle_timeout`'s alarm rang (the client may have spoken since).
+    IdleAlarm,
 }
 
 // Rare paths (errors, lost servers, catalog lookups) are boxed where they
@@ -207,6 +218,9 @@ impl Session {
             lazy: None,
             stall: timing::Deadline::default(),
             idle: timing::Deadline::default(),
+            query_alarm: timing::Alarm::default(),
+            idle_alarm: timing::Alarm::default(),
+            last_heard: std::time::Instant::now(),
             skip_until_sync: false,
             pins: Default::default(),
             settings,
@@ -253,14 +267,18 @@ impl Session {
             if let Some(timeout) = self.current.config.idle_transaction_timeout() {
                 self.idle.hold(self.idle_in_transaction(), timeout);
             }
+            self.arm_limits();
             match self.wait().await {
                 Event::Stop => {}
                 Event::Stalled => Box::pin(self.stalled()).await?,
                 Event::IdleInTransaction => return Box::pin(self.idle_timeout()).await,
+                Event::QueryAlarm => Box::pin(self.query_alarm_rang()).await,
+                Event::IdleAlarm => Box::pin(self.idle_alarm_rang()).await?,
                 Event::Client(Ok(0)) if self.io.buf.is_empty() => return Ok(()),
                 Event::Client(Ok(0)) => return Err(ClientError::Gone),
                 Event::Client(Ok(n)) => {
                     self.idle.reset();
+                    self.heard_from_client();
                     self.io.metrics.received(n)
                 }
                 Event::Client(Err(e)) => return Err(e.into()),
@@ -295,6 +313,8 @@ impl Session {
             recall_tickets,
             stall,
             idle,
+            query_alarm,
+            idle_alarm,
             ..
         } = self;
         // While a message waits, the client is still read (up to a bound):
@@ -324,6 +344,12 @@ impl Session {
             }
             if idle.poll(cx).is_ready() {
                 return Poll::Ready(Event::IdleInTransaction);
+            }
+            if query_alarm.poll(cx).is_ready() {
+                return Poll::Ready(Event::QueryAlarm);
+            }
+            if idle_alarm.poll(cx).is_ready() {
+                return Poll::Ready(Event::IdleAlarm);
             }
             client.stop_waker.register(cx.waker(), stop_waker);
             match app.stop_now() == stop {
@@ -973,6 +999,9 @@ impl Session {
             && self.paused.is_none();
         if !self.exchange.busy() {
             self.statements.settle();
+            // A cancel for query_timeout that came after its statement
+            // ended: the server ignored it.
+            self.exchange.timeout_error = None;
         }
         if idle {
             self.client.set_state(ClientState::Idle);

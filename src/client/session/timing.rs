@@ -16,6 +16,10 @@
 //! - `idle_transaction_timeout`. A client idle inside a transaction that
 //!   holds a server connection (one opened on the primary, not a lazy one,
 //!   which holds nothing) keeps that connection from every other client.
+//!
+//! `query_timeout` and `client_idle_timeout` would need a deadline started
+//! afresh for every statement; they use an [`Alarm`] instead, set at most
+//! once per period however many statements run (see `limits`).
 
 use crate::role::Role;
 use std::future::Future;
@@ -64,6 +68,60 @@ impl Deadline {
     }
 }
 
+/// A timer for watching something that moves on with every statement (a
+/// statement's start, a client's last message) without a timer per
+/// statement. It is armed for an instant and rings once at it; the caller
+/// then looks whether what it watches for has happened, and if not arms it
+/// again for the instant it now has. Arming an armed alarm does nothing,
+/// so it may ring early, never late, and a busy session re-arms it about
+/// once per period. One `Sleep` per session, reset in place; once its
+/// waker is registered, each wait looks at it with one load
+/// (`Sleep::is_elapsed`) rather than polling it.
+#[derive(Default)]
+pub(super) struct Alarm {
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    /// The timer has this task's waker since it was last armed.
+    registered: bool,
+}
+
+impl Alarm {
+    /// Rings at `at` (or earlier, if it is armed already).
+    pub fn arm(&mut self, at: Instant) {
+        if self.armed {
+            return;
+        }
+        let at = tokio::time::Instant::from_std(at);
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(at),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.armed = true;
+        self.registered = false;
+    }
+
+    /// Ready once, when the armed instant has come; it is then disarmed.
+    /// The task's waker is registered at the first poll after arming (a
+    /// task keeps its waker).
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (true, Some(timer)) = (self.armed, self.timer.as_mut()) else {
+            return Poll::Pending;
+        };
+        let rang = match self.registered {
+            true => timer.is_elapsed(),
+            false => {
+                self.registered = true;
+                timer.as_mut().poll(cx).is_ready()
+            }
+        };
+        if !rang {
+            return Poll::Pending;
+        }
+        self.armed = false;
+        Poll::Ready(())
+    }
+}
+
 /// When the work still pending began, for the durations the metrics
 /// keep.
 #[derive(Debug, Default)]
@@ -103,6 +161,11 @@ impl Durations {
             statement: Some((side, (now - since).as_secs_f64())),
             transaction,
         }
+    }
+
+    /// When the oldest statement still unanswered was sent.
+    pub fn since(&self) -> Option<Instant> {
+        self.sent_at.map(|(at, _)| at)
     }
 
     /// The server connection is gone or given back: nothing is pending.
@@ -173,6 +236,48 @@ mod tests {
         durations.sent(Role::Primary);
         durations.forget();
         assert_eq!(durations.answered(true), Answered::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alarm_rings_once_at_its_instant_and_armed_again_rings_early_never_late() {
+        let mut alarm = Alarm::default();
+        assert!(ring(&mut alarm).is_pending(), "not armed");
+        // The paused clock's now, which std's is not.
+        let start = tokio::time::Instant::now().into_std();
+        alarm.arm(start + Duration::from_secs(5));
+        // Armed already: the later instant is not taken.
+        alarm.arm(start + Duration::from_secs(8));
+        assert!(ring(&mut alarm).is_pending());
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(ring(&mut alarm).is_pending());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+        assert!(ring(&mut alarm).is_ready());
+        assert!(ring(&mut alarm).is_pending(), "rings once");
+        // Armed again (the caller found it early): the same timer, reset.
+        alarm.arm(start + Duration::from_secs(8));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(ring(&mut alarm).is_pending());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+        assert!(ring(&mut alarm).is_ready());
+    }
+
+    #[test]
+    fn the_oldest_unanswered_statement_is_the_start() {
+        let mut durations = Durations::default();
+        assert_eq!(durations.since(), None);
+        durations.sent(Role::Primary);
+        let first = durations.since().unwrap();
+        durations.sent(Role::Primary);
+        assert_eq!(durations.since(), Some(first));
+        durations.answered(false);
+        assert_eq!(durations.since(), None);
+    }
+
+    fn ring(alarm: &mut Alarm) -> Poll<()> {
+        let waker = futures::task::noop_waker();
+        alarm.poll(&mut Context::from_waker(&waker))
     }
 
     fn poll(deadline: &mut Deadline) -> Poll<()> {
