@@ -391,3 +391,102 @@ async fn client_idle_timeout_closes_an_idle_client() {
     let series = "pgsplit_timeouts_total{timeout=\"client_idle_timeout\"}";
     assert!(metric(metrics, series) >= 1.0);
 }
+
+fn conninfo(p: &Proxy, user: &str, database: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={user} dbname={database} connect_timeout=10",
+        p.port()
+    )
+}
+
+/// Small pools whose clients give up waiting after a second.
+fn quick_pools(config: Config) -> Config {
+    let mut config = config;
+    for pool in [&mut config.pool.primary, &mut config.pool.replica] {
+        pool.pool_size = 1;
+        pool.max_overflow = 2;
+        pool.pool_timeout = 1.0;
+    }
+    config
+}
+
+/// `max_db_connections`: server connections to a server for one database,
+/// across its users' pools. A client that needs another waits as for a
+/// pool and gets 53300 naming the limit at `pool_timeout`; once the
+/// connection in use is given back, it is closed to make room (its pool
+/// is another user's) and the next client gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_db_connections_waits_then_refuses_with_53300() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create role other login; create table lim(x int); grant all on lim to other");
+    let (p, metrics) = with_metrics(quick_pools(Config {
+        max_db_connections: 1,
+        ..proxy_config(&c)
+    }));
+    let holder = try_connect(&conninfo(&p, "postgres", "postgres")).await.unwrap();
+    holder
+        .batch_execute("begin; insert into lim values (1)")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let refused = try_connect(&conninfo(&p, "other", "postgres"))
+        .await
+        .err()
+        .expect("a second connection to the database was opened");
+    let waited = started.elapsed();
+    assert_eq!(code_of(&refused).as_deref(), Some("53300"), "{refused}");
+    let message = message_of(&refused);
+    assert!(
+        message.contains("max_db_connections (1) reached for database \"postgres\""),
+        "{message}"
+    );
+    assert!(waited >= Duration::from_millis(900), "refused after {waited:?}, not at pool_timeout");
+    assert_eq!(metric(metrics, "pgsplit_refusals_total{reason=\"max_db_connections\"}"), 1.0);
+
+    holder.batch_execute("commit").await.unwrap();
+    let other = try_connect(&conninfo(&p, "other", "postgres"))
+        .await
+        .expect("no room made by the connection given back");
+    assert_eq!(support::proxy::one(&other, "select current_user").await.as_deref(), Some("other"));
+    // The first user's next write waits its turn in the same way.
+    other.batch_execute("begin; insert into lim values (2)").await.unwrap();
+    let e = holder.batch_execute("insert into lim values (3)").await.err().expect("past the limit");
+    assert_eq!(code_of(&e).as_deref(), Some("53300"), "{e}");
+    other.batch_execute("commit").await.unwrap();
+    holder.batch_execute("insert into lim values (3)").await.unwrap();
+}
+
+/// `max_user_connections`: server connections to a server for one user,
+/// across the databases it uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_user_connections_spans_databases() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create database second");
+    c.psql(c.primary_port(), "create table lim(x int)");
+    let (p, metrics) = with_metrics(quick_pools(Config {
+        max_user_connections: 1,
+        ..proxy_config(&c)
+    }));
+    let holder = try_connect(&conninfo(&p, "postgres", "postgres")).await.unwrap();
+    holder
+        .batch_execute("begin; insert into lim values (1)")
+        .await
+        .unwrap();
+    let refused = try_connect(&conninfo(&p, "postgres", "second"))
+        .await
+        .err()
+        .expect("a second connection for the user was opened");
+    assert_eq!(code_of(&refused).as_deref(), Some("53300"), "{refused}");
+    let message = message_of(&refused);
+    assert!(
+        message.contains("max_user_connections (1) reached for user \"postgres\""),
+        "{message}"
+    );
+    assert_eq!(metric(metrics, "pgsplit_refusals_total{reason=\"max_user_connections\"}"), 1.0);
+    holder.batch_execute("commit").await.unwrap();
+    let second = try_connect(&conninfo(&p, "postgres", "second")).await.unwrap();
+    assert_eq!(
+        support::proxy::one(&second, "select current_database()").await.as_deref(),
+        Some("second")
+    );
+}

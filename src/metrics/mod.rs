@@ -197,6 +197,8 @@ impl Metrics {
         PoolHandles {
             wait: self.checkout_wait.with_label_values(labels),
             timeouts: self.checkout_timeouts.with_label_values(labels),
+            limited: [Refusal::MaxDbConnections, Refusal::MaxUserConnections]
+                .map(|r| self.refusals.with_label_values(&[r.as_str()])),
         }
     }
 
@@ -272,6 +274,9 @@ impl Default for Metrics {
 pub struct PoolHandles {
     pub wait: Histogram,
     pub timeouts: IntCounter,
+    /// Clients that gave up at `max_db_connections` and at
+    /// `max_user_connections` (`pgsplit_refusals_total`).
+    pub limited: [IntCounter; 2],
 }
 
 // The names and help texts are constants: registering them cannot fail

@@ -1,10 +1,12 @@
 //! bb8's view of a server: how to open, check and judge a connection.
 
+use super::limits::{Permits, PoolLimits};
+use super::ServerPool;
 use crate::protocol::tag;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 #[derive(Clone)]
 pub struct ServerManager {
@@ -14,6 +16,11 @@ pub struct ServerManager {
     pub params: Arc<OnceLock<Vec<(String, String)>>>,
     /// What the pool learns from opening connections.
     pub opens: Arc<Opens>,
+    /// The connection limits its connections count against.
+    pub limits: PoolLimits,
+    /// Its pool, which a connection waiting at a limit does not close
+    /// idle connections of.
+    pub pool: Weak<ServerPool>,
 }
 
 /// What a pool and its manager share about opening connections.
@@ -39,6 +46,11 @@ impl bb8::ManageConnection for ServerManager {
 
     async fn connect(&self) -> Result<PooledServer, ServerError> {
         let _opening = InFlight::start(&self.opens);
+        let permits = self
+            .limits
+            .acquire(self.pool.as_ptr() as usize)
+            .await
+            .ok_or(ServerError::Closed)?;
         let conn = ServerConnection::connect(&self.target).await?;
         let _ = self.params.set(conn.params.clone());
         // Loads first: every checkout of a new connection passes here, and
@@ -49,7 +61,7 @@ impl bb8::ManageConnection for ServerManager {
         if self.opens.refusals.load(Ordering::Relaxed) != 0 {
             self.opens.refusals.store(0, Ordering::Relaxed);
         }
-        Ok(PooledServer(Box::new(conn)))
+        Ok(PooledServer(Box::new(conn), permits))
     }
 
     /// Only called with `pool_pre_ping`: an empty query is the cheapest
@@ -76,7 +88,21 @@ impl bb8::ManageConnection for ServerManager {
 /// than on reading the end of the stream. One that is not clean (cut off
 /// mid-reply) is only closed: a Terminate there could be read as part of
 /// something else.
-pub struct PooledServer(Box<ServerConnection>);
+pub struct PooledServer(
+    Box<ServerConnection>,
+    // Dropped after the connection: its limits' permits (`limits`) are
+    // given back once it is closed.
+    #[allow(dead_code)] Permits,
+);
+
+impl PooledServer {
+    /// Closes it when it goes back to its pool, saying Terminate first
+    /// (it is idle and clean).
+    pub fn retire(&mut self) {
+        let _ = self.0.stream.try_write(&TERMINATE);
+        self.0.broken = true;
+    }
+}
 
 impl Deref for PooledServer {
     type Target = ServerConnection;

@@ -2,6 +2,7 @@
 //! grouped per (database, user) as one primary and its replicas.
 
 mod closing;
+mod limits;
 mod manager;
 mod recall;
 mod replicas;
@@ -32,6 +33,16 @@ use std::time::Duration;
 pub enum PoolError {
     #[error("timed out after {waited:?} waiting for a connection from pool \"{pool}\"")]
     Timeout { pool: String, waited: Duration },
+    /// The wait was for a connection that `max_db_connections` or
+    /// `max_user_connections` kept from being opened.
+    #[error("timed out after {waited:?} waiting for a connection from pool \"{pool}\": {limit} ({max}) reached for {what}")]
+    Limit {
+        pool: String,
+        waited: Duration,
+        limit: &'static str,
+        max: u32,
+        what: String,
+    },
     #[error("cannot connect to {pool}: {source}")]
     Server {
         pool: String,
@@ -337,6 +348,9 @@ pub struct Pools {
     topology: Arc<Topology>,
     metrics: Arc<Metrics>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
+    /// `max_db_connections` and `max_user_connections`; kept across a
+    /// reload that does not change them, with the connections they count.
+    limits: RwLock<Arc<limits::ConnectionLimits>>,
     /// Bans of pools retired since start-up, by server address, so that
     /// a server's ban count does not drop when a pool goes.
     retired_bans: Mutex<HashMap<Arc<str>, u64>>,
@@ -346,11 +360,16 @@ pub struct Pools {
 
 impl Pools {
     pub fn new(config: Arc<Config>, topology: Arc<Topology>, metrics: Arc<Metrics>) -> Pools {
+        let limits = limits::ConnectionLimits::new(
+            config.max_db_connections,
+            config.max_user_connections,
+        );
         Pools {
             config,
             topology,
             metrics,
             clusters: RwLock::new(HashMap::new()),
+            limits: RwLock::new(Arc::new(limits)),
             retired_bans: Mutex::new(HashMap::new()),
             successor: std::sync::OnceLock::new(),
         }
@@ -427,8 +446,16 @@ impl Pools {
         let mut clusters = self.clusters.write();
         let _ = previous.successor.set(Arc::downgrade(self));
         let old = std::mem::take(&mut *previous.clusters.write());
+        // Pools are kept only under the same limits, which then count
+        // their open connections on.
+        let (max_db, max_user) = (self.config.max_db_connections, self.config.max_user_connections);
+        let keep = previous.limits.read().are(max_db, max_user);
+        if keep {
+            *self.limits.write() = previous.limits.read().clone();
+        }
         for ((database, user), cluster) in old {
-            let next = self.build_reusing(&database, &user, Some(&cluster));
+            let reuse = keep.then_some(&*cluster);
+            let next = self.build_reusing(&database, &user, reuse);
             *next.unused_since.lock() = *cluster.unused_since.lock();
             clusters.insert((database, user), Arc::new(next));
         }
@@ -451,6 +478,7 @@ impl Pools {
         if previous.is_none() {
             tracing::info!(database, user, "creating pools");
         }
+        let limits = self.limits.read().clone();
         let servers = self
             .topology
             .servers
@@ -479,7 +507,8 @@ impl Pools {
                     database,
                     user,
                 ]);
-                ServerPool::new(server.clone(), target, settings, handles)
+                let limits = limits.of(&server.addr, database, user);
+                ServerPool::new(server.clone(), target, settings, handles, limits)
             })
             .collect();
         ClusterPools {

@@ -1,6 +1,7 @@
 //! The pool of one server, database and user: bb8 behind a fair queue,
 //! plus the counters replica selection and bans read.
 
+use super::limits::PoolLimits;
 use super::manager::{Opens, ServerManager};
 use super::recall::{Parked, Recall, RecallTicket};
 use super::PoolError;
@@ -72,6 +73,9 @@ pub struct ServerPool {
     /// Times this pool's server was banned.
     pub bans: AtomicU64,
     metrics: PoolHandles,
+    /// `max_db_connections` and `max_user_connections` of its server,
+    /// database and user (shared with its manager).
+    limits: PoolLimits,
 }
 
 impl ServerPool {
@@ -80,6 +84,7 @@ impl ServerPool {
         target: LoginTarget,
         settings: &PoolSettings,
         metrics: PoolHandles,
+        limits: PoolLimits,
     ) -> Arc<ServerPool> {
         let name = format!(
             "{} {} db={} user={}",
@@ -93,17 +98,20 @@ impl ServerPool {
         let failures = Arc::new(watch::Sender::new(None));
         let failure_count = Arc::new(AtomicU64::new(0));
         let opens = Arc::new(Opens::default());
-        let manager = ServerManager {
-            target: target.clone(),
-            params: Arc::new(OnceLock::new()),
-            opens: opens.clone(),
-        };
         let sink = FailureSink {
             pool: name.clone(),
             failures: failures.clone(),
             count: failure_count.clone(),
         };
-        let pool = Arc::new(ServerPool {
+        let pool = Arc::new_cyclic(|me| {
+            let manager = ServerManager {
+                target: target.clone(),
+                params: Arc::new(OnceLock::new()),
+                opens: opens.clone(),
+                limits: limits.clone(),
+                pool: me.clone(),
+            };
+            ServerPool {
             name,
             server,
             addr,
@@ -127,7 +135,10 @@ impl ServerPool {
             warmed: AtomicBool::new(false),
             bans: AtomicU64::new(0),
             metrics,
+            limits,
+            }
         });
+        pool.limits.cover(&pool);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweep_parked(Arc::downgrade(&pool)));
         }
@@ -235,9 +246,24 @@ impl ServerPool {
     fn run_error(&self, e: bb8::RunError<ServerError>) -> PoolError {
         match e {
             bb8::RunError::User(source) => self.failure(Some(Arc::new(source))),
-            bb8::RunError::TimedOut => PoolError::Timeout {
-                pool: self.name.clone(),
-                waited: self.settings.pool_timeout(),
+            bb8::RunError::TimedOut => match self.limits.blocked() {
+                Some(limit) => {
+                    self.metrics.limited[limit.kind as usize].inc();
+                    tracing::warn!(pool = %self.name, limit = limit.kind.key(), max = limit.max,
+                        what = %limit.what, waited_seconds = self.settings.pool_timeout,
+                        "a client gave up waiting for a server connection: the limit is reached");
+                    PoolError::Limit {
+                        pool: self.name.clone(),
+                        waited: self.settings.pool_timeout(),
+                        limit: limit.kind.key(),
+                        max: limit.max,
+                        what: limit.what.clone(),
+                    }
+                }
+                None => PoolError::Timeout {
+                    pool: self.name.clone(),
+                    waited: self.settings.pool_timeout(),
+                },
             },
         }
     }
@@ -374,6 +400,33 @@ impl ServerPool {
         self.parked.load(Ordering::SeqCst)
     }
 
+    /// Closes one idle connection, if the pool has one, to make room under
+    /// a connection limit it shares (`limits`); whether it did. Takes one
+    /// only if bb8 hands it over at once: with none idle, asking would
+    /// have bb8 open one.
+    pub(super) fn close_one_idle(&self) -> bool {
+        use futures::FutureExt;
+        let pool = self.pool.load_full();
+        if pool.state().idle_connections == 0 {
+            return false;
+        }
+        let closed = match pool.get().now_or_never() {
+            Some(Ok(mut conn)) => {
+                conn.retire();
+                true
+            }
+            _ => false,
+        };
+        closed
+    }
+
+    /// Asks the idle clients holding parked connections to give them back.
+    pub(super) fn call_back_parked(&self) {
+        if self.parked() > 0 {
+            self.recall.call();
+        }
+    }
+
     /// Opens connections up to `pool_size`, in the background, once in
     /// the pool's life: the first alone, the rest together once it
     /// succeeded, so a refused login (unknown database) is tried once.
@@ -389,10 +442,13 @@ impl ServerPool {
         // The pool of now: after `swap_out_connections` these go to the
         // old one and close with it.
         let pool = self.pool.load_full();
+        // Not past max_db_connections or max_user_connections: warming
+        // up never waits for room.
         let want = self
             .settings
             .pool_size
-            .saturating_sub(pool.state().connections);
+            .saturating_sub(pool.state().connections)
+            .min(self.limits.room().try_into().unwrap_or(u32::MAX));
         let name = self.name.clone();
         runtime.spawn(async move {
             if want == 0 || !open_into(&pool, &name).await {

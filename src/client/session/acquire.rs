@@ -157,7 +157,7 @@ pub(in crate::client) fn pool_error(e: &PoolError) -> PgError {
             sqlstate::CANNOT_CONNECT_NOW,
             format!("pgsplit: {e}; writes and transactions cannot run until it is back"),
         ),
-        PoolError::Timeout { .. } => {
+        PoolError::Timeout { .. } | PoolError::Limit { .. } => {
             PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}"))
         }
         PoolError::Server { source, .. } => match &**source {
