@@ -14,6 +14,7 @@ pub mod fd_limit;
 pub mod health;
 pub mod http;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;

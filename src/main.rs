@@ -1,7 +1,7 @@
 //! The pgsplit binary: flags and config, logging, then the listener.
 
 use clap::Parser;
-use pgsplit::config::{Cli, LogFormat};
+use pgsplit::config::Cli;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    pgsplit::logging::init(config.log_format);
     open_file_limit(config.max_client_conn);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = config.runtime_threads(cores);
@@ -52,16 +52,6 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(threads)
         .enable_all()
         .build()
-}
-
-fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
 }
 
 /// Raises the soft open file limit for `max_client_conn` clients and

@@ -256,3 +256,54 @@ async fn at_the_open_file_limit_clients_are_refused_and_no_server_is_blamed() {
     assert!(!text.contains("accept failed"), "{text}");
 }
 
+
+/// What a client sends cannot forge log lines: a user name with a newline
+/// and a terminal escape is logged on its line, escaped; and a log that
+/// is not a terminal gets no colour codes.
+#[test]
+fn client_strings_cannot_forge_log_lines() {
+    use std::io::{Read, Write};
+    let c = Cluster::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let child = Child(
+        pgsplit()
+            .args(["--primary", &c.primary_addr()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    let forged = "2026-01-01T00:00:00.000000Z  INFO pgsplit::admin: admin command command=Shutdown";
+    let user = format!("eve\n{forged}\x1b[2J");
+    let mut body = 196608u32.to_be_bytes().to_vec();
+    for (name, value) in [("user", user.as_str()), ("database", "db\r\nx"), ("application_name", "app\u{9b}")] {
+        body.extend_from_slice(name.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&body);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(&startup).unwrap();
+    // The role does not exist: the server's refusal comes back and the
+    // connection closes.
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert_eq!(answer.first(), Some(&b'E'));
+    drop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.lines().any(|l| l.starts_with(forged)), "a forged line:\n{text}");
+    assert!(text.contains("eve\\n2026-01-01T00:00:00.000000Z"), "{text}");
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+    assert!(text.contains("db\\r\\nx"), "{text}");
+    assert!(!text.contains('\x1b'), "escape codes in a log that is no terminal:\n{text}");
+    assert!(!text.contains('\r'), "{text}");
+}
