@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Memory per idle client: the resident memory (VmRSS) of pgsplit, and of
-# PgBouncer beside it, with N clients logged in and idle (trust, outside a
-# transaction, each having run one `select 1`), and again some seconds
-# after they all left. Per client = (RSS with N clients - RSS with one) / N.
+# PgBouncer beside it, with N clients logged in (trust, outside a
+# transaction, each having run one `select 1`): just after they connected,
+# and once they have been idle IDLE seconds (pgsplit's sessions give their
+# buffers back after 5 to 10 s of silence); and again SETTLE seconds after
+# they all left (pgsplit returns freed memory to the system every 10 s).
+# Per client = (RSS with N clients - RSS with one) / N.
 #
 # The clients are raw protocol connections from one Python process (no
 # driver, so the numbers are the proxies', not a driver's), opened a few
@@ -22,9 +25,11 @@ REPLICA=${2:?usage: bench/idle_clients.sh PRIMARY_PORT REPLICA_PORT [name:binary
 shift 2
 TARGETS=${*:-"pgsplit:target/release/pgsplit"}
 COUNTS=${COUNTS:-"1000 10000"}
-SETTLE=${SETTLE:-5}
+IDLE=${IDLE:-12}
+SETTLE=${SETTLE:-12}
 PGBOUNCER=${PGBOUNCER:-1}
-PORT=${PORT:-$((PRIMARY + 20))}
+# Below the ephemeral port range, which outgoing connections take ports from.
+PORT=${PORT:-6460}
 ulimit -n "$(ulimit -Hn)"
 
 WORK=$(mktemp -d /tmp/pgsplit-idle.XXXXXX)
@@ -37,12 +42,13 @@ cleanup() {
 trap cleanup EXIT
 
 # Opens N idle clients against PORT, prints the proxy's RSS (KiB) with one
-# client, with N, and SETTLE seconds after they all left.
+# client, with N just connected, with N idle, and after they all left.
 measure() {
-  python3 - "$1" "$2" "$3" "$SETTLE" <<'PY'
+  python3 - "$1" "$2" "$3" "$IDLE" "$SETTLE" <<'PY'
 import asyncio, struct, sys
 
-pid, port, count, settle = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+pid, port, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+idle, settle = float(sys.argv[4]), float(sys.argv[5])
 
 
 def rss():
@@ -89,13 +95,14 @@ async def main():
     while len(clients) < count:
         batch = min(200, count - len(clients))
         clients += await asyncio.gather(*(client() for _ in range(batch)))
-    await asyncio.sleep(2)
+    connected = rss()
+    await asyncio.sleep(idle)
     loaded = rss()
     for writer in clients + [first]:
         writer.write(b"X\0\0\0\x04")
         writer.close()
     await asyncio.sleep(settle)
-    print(base, loaded, rss())
+    print(base, connected, loaded, rss())
 
 
 asyncio.run(main())
@@ -113,10 +120,10 @@ listening() {
 }
 
 report() {
-  read -r base loaded left <<<"$3"
-  awk -v n="$1" -v t="$2" -v b="$base" -v l="$loaded" -v a="$left" 'BEGIN {
-    printf "%-12s %6d clients: RSS %7.1f MiB with one, %7.1f MiB with all, %7.1f MiB after they left; %5.2f KiB per idle client\n",
-      t, n, b / 1024, l / 1024, a / 1024, (l - b) / n }'
+  read -r base connected loaded left <<<"$3"
+  awk -v n="$1" -v t="$2" -v b="$base" -v c="$connected" -v l="$loaded" -v a="$left" 'BEGIN {
+    printf "%-10s %6d clients: RSS %6.1f MiB with one, %6.1f MiB all connected, %6.1f MiB all idle, %6.1f MiB after they left; per client %5.2f KiB connected, %5.2f KiB idle\n",
+      t, n, b / 1024, c / 1024, l / 1024, a / 1024, (c - b) / n, (l - b) / n }'
 }
 
 for count in $COUNTS; do

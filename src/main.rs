@@ -5,6 +5,12 @@ use pgsplit::config::Cli;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// jemalloc rather than glibc's malloc: memory idle sessions give back is
+/// returned to the system, where glibc keeps it in holes between what
+/// sessions still hold (see Cargo.toml and bench/idle_clients.sh).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match cli.load() {

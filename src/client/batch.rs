@@ -245,6 +245,16 @@ impl Batch {
     }
 
     /// Forgets the messages held (sent, or dropped).
+    /// For an idle session: gives back the room its vectors grew to.
+    pub fn shrink(&mut self) {
+        if self.messages.is_empty() {
+            self.messages = Vec::new();
+        }
+        if self.noted.is_empty() {
+            self.noted = Vec::new();
+        }
+    }
+
     pub fn clear_messages(&mut self) {
         self.messages.clear();
         self.bytes = 0;

@@ -288,6 +288,23 @@ impl Exchange {
         !self.expect.is_empty()
     }
 
+    /// For an idle session (nothing expected): gives back the room its
+    /// queues grew to.
+    pub fn shrink(&mut self) {
+        if self.expect.is_empty() {
+            self.expect = VecDeque::new();
+        }
+        if self.errors.is_empty() {
+            self.errors = Vec::new();
+        }
+        if self.described.is_empty() {
+            self.described = Vec::new();
+        }
+        if self.undone.is_empty() {
+            self.undone = Vec::new();
+        }
+    }
+
     /// Forgets the server's exchange (it was lost or released).
     pub fn reset(&mut self) {
         self.expect.clear();

@@ -90,7 +90,9 @@ impl ClientIo {
     pub async fn linger(&mut self) {
         let _ = self.stream.shutdown().await;
         let drain = async {
-            let mut sink = [0u8; 4096];
+            // On the heap: an array here would make every session's future
+            // 4 KiB larger for as long as it lives.
+            let mut sink = vec![0u8; 4096];
             while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;

@@ -87,6 +87,18 @@ impl Statements {
         }
     }
 
+    /// For an idle session: each statement's text gets an allocation of
+    /// its own. Kept as it came, a statement's bytes are a slice of the
+    /// read buffer they arrived in, and hold all of that buffer.
+    pub fn compact(&mut self) {
+        let statements = self.named.values_mut().chain(self.closing.values_mut());
+        for statement in statements.chain(self.unnamed.as_mut()) {
+            statement.after_name = Bytes::copy_from_slice(&statement.after_name);
+        }
+        self.named.shrink_to_fit();
+        self.closing.shrink_to_fit();
+    }
+
     /// Records a Parse; returns the statement as pgsplit will send it, and
     /// how to undo the record if the server skips the Parse.
     /// `route`: its classification; `routed` when it was routed (outside

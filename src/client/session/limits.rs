@@ -45,10 +45,11 @@ impl Session {
         }
     }
 
-    /// The client sent something: for `client_idle_timeout`, read only
-    /// when it is set (a clock read per message otherwise saved).
+    /// The client sent something. For `client_idle_timeout`, the time is
+    /// read only when it is set (a clock read per message otherwise saved).
     #[inline]
     pub(super) fn heard_from_client(&mut self) {
+        self.idle_memory.heard();
         if self.current.config.client_idle_timeout > 0.0 {
             self.last_heard = Instant::now();
         }
@@ -57,11 +58,17 @@ impl Session {
     /// Nothing of the client's runs or waits, and it holds no server
     /// transaction.
     fn client_idle(&self) -> bool {
-        !self.exchange.busy()
-            && !self.holds_transaction()
-            && self.deferred.is_none()
-            && self.paused.is_none()
-            && self.batch.is_empty()
+        !self.busy_client()
+    }
+
+    /// Something of the client's runs or waits, or it holds a server
+    /// transaction.
+    pub(super) fn busy_client(&self) -> bool {
+        self.exchange.busy()
+            || self.holds_transaction()
+            || self.deferred.is_some()
+            || self.paused.is_some()
+            || !self.batch.is_empty()
     }
 
     /// The query alarm rang: if the statement it watches still runs past

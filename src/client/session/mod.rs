@@ -16,6 +16,7 @@
 mod acquire;
 mod batches;
 mod connections;
+mod idle_memory;
 mod lazy;
 mod limits;
 mod observe;
@@ -93,6 +94,8 @@ pub struct Session {
     /// When the client last sent something (kept only with
     /// `client_idle_timeout`).
     last_heard: std::time::Instant,
+    /// When an idle session gives its buffers back (`idle_memory`).
+    idle_memory: idle_memory::IdleMemory,
     /// After a failed Flush, the rest of the batch is dropped until Sync.
     skip_until_sync: bool,
     /// Session state that ties the client to its server connection.
@@ -157,6 +160,14 @@ const SYNC_FRAME: &[u8] = b"S\0\0\0\x04";
 /// waits: enough to see a Sync or the client leaving, not a flood.
 const READ_AHEAD: usize = 64 * 1024;
 
+/// How `serve` ended.
+enum Served {
+    /// The client left, or was told to.
+    Done,
+    /// The client is idle and its memory given back.
+    Idle,
+}
+
 /// What the loop does after a message.
 enum Flow {
     Continue,
@@ -182,6 +193,8 @@ enum Event {
     QueryAlarm,
     /// `client_idle_timeout`'s alarm rang (the client may have spoken since).
     IdleAlarm,
+    /// The idle-memory alarm rang (`idle_memory`).
+    IdleMemory,
 }
 
 // Rare paths (errors, lost servers, catalog lookups) are boxed where they
@@ -221,6 +234,7 @@ impl Session {
             query_alarm: timing::Alarm::default(),
             idle_alarm: timing::Alarm::default(),
             last_heard: std::time::Instant::now(),
+            idle_memory: Default::default(),
             skip_until_sync: false,
             pins: Default::default(),
             settings,
@@ -229,7 +243,8 @@ impl Session {
             need: Need::Any,
             wrote: false,
             retry: Retry::default(),
-            out: BytesMut::with_capacity(8192),
+            // Grown as used: an idle client holds none (`idle_memory`).
+            out: BytesMut::new(),
             client,
             durations: timing::Durations::default(),
             stop,
@@ -240,26 +255,48 @@ impl Session {
 
     /// Serves the client until it leaves, then returns its server
     /// connections clean or closes them.
-    pub async fn run(mut self) -> Result<(), ClientError> {
-        let result = self.serve().await;
+    ///
+    /// The loop that handles statements is a large future (statement
+    /// handling, checkouts and relaying all nest in it); it lives in a box
+    /// of its own, dropped while the client is idle (`idle_memory`): an
+    /// idle session waits in a future of a hundred bytes, and the box is
+    /// made again when the client speaks (once per idle spell, not per
+    /// statement).
+    pub async fn run(&mut self) -> Result<(), ClientError> {
+        let mut event = None;
+        let result = loop {
+            match Box::pin(self.serve(event.take())).await {
+                Ok(Served::Idle) => event = Some(self.wait().await),
+                Ok(Served::Done) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
         if let Err(ClientError::Protocol(e)) = &result {
             tracing::warn!(error = %e, "client protocol violation");
             let code = PgError::from(e).code;
             self.app.metrics.error(ErrorSide::Client, &code);
             self.io.send_error(&PgError::from(e)).await;
         }
-        self.finish().await;
+        Box::pin(self.finish()).await;
         result
     }
 
-    async fn serve(&mut self) -> Result<(), ClientError> {
+    /// Handles `event` (one the idle wait in `run` got), then serves the
+    /// client until it leaves (`Done`) or has gone idle and given its
+    /// memory back (`Idle`).
+    async fn serve(&mut self, mut event: Option<Event>) -> Result<Served, ClientError> {
         loop {
+            if let Some(event) = event.take() {
+                if let Some(served) = self.on_event(event).await? {
+                    return Ok(served);
+                }
+            }
             if let Flow::Terminate = self.handle_buffered().await? {
-                return Ok(());
+                return Ok(Served::Done);
             }
             self.stop = self.app.stop_now();
             if self.must_leave() {
-                return Box::pin(self.tell_shutdown()).await;
+                return Box::pin(self.tell_shutdown()).await.map(|()| Served::Done);
             }
             let held_back = self.deferred.is_some() || self.paused.is_some();
             let stalls = held_back && self.exchange.answering();
@@ -268,28 +305,41 @@ impl Session {
                 self.idle.hold(self.idle_in_transaction(), timeout);
             }
             self.arm_limits();
-            match self.wait().await {
-                Event::Stop => {}
-                Event::Stalled => Box::pin(self.stalled()).await?,
-                Event::IdleInTransaction => return Box::pin(self.idle_timeout()).await,
-                Event::QueryAlarm => Box::pin(self.query_alarm_rang()).await,
-                Event::IdleAlarm => Box::pin(self.idle_alarm_rang()).await?,
-                Event::Client(Ok(0)) if self.io.buf.is_empty() => return Ok(()),
-                Event::Client(Ok(0)) => return Err(ClientError::Gone),
-                Event::Client(Ok(n)) => {
-                    self.idle.reset();
-                    self.heard_from_client();
-                    self.io.metrics.received(n)
-                }
-                Event::Client(Err(e)) => return Err(e.into()),
-                Event::Reclaim => self.give_back_parked(),
-                Event::Server(Ok(n)) if n > 0 => {
-                    self.stall.reset();
-                    self.relay().await?
-                }
-                Event::Server(_) => Box::pin(self.server_lost()).await?,
+            self.idle_memory.arm();
+            if self.idle_memory.given_back() {
+                return Ok(Served::Idle);
             }
+            event = Some(self.wait().await);
         }
+    }
+
+    /// What the session does on `event`; `Some` when the session ends.
+    async fn on_event(&mut self, event: Event) -> Result<Option<Served>, ClientError> {
+        match event {
+            Event::Stop => {}
+            Event::Stalled => Box::pin(self.stalled()).await?,
+            Event::IdleInTransaction => {
+                return Box::pin(self.idle_timeout()).await.map(|()| Some(Served::Done))
+            }
+            Event::QueryAlarm => Box::pin(self.query_alarm_rang()).await,
+            Event::IdleAlarm => Box::pin(self.idle_alarm_rang()).await?,
+            Event::IdleMemory => self.idle_memory_alarm(),
+            Event::Client(Ok(0)) if self.io.buf.is_empty() => return Ok(Some(Served::Done)),
+            Event::Client(Ok(0)) => return Err(ClientError::Gone),
+            Event::Client(Ok(n)) => {
+                self.idle.reset();
+                self.heard_from_client();
+                self.io.metrics.received(n)
+            }
+            Event::Client(Err(e)) => return Err(e.into()),
+            Event::Reclaim => self.give_back_parked(),
+            Event::Server(Ok(n)) if n > 0 => {
+                self.stall.reset();
+                self.relay().await?
+            }
+            Event::Server(_) => Box::pin(self.server_lost()).await?,
+        }
+        Ok(None)
     }
 
     /// Waits for the server held (first: its replies are never held up
@@ -315,6 +365,7 @@ impl Session {
             idle,
             query_alarm,
             idle_alarm,
+            idle_memory,
             ..
         } = self;
         // While a message waits, the client is still read (up to a bound):
@@ -329,7 +380,11 @@ impl Session {
                     return Poll::Ready(Event::Server(r));
                 }
             }
-            if read_client {
+            // A session that gave its read buffer back (`idle_memory`)
+            // waits for the client without one, and takes one when the
+            // client has something to say.
+            let trimmed = io.buf.capacity() == 0;
+            if read_client && (!trimmed || io.stream.poll_read_ready(cx).is_ready()) {
                 if let Poll::Ready(r) = poll_read(&mut io.stream, &mut io.buf, cx) {
                     return Poll::Ready(Event::Client(r));
                 }
@@ -350,6 +405,9 @@ impl Session {
             }
             if idle_alarm.poll(cx).is_ready() {
                 return Poll::Ready(Event::IdleAlarm);
+            }
+            if idle_memory.poll(cx).is_ready() {
+                return Poll::Ready(Event::IdleMemory);
             }
             client.stop_waker.register(cx.waker(), stop_waker);
             match app.stop_now() == stop {

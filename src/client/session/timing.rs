@@ -86,6 +86,10 @@ pub(super) struct Alarm {
 }
 
 impl Alarm {
+    pub fn is_armed(&self) -> bool {
+        self.armed
+    }
+
     /// Rings at `at` (or earlier, if it is armed already).
     pub fn arm(&mut self, at: Instant) {
         if self.armed {
