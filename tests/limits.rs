@@ -490,3 +490,32 @@ async fn max_user_connections_spans_databases() {
         Some("second")
     );
 }
+
+/// An idle session gives its buffers back (after 5 to 10 s of silence;
+/// see `client::session::idle_memory`) and copies its prepared
+/// statements' text out of them: once the client speaks again, in the
+/// middle of a message too, its statements run as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_gave_its_memory_back_serves_its_statements() {
+    use support::wire::RawClient;
+    let c = Cluster::start();
+    let p = Proxy::start(proxy_config(&c));
+    let client = connect(p.port()).await;
+    let statement = client.prepare("select $1::int + 1").await.unwrap();
+    let row = client.query_one(&statement, &[&1i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    let mut raw = RawClient::login(p.addr(), "postgres", "postgres").await;
+    raw.send(&frame::query("select 1")).await;
+    assert_eq!(raw.read_until_ready(1, Duration::from_secs(5)).await.ready_count(), 1);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let row = client.query_one(&statement, &[&41i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    // A message sent in two parts, the first after the buffer was given
+    // back.
+    let query = frame::query("select 'split'");
+    raw.send(&query[..3]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw.send(&query[3..]).await;
+    let answer = raw.read_until_ready(1, Duration::from_secs(5)).await;
+    assert_eq!(answer.summary(), ["T", "D", "C:SELECT 1", "Z:I"], "{}", answer.describe());
+}
