@@ -76,7 +76,10 @@ mod tests {
             ("c1 \u{9b}31m", "c1 \\u{9b}31m"),
             ("del\x7f", "del\\u{7f}"),
             ("tab\tnul\0", "tab\\tnul\\0"),
-            ("ünïcødé 数据库 \"quoted\" back\\slash", "ünïcødé 数据库 \"quoted\" back\\slash"),
+            (
+                "ünïcødé 数据库 \"quoted\" back\\slash",
+                "ünïcødé 数据库 \"quoted\" back\\slash",
+            ),
         ];
         for (raw, shown) in cases {
             assert_eq!(Escaped(raw).to_string(), shown, "{raw:?}");

@@ -55,7 +55,11 @@ async fn refused_login(host: IpAddr, p: &Proxy, user: &str, code: &str, message:
     match console(host, p, user).await {
         Ok(_) => panic!("{user} from {host} got into the admin console"),
         Err(e) => {
-            assert_eq!(code_of(&e).as_deref(), Some(code), "{user} from {host}: {e}");
+            assert_eq!(
+                code_of(&e).as_deref(),
+                Some(code),
+                "{user} from {host}: {e}"
+            );
             assert_eq!(message_of(&e), message, "{user} from {host}");
         }
     }
@@ -80,7 +84,9 @@ async fn admin_and_stats_users(host: IpAddr, p: &Proxy) {
     assert_eq!(run(&admin, "SHOW POOLS").await, Ok(()));
     assert_eq!(run(&admin, "PAUSE").await, Ok(()));
     assert_eq!(run(&admin, "RESUME").await, Ok(()));
-    let stats = console(host, p, "watcher").await.expect("stats_users log in");
+    let stats = console(host, p, "watcher")
+        .await
+        .expect("stats_users log in");
     for show in ["SHOW POOLS", "SHOW STATS", "SHOW CLIENTS", "SHOW CONFIG"] {
         assert_eq!(run(&stats, show).await, Ok(()), "{show}");
     }

@@ -127,7 +127,11 @@ async fn a_client_stalled_at_the_password_challenge_is_closed() {
         let seen = until_closed(stream, Duration::from_secs(10))
             .await
             .unwrap_or_else(|| panic!("{auth:?}: still open after 10 s"));
-        assert_eq!(seen.first().map(|m| m.tag), Some(b'R'), "{auth:?}: {seen:?}");
+        assert_eq!(
+            seen.first().map(|m| m.tag),
+            Some(b'R'),
+            "{auth:?}: {seen:?}"
+        );
         assert_eq!(
             error_of(&seen),
             Some(("08P01".into(), "client_login_timeout".into())),
@@ -216,7 +220,10 @@ async fn oversized_messages_before_authentication_are_refused_at_once() {
         .expect("still open after an oversized startup packet");
     let (code, message) = error_of(&seen).expect("no error");
     assert_eq!(code, "08P01");
-    assert!(message.starts_with("invalid length of startup packet"), "{message}");
+    assert!(
+        message.starts_with("invalid length of startup packet"),
+        "{message}"
+    );
 
     let mut stream = TcpStream::connect(p.addr()).await.unwrap();
     let startup = frame::startup(&[("user", "app"), ("database", "postgres")]);
@@ -312,7 +319,9 @@ async fn query_timeout_cancels_a_long_statement_and_the_next_runs() {
     });
     let client = connect(p.port()).await;
     fn expect_timeout<T>(result: Result<T, tokio_postgres::Error>, what: &str) {
-        let e = result.err().unwrap_or_else(|| panic!("{what}: not cancelled"));
+        let e = result
+            .err()
+            .unwrap_or_else(|| panic!("{what}: not cancelled"));
         assert_eq!(code_of(&e).as_deref(), Some("57014"), "{what}: {e}");
         assert_eq!(message_of(&e), "query_timeout", "{what}");
     }
@@ -324,20 +333,38 @@ async fn query_timeout_cancels_a_long_statement_and_the_next_runs() {
         let started = Instant::now();
         expect_timeout(client.simple_query(sql).await, sql);
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{sql}: {took:?}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+            "{sql}: {took:?}"
+        );
         for i in 0..50 {
             assert_eq!(
-                support::proxy::one(&client, &format!("select {i}")).await.as_deref(),
+                support::proxy::one(&client, &format!("select {i}"))
+                    .await
+                    .as_deref(),
                 Some(i.to_string().as_str())
             );
         }
     }
     // The extended protocol, and inside a transaction (which then fails,
     // as it would with statement_timeout).
-    expect_timeout(client.query("select pg_sleep($1)", &[&30f64]).await, "extended");
-    client.batch_execute("begin; create temp table t(x int)").await.unwrap();
-    expect_timeout(client.simple_query("select pg_sleep(30)").await, "in a transaction");
-    let failed = client.simple_query("select 1").await.err().expect("transaction not failed");
+    expect_timeout(
+        client.query("select pg_sleep($1)", &[&30f64]).await,
+        "extended",
+    );
+    client
+        .batch_execute("begin; create temp table t(x int)")
+        .await
+        .unwrap();
+    expect_timeout(
+        client.simple_query("select pg_sleep(30)").await,
+        "in a transaction",
+    );
+    let failed = client
+        .simple_query("select 1")
+        .await
+        .err()
+        .expect("transaction not failed");
     assert_eq!(code_of(&failed).as_deref(), Some("25P02"));
     client.batch_execute("rollback").await.unwrap();
     // In time: not cancelled.
@@ -372,16 +399,25 @@ async fn client_idle_timeout_closes_an_idle_client() {
     let closed = idle.read_until_ready(1, Duration::from_secs(5)).await;
     let took = started.elapsed();
     assert!(closed.closed, "not closed: {}", closed.describe());
-    let error = closed.errors().first().map(|m| (m.code(), m.fields().get(&'M').cloned()));
+    let error = closed
+        .errors()
+        .first()
+        .map(|m| (m.code(), m.fields().get(&'M').cloned()));
     assert_eq!(
         error,
         Some((Some("57P05".into()), Some("client_idle_timeout".into()))),
         "{}",
         closed.describe()
     );
-    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     for _ in 0..6 {
-        talking.simple_query("select 1").await.expect("a talking client was closed");
+        talking
+            .simple_query("select 1")
+            .await
+            .expect("a talking client was closed");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     in_transaction
@@ -418,12 +454,17 @@ fn quick_pools(config: Config) -> Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_db_connections_waits_then_refuses_with_53300() {
     let c = Cluster::start();
-    c.psql(c.primary_port(), "create role other login; create table lim(x int); grant all on lim to other");
+    c.psql(
+        c.primary_port(),
+        "create role other login; create table lim(x int); grant all on lim to other",
+    );
     let (p, metrics) = with_metrics(quick_pools(Config {
         max_db_connections: 1,
         ..proxy_config(&c)
     }));
-    let holder = try_connect(&conninfo(&p, "postgres", "postgres")).await.unwrap();
+    let holder = try_connect(&conninfo(&p, "postgres", "postgres"))
+        .await
+        .unwrap();
     holder
         .batch_execute("begin; insert into lim values (1)")
         .await
@@ -440,20 +481,44 @@ async fn max_db_connections_waits_then_refuses_with_53300() {
         message.contains("max_db_connections (1) reached for database \"postgres\""),
         "{message}"
     );
-    assert!(waited >= Duration::from_millis(900), "refused after {waited:?}, not at pool_timeout");
-    assert_eq!(metric(metrics, "pgsplit_refusals_total{reason=\"max_db_connections\"}"), 1.0);
+    assert!(
+        waited >= Duration::from_millis(900),
+        "refused after {waited:?}, not at pool_timeout"
+    );
+    assert_eq!(
+        metric(
+            metrics,
+            "pgsplit_refusals_total{reason=\"max_db_connections\"}"
+        ),
+        1.0
+    );
 
     holder.batch_execute("commit").await.unwrap();
     let other = try_connect(&conninfo(&p, "other", "postgres"))
         .await
         .expect("no room made by the connection given back");
-    assert_eq!(support::proxy::one(&other, "select current_user").await.as_deref(), Some("other"));
+    assert_eq!(
+        support::proxy::one(&other, "select current_user")
+            .await
+            .as_deref(),
+        Some("other")
+    );
     // The first user's next write waits its turn in the same way.
-    other.batch_execute("begin; insert into lim values (2)").await.unwrap();
-    let e = holder.batch_execute("insert into lim values (3)").await.err().expect("past the limit");
+    other
+        .batch_execute("begin; insert into lim values (2)")
+        .await
+        .unwrap();
+    let e = holder
+        .batch_execute("insert into lim values (3)")
+        .await
+        .err()
+        .expect("past the limit");
     assert_eq!(code_of(&e).as_deref(), Some("53300"), "{e}");
     other.batch_execute("commit").await.unwrap();
-    holder.batch_execute("insert into lim values (3)").await.unwrap();
+    holder
+        .batch_execute("insert into lim values (3)")
+        .await
+        .unwrap();
 }
 
 /// `max_user_connections`: server connections to a server for one user,
@@ -467,7 +532,9 @@ async fn max_user_connections_spans_databases() {
         max_user_connections: 1,
         ..proxy_config(&c)
     }));
-    let holder = try_connect(&conninfo(&p, "postgres", "postgres")).await.unwrap();
+    let holder = try_connect(&conninfo(&p, "postgres", "postgres"))
+        .await
+        .unwrap();
     holder
         .batch_execute("begin; insert into lim values (1)")
         .await
@@ -482,11 +549,21 @@ async fn max_user_connections_spans_databases() {
         message.contains("max_user_connections (1) reached for user \"postgres\""),
         "{message}"
     );
-    assert_eq!(metric(metrics, "pgsplit_refusals_total{reason=\"max_user_connections\"}"), 1.0);
-    holder.batch_execute("commit").await.unwrap();
-    let second = try_connect(&conninfo(&p, "postgres", "second")).await.unwrap();
     assert_eq!(
-        support::proxy::one(&second, "select current_database()").await.as_deref(),
+        metric(
+            metrics,
+            "pgsplit_refusals_total{reason=\"max_user_connections\"}"
+        ),
+        1.0
+    );
+    holder.batch_execute("commit").await.unwrap();
+    let second = try_connect(&conninfo(&p, "postgres", "second"))
+        .await
+        .unwrap();
+    assert_eq!(
+        support::proxy::one(&second, "select current_database()")
+            .await
+            .as_deref(),
         Some("second")
     );
 }
@@ -506,7 +583,12 @@ async fn a_session_that_gave_its_memory_back_serves_its_statements() {
     assert_eq!(row.get::<_, i32>(0), 2);
     let mut raw = RawClient::login(p.addr(), "postgres", "postgres").await;
     raw.send(&frame::query("select 1")).await;
-    assert_eq!(raw.read_until_ready(1, Duration::from_secs(5)).await.ready_count(), 1);
+    assert_eq!(
+        raw.read_until_ready(1, Duration::from_secs(5))
+            .await
+            .ready_count(),
+        1
+    );
     tokio::time::sleep(Duration::from_secs(11)).await;
     let row = client.query_one(&statement, &[&41i32]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
@@ -517,5 +599,10 @@ async fn a_session_that_gave_its_memory_back_serves_its_statements() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     raw.send(&query[3..]).await;
     let answer = raw.read_until_ready(1, Duration::from_secs(5)).await;
-    assert_eq!(answer.summary(), ["T", "D", "C:SELECT 1", "Z:I"], "{}", answer.describe());
+    assert_eq!(
+        answer.summary(),
+        ["T", "D", "C:SELECT 1", "Z:I"],
+        "{}",
+        answer.describe()
+    );
 }

@@ -84,7 +84,10 @@ impl Config {
             ("query_timeout", self.query_timeout),
         ] {
             if !(value >= 0.0 && value.is_finite()) {
-                return Err(invalid(name, "must be 0 (off) or a positive number of seconds"));
+                return Err(invalid(
+                    name,
+                    "must be 0 (off) or a positive number of seconds",
+                ));
             }
         }
         for (name, value) in [
@@ -107,7 +110,10 @@ impl Config {
         if self.tcp_user_timeout > i32::MAX as u64 {
             return Err(invalid(
                 "tcp_user_timeout",
-                format!("must be 0 (the system's default) to {} milliseconds", i32::MAX),
+                format!(
+                    "must be 0 (the system's default) to {} milliseconds",
+                    i32::MAX
+                ),
             ));
         }
         for (i, user) in self.stats_users.iter().enumerate() {

@@ -80,7 +80,11 @@ impl AtFdLimit {
 /// Tells the client and closes its connection.
 async fn refuse(mut stream: TcpStream) {
     let mut out = BytesMut::new();
-    PgError::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already").encode(&mut out);
+    PgError::fatal(
+        sqlstate::TOO_MANY_CONNECTIONS,
+        "sorry, too many clients already",
+    )
+    .encode(&mut out);
     let goodbye = async {
         stream.write_all(&out).await?;
         stream.shutdown().await?;

@@ -63,8 +63,14 @@ mod tests {
         configure(&stream, &options).unwrap();
         let socket = SockRef::from(&stream);
         assert!(socket.keepalive().unwrap());
-        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(77));
-        assert_eq!(socket.tcp_keepalive_interval().unwrap(), Duration::from_secs(7));
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(77)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(7)
+        );
         assert_eq!(socket.tcp_keepalive_retries().unwrap(), 4);
         assert_eq!(
             socket.tcp_user_timeout().unwrap(),

@@ -211,7 +211,11 @@ impl ConnectionLimits {
     /// The limits of the pool of `server`, `database` and `user`.
     pub fn of(&self, server: &Arc<str>, database: &str, user: &str) -> PoolLimits {
         let mut limits = Vec::new();
-        let get = |map: &Mutex<HashMap<(Arc<str>, String), Arc<Limit>>>, kind, max, name: &str, what: String| {
+        let get = |map: &Mutex<HashMap<(Arc<str>, String), Arc<Limit>>>,
+                   kind,
+                   max,
+                   name: &str,
+                   what: String| {
             map.lock()
                 .entry((server.clone(), name.to_string()))
                 .or_insert_with(|| Arc::new(Limit::new(kind, max, what)))
@@ -219,7 +223,13 @@ impl ConnectionLimits {
         };
         if self.max_db > 0 {
             let what = format!("database \"{database}\" on {server}");
-            limits.push(get(&self.by_database, Kind::Database, self.max_db, database, what));
+            limits.push(get(
+                &self.by_database,
+                Kind::Database,
+                self.max_db,
+                database,
+                what,
+            ));
         }
         if self.max_user > 0 {
             let what = format!("user \"{user}\" on {server}");
@@ -255,7 +265,10 @@ mod tests {
             async move { alice.acquire(0).await.map(|_| ()) }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(alice.blocked().map(|l| (l.kind, l.max)), Some((Kind::Database, 2)));
+        assert_eq!(
+            alice.blocked().map(|l| (l.kind, l.max)),
+            Some((Kind::Database, 2))
+        );
         assert_eq!(alice.blocked().unwrap().what, "database \"app\" on p:1");
         drop(first);
         third.await.unwrap().unwrap();
@@ -272,7 +285,12 @@ mod tests {
         assert_eq!(other.room(), 0, "alice's one connection is used");
         drop(held);
         assert_eq!(other.room(), 1);
-        assert_eq!(ConnectionLimits::new(0, 0).of(&server, "app", "alice").room(), usize::MAX);
+        assert_eq!(
+            ConnectionLimits::new(0, 0)
+                .of(&server, "app", "alice")
+                .room(),
+            usize::MAX
+        );
         assert!(limits.are(3, 1) && !limits.are(3, 0));
     }
 }

@@ -44,7 +44,8 @@ impl IdleMemory {
     pub fn arm(&mut self) {
         if !self.given_back && !self.alarm.is_armed() {
             // tokio's clock: std's, unless a test paused it.
-            self.alarm.arm(tokio::time::Instant::now().into_std() + IDLE_AFTER);
+            self.alarm
+                .arm(tokio::time::Instant::now().into_std() + IDLE_AFTER);
         }
     }
 

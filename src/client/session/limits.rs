@@ -81,7 +81,8 @@ impl Session {
         let (Some(conn), Some(running)) = (self.held.server.as_ref(), running) else {
             return;
         };
-        if !self.exchange.answering() || running < timeout || self.exchange.timeout_error.is_some() {
+        if !self.exchange.answering() || running < timeout || self.exchange.timeout_error.is_some()
+        {
             return;
         }
         let (pid, secret, addr) = (conn.backend_pid, conn.backend_secret, conn.addr.clone());
@@ -104,8 +105,11 @@ impl Session {
         if !self.client_idle() || self.last_heard.elapsed() < timeout {
             return Ok(());
         }
-        tracing::info!(client = self.client.id, seconds = timeout.as_secs_f64(),
-            "client idle for longer than client_idle_timeout: closing its connection");
+        tracing::info!(
+            client = self.client.id,
+            seconds = timeout.as_secs_f64(),
+            "client idle for longer than client_idle_timeout: closing its connection"
+        );
         self.app.metrics.timed_out(Timeout::ClientIdle);
         let error = PgError::fatal(sqlstate::IDLE_SESSION_TIMEOUT, "client_idle_timeout");
         self.io.send_error(&error).await;
