@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod client;
 pub mod config;
+pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod listener;

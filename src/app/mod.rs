@@ -84,13 +84,14 @@ impl App {
     pub fn new(config: Config) -> Arc<App> {
         let metrics = Arc::new(Metrics::new());
         metrics.declare_pin_reasons(&crate::router::Pin::ALL.map(crate::router::Pin::label));
+        let instance = config.instance();
         let current = Current::build(Arc::new(config), None, &metrics, 0);
         current.start();
         Arc::new(App {
             current: ArcSwap::from_pointee(current),
             generation: AtomicU64::new(0),
             catalog: Catalog::default(),
-            cancels: Cancels::default(),
+            cancels: Cancels::new(instance),
             metrics,
             clients: Clients::default(),
             pinned_clients: AtomicUsize::new(0),

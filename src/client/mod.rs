@@ -43,7 +43,11 @@ pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
         app.metrics.session(),
     );
     match opening {
-        Ok(Opening::Cancel { pid, secret }) => app.cancels.cancel(pid, secret).await,
+        Ok(Opening::Cancel {
+            pid,
+            secret,
+            forwarded,
+        }) => crate::fleet::cancel(&app, pid, secret, forwarded).await,
         Ok(Opening::Session(params)) => serve(app, io, params, peer).await,
         Err(e) => report(&mut io, &e, &peer).await,
     }

@@ -14,7 +14,11 @@ use tokio::net::TcpStream;
 /// What the client asked for.
 pub enum Opening {
     Session(StartupParams),
-    Cancel { pid: i32, secret: i32 },
+    Cancel {
+        pid: i32,
+        secret: i32,
+        forwarded: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +54,17 @@ pub async fn read_opening(
                 }
                 stream.write_all(b"N").await?;
             }
-            StartupPacket::Cancel { pid, secret } => return Ok(Opening::Cancel { pid, secret }),
+            StartupPacket::Cancel {
+                pid,
+                secret,
+                forwarded,
+            } => {
+                return Ok(Opening::Cancel {
+                    pid,
+                    secret,
+                    forwarded,
+                })
+            }
             StartupPacket::Startup {
                 minor,
                 params,

@@ -257,6 +257,17 @@ pub struct User {
     pub password: String,
 }
 
+/// Another pgsplit instance of the fleet (cancels that arrive at the
+/// wrong instance are forwarded to the one whose client it is).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its `instance_id`.
+    pub id: u8,
+    /// Where it listens for clients, HOST:PORT.
+    pub address: String,
+}
+
 /// The whole configuration. Field docs are in `config.toml.example`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -290,6 +301,9 @@ pub struct Config {
     pub autodb_idle_timeout: f64,
     pub log_format: LogFormat,
     pub worker_threads: usize,
+    pub instance_id: u8,
+    pub peers: Vec<Peer>,
+    pub peers_dns: Option<String>,
 }
 
 /// How log lines look.
@@ -333,6 +347,9 @@ impl Default for Config {
             autodb_idle_timeout: 3600.0,
             log_format: LogFormat::Text,
             worker_threads: 0,
+            instance_id: 0,
+            peers: Vec::new(),
+            peers_dns: None,
         }
     }
 }
@@ -425,7 +442,45 @@ impl Config {
                 return Err(invalid(name, "must be 0 or a positive number of seconds"));
             }
         }
-        Ok(())
+        self.validate_fleet()
+    }
+
+    fn validate_fleet(&self) -> Result<(), ConfigError> {
+        if !self.peers.is_empty() && self.instance_id == 0 {
+            return Err(invalid(
+                "instance_id",
+                "must be set (1 to 255, unique in the fleet) when [[peers]] is set",
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for peer in &self.peers {
+            if peer.id == 0 || peer.id == self.instance_id || !ids.insert(peer.id) {
+                return Err(invalid(
+                    "peers",
+                    format!("peer id {} must be 1 to 255, not this instance's and not repeated", peer.id),
+                ));
+            }
+            if !peer.address.contains(':') {
+                return Err(invalid("peers", format!("{:?} is not HOST:PORT", peer.address)));
+            }
+        }
+        match &self.peers_dns {
+            Some(name) if !name.contains(':') => {
+                Err(invalid("peers_dns", format!("{name:?} is not NAME:PORT")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The instance id this pgsplit puts in its clients' cancel keys: the
+    /// configured one, else, in a fleet found by DNS, a random one (there a
+    /// cancel for another instance goes to every peer, so the id only
+    /// needs to differ from this one's most of the time), else 0.
+    pub fn instance(&self) -> u8 {
+        match (self.instance_id, &self.peers_dns) {
+            (0, Some(_)) => rand::random::<u8>().max(1),
+            (id, _) => id,
+        }
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {

@@ -36,6 +36,33 @@ const WAIT_BUCKETS: [f64; 12] = [
     0.0, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
 ];
 
+/// What became of a CancelRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Local,
+    Forwarded,
+    FromPeer,
+    Unknown,
+}
+
+impl CancelOutcome {
+    const ALL: [CancelOutcome; 4] = [
+        CancelOutcome::Local,
+        CancelOutcome::Forwarded,
+        CancelOutcome::FromPeer,
+        CancelOutcome::Unknown,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CancelOutcome::Local => "local",
+            CancelOutcome::Forwarded => "forwarded",
+            CancelOutcome::FromPeer => "from_peer",
+            CancelOutcome::Unknown => "unknown",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     /// The per-statement counters, one shard per session.
@@ -45,6 +72,7 @@ pub struct Metrics {
     /// Sessions ended by `idle_transaction_timeout`.
     pub idle_transaction_timeouts: IntCounter,
     pins: IntCounterVec,
+    cancels: IntCounterVec,
     reloads: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
@@ -78,6 +106,12 @@ impl Metrics {
                 "pgsplit_pins_total",
                 "Clients pinned to one server connection, by what pinned them",
                 &["reason"],
+            ),
+            cancels: counter_vec(
+                &registry,
+                "pgsplit_cancel_requests_total",
+                "CancelRequests by outcome: local (a statement of this instance's), forwarded (to a peer instance), from_peer (a peer's forward, for this instance), unknown (no such key: nothing cancelled)",
+                &["outcome"],
             ),
             reloads: counter_vec(
                 &registry,
@@ -117,6 +151,9 @@ impl Metrics {
         for result in ["ok", "failed"] {
             metrics.reloads.with_label_values(&[result]);
         }
+        for outcome in CancelOutcome::ALL {
+            metrics.cancels.with_label_values(&[outcome.as_str()]);
+        }
         metrics
     }
 
@@ -154,6 +191,10 @@ impl Metrics {
 
     pub fn pinned(&self, reason: &str) {
         self.pins.with_label_values(&[reason]).inc();
+    }
+
+    pub fn cancel_request(&self, outcome: CancelOutcome) {
+        self.cancels.with_label_values(&[outcome.as_str()]).inc();
     }
 
     pub fn reloaded(&self, ok: bool) {

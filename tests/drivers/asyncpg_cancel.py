@@ -37,7 +37,10 @@ async def main(dsn, primary, replica, iterations):
             hit.append(f"iteration {i} ({where}): pg_sleep(10) failed after "
                        f"{time.monotonic() - started:.3f} s instead of timing out: {type(e).__name__}: {e}")
         try:
-            got = await conn.fetchval("select 1")
+            # Its own timeout: on a loaded machine a statement can take
+            # longer than the 0.2 s meant for the sleeps, and a timeout
+            # here would be a cancel of its own, not one that hit it.
+            got = await conn.fetchval("select 1", timeout=10)
             if got != 1:
                 hit.append(f"iteration {i} ({where}): select 1 gave {got!r}")
         except Exception as e:
