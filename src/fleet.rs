@@ -30,10 +30,12 @@ pub async fn cancel(app: &App, pid: i32, secret: i32, forwarded: bool) {
         app.metrics.cancel_request(outcome);
         return;
     }
-    let targets = match forwarded {
-        true => Vec::new(),
-        false => peers_for(&app.config(), pid).await,
-    };
+    if forwarded {
+        app.metrics.cancel_request(CancelOutcome::PeerMiss);
+        tracing::debug!(pid, "a peer's cancel request for a key not this instance's ignored");
+        return;
+    }
+    let targets = peers_for(&app.config(), pid).await;
     if targets.is_empty() {
         app.metrics.cancel_request(CancelOutcome::Unknown);
         tracing::debug!(pid, forwarded, "cancel request with an unknown key ignored");

@@ -123,6 +123,11 @@ async fn an_unknown_key_cancels_nothing_and_is_counted() {
     let _ = socket.read_to_end(&mut rest).await;
     assert!(sleeping.await.unwrap().is_ok(), "a forged key cancelled a statement");
     assert_eq!(stat(b.port(), "forwarded").await, "1");
+    assert_eq!(stat(a.port(), "peer_miss").await, "1");
+    // Sent straight to A, which has no peers to ask: unknown.
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", a.port())).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut socket, &forged).await.unwrap();
+    let _ = socket.read_to_end(&mut rest).await;
     assert_eq!(stat(a.port(), "unknown").await, "1");
     assert_eq!(stat(a.port(), "local").await, "0");
 }

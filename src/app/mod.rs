@@ -277,6 +277,7 @@ impl App {
             routing_cache_misses: misses,
             consistency_waits: [0, 1].map(|i| waits[i].load(Ordering::Relaxed)),
             paused: self.is_paused(),
+            split_brain: current.topology.is_split_brain(),
         }
     }
 

@@ -176,8 +176,9 @@ async fn server_params(
         return Ok((params.clone(), BytesMut::new()));
     }
     // With the primary down, a replica checks and reports them: reads go on.
-    let checkout = match cluster.checkout_primary().await {
-        Err(PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. }) => {
+    // A login does not wait out a failover: a replica serves it.
+    let checkout = match cluster.checkout_writer(std::time::Duration::ZERO).await {
+        Err(PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. }) => {
             cluster.checkout_read(&mut Need::Any).await
         }
         other => other,

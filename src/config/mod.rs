@@ -301,6 +301,7 @@ pub struct Config {
     pub autodb_idle_timeout: f64,
     pub log_format: LogFormat,
     pub worker_threads: usize,
+    pub failover_wait: f64,
     pub instance_id: u8,
     pub peers: Vec<Peer>,
     pub peers_dns: Option<String>,
@@ -347,6 +348,7 @@ impl Default for Config {
             autodb_idle_timeout: 3600.0,
             log_format: LogFormat::Text,
             worker_threads: 0,
+            failover_wait: 5.0,
             instance_id: 0,
             peers: Vec::new(),
             peers_dns: None,
@@ -437,6 +439,7 @@ impl Config {
             ("shutdown_timeout", self.shutdown_timeout),
             ("autodb_idle_timeout", self.autodb_idle_timeout),
             ("idle_transaction_timeout", self.idle_transaction_timeout),
+            ("failover_wait", self.failover_wait),
         ] {
             if !(value >= 0.0 && value.is_finite()) {
                 return Err(invalid(name, "must be 0 or a positive number of seconds"));
@@ -485,6 +488,10 @@ impl Config {
 
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
+    }
+
+    pub fn failover_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.failover_wait)
     }
 
     pub fn replica_ban_time(&self) -> Duration {

@@ -42,14 +42,18 @@ pub enum CancelOutcome {
     Local,
     Forwarded,
     FromPeer,
+    /// A peer's forward of a key that is not this instance's (with
+    /// `peers_dns` every instance gets each forward; one of them has it).
+    PeerMiss,
     Unknown,
 }
 
 impl CancelOutcome {
-    const ALL: [CancelOutcome; 4] = [
+    const ALL: [CancelOutcome; 5] = [
         CancelOutcome::Local,
         CancelOutcome::Forwarded,
         CancelOutcome::FromPeer,
+        CancelOutcome::PeerMiss,
         CancelOutcome::Unknown,
     ];
 
@@ -58,6 +62,7 @@ impl CancelOutcome {
             CancelOutcome::Local => "local",
             CancelOutcome::Forwarded => "forwarded",
             CancelOutcome::FromPeer => "from_peer",
+            CancelOutcome::PeerMiss => "peer_miss",
             CancelOutcome::Unknown => "unknown",
         }
     }
@@ -73,6 +78,7 @@ pub struct Metrics {
     pub idle_transaction_timeouts: IntCounter,
     pins: IntCounterVec,
     cancels: IntCounterVec,
+    primary_rechecks: IntCounter,
     reloads: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
@@ -107,10 +113,15 @@ impl Metrics {
                 "Clients pinned to one server connection, by what pinned them",
                 &["reason"],
             ),
+            primary_rechecks: counter(
+                &registry,
+                "pgsplit_primary_rechecks_total",
+                "Times a write's error (25006, 57P01-57P03) or lost connection on the primary made pgsplit re-check every server at once (writes wait for a confirmed primary meanwhile)",
+            ),
             cancels: counter_vec(
                 &registry,
                 "pgsplit_cancel_requests_total",
-                "CancelRequests by outcome: local (a statement of this instance's), forwarded (to a peer instance), from_peer (a peer's forward, for this instance), unknown (no such key: nothing cancelled)",
+                "CancelRequests by outcome: local (a statement of this instance's), forwarded (to a peer instance), from_peer (a peer's forward, for this instance), peer_miss (a peer's forward of a key not this instance's), unknown (a client's key no instance here knows: nothing cancelled)",
                 &["outcome"],
             ),
             reloads: counter_vec(
@@ -191,6 +202,10 @@ impl Metrics {
 
     pub fn pinned(&self, reason: &str) {
         self.pins.with_label_values(&[reason]).inc();
+    }
+
+    pub fn primary_recheck(&self) {
+        self.primary_rechecks.inc();
     }
 
     pub fn cancel_request(&self, outcome: CancelOutcome) {

@@ -28,6 +28,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a write waits before it tries a writer that refused a
+/// connection again, when a re-check ran a moment ago.
+const RETRY_GAP: Duration = Duration::from_millis(50);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("timed out after {waited:?} waiting for a connection from pool \"{pool}\"")]
@@ -44,6 +48,8 @@ pub enum PoolError {
     },
     #[error("no primary is available (the primary is down and no replica has been promoted)")]
     NoPrimary,
+    #[error("more than one server reports it is a primary (split brain): writes go to none of them until one is demoted or stopped")]
+    SplitBrain,
     #[error("pool is closed")]
     Closed,
 }
@@ -57,6 +63,8 @@ pub struct ClusterPools {
     ban_time: Duration,
     /// How long a replica's login may take (`first_login_settled`).
     connect_timeout: Duration,
+    /// How long a write waits for a confirmed primary (`failover_wait`).
+    failover_wait: Duration,
     /// Turn counter for round robin and least-busy ties.
     next: AtomicUsize,
     /// Since when no client has held these pools, as the retirement
@@ -225,8 +233,14 @@ impl ClusterPools {
     /// the latest writes (availability over freshness: nothing fresher
     /// exists until the primary is back or a replica is promoted).
     async fn read_from_primary(&self) -> Result<Checkout, PoolError> {
-        match self.checkout_primary().await {
-            Err(e @ (PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. })) => {
+        match self.checkout_writer(Duration::ZERO).await {
+            // Two primaries: either has the data; writes go to none, but
+            // reads may go to the one that last took them.
+            Err(PoolError::SplitBrain) if self.topology.writer().is_some() => {
+                let writer = self.topology.writer().map_or(0, |w| w.index);
+                self.servers[writer].checkout().await
+            }
+            Err(e @ (PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. })) => {
                 let Pick::Replica(pool) = self.pick_replica(Some(0)) else {
                     return Err(e);
                 };
@@ -241,13 +255,42 @@ impl ClusterPools {
     }
 
     /// A connection to the server that takes writes now.
+    /// While no server is confirmed as the primary (none is up, a
+    /// re-check is under way, or a split brain), a write waits up to
+    /// `failover_wait` for one, and is never sent to a server that reports
+    /// it is in recovery.
     pub async fn checkout_primary(&self) -> Result<Checkout, PoolError> {
-        let writer = self.topology.writer().ok_or(PoolError::NoPrimary)?;
-        match self.servers[writer.index].checkout().await {
-            Err(PoolError::Server { pool, source }) if !is_login_refusal(&source) => {
-                Err(PoolError::PrimaryUnavailable { pool, source })
+        self.checkout_writer(self.failover_wait).await
+    }
+
+    /// The primary, waiting at most `wait` for one to be confirmed. A
+    /// writer that refuses connections is re-checked (it may be gone for
+    /// good) rather than failing every write until its monitor agrees.
+    pub async fn checkout_writer(&self, wait: Duration) -> Result<Checkout, PoolError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let writer = match self.topology.confirmed_writer() {
+                Some(writer) => writer,
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.topology.wait_for_writer(left).await {
+                        Some(writer) => writer,
+                        None if self.topology.is_split_brain() => return Err(PoolError::SplitBrain),
+                        None => return Err(PoolError::NoPrimary),
+                    }
+                }
+            };
+            match self.servers[writer.index].checkout().await {
+                Err(PoolError::Server { pool, source }) if !is_login_refusal(&source) => {
+                    if Instant::now() >= deadline {
+                        return Err(PoolError::PrimaryUnavailable { pool, source });
+                    }
+                    if !self.topology.recheck("cannot connect to the primary") {
+                        tokio::time::sleep(RETRY_GAP.min(deadline - Instant::now())).await;
+                    }
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -259,7 +302,7 @@ impl ClusterPools {
         match role {
             Role::Primary => self
                 .topology
-                .writer()
+                .confirmed_writer()
                 .is_some_and(|w| Arc::ptr_eq(w, &pool.server)),
             Role::Replica => pool.takes_reads() && pool.has_replayed(self.topology.required(need)),
         }
@@ -476,6 +519,7 @@ impl Pools {
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),
             connect_timeout: config.pool.replica.connect_timeout(),
+            failover_wait: config.failover_wait(),
             next: AtomicUsize::new(0),
             unused_since: Mutex::new(None),
             defaults: std::sync::OnceLock::new(),

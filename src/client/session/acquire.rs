@@ -133,7 +133,14 @@ impl Session {
                     tracing::warn!(pool = %conn.pool().name, error = %e, "replica connection failed: banned, reads go elsewhere");
                     conn.pool().ban(self.current.config.replica_ban_time());
                 }
-                Err(e) => return Err(e.to_client_error(false)),
+                Err(e) => {
+                    // A pooled primary connection that died: the primary
+                    // may be gone (fencing, as for a lost connection).
+                    if self.cluster.topology.recheck("a primary connection failed") {
+                        self.app.metrics.primary_recheck();
+                    }
+                    return Err(e.to_client_error(false));
+                }
             }
         }
         Err(PgError::error(
@@ -153,7 +160,7 @@ impl Session {
 /// The error a client sees when no server connection could be had.
 pub(in crate::client) fn pool_error(e: &PoolError) -> PgError {
     match e {
-        PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. } => PgError::error(
+        PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. } => PgError::error(
             sqlstate::CANNOT_CONNECT_NOW,
             format!("pgsplit: {e}; writes and transactions cannot run until it is back"),
         ),

@@ -159,6 +159,7 @@ impl Session {
         if self.retry.armed {
             return Box::pin(self.retry_elsewhere(None)).await;
         }
+        self.suspect_primary("lost a connection to the primary");
         let Some(mut conn) = self.held.server.take() else {
             return Ok(());
         };
