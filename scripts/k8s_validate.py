@@ -20,7 +20,8 @@ What it checks, for a directory DIR:
      its ports are the container's, peers_dns names the headless Service
      in its namespace, the grace period covers preStop and
      shutdown_timeout, the Services, the PodDisruptionBudget and the
-     ServiceMonitor select what they should.
+     ServiceMonitor select what they should, and the pod keeps the
+     restricted Pod Security Standard with a read-only root filesystem.
 
 With `--self-test`, once DIR validates, it copies DIR, breaks the copy in
 one way at a time and expects each break to be found: that the validation
@@ -221,6 +222,7 @@ def fleet_errors(objs):
             )
         errors += peers_errors(config, by_kind.get("Service", []), namespace, pod_labels)
 
+    errors += security_errors(pod["spec"], container)
     for probe in ("readinessProbe", "livenessProbe"):
         port = ((container.get(probe) or {}).get("httpGet") or {}).get("port")
         if port is None:
@@ -239,6 +241,26 @@ def fleet_errors(objs):
             errors.append(f"{kn(pdb)}: its selector does not select pgsplit's pods")
     for sm in by_kind.get("ServiceMonitor", []):
         errors += servicemonitor_target_errors(sm, by_kind.get("Service", []), namespace)
+    return errors
+
+
+def security_errors(pod_spec, container):
+    """The "restricted" Pod Security Standard (namespace.yaml enforces it)
+    and a read-only root filesystem."""
+    pod_sc = pod_spec.get("securityContext") or {}
+    sc = container.get("securityContext") or {}
+    errors = []
+    if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+        errors.append("pgsplit container: runAsNonRoot must be true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        errors.append("pgsplit container: allowPrivilegeEscalation must be false")
+    if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+        errors.append("pgsplit container: capabilities must drop ALL")
+    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        errors.append("pgsplit pod: seccompProfile must be RuntimeDefault")
+    if not sc.get("readOnlyRootFilesystem"):
+        errors.append("pgsplit container: readOnlyRootFilesystem must be true")
     return errors
 
 
@@ -378,6 +400,7 @@ BREAKS = [
     ("metrics_listen on another port than the probes", _edit("base/config.toml", 'metrics_listen = "0.0.0.0:9930"', 'metrics_listen = "0.0.0.0:9931"'), "metrics_listen"),
     ("peers_dns in another namespace", _edit("base/config.toml", "pgsplit-peers.pgsplit.svc", "pgsplit-peers.default.svc"), "peers_dns"),
     ("a grace period shorter than the drain", _edit("base/deployment.yaml", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30"), "terminationGracePeriodSeconds"),
+    ("a container that may escalate privileges", _edit("base/deployment.yaml", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"), "allowPrivilegeEscalation"),
     ("a peers Service that hides pods not ready", _edit("base/service-peers.yaml", "publishNotReadyAddresses: true", "publishNotReadyAddresses: false"), "publishNotReadyAddresses"),
 ]
 
