@@ -64,4 +64,5 @@ if [ "$(cat "$VENV/.pgsplit-packages" 2>/dev/null)" != "${PACKAGES[*]}" ]; then
 fi
 KUBECTL=${KUBECTL:-$VENV/bin/kubectl}
 
-exec "$VENV/bin/python" "$HERE/scripts/k8s_validate.py" --kubectl "$KUBECTL" ${SELF_TEST:+--self-test} "$DIR"
+exec "$VENV/bin/python" "$HERE/scripts/k8s_validate.py" --kubectl "$KUBECTL" --dockerfile Dockerfile \
+  ${SELF_TEST:+--self-test} "$DIR"

@@ -21,7 +21,8 @@ What it checks, for a directory DIR:
      in its namespace, the grace period covers preStop and
      shutdown_timeout, the Services, the PodDisruptionBudget and the
      ServiceMonitor select what they should, and the pod keeps the
-     restricted Pod Security Standard with a read-only root filesystem.
+     restricted Pod Security Standard with a read-only root filesystem;
+     with --dockerfile, the pod runs that image's binary as its user.
 
 With `--self-test`, once DIR validates, it copies DIR, breaks the copy in
 one way at a time and expects each break to be found: that the validation
@@ -33,6 +34,7 @@ import base64
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -176,7 +178,7 @@ def selects(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def fleet_errors(objs):
+def fleet_errors(objs, dockerfile=None):
     """Cross-checks of one rendered fleet (a Deployment named pgsplit)."""
     by_kind = {}
     for o in objs:
@@ -223,6 +225,8 @@ def fleet_errors(objs):
         errors += peers_errors(config, by_kind.get("Service", []), namespace, pod_labels)
 
     errors += security_errors(pod["spec"], container)
+    if dockerfile:
+        errors += image_errors(pod["spec"], container, dockerfile)
     for probe in ("readinessProbe", "livenessProbe"):
         port = ((container.get(probe) or {}).get("httpGet") or {}).get("port")
         if port is None:
@@ -241,6 +245,24 @@ def fleet_errors(objs):
             errors.append(f"{kn(pdb)}: its selector does not select pgsplit's pods")
     for sm in by_kind.get("ServiceMonitor", []):
         errors += servicemonitor_target_errors(sm, by_kind.get("Service", []), namespace)
+    return errors
+
+
+def image_errors(pod_spec, container, dockerfile):
+    """The pod runs the Dockerfile's binary as the Dockerfile's user."""
+    with open(dockerfile) as f:
+        text = f.read()
+    errors = []
+    uid = re.search(r"useradd\b.*--uid (\d+)", text)
+    run_as = (container.get("securityContext") or {}).get("runAsUser") or (
+        pod_spec.get("securityContext") or {}
+    ).get("runAsUser")
+    if uid and run_as != int(uid.group(1)):
+        errors.append(f"runAsUser is {run_as}, but the Dockerfile's user has uid {uid.group(1)}")
+    dest = re.search(r"^COPY --from=\S+ .*/pgsplit\b.* (/\S+/)$", text, re.M)
+    command = (container.get("command") or [None])[0]
+    if dest and command != dest.group(1) + "pgsplit":
+        errors.append(f"the container runs {command}, but the Dockerfile puts pgsplit in {dest.group(1)}")
     return errors
 
 
@@ -329,7 +351,7 @@ def servicemonitor_target_errors(sm, services, namespace):
 # Putting it together ---------------------------------------------------------
 
 
-def validate_tree(root, kubectl, versions, say=print):
+def validate_tree(root, kubectl, versions, dockerfile=None, say=print):
     """Every error found under root; says what it checked."""
     errors = []
     rendered_ids = set()
@@ -351,7 +373,7 @@ def validate_tree(root, kubectl, versions, say=print):
         # The cross-checks read fields the schemas require: only on objects
         # that passed them.
         if not found and any(o.get("kind") == "Deployment" for o in objs):
-            errors += [f"{where} (kustomize): {e}" for e in fleet_errors(objs)]
+            errors += [f"{where} (kustomize): {e}" for e in fleet_errors(objs, dockerfile)]
         say(f"  rendered {where}: {len(objs)} objects: {', '.join(kn(o) for o in objs)}")
     for path in plain_manifests(root):
         where = os.path.relpath(path, root)
@@ -401,16 +423,17 @@ BREAKS = [
     ("peers_dns in another namespace", _edit("base/config.toml", "pgsplit-peers.pgsplit.svc", "pgsplit-peers.default.svc"), "peers_dns"),
     ("a grace period shorter than the drain", _edit("base/deployment.yaml", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30"), "terminationGracePeriodSeconds"),
     ("a container that may escalate privileges", _edit("base/deployment.yaml", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"), "allowPrivilegeEscalation"),
+    ("another user than the image's", _edit("base/deployment.yaml", "runAsUser: 10001", "runAsUser: 1000"), "runAsUser"),
     ("a peers Service that hides pods not ready", _edit("base/service-peers.yaml", "publishNotReadyAddresses: true", "publishNotReadyAddresses: false"), "publishNotReadyAddresses"),
 ]
 
 
-def self_test(root, kubectl, versions):
+def self_test(root, kubectl, versions, dockerfile):
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="pgsplit-k8s-selftest.") as tmp:
         pristine = os.path.join(tmp, "pristine")
         shutil.copytree(root, pristine)
-        errors = validate_tree(pristine, kubectl, versions, say=lambda _: None)
+        errors = validate_tree(pristine, kubectl, versions, dockerfile, say=lambda _: None)
         if errors:
             print("  FAIL the unbroken copy does not validate:", *errors, sep="\n    ")
             failed += 1
@@ -421,7 +444,7 @@ def self_test(root, kubectl, versions):
             copy_dir = os.path.join(tmp, f"break{i}")
             shutil.copytree(root, copy_dir)
             brk(copy_dir)
-            errors = validate_tree(copy_dir, kubectl, versions, say=lambda _: None)
+            errors = validate_tree(copy_dir, kubectl, versions, dockerfile, say=lambda _: None)
             if any(expect in e for e in errors):
                 print(f"  ok   {what}: found ({next(e for e in errors if expect in e)[:150]})")
                 passed += 1
@@ -436,17 +459,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", help="deploy/kubernetes or a copy of it")
     parser.add_argument("--kubectl", default="kubectl")
+    parser.add_argument("--dockerfile", help="the image's Dockerfile: check its user and binary path")
     parser.add_argument("--self-test", action="store_true", help="then break copies of DIR and expect failures")
     args = parser.parse_args()
     versions = os.environ.get("K8S_VERSIONS", " ".join(DEFAULT_K8S_VERSIONS)).split()
     print(f"k8s-validate: {args.dir}")
-    errors = validate_tree(args.dir, args.kubectl, versions)
+    errors = validate_tree(args.dir, args.kubectl, versions, args.dockerfile)
     for e in errors:
         print(f"  ERROR {e}")
     print(f"k8s-validate: {'FAILED, ' + str(len(errors)) + ' errors' if errors else 'ok'}")
     if errors:
         return 1
-    return self_test(args.dir, args.kubectl, versions) if args.self_test else 0
+    return self_test(args.dir, args.kubectl, versions, args.dockerfile) if args.self_test else 0
 
 
 if __name__ == "__main__":
