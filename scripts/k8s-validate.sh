@@ -19,20 +19,20 @@
 # K8S_VERSIONS="1.29.0 1.37.0" (the default) picks the versions checked.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-HERE=$(pwd)
-
 SELF_TEST=
-DIR=deploy/kubernetes
+DIR=
 for arg in "$@"; do
   case $arg in
     --self-test) SELF_TEST=1 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) DIR=$arg ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) DIR=$(realpath "$arg") ;;
   esac
 done
+cd "$(dirname "$0")/.."
+HERE=$(pwd)
+DIR=${DIR:-deploy/kubernetes}
 
-# Pinned: a new release of either must not change what passes here unseen.
+# Pinned: a new release of any of them must not change what passes here unseen.
 PACKAGES=(
   "kubernetes-validate==1.37.0"
   "cloudcoil.models.prometheus_operator==0.80.1.0"
