@@ -106,7 +106,7 @@ kv.schema_contents = functools.lru_cache(maxsize=None)(kv.schema_contents)
 def schema_errors(obj, versions):
     """What the Kubernetes API schemas, or the ServiceMonitor CRD's, refuse."""
     # The same object comes out of several kustomizations and copies.
-    return list(_schema_errors(json.dumps(obj, sort_keys=True), tuple(versions)))
+    return list(_schema_errors(json.dumps(obj, sort_keys=True, default=str), tuple(versions)))
 
 
 @functools.lru_cache(maxsize=None)
