@@ -11,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The Kubernetes manifests (deploy/kubernetes) against the Kubernetes and
-# ServiceMonitor schemas, then broken copies of them that must fail: about
-# 10 s (30 s the first time on a machine, installing the validator).
+# ServiceMonitor schemas, then broken copies of them that must fail: 10 to
+# 15 s, 30 to 60 s the first time on a machine (installing the validator).
 scripts/k8s-validate.sh --self-test
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
