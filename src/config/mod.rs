@@ -99,6 +99,9 @@ pub enum Consistency {
     Session,
     /// Every read sees every write acknowledged through this pgsplit before it.
     Global,
+    /// Every read sees every write committed anywhere (through any
+    /// instance, or on the primary directly) before it arrived.
+    Cluster,
 }
 
 /// The health monitor: one check per server every `interval`.

@@ -16,7 +16,7 @@ use crate::health::{lsn, Need, Topology};
 use replicas::Pick;
 use std::time::Instant;
 
-use crate::config::{Config, ReplicaSelection};
+use crate::config::{Config, Consistency, ReplicaSelection};
 use crate::metrics::Metrics;
 use crate::protocol::error::sqlstate;
 use crate::role::Role;
@@ -140,6 +140,16 @@ impl ClusterPools {
     /// the primary. Replicas that refuse connections are banned for a while.
     /// A checkout on the primary says why in `detour`.
     pub async fn checkout_read(&self, need: &mut Need) -> Result<Checkout, PoolError> {
+        // Cluster consistency: what the read must see is set when it
+        // arrives, not by the client's own writes.
+        let mut arrived;
+        let need = match self.topology.consistency {
+            Consistency::Cluster => {
+                arrived = self.topology.read_arrived();
+                &mut arrived
+            }
+            _ => need,
+        };
         let mut deadline = None;
         let mut waited_for_login = false;
         // Each turn returns, bans a replica, or waits for news until the
@@ -304,6 +314,9 @@ impl ClusterPools {
                 .topology
                 .confirmed_writer()
                 .is_some_and(|w| Arc::ptr_eq(w, &pool.server)),
+            // Cluster consistency: a read's need is known only from a
+            // position sample taken after it arrived; a checkout waits for it.
+            Role::Replica if self.topology.consistency == Consistency::Cluster => false,
             Role::Replica => pool.takes_reads() && pool.has_replayed(self.topology.required(need)),
         }
     }
