@@ -131,3 +131,57 @@ async fn an_unknown_key_cancels_nothing_and_is_counted() {
     assert_eq!(stat(a.port(), "unknown").await, "1");
     assert_eq!(stat(a.port(), "local").await, "0");
 }
+
+/// A consistency token: a write through one instance, its WAL position
+/// read back, and a read through another instance that carries the token
+/// (a hint, SET pgsplit.min_lsn, or a startup option) sees the write while
+/// the replica has not replayed it; without the token it reads stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_carries_read_your_writes_to_another_instance() {
+    let cluster = Cluster::start();
+    cluster.psql(cluster.primary_port(), "create table t(id int)");
+    cluster.wait_replica_caught_up();
+    let a = Proxy::start(proxy_config(&cluster));
+    let b = Proxy::start(proxy_config(&cluster));
+    cluster.pause_replay();
+
+    let writer = connect(a.port()).await;
+    writer.batch_execute("insert into t values (1)").await.unwrap();
+    let token = support::proxy::one(&writer, "select pg_current_wal_insert_lsn()::text")
+        .await
+        .expect("a WAL position");
+
+    let reader = connect(b.port()).await;
+    let count = |sql: String| {
+        let reader = &reader;
+        async move { support::proxy::one(reader, &sql).await.unwrap_or_default() }
+    };
+    assert_eq!(count("select count(*) from t".into()).await, "0", "without a token B reads the stale replica");
+    assert_eq!(
+        count(format!("/* pgsplit:min_lsn={token} */ select count(*) from t")).await,
+        "1",
+        "the hint did not make B's read see A's write"
+    );
+    // The hint holds for its statement only.
+    assert_eq!(count("select count(*) from t".into()).await, "0");
+    reader
+        .batch_execute(&format!("SET pgsplit.min_lsn = '{token}'"))
+        .await
+        .expect("SET pgsplit.min_lsn");
+    assert_eq!(count("select count(*) from t".into()).await, "1", "SET pgsplit.min_lsn");
+    let rows = reader.query("select count(*)::text from t", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "1", "extended protocol with the token");
+
+    let with_option = support::proxy::try_connect(&format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres options='-c pgsplit.min_lsn={token}'",
+        b.port()
+    ))
+    .await
+    .expect("a connection with the token as a startup option");
+    assert_eq!(
+        support::proxy::one(&with_option, "select count(*) from t").await.as_deref(),
+        Some("1"),
+        "the startup option"
+    );
+    cluster.resume_replay();
+}

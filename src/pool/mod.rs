@@ -12,7 +12,8 @@ pub use closing::Closed;
 pub use recall::RecallTicket;
 pub use server_pool::{Checkout, ServerPool};
 
-use crate::health::{lsn, Need, Topology};
+use crate::health::lsn::{self, Lsn};
+use crate::health::{Need, Topology};
 use replicas::Pick;
 use std::time::Instant;
 
@@ -140,6 +141,12 @@ impl ClusterPools {
     /// the primary. Replicas that refuse connections are banned for a while.
     /// A checkout on the primary says why in `detour`.
     pub async fn checkout_read(&self, need: &mut Need) -> Result<Checkout, PoolError> {
+        self.checkout_read_after(need, 0).await
+    }
+
+    /// A read that must also see WAL position `floor` (a consistency
+    /// token: `pgsplit.min_lsn`), whatever the consistency mode.
+    pub async fn checkout_read_after(&self, need: &mut Need, floor: Lsn) -> Result<Checkout, PoolError> {
         // Cluster consistency: what the read must see is set when it
         // arrives, not by the client's own writes.
         let mut arrived;
@@ -155,7 +162,7 @@ impl ClusterPools {
         // Each turn returns, bans a replica, or waits for news until the
         // deadline, so this ends.
         let detour = loop {
-            let required = self.topology.required(need);
+            let required = self.topology.required(need).map(|lsn| lsn.max(floor));
             match self.pick_replica(required) {
                 Pick::Replica(pool) => match pool.checkout().await {
                     Ok(conn) => {
@@ -308,7 +315,7 @@ impl ClusterPools {
     /// request on a server of `role`, as a checkout would choose it now:
     /// the writer; or a replica that serves reads, is not banned and has
     /// replayed what `need` asks for.
-    pub fn fits(&self, pool: &ServerPool, role: Role, need: &mut Need) -> bool {
+    pub fn fits(&self, pool: &ServerPool, role: Role, need: &mut Need, floor: Lsn) -> bool {
         match role {
             Role::Primary => self
                 .topology
@@ -317,7 +324,10 @@ impl ClusterPools {
             // Cluster consistency: a read's need is known only from a
             // position sample taken after it arrived; a checkout waits for it.
             Role::Replica if self.topology.consistency == Consistency::Cluster => false,
-            Role::Replica => pool.takes_reads() && pool.has_replayed(self.topology.required(need)),
+            Role::Replica => {
+                pool.takes_reads()
+                    && pool.has_replayed(self.topology.required(need).map(|lsn| lsn.max(floor)))
+            }
         }
     }
 

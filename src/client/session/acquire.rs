@@ -119,7 +119,10 @@ impl Session {
     async fn checkout(&mut self, want: Option<Destination>) -> Result<Checkout, PgError> {
         for _ in 0..=self.cluster.servers.len() {
             let mut conn = match want {
-                Some(Destination::Replica) => self.cluster.checkout_read(&mut self.need).await,
+                Some(Destination::Replica) => {
+                    let floor = self.min_lsn();
+                    self.cluster.checkout_read_after(&mut self.need, floor).await
+                }
                 _ => self.cluster.checkout_primary().await,
             }
             .map_err(|e| pool_error(&e))?;
@@ -147,6 +150,12 @@ impl Session {
             sqlstate::CONNECTION_FAILURE,
             "pgsplit: no server connection could be opened",
         ))
+    }
+
+    /// The position the client's reads must see besides its own writes:
+    /// consistency tokens (`pgsplit.min_lsn`, and the statement's hint).
+    pub(super) fn min_lsn(&self) -> crate::health::lsn::Lsn {
+        self.settings.min_lsn.max(self.statement_min_lsn)
     }
 
     fn point_cancel(&self) {
