@@ -168,12 +168,7 @@ async fn cluster_mode_reads_see_writes_made_anywhere() {
     let reader = connect(p.port()).await;
     // Written straight on the primary (another instance, an admin, a
     // job): pgsplit never saw these writes.
-    let direct = support::proxy::try_connect(&format!(
-        "host=127.0.0.1 port={} user=postgres dbname=postgres",
-        c.primary_port()
-    ))
-    .await
-    .expect("a connection straight to the primary");
+    let direct = connect(c.primary_port()).await;
     for id in 1..=30 {
         assert_eq!(
             write_then_count(&direct, &reader, id).await,
@@ -197,12 +192,7 @@ async fn session_mode_does_not_see_writes_made_elsewhere() {
     // elsewhere is not waited for (so the test above shows the mode works).
     let (c, p) = stale_replica(Consistency::Session);
     let reader = connect(p.port()).await;
-    let direct = support::proxy::try_connect(&format!(
-        "host=127.0.0.1 port={} user=postgres dbname=postgres",
-        c.primary_port()
-    ))
-    .await
-    .expect("a connection straight to the primary");
+    let direct = connect(c.primary_port()).await;
     assert_eq!(write_then_count(&direct, &reader, 1).await, "0");
     c.resume_replay();
 }

@@ -66,12 +66,11 @@ async fn stat(port: u16, outcome: &str) -> String {
         .unwrap_or_else(|| format!("no {label} row"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_sent_to_another_instance_reaches_its_statement() {
-    let cluster = Cluster::start();
+/// Instance 1 (A), and instance 2 (B) that knows A as its peer.
+fn two_instances(cluster: &Cluster) -> (Proxy, Proxy) {
     let a = Proxy::start(pgsplit::config::Config {
         instance_id: 1,
-        ..proxy_config(&cluster)
+        ..proxy_config(cluster)
     });
     let b = Proxy::start(pgsplit::config::Config {
         instance_id: 2,
@@ -79,8 +78,15 @@ async fn a_cancel_sent_to_another_instance_reaches_its_statement() {
             id: 1,
             address: format!("127.0.0.1:{}", a.port()),
         }],
-        ..proxy_config(&cluster)
+        ..proxy_config(cluster)
     });
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_sent_to_another_instance_reaches_its_statement() {
+    let cluster = Cluster::start();
+    let (a, b) = two_instances(&cluster);
     // A third instance that knows its peers only by a DNS name.
     let c = Proxy::start(pgsplit::config::Config {
         peers_dns: Some(format!("localhost:{}", a.port())),
@@ -100,18 +106,7 @@ async fn a_cancel_sent_to_another_instance_reaches_its_statement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_key_cancels_nothing_and_is_counted() {
     let cluster = Cluster::start();
-    let a = Proxy::start(pgsplit::config::Config {
-        instance_id: 1,
-        ..proxy_config(&cluster)
-    });
-    let b = Proxy::start(pgsplit::config::Config {
-        instance_id: 2,
-        peers: vec![Peer {
-            id: 1,
-            address: format!("127.0.0.1:{}", a.port()),
-        }],
-        ..proxy_config(&cluster)
-    });
+    let (a, b) = two_instances(&cluster);
     let client = connect(a.port()).await;
     let sleeping = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(1)").await });
     // A forged key that claims to be instance 1's: B forwards it, A knows
