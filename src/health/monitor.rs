@@ -1,6 +1,7 @@
 //! The health monitor: one task per server, with its own connection
 //! (tokio-postgres through bb8-postgres, apart from the client pools so a
-//! full pool never delays a check). Every `health.interval` it checks the
+//! full pool never delays a check; TLS as `server_tls_sslmode` says,
+//! through tokio-postgres-rustls with pgsplit's rustls configuration). Every `health.interval` it checks the
 //! server; a server changes state only after `health.threshold` checks in a
 //! row agree. Between checks, a read waiting for a replica to catch up (or
 //! for a sample of the primary's position) asks for an extra position check.
@@ -14,7 +15,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// One round trip: the role, the position (replayed on a standby, the
 /// insert position on a primary, which is past every commit acknowledged),
@@ -43,12 +46,16 @@ impl Drop for Monitors {
     }
 }
 
-pub fn spawn_monitors(topology: Arc<Topology>, config: &Config) -> Monitors {
+pub fn spawn_monitors(
+    topology: Arc<Topology>,
+    config: &Config,
+    tls: Option<&crate::tls::ServerTls>,
+) -> Monitors {
     let handles = topology
         .servers
         .iter()
         .map(|server| {
-            let monitor = Monitor::new(topology.clone(), server.clone(), config);
+            let monitor = Monitor::new(topology.clone(), server.clone(), config, tls);
             tokio::spawn(monitor.run())
         })
         .collect();
@@ -105,7 +112,7 @@ impl Tally {
 struct Monitor {
     topology: Arc<Topology>,
     server: Arc<ServerState>,
-    pool: bb8::Pool<PostgresConnectionManager<NoTls>>,
+    pool: bb8::Pool<PostgresConnectionManager<MakeRustlsConnect>>,
     interval: Duration,
     timeout: Duration,
     threshold: u32,
@@ -113,7 +120,12 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn new(topology: Arc<Topology>, server: Arc<ServerState>, config: &Config) -> Monitor {
+    fn new(
+        topology: Arc<Topology>,
+        server: Arc<ServerState>,
+        config: &Config,
+        tls: Option<&crate::tls::ServerTls>,
+    ) -> Monitor {
         let (user, password, database) = config.health_login();
         let (host, port) = server
             .addr
@@ -130,13 +142,24 @@ impl Monitor {
         if let Some(password) = &password {
             pg.password(password);
         }
+        // Certificates are checked (or not) by the rustls configuration;
+        // tokio-postgres only needs to know whether TLS is optional.
+        let (ssl_mode, rustls) = match tls {
+            Some(tls) if tls.mode.requires_tls() => (SslMode::Require, tls.client_config()),
+            Some(tls) => (SslMode::Prefer, tls.client_config()),
+            None => (SslMode::Disable, crate::tls::ServerTls::unused_client_config()),
+        };
+        pg.ssl_mode(ssl_mode);
         let pool = bb8::Pool::builder()
             .max_size(1)
             .min_idle(None)
             .test_on_check_out(false)
             .retry_connection(false)
             .connection_timeout(config.health.timeout())
-            .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
+            .build_unchecked(PostgresConnectionManager::new(
+                pg,
+                MakeRustlsConnect::new(rustls),
+            ));
         let state = match server.configured {
             Role::Primary => Observed::Primary,
             Role::Replica => Observed::Standby,
