@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::tls::ServerTls;
+use tokio::io::AsyncReadExt;
 
 /// The server backend a cancel must reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,9 +129,10 @@ impl Cancels {
         }
     }
 
-    /// Forwards a client's CancelRequest; unknown keys are ignored, as
-    /// PostgreSQL does, so a guesser learns nothing.
-    pub async fn cancel(&self, pid: i32, secret: i32) {
+    /// Forwards a client's CancelRequest (over TLS as `tls` says, as
+    /// libpq 17 sends them); unknown keys are ignored, as PostgreSQL
+    /// does, so a guesser learns nothing.
+    pub async fn cancel(&self, pid: i32, secret: i32, tls: Option<&ServerTls>) {
         let target = self
             .slots
             .lock()
@@ -150,7 +152,7 @@ impl Cancels {
             return;
         }
         tracing::info!(server = %target.addr, server_pid = target.pid, "forwarding cancel request");
-        if let Err(error) = send_cancel(&target).await {
+        if let Err(error) = send_cancel(&target, tls).await {
             tracing::warn!(server = %target.addr, %error, "could not forward cancel request");
         }
         self.land(&target);
@@ -219,9 +221,15 @@ impl Cancels {
 impl Cancels {
     /// Cancels whatever a server backend is running (a client left while
     /// its statement ran).
-    pub async fn cancel_server(&self, pid: i32, secret: i32, addr: Arc<str>) {
+    pub async fn cancel_server(
+        &self,
+        pid: i32,
+        secret: i32,
+        addr: Arc<str>,
+        tls: Option<&ServerTls>,
+    ) {
         let target = CancelTarget { addr, pid, secret };
-        if let Err(error) = send_cancel(&target).await {
+        if let Err(error) = send_cancel(&target, tls).await {
             tracing::warn!(server = %target.addr, %error, "could not cancel an abandoned statement");
         }
     }
@@ -238,19 +246,30 @@ const CANCEL_DONE_TIMEOUT: Duration = Duration::from_secs(5);
 /// could send its next statement before the signal lands, and have that
 /// one cancelled instead (libpq and asyncpg wait for the close for this
 /// reason, and so does pgsplit before it closes the client's connection).
-async fn send_cancel(target: &CancelTarget) -> std::io::Result<()> {
+async fn send_cancel(target: &CancelTarget, tls: Option<&ServerTls>) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(target.pid, target.secret, &mut out);
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&*target.addr).await?;
-        stream.write_all(&out).await?;
+        let mut stream = crate::server::encryption::open(&target.addr, tls)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        crate::socket::write_all(&mut stream, &out).await?;
         let mut sink = [0u8; 64];
         // The server sends nothing; EOF (or a reset) is its answer.
         loop {
             match stream.read(&mut sink).await {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                // A TLS peer that closes without close_notify reads as
+                // an unexpected end: the same answer.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    return Ok(())
+                }
                 Err(e) => return Err(e),
             }
         }

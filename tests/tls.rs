@@ -552,6 +552,18 @@ async fn pgsplit_reaches_servers_that_require_tls_and_client_certificates() {
     let m = metrics(metrics_port);
     assert!(tls_count(&m, "server", "encrypted") >= 2.0, "{m}");
 
+    // A cancel reaches the server (over TLS, as libpq 17 sends them).
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move { client.simple_query("select pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("the cancel reached the statement")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(code_of(&cancelled).as_deref(), Some("57014"), "{cancelled}");
+
     // Without TLS the servers refuse pgsplit, as they would any client.
     let plain = Proxy::start(to_tls_servers(&servers, ServerTlsMode::Disable, c.primary_addr()));
     let conninfo = format!(

@@ -58,7 +58,10 @@ pub async fn handle(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     );
     io.server_end_point = opened.server_end_point;
     match opened.opening {
-        Ok(Opening::Cancel { pid, secret }) => app.cancels.cancel(pid, secret).await,
+        Ok(Opening::Cancel { pid, secret }) => {
+            let tls = app.current().tls.servers.clone();
+            app.cancels.cancel(pid, secret, tls.as_deref()).await
+        }
         Ok(Opening::Session(params)) => serve(app, io, params, peer).await,
         // Handled by `encryption::open`.
         Ok(Opening::TlsRequest) => {}
