@@ -84,7 +84,13 @@ fn psql_tls(port: u16, user: &str, settings: &str, sql: &str) -> Result<String, 
     )
 }
 
+/// The metrics text, once the endpoint (started beside the listener)
+/// answers.
 fn metrics(port: u16) -> String {
+    let up = support::proxy::eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "metrics endpoint on {port}");
     support::http::get(port, "/metrics").1
 }
 
@@ -124,7 +130,10 @@ async fn tls_clients_reach_primary_and_replica_through_pgsplit() {
     );
     // A certificate from another CA is not pgsplit's.
     let stranger = Pki::new("another CA");
-    let other_ca = format!("sslmode=verify-full sslrootcert={}", path(stranger.ca_file()));
+    let other_ca = format!(
+        "sslmode=verify-full sslrootcert={}",
+        path(stranger.ca_file())
+    );
     let refused = psql_tls(p.port(), "md5user", &other_ca, "select 1").unwrap_err();
     assert!(refused.contains("certificate verify failed"), "{refused}");
 
@@ -134,7 +143,10 @@ async fn tls_clients_reach_primary_and_replica_through_pgsplit() {
         "host=127.0.0.1 port={} user=md5user password={PASSWORD} dbname=postgres",
         p.port()
     );
-    c.psql(c.primary_port(), "create table tls_t(x int); grant all on tls_t to md5user");
+    c.psql(
+        c.primary_port(),
+        "create table tls_t(x int); grant all on tls_t to md5user",
+    );
     let client = connect_tls(&conninfo, pki.ca_file()).await.unwrap();
     let port: i32 = client
         .query_one("select inet_server_port()", &[])
@@ -188,7 +200,10 @@ async fn tls_clients_reach_primary_and_replica_through_pgsplit() {
     assert!(interrupted.success());
     let out = psql.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("canceling statement due to user request"), "{stderr}");
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
 
     let m = metrics(metrics_port);
     assert!(tls_count(&m, "client", "encrypted") >= 3.0, "{m}");
@@ -205,13 +220,20 @@ async fn plain_clients_are_refused_under_require_as_pgbouncer_words_it() {
     config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
     let p = Proxy::start(config);
     let m = metrics(metrics_port);
-    assert_eq!(tls_count(&m, "client", "plain_refused"), 0.0, "declared at 0: {m}");
+    assert_eq!(
+        tls_count(&m, "client", "plain_refused"),
+        0.0,
+        "declared at 0: {m}"
+    );
 
     let plain = format!(
         "host=127.0.0.1 port={} user=postgres dbname=postgres",
         p.port()
     );
-    let error = try_connect(&plain).await.err().expect("a plain client is refused");
+    let error = try_connect(&plain)
+        .await
+        .err()
+        .expect("a plain client is refused");
     assert_eq!(code_of(&error).as_deref(), Some("28000"));
     assert_eq!(message_of(&error), "SSL required");
     let psql = psql_tls(p.port(), "postgres", "sslmode=disable", "select 1").unwrap_err();
@@ -219,7 +241,10 @@ async fn plain_clients_are_refused_under_require_as_pgbouncer_words_it() {
     // sslmode=prefer (libpq's default) asks for TLS and gets it.
     let info = psql_tls(p.port(), "postgres", "sslmode=prefer", "\\conninfo").unwrap();
     assert!(info.contains("SSL connection"), "{info}");
-    assert_eq!(tls_count(&metrics(metrics_port), "client", "plain_refused"), 2.0);
+    assert_eq!(
+        tls_count(&metrics(metrics_port), "client", "plain_refused"),
+        2.0
+    );
 }
 
 /// Sends a startup, reads until ReadyForQuery, runs `select 1`.
@@ -280,7 +305,10 @@ async fn direct_tls_negotiation_needs_alpn_postgresql() {
     let mut reader = Reader::new(read);
     let refusal = reader.next().await.unwrap().expect("an error");
     assert_eq!(refusal.code().as_deref(), Some("08P01"), "{refusal:?}");
-    assert!(refusal.fields()[&'M'].contains("without ALPN"), "{refusal:?}");
+    assert!(
+        refusal.fields()[&'M'].contains("without ALPN"),
+        "{refusal:?}"
+    );
     assert!(reader.next().await.unwrap_or(None).is_none(), "then closed");
 
     // An SSLRequest inside TLS is refused, as PostgreSQL and PgBouncer do.
@@ -320,7 +348,13 @@ async fn cert_authentication_maps_the_certificate_cn_to_the_user() {
 
     let postgres = pki.client("postgres-client", "postgres");
     assert_eq!(
-        psql_tls(p.port(), "postgres", &with_cert(&postgres), "select current_user").unwrap(),
+        psql_tls(
+            p.port(),
+            "postgres",
+            &with_cert(&postgres),
+            "select current_user"
+        )
+        .unwrap(),
         "postgres"
     );
     let alice = pki.client("alice-client", "alice");
@@ -335,9 +369,11 @@ async fn cert_authentication_maps_the_certificate_cn_to_the_user() {
     let stranger = Pki::new("another CA").client("stranger", "postgres");
     assert!(psql_tls(p.port(), "postgres", &with_cert(&stranger), "select 1").is_err());
     // And a plain client is refused (verify-full requires TLS).
-    assert!(psql_tls(p.port(), "postgres", "sslmode=disable", "select 1")
-        .unwrap_err()
-        .contains("SSL required"));
+    assert!(
+        psql_tls(p.port(), "postgres", "sslmode=disable", "select 1")
+            .unwrap_err()
+            .contains("SSL required")
+    );
 }
 
 /// pgsplit as a child process with a config file, for SIGHUP.
@@ -418,7 +454,10 @@ async fn a_reload_swaps_the_certificate_and_tls_clients_stay_connected() {
         psql_tls(pgsplit.port, "postgres", &trusts(&first), "select 1").is_ok()
     });
     assert!(started, "pgsplit did not start:\n{}", pgsplit.log());
-    let conninfo = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pgsplit.port);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        pgsplit.port
+    );
     let connected = connect_tls(&conninfo, first.ca_file()).await.unwrap();
     connected.batch_execute("begin; select 1").await.unwrap();
     assert!(psql_tls(pgsplit.port, "postgres", &trusts(&second), "select 1").is_err());
@@ -445,7 +484,11 @@ async fn a_reload_swaps_the_certificate_and_tls_clients_stay_connected() {
     // and the running certificate stays.
     std::fs::write(&cert.key, "not a key").unwrap();
     pgsplit.hang_up_and_wait(1, "reload refused");
-    assert!(pgsplit.log().contains("client_tls_key_file"), "{}", pgsplit.log());
+    assert!(
+        pgsplit.log().contains("client_tls_key_file"),
+        "{}",
+        pgsplit.log()
+    );
     assert_eq!(
         psql_tls(pgsplit.port, "postgres", &trusts(&second), "select 4").unwrap(),
         "4"
@@ -518,7 +561,10 @@ async fn pgsplit_reaches_servers_that_require_tls_and_client_certificates() {
         "create table tls_servers(x int); grant all on tls_servers to scramuser",
     );
     let ssl: bool = client
-        .query_one("select ssl from pg_stat_ssl where pid = pg_backend_pid()", &[])
+        .query_one(
+            "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -565,7 +611,11 @@ async fn pgsplit_reaches_servers_that_require_tls_and_client_certificates() {
     assert_eq!(code_of(&cancelled).as_deref(), Some("57014"), "{cancelled}");
 
     // Without TLS the servers refuse pgsplit, as they would any client.
-    let plain = Proxy::start(to_tls_servers(&servers, ServerTlsMode::Disable, c.primary_addr()));
+    let plain = Proxy::start(to_tls_servers(
+        &servers,
+        ServerTlsMode::Disable,
+        c.primary_addr(),
+    ));
     let conninfo = format!(
         "host=127.0.0.1 port={} user=scramuser dbname=postgres",
         plain.port()
@@ -586,7 +636,10 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
     let full = Proxy::start(config);
     let conninfo = |port: u16| format!("host=127.0.0.1 port={port} user=scramuser dbname=postgres");
-    let error = try_connect(&conninfo(full.port())).await.err().expect("refused");
+    let error = try_connect(&conninfo(full.port()))
+        .await
+        .err()
+        .expect("refused");
     assert!(message_of(&error).contains("TLS handshake"), "{error}");
     assert!(tls_count(&metrics(metrics_port), "server", "handshake_failed") >= 1.0);
 
@@ -611,8 +664,14 @@ async fn server_tls_require_refuses_a_server_without_tls_and_prefer_falls_back()
     config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
     let required = Proxy::start(config);
     let conninfo = |port: u16| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
-    let error = try_connect(&conninfo(required.port())).await.err().expect("refused");
-    assert!(message_of(&error).contains("does not support TLS"), "{error}");
+    let error = try_connect(&conninfo(required.port()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        message_of(&error).contains("does not support TLS"),
+        "{error}"
+    );
     assert!(tls_count(&metrics(metrics_port), "server", "tls_refused") >= 1.0);
 
     let mut config = proxy_config(&c);
@@ -620,9 +679,51 @@ async fn server_tls_require_refuses_a_server_without_tls_and_prefer_falls_back()
     let preferred = Proxy::start(config);
     let client = try_connect(&conninfo(preferred.port())).await.unwrap();
     let ssl: bool = client
-        .query_one("select ssl from pg_stat_ssl where pid = pg_backend_pid()", &[])
+        .query_one(
+            "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(!ssl, "plain, as the server has no TLS");
+}
+
+#[test]
+fn unusable_tls_files_stop_pgsplit_before_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("pgsplit test CA");
+    let cert = pgsplit_cert(&pki);
+    let other = pgsplit_cert(&Pki::new("another CA"));
+    let cases = [
+        // A file that is not there.
+        (
+            path(&dir.path().join("missing.pem")),
+            path(&cert.key),
+            "client_tls_cert_file",
+        ),
+        // A key that is not the certificate's.
+        (path(&cert.cert), path(&other.key), "client_tls_key_file"),
+    ];
+    for (cert_file, key_file, key) in cases {
+        let config = dir.path().join("pgsplit.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "primary = \"127.0.0.1:1\"\nclient_tls_sslmode = \"require\"\n\
+                 client_tls_cert_file = {cert_file:?}\nclient_tls_key_file = {key_file:?}\n"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgsplit"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
 }

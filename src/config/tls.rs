@@ -7,9 +7,7 @@ use super::{invalid, AuthMethod, Config, ConfigError};
 use serde::{Deserialize, Serialize};
 
 /// TLS towards clients, weakest first (PgBouncer's `client_tls_sslmode`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientTlsMode {
     /// Plain TCP; a client asking for TLS is told no.
@@ -40,9 +38,7 @@ impl ClientTlsMode {
 }
 
 /// TLS towards the servers, weakest first (PgBouncer's `server_tls_sslmode`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServerTlsMode {
     /// Plain TCP; TLS is not asked for.
@@ -85,10 +81,7 @@ impl TlsVersions {
             v1_2: false,
             v1_3: false,
         };
-        for name in text
-            .split([',', ':', ' ', '\t'])
-            .filter(|n| !n.is_empty())
-        {
+        for name in text.split([',', ':', ' ', '\t']).filter(|n| !n.is_empty()) {
             match name.to_ascii_lowercase().as_str() {
                 "tlsv1.2" => versions.v1_2 = true,
                 "tlsv1.3" => versions.v1_3 = true,
@@ -192,7 +185,9 @@ mod tests {
                 v1_3: true
             })
         );
-        assert!(TlsVersions::parse("tlsv1.1").unwrap_err().contains("tlsv1.2"));
+        assert!(TlsVersions::parse("tlsv1.1")
+            .unwrap_err()
+            .contains("tlsv1.2"));
         assert!(TlsVersions::parse("sslv3").is_err());
         assert!(TlsVersions::parse("").is_err());
     }

@@ -1,8 +1,8 @@
 //! The health monitor: one task per server, with its own connection
 //! (tokio-postgres through bb8-postgres, apart from the client pools so a
 //! full pool never delays a check; TLS as `server_tls_sslmode` says,
-//! through tokio-postgres-rustls with pgsplit's rustls configuration). Every `health.interval` it checks the
-//! server; a server changes state only after `health.threshold` checks in a
+//! through tokio-postgres-rustls with pgsplit's rustls configuration).
+//! Every `health.interval` it checks the server; a server changes state only after `health.threshold` checks in a
 //! row agree. Between checks, a read waiting for a replica to catch up (or
 //! for a sample of the primary's position) asks for an extra position check.
 

@@ -78,8 +78,16 @@ pub fn common_name(der: &[u8]) -> Option<String> {
             value
                 .decode_as::<Utf8StringRef<'_>>()
                 .map(|s| s.as_str().to_string())
-                .or_else(|_| value.decode_as::<PrintableStringRef<'_>>().map(|s| s.as_str().to_string()))
-                .or_else(|_| value.decode_as::<Ia5StringRef<'_>>().map(|s| s.as_str().to_string()))
+                .or_else(|_| {
+                    value
+                        .decode_as::<PrintableStringRef<'_>>()
+                        .map(|s| s.as_str().to_string())
+                })
+                .or_else(|_| {
+                    value
+                        .decode_as::<Ia5StringRef<'_>>()
+                        .map(|s| s.as_str().to_string())
+                })
                 .ok()
         });
     let first = names.next()??;
@@ -96,12 +104,12 @@ pub fn common_name(der: &[u8]) -> Option<String> {
 /// them either.
 fn end_point_digest(algorithm: &ObjectIdentifier) -> Option<&'static ring::digest::Algorithm> {
     const SHA256: &[&str] = &[
-        "1.2.840.113549.1.1.4",  // md5WithRSAEncryption
-        "1.2.840.113549.1.1.5",  // sha1WithRSAEncryption
-        "1.2.840.113549.1.1.11", // sha256WithRSAEncryption
-        "1.2.840.10045.4.1",     // ecdsa-with-SHA1
-        "1.2.840.10045.4.3.2",   // ecdsa-with-SHA256
-        "1.2.840.10040.4.3",     // dsa-with-sha1
+        "1.2.840.113549.1.1.4",   // md5WithRSAEncryption
+        "1.2.840.113549.1.1.5",   // sha1WithRSAEncryption
+        "1.2.840.113549.1.1.11",  // sha256WithRSAEncryption
+        "1.2.840.10045.4.1",      // ecdsa-with-SHA1
+        "1.2.840.10045.4.3.2",    // ecdsa-with-SHA256
+        "1.2.840.10040.4.3",      // dsa-with-sha1
         "2.16.840.1.101.3.4.3.2", // dsa-with-sha256
     ];
     const SHA384: &[&str] = &["1.2.840.113549.1.1.12", "1.2.840.10045.4.3.3"];
@@ -160,9 +168,17 @@ mod tests {
 
     #[test]
     fn end_point_of_sha1_and_md5_signatures_is_sha256() {
-        for dotted in ["1.2.840.113549.1.1.5", "1.2.840.113549.1.1.4", "1.2.840.10045.4.1"] {
+        for dotted in [
+            "1.2.840.113549.1.1.5",
+            "1.2.840.113549.1.1.4",
+            "1.2.840.10045.4.1",
+        ] {
             let oid = ObjectIdentifier::new_unwrap(dotted);
-            assert_eq!(end_point_digest(&oid), Some(&ring::digest::SHA256), "{dotted}");
+            assert_eq!(
+                end_point_digest(&oid),
+                Some(&ring::digest::SHA256),
+                "{dotted}"
+            );
         }
     }
 

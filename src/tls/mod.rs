@@ -212,13 +212,19 @@ impl ClientTls {
             .map_err(|m| setting("client_tls_protocols", m))?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions(protocols))
-            .map_err(|e| setting("client_tls_ciphers", format!("{e} for client_tls_protocols")))?;
+            .map_err(|e| {
+                setting(
+                    "client_tls_ciphers",
+                    format!("{e} for client_tls_protocols"),
+                )
+            })?;
         let builder = match (&config.client_tls_ca_file, mode.verifies_clients()) {
             (Some(ca), true) => {
                 let (roots, _) = roots("client_tls_ca_file", ca)?;
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|e| setting("client_tls_ca_file", e))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| setting("client_tls_ca_file", e))?;
                 builder.with_client_cert_verifier(verifier)
             }
             // PgBouncer does not validate a certificate a client offers
@@ -269,7 +275,9 @@ pub struct ServerTls {
 
 impl std::fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerTls").field("mode", &self.mode).finish()
+        f.debug_struct("ServerTls")
+            .field("mode", &self.mode)
+            .finish()
     }
 }
 
@@ -408,8 +416,8 @@ mod tests {
         );
         let one = provider("TLS_AES_256_GCM_SHA384").unwrap();
         assert_eq!(one.cipher_suites.len(), 1);
-        let two = provider("TLS13_AES_128_GCM_SHA256:TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
-            .unwrap();
+        let two =
+            provider("TLS13_AES_128_GCM_SHA256:TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256").unwrap();
         assert_eq!(two.cipher_suites.len(), 2);
         let error = provider("HIGH:!aNULL").unwrap_err().to_string();
         assert!(error.contains("client_tls_ciphers"), "{error}");

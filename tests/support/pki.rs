@@ -79,7 +79,12 @@ impl Pki {
     /// A client certificate whose CN is `common_name`.
     pub fn client(&self, stem: &str, common_name: &str) -> CertFiles {
         let files = self.files(stem);
-        self.issue_to(&files, common_name, &[], ExtendedKeyUsagePurpose::ClientAuth);
+        self.issue_to(
+            &files,
+            common_name,
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
         files
     }
 
