@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::tls::ServerTls;
+use tokio::io::AsyncReadExt;
 
 /// The server backend a cancel must reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,10 +139,11 @@ impl Cancels {
         }
     }
 
-    /// Forwards a client's CancelRequest; unknown keys are ignored, as
-    /// PostgreSQL does, so a guesser learns nothing. Whether the key is
-    /// one of this instance's clients'.
-    pub async fn cancel(&self, pid: i32, secret: i32) -> bool {
+    /// Forwards a client's CancelRequest (over TLS as `tls` says, as
+    /// libpq 17 sends them); unknown keys are ignored, as PostgreSQL
+    /// does, so a guesser learns nothing. Whether the key is one of this
+    /// instance's clients'.
+    pub async fn cancel(&self, pid: i32, secret: i32, tls: Option<&ServerTls>) -> bool {
         let target = self
             .slots
             .lock()
@@ -160,7 +162,7 @@ impl Cancels {
             return true;
         }
         tracing::info!(server = %target.addr, server_pid = target.pid, "forwarding cancel request");
-        if let Err(error) = send_cancel(&target).await {
+        if let Err(error) = send_cancel(&target, tls).await {
             tracing::warn!(server = %target.addr, %error, "could not forward cancel request");
         }
         self.land(&target);
@@ -230,9 +232,15 @@ impl Cancels {
 impl Cancels {
     /// Cancels whatever a server backend is running (a client left while
     /// its statement ran).
-    pub async fn cancel_server(&self, pid: i32, secret: i32, addr: Arc<str>) {
+    pub async fn cancel_server(
+        &self,
+        pid: i32,
+        secret: i32,
+        addr: Arc<str>,
+        tls: Option<&ServerTls>,
+    ) {
         let target = CancelTarget { addr, pid, secret };
-        if let Err(error) = send_cancel(&target).await {
+        if let Err(error) = send_cancel(&target, tls).await {
             tracing::warn!(server = %target.addr, %error, "could not cancel an abandoned statement");
         }
     }
@@ -243,12 +251,6 @@ impl Cancels {
 /// neither does so nor fails is not waited on for ever.
 const CANCEL_DONE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sends a CancelRequest and waits until the server closes the connection.
-/// PostgreSQL signals the backend (SIGINT) before it closes, so once the
-/// close is seen the signal has been sent; a client told "done" earlier
-/// could send its next statement before the signal lands, and have that
-/// one cancelled instead (libpq and asyncpg wait for the close for this
-/// reason, and so does pgsplit before it closes the client's connection).
 /// A client's key: the BackendKeyData's process id carries the instance
 /// id in bits 23..31 (the sign bit stays clear, as a real pid's), so that
 /// a peer that receives the CancelRequest knows whose client it is
@@ -262,19 +264,36 @@ pub fn instance_of(pid: i32) -> u8 {
     ((pid >> 23) & 0xff) as u8
 }
 
-async fn send_cancel(target: &CancelTarget) -> std::io::Result<()> {
+/// Sends a CancelRequest and waits until the server closes the connection.
+/// PostgreSQL signals the backend (SIGINT) before it closes, so once the
+/// close is seen the signal has been sent; a client told "done" earlier
+/// could send its next statement before the signal lands, and have that
+/// one cancelled instead (libpq and asyncpg wait for the close for this
+/// reason, and so does pgsplit before it closes the client's connection).
+async fn send_cancel(target: &CancelTarget, tls: Option<&ServerTls>) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(target.pid, target.secret, &mut out);
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&*target.addr).await?;
-        stream.write_all(&out).await?;
+        let mut stream = crate::server::encryption::open(&target.addr, tls)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        crate::socket::write_all(&mut stream, &out).await?;
         let mut sink = [0u8; 64];
         // The server sends nothing; EOF (or a reset) is its answer.
         loop {
             match stream.read(&mut sink).await {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                // A TLS peer that closes without close_notify reads as
+                // an unexpected end: the same answer.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    return Ok(())
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -22,7 +22,8 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Handles a CancelRequest: this instance's client's, or a peer's.
 pub async fn cancel(app: &App, pid: i32, secret: i32, forwarded: bool) {
-    if app.cancels.cancel(pid, secret).await {
+    let tls = app.current().tls.servers.clone();
+    if app.cancels.cancel(pid, secret, tls.as_deref()).await {
         let outcome = match forwarded {
             true => CancelOutcome::FromPeer,
             false => CancelOutcome::Local,

@@ -21,6 +21,7 @@ pub mod role;
 pub mod router;
 pub mod server;
 pub mod socket;
+pub mod tls;
 
 pub use app::Reloader;
 pub use listener::{run, run_reloadable};

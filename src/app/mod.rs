@@ -62,6 +62,8 @@ pub struct Current {
     pub pools: Arc<Pools>,
     pub router: Router,
     pub credentials: Credentials,
+    /// TLS to clients and servers, loaded from this generation's files.
+    pub tls: crate::tls::Tls,
     pub generation: u64,
     /// The health checks of this generation's servers; stop with it.
     monitors: OnceLock<Monitors>,
@@ -79,13 +81,16 @@ pub enum Stop {
 }
 
 impl App {
-    /// The application for `config`: starts its health checks and opens
-    /// `pool_size` connections per pool (so it needs a tokio runtime).
-    pub fn new(config: Config) -> Arc<App> {
+    /// The application for `config`, with the TLS loaded from its files:
+    /// starts its health checks and opens `pool_size` connections per
+    /// pool (so it needs a tokio runtime).
+    pub fn new(config: Config, tls: crate::tls::Tls) -> Arc<App> {
         let metrics = Arc::new(Metrics::new());
         metrics.declare_pin_reasons(&crate::router::Pin::ALL.map(crate::router::Pin::label));
+        let outcomes = crate::tls::Outcome::PAIRS.map(|(side, o)| (side, o.label()));
+        metrics.declare_tls_outcomes(&outcomes);
         let instance = config.instance();
-        let current = Current::build(Arc::new(config), None, &metrics, 0);
+        let current = Current::build(Arc::new(config), tls, None, &metrics, 0);
         current.start();
         Arc::new(App {
             current: ArcSwap::from_pointee(current),
@@ -116,14 +121,15 @@ impl App {
         self.current.load().config.clone()
     }
 
-    /// Swaps in `config` (already validated): new clients and the next
-    /// checkout of every session use it. Servers that stay keep their
-    /// health state; pools whose settings did not change keep their
-    /// connections.
-    pub fn reload(&self, config: Config) {
+    /// Swaps in `config` (already validated) and the TLS loaded from its
+    /// files: new clients and the next checkout of every session use
+    /// them. Servers that stay keep their health state; pools whose
+    /// settings did not change keep their connections; clients keep
+    /// their TLS sessions.
+    pub fn reload(&self, config: Config, tls: crate::tls::Tls) {
         let old = self.current();
         let generation = old.generation + 1;
-        let next = Current::build(Arc::new(config), Some(&old), &self.metrics, generation);
+        let next = Current::build(Arc::new(config), tls, Some(&old), &self.metrics, generation);
         next.start();
         self.current.store(Arc::new(next));
         self.generation.store(generation, Ordering::Release);
@@ -141,8 +147,12 @@ impl App {
         let Some(reloader) = self.reloader.get() else {
             return Err("pgsplit was started without a config file: nothing to re-read".into());
         };
-        let config = match reloader() {
-            Ok(config) => config,
+        let loaded = reloader().map_err(|e| e.to_string()).and_then(|config| {
+            let tls = crate::tls::Tls::load(&config).map_err(|e| format!("invalid config: {e}"))?;
+            Ok((config, tls))
+        });
+        let (config, tls) = match loaded {
+            Ok(loaded) => loaded,
             Err(error) => {
                 tracing::error!(%error, "reload refused: the running configuration stays");
                 self.metrics.reloaded(false);
@@ -168,7 +178,7 @@ impl App {
             }
         }
         let changed = *old != config;
-        self.reload(config);
+        self.reload(config, tls);
         let what = if changed {
             "configuration reloaded"
         } else {
@@ -310,6 +320,7 @@ impl crate::http::Observed for App {
 impl Current {
     fn build(
         config: Arc<Config>,
+        tls: crate::tls::Tls,
         previous: Option<&Current>,
         metrics: &Arc<Metrics>,
         generation: u64,
@@ -319,6 +330,7 @@ impl Current {
             config.clone(),
             topology.clone(),
             metrics.clone(),
+            tls.servers.clone(),
         ));
         if let Some(previous) = previous {
             pools.inherit(&previous.pools);
@@ -326,6 +338,7 @@ impl Current {
         Current {
             router: Router::new(router_config(&config)),
             credentials: Credentials::new(&config.users),
+            tls,
             pools,
             topology,
             config,
@@ -335,7 +348,11 @@ impl Current {
     }
 
     fn start(&self) {
-        let monitors = crate::health::spawn_monitors(self.topology.clone(), &self.config);
+        let monitors = crate::health::spawn_monitors(
+            self.topology.clone(),
+            &self.config,
+            self.tls.servers.as_deref(),
+        );
         let _ = self.monitors.set(monitors);
         self.pools.warm_up();
         self.pools.spawn_retirement();

@@ -3,8 +3,10 @@
 //! Every key is documented in `config.toml.example`.
 
 mod cli;
+mod tls;
 
 pub use cli::Cli;
+pub use tls::{ClientTlsMode, ServerTlsMode, TlsVersions};
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -42,6 +44,9 @@ pub enum AuthMethod {
     #[serde(rename = "scram-sha-256")]
     #[value(name = "scram-sha-256")]
     ScramSha256,
+    /// A TLS client certificate whose CN is the user name (needs
+    /// `client_tls_sslmode` verify-ca or verify-full).
+    Cert,
 }
 
 /// How long a client keeps a server connection.
@@ -308,6 +313,17 @@ pub struct Config {
     pub instance_id: u8,
     pub peers: Vec<Peer>,
     pub peers_dns: Option<String>,
+    // TLS (config/tls.rs; README "TLS").
+    pub client_tls_sslmode: ClientTlsMode,
+    pub client_tls_cert_file: Option<String>,
+    pub client_tls_key_file: Option<String>,
+    pub client_tls_ca_file: Option<String>,
+    pub client_tls_protocols: String,
+    pub client_tls_ciphers: String,
+    pub server_tls_sslmode: ServerTlsMode,
+    pub server_tls_ca_file: Option<String>,
+    pub server_tls_cert_file: Option<String>,
+    pub server_tls_key_file: Option<String>,
 }
 
 /// How log lines look.
@@ -355,6 +371,16 @@ impl Default for Config {
             instance_id: 0,
             peers: Vec::new(),
             peers_dns: None,
+            client_tls_sslmode: ClientTlsMode::Disable,
+            client_tls_cert_file: None,
+            client_tls_key_file: None,
+            client_tls_ca_file: None,
+            client_tls_protocols: "secure".into(),
+            client_tls_ciphers: "default".into(),
+            server_tls_sslmode: ServerTlsMode::Disable,
+            server_tls_ca_file: None,
+            server_tls_cert_file: None,
+            server_tls_key_file: None,
         }
     }
 }
@@ -405,7 +431,7 @@ impl Config {
         }
         self.pool.primary.validate("primary")?;
         self.pool.replica.validate("replica")?;
-        if self.auth != AuthMethod::Trust && self.users.is_empty() {
+        if matches!(self.auth, AuthMethod::Md5 | AuthMethod::ScramSha256) && self.users.is_empty() {
             return Err(invalid(
                 "users",
                 "md5 and scram-sha-256 need at least one [[users]] entry",
@@ -434,6 +460,7 @@ impl Config {
             }
         }
         self.health.validate()?;
+        tls::validate(self)?;
         if let Some(addr) = &self.metrics_listen {
             addr.parse::<SocketAddr>()
                 .map_err(|_| invalid("metrics_listen", format!("{addr:?} is not ADDR:PORT")))?;

@@ -1,8 +1,10 @@
 //! The health monitor: one task per server, with its own tokio-postgres
 //! connection (apart from the client pools so a full pool never delays a
 //! check; held directly, not in a bb8 pool, whose `get` reports a refused
-//! connection only as a timeout once `health.timeout` has passed). Every `health.interval` it checks the
-//! server; a server changes state only after `health.threshold` checks in a
+//! connection only as a timeout once `health.timeout` has passed; TLS as
+//! `server_tls_sslmode` says, through tokio-postgres-rustls with pgsplit's
+//! rustls configuration). Every `health.interval` it checks the server; a
+//! server goes down or comes back after `health.threshold` checks in a
 //! row agree. Between checks, a read waiting for a replica to catch up (or
 //! for a sample of the primary's position) asks for an extra position check.
 
@@ -14,7 +16,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// One round trip: the role, the position (replayed on a standby, the
 /// insert position on a primary, which is past every commit acknowledged),
@@ -43,12 +47,16 @@ impl Drop for Monitors {
     }
 }
 
-pub fn spawn_monitors(topology: Arc<Topology>, config: &Config) -> Monitors {
+pub fn spawn_monitors(
+    topology: Arc<Topology>,
+    config: &Config,
+    tls: Option<&crate::tls::ServerTls>,
+) -> Monitors {
     let handles = topology
         .servers
         .iter()
         .map(|server| {
-            let monitor = Monitor::new(topology.clone(), server.clone(), config);
+            let monitor = Monitor::new(topology.clone(), server.clone(), config, tls);
             tokio::spawn(monitor.run())
         })
         .collect();
@@ -127,6 +135,7 @@ struct Monitor {
     topology: Arc<Topology>,
     server: Arc<ServerState>,
     login: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// The monitor's connection, opened again after it fails.
     conn: Option<Client>,
     interval: Duration,
@@ -136,7 +145,12 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn new(topology: Arc<Topology>, server: Arc<ServerState>, config: &Config) -> Monitor {
+    fn new(
+        topology: Arc<Topology>,
+        server: Arc<ServerState>,
+        config: &Config,
+        tls: Option<&crate::tls::ServerTls>,
+    ) -> Monitor {
         let (user, password, database) = config.health_login();
         let (host, port) = server
             .addr
@@ -153,6 +167,14 @@ impl Monitor {
         if let Some(password) = &password {
             pg.password(password);
         }
+        // Certificates are checked (or not) by the rustls configuration;
+        // tokio-postgres only needs to know whether TLS is optional.
+        let (ssl_mode, rustls) = match tls {
+            Some(tls) if tls.mode.requires_tls() => (SslMode::Require, tls.client_config()),
+            Some(tls) => (SslMode::Prefer, tls.client_config()),
+            None => (SslMode::Disable, crate::tls::ServerTls::unused_client_config()),
+        };
+        pg.ssl_mode(ssl_mode);
         let state = match server.configured {
             Role::Primary => Observed::Primary,
             Role::Replica => Observed::Standby,
@@ -161,6 +183,7 @@ impl Monitor {
             topology,
             server,
             login: pg,
+            tls: MakeRustlsConnect::new(rustls),
             conn: None,
             interval: config.health.interval(),
             timeout: config.health.timeout(),
@@ -221,7 +244,11 @@ impl Monitor {
         let conn = match self.conn.take().filter(|c| !c.is_closed()) {
             Some(conn) => self.conn.insert(conn),
             None => {
-                let (client, connection) = self.login.connect(NoTls).await.map_err(|e| e.to_string())?;
+                let (client, connection) = self
+                    .login
+                    .connect(self.tls.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 tokio::spawn(async move {
                     let _ = connection.await;
                 });

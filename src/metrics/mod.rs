@@ -80,6 +80,8 @@ pub struct Metrics {
     cancels: IntCounterVec,
     primary_rechecks: IntCounter,
     reloads: IntCounterVec,
+    /// TLS negotiations with clients and servers, by outcome.
+    tls: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
     uptime: IntGauge,
@@ -129,6 +131,12 @@ impl Metrics {
                 "pgsplit_reloads_total",
                 "Configuration reloads, by result",
                 &["result"],
+            ),
+            tls: counter_vec(
+                &registry,
+                "pgsplit_tls_negotiations_total",
+                "TLS negotiations with clients and servers (side), by outcome: encrypted, handshake_failed, no_alpn (direct TLS without ALPN postgresql), plain_refused (a plain client under client_tls_sslmode require), tls_refused (a server without TLS under server_tls_sslmode require), plain_fallback (prefer, to a server without TLS)",
+                &["side", "outcome"],
             ),
             checkout_wait: histogram_vec(
                 &registry,
@@ -212,6 +220,18 @@ impl Metrics {
         self.cancels.with_label_values(&[outcome.as_str()]).inc();
     }
 
+    /// Makes the `pgsplit_tls_negotiations_total` series of these (side,
+    /// outcome) pairs exist (at 0) before any negotiation.
+    pub fn declare_tls_outcomes(&self, pairs: &[(&str, &str)]) {
+        for (side, outcome) in pairs {
+            self.tls.with_label_values(&[side, outcome]);
+        }
+    }
+
+    pub fn tls_negotiated(&self, side: &str, outcome: &str) {
+        self.tls.with_label_values(&[side, outcome]).inc();
+    }
+
     pub fn reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.with_label_values(&[result]).inc();
@@ -223,6 +243,7 @@ impl Metrics {
         PoolHandles {
             wait: self.checkout_wait.with_label_values(labels),
             timeouts: self.checkout_timeouts.with_label_values(labels),
+            tls: self.tls.clone(),
         }
     }
 
@@ -298,6 +319,8 @@ impl Default for Metrics {
 pub struct PoolHandles {
     pub wait: Histogram,
     pub timeouts: IntCounter,
+    /// `pgsplit_tls_negotiations_total`, counted as connections open.
+    pub tls: IntCounterVec,
 }
 
 // The names and help texts are constants: registering them cannot fail

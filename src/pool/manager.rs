@@ -14,6 +14,8 @@ pub struct ServerManager {
     pub params: Arc<OnceLock<Vec<(String, String)>>>,
     /// What the pool learns from opening connections.
     pub opens: Arc<Opens>,
+    /// `pgsplit_tls_negotiations_total`, for the server side's outcomes.
+    pub tls_metric: prometheus::IntCounterVec,
 }
 
 /// What a pool and its manager share about opening connections.
@@ -39,7 +41,14 @@ impl bb8::ManageConnection for ServerManager {
 
     async fn connect(&self) -> Result<PooledServer, ServerError> {
         let _opening = InFlight::start(&self.opens);
-        let conn = ServerConnection::connect(&self.target).await?;
+        let result = ServerConnection::connect(&self.target).await;
+        if let Some(outcome) =
+            crate::server::encryption::outcome(self.target.tls.as_deref(), &result)
+        {
+            let labels = ["server", outcome.label()];
+            self.tls_metric.with_label_values(&labels).inc();
+        }
+        let conn = result?;
         let _ = self.params.set(conn.params.clone());
         // Loads first: every checkout of a new connection passes here, and
         // a store would make the line bounce between threads.
@@ -99,7 +108,7 @@ impl Drop for PooledServer {
         if self.0.is_clean() {
             // Five bytes fit in any idle socket's send buffer; a socket
             // that is already gone fails here, and is closed all the same.
-            let _ = self.0.stream.try_write(&TERMINATE);
+            self.0.stream.send_without_waiting(&TERMINATE);
         }
     }
 }

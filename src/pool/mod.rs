@@ -390,6 +390,8 @@ pub struct Pools {
     config: Arc<Config>,
     topology: Arc<Topology>,
     metrics: Arc<Metrics>,
+    /// TLS to the servers, as this generation loaded it.
+    server_tls: Option<Arc<crate::tls::ServerTls>>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
     /// Bans of pools retired since start-up, by server address, so that
     /// a server's ban count does not drop when a pool goes.
@@ -399,11 +401,17 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn new(config: Arc<Config>, topology: Arc<Topology>, metrics: Arc<Metrics>) -> Pools {
+    pub fn new(
+        config: Arc<Config>,
+        topology: Arc<Topology>,
+        metrics: Arc<Metrics>,
+        server_tls: Option<Arc<crate::tls::ServerTls>>,
+    ) -> Pools {
         Pools {
             config,
             topology,
             metrics,
+            server_tls,
             clusters: RwLock::new(HashMap::new()),
             retired_bans: Mutex::new(HashMap::new()),
             successor: std::sync::OnceLock::new(),
@@ -520,6 +528,7 @@ impl Pools {
                     database: database.to_string(),
                     password: config.user(user).map(|u| u.password.clone()),
                     connect_timeout: settings.connect_timeout(),
+                    tls: self.server_tls.clone(),
                 };
                 let same = previous
                     .and_then(|p| p.servers.get(server.index))

@@ -97,6 +97,7 @@ impl ServerPool {
             target: target.clone(),
             params: Arc::new(OnceLock::new()),
             opens: opens.clone(),
+            tls_metric: metrics.tls.clone(),
         };
         let sink = FailureSink {
             pool: name.clone(),
@@ -667,7 +668,7 @@ mod tests {
             replicas: vec!["r:1".into()],
             ..Config::default()
         });
-        let pools = Pools::new(config.clone(), Topology::new(&config), Default::default());
+        let pools = Pools::new(config.clone(), Topology::new(&config), Default::default(), None);
         pools.get("d", "u").servers[1].clone()
     }
 

@@ -1,5 +1,6 @@
-//! Opening a server connection: TCP, StartupMessage, authentication
-//! (trust, cleartext, md5, SCRAM-SHA-256 via postgres-protocol) and the
+//! Opening a server connection: TCP (and TLS, `encryption`),
+//! StartupMessage, authentication (trust, cleartext, md5, SCRAM-SHA-256
+//! via postgres-protocol, with channel binding over TLS) and the
 //! ParameterStatus / BackendKeyData that follow, up to ReadyForQuery.
 
 use super::{ServerConnection, ServerError};
@@ -7,12 +8,13 @@ use crate::protocol::{tag, FrameHeader};
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 use postgres_protocol::message::{backend, frontend};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 /// Login messages are small; a server claiming more is broken.
 const MAX_LOGIN_MESSAGE: usize = 1 << 20;
@@ -25,6 +27,8 @@ pub struct LoginTarget {
     pub database: String,
     pub password: Option<String>,
     pub connect_timeout: Duration,
+    /// TLS to this server (`server_tls_sslmode` other than disable).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 pub(super) async fn connect(target: &LoginTarget) -> Result<ServerConnection, ServerError> {
@@ -34,10 +38,7 @@ pub(super) async fn connect(target: &LoginTarget) -> Result<ServerConnection, Se
 }
 
 async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerError> {
-    let stream = TcpStream::connect(&*target.addr).await?;
-    // Statements are small request/response exchanges: Nagle would add
-    // delay to every one of them.
-    stream.set_nodelay(true)?;
+    let stream = super::encryption::open(&target.addr, target.tls.as_deref()).await?;
     let mut conn = ServerConnection {
         stream,
         read_buf: BytesMut::with_capacity(64 * 1024),
@@ -55,7 +56,7 @@ async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerE
         ("database", target.database.as_str()),
     ];
     frontend::startup_message(params.iter().copied(), &mut out)?;
-    conn.stream.write_all(&out).await?;
+    crate::socket::write_all(&mut conn.stream, &out).await?;
     authenticate(&mut conn, target).await?;
     read_until_ready(&mut conn).await?;
     Ok(conn)
@@ -81,7 +82,9 @@ async fn next(conn: &mut ServerConnection) -> Result<backend::Message, ServerErr
 }
 
 async fn send(conn: &mut ServerConnection, out: &BytesMut) -> Result<(), ServerError> {
-    conn.stream.write_all(out).await.map_err(ServerError::from)
+    crate::socket::write_all(&mut conn.stream, out)
+        .await
+        .map_err(ServerError::from)
 }
 
 fn password(target: &LoginTarget) -> Result<&str, ServerError> {
@@ -112,14 +115,22 @@ async fn authenticate(
             }
             backend::Message::AuthenticationSasl(body) => {
                 let mut mechanisms = body.mechanisms();
-                let mut scram = false;
+                let (mut scram, mut plus) = (false, false);
                 while let Some(m) = mechanisms.next()? {
                     scram |= m == SCRAM_SHA_256;
+                    plus |= m == SCRAM_SHA_256_PLUS;
                 }
-                if !scram {
+                let end_point = conn
+                    .stream
+                    .tls()
+                    .and_then(|tls| tls.peer_certificates())
+                    .and_then(|certs| certs.first())
+                    .and_then(|cert| crate::tls::tls_server_end_point(cert));
+                let binding = binding(conn.stream.is_tls(), plus, end_point);
+                if !scram && binding.mechanism() != SCRAM_SHA_256_PLUS {
                     return Err(ServerError::UnsupportedAuth("SASL without SCRAM-SHA-256"));
                 }
-                return scram_exchange(conn, password(target)?).await;
+                return scram_exchange(conn, password(target)?, binding).await;
             }
             _ => return Err(ServerError::UnsupportedAuth("Kerberos, GSS or SSPI")),
         }
@@ -127,11 +138,53 @@ async fn authenticate(
     }
 }
 
-async fn scram_exchange(conn: &mut ServerConnection, password: &str) -> Result<(), ServerError> {
-    // No TLS to servers yet, so no channel binding.
-    let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+/// The channel binding pgsplit offers a server, as libpq chooses it.
+#[derive(Debug, PartialEq, Eq)]
+enum Binding {
+    /// SCRAM-SHA-256-PLUS bound to the server's certificate.
+    EndPoint(Vec<u8>),
+    /// TLS, but the server offered no PLUS: "y", so a server that does
+    /// support it can tell that a man in the middle removed it.
+    Unrequested,
+    /// Plain TCP, or a PLUS pgsplit cannot compute (a certificate whose
+    /// signature has no tls-server-end-point hash): "n".
+    Unsupported,
+}
+
+impl Binding {
+    fn mechanism(&self) -> &'static str {
+        match self {
+            Binding::EndPoint(_) => SCRAM_SHA_256_PLUS,
+            _ => SCRAM_SHA_256,
+        }
+    }
+
+    fn for_scram(self) -> ChannelBinding {
+        match self {
+            Binding::EndPoint(hash) => ChannelBinding::tls_server_end_point(hash),
+            Binding::Unrequested => ChannelBinding::unrequested(),
+            Binding::Unsupported => ChannelBinding::unsupported(),
+        }
+    }
+}
+
+fn binding(tls: bool, plus_offered: bool, end_point: Option<Vec<u8>>) -> Binding {
+    match (tls, plus_offered, end_point) {
+        (true, true, Some(hash)) => Binding::EndPoint(hash),
+        (true, false, _) => Binding::Unrequested,
+        _ => Binding::Unsupported,
+    }
+}
+
+async fn scram_exchange(
+    conn: &mut ServerConnection,
+    password: &str,
+    binding: Binding,
+) -> Result<(), ServerError> {
+    let mechanism = binding.mechanism();
+    let mut scram = ScramSha256::new(password.as_bytes(), binding.for_scram());
     let mut out = BytesMut::new();
-    frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), &mut out)?;
+    frontend::sasl_initial_response(mechanism, scram.message(), &mut out)?;
     send(conn, &out).await?;
     match next(conn).await? {
         backend::Message::AuthenticationSaslContinue(body) => scram.update(body.data())?,
@@ -174,5 +227,26 @@ async fn read_until_ready(conn: &mut ServerConnection) -> Result<(), ServerError
             backend::Message::ReadyForQuery(_) => return Ok(()),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_binding_is_chosen_as_libpq_chooses_it() {
+        let hash = vec![7u8; 32];
+        assert_eq!(
+            binding(true, true, Some(hash.clone())),
+            Binding::EndPoint(hash.clone())
+        );
+        assert_eq!(binding(true, false, Some(hash.clone())), Binding::Unrequested);
+        // Saying "y" to a server that offered PLUS would read as a downgrade.
+        assert_eq!(binding(true, true, None), Binding::Unsupported);
+        assert_eq!(binding(false, true, Some(hash)), Binding::Unsupported);
+        assert_eq!(binding(false, false, None), Binding::Unsupported);
+        assert_eq!(Binding::EndPoint(vec![]).mechanism(), SCRAM_SHA_256_PLUS);
+        assert_eq!(Binding::Unrequested.mechanism(), SCRAM_SHA_256);
     }
 }

@@ -1025,7 +1025,7 @@ impl Session {
 /// instead of first making a `recv` that fails with EAGAIN (measured: two
 /// such system calls per statement, one on each socket, before).
 fn poll_read(
-    stream: &mut tokio::net::TcpStream,
+    stream: &mut crate::socket::Stream,
     buf: &mut BytesMut,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<std::io::Result<usize>> {
