@@ -79,10 +79,12 @@ async fn password_auth(auth: AuthMethod, user: &str) {
     )
     .unwrap_err();
     assert!(err.contains("password authentication failed"), "{err}");
+    // An unknown role gets the same answer as a wrong password, after a
+    // challenge, as from PostgreSQL and PgBouncer.
     refused(
         &conninfo(&p, "x", Some(PASSWORD), "postgres"),
-        "28000",
-        "role \"x\" does not exist",
+        "28P01",
+        "password authentication failed for user \"x\"",
     )
     .await;
 }

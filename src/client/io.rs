@@ -30,6 +30,13 @@ impl ClientIo {
         }
     }
 
+    /// The hash of pgsplit's TLS certificate for SCRAM channel binding
+    /// (`tls-server-end-point`, RFC 5929), when the client connection is
+    /// TLS; plain TCP has none, and SCRAM-SHA-256-PLUS is then not offered.
+    pub fn tls_server_end_point(&self) -> Option<Vec<u8>> {
+        None
+    }
+
     /// The next whole frame already buffered, without reading.
     pub fn take_frame(&mut self) -> Result<Option<(u8, Bytes)>, ProtocolError> {
         let Some(h) = FrameHeader::peek(&self.buf, self.max_message)? else {

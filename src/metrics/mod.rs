@@ -30,6 +30,24 @@ use std::time::Instant;
 /// database, user.
 pub const POOL_LABELS: [&str; 4] = ["server", "role", "database", "user"];
 
+/// The `mechanism` label of `pgsplit_client_auth_total`.
+pub const AUTH_MECHANISMS: [&str; 3] = ["md5", "scram-sha-256", "scram-sha-256-plus"];
+/// Its `result` label: logged in; a wrong password; a user neither
+/// configured nor found by auth_query; a user whose secret cannot check
+/// this method (an md5 hash for SCRAM); a malformed exchange; auth_query
+/// failed. All but `ok` are refused with the same `28P01` (but the last
+/// two, with what went wrong).
+pub const AUTH_RESULTS: [&str; 6] = [
+    "ok",
+    "wrong_password",
+    "unknown_user",
+    "unusable_secret",
+    "protocol_violation",
+    "lookup_failed",
+];
+/// The `result` label of `pgsplit_auth_query_total`.
+pub const AUTH_QUERY_RESULTS: [&str; 4] = ["cached", "found", "not_found", "failed"];
+
 /// Waits for a pool connection: most are immediate (0), the rest up to
 /// `pool_timeout`.
 const WAIT_BUCKETS: [f64; 12] = [
@@ -46,6 +64,8 @@ pub struct Metrics {
     pub idle_transaction_timeouts: IntCounter,
     pins: IntCounterVec,
     reloads: IntCounterVec,
+    client_auth: IntCounterVec,
+    auth_query: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
     uptime: IntGauge,
@@ -85,6 +105,18 @@ impl Metrics {
                 "Configuration reloads, by result",
                 &["result"],
             ),
+            client_auth: counter_vec(
+                &registry,
+                "pgsplit_client_auth_total",
+                "Client password checks (md5, SCRAM), by mechanism and result",
+                &["mechanism", "result"],
+            ),
+            auth_query: counter_vec(
+                &registry,
+                "pgsplit_auth_query_total",
+                "auth_query lookups of users not in [[users]], by result",
+                &["result"],
+            ),
             checkout_wait: histogram_vec(
                 &registry,
                 "pgsplit_pool_checkout_wait_seconds",
@@ -116,6 +148,14 @@ impl Metrics {
         // Series that exist from the start read 0 rather than "no data".
         for result in ["ok", "failed"] {
             metrics.reloads.with_label_values(&[result]);
+        }
+        for mechanism in AUTH_MECHANISMS {
+            for result in AUTH_RESULTS {
+                metrics.client_auth.with_label_values(&[mechanism, result]);
+            }
+        }
+        for result in AUTH_QUERY_RESULTS {
+            metrics.auth_query.with_label_values(&[result]);
         }
         metrics
     }
@@ -154,6 +194,17 @@ impl Metrics {
 
     pub fn pinned(&self, reason: &str) {
         self.pins.with_label_values(&[reason]).inc();
+    }
+
+    /// A client's password check ended: `mechanism` one of
+    /// [`AUTH_MECHANISMS`], `result` one of [`AUTH_RESULTS`].
+    pub fn client_auth(&self, mechanism: &str, result: &str) {
+        self.client_auth.with_label_values(&[mechanism, result]).inc();
+    }
+
+    /// An auth_query lookup: one of [`AUTH_QUERY_RESULTS`].
+    pub fn auth_query(&self, result: &str) {
+        self.auth_query.with_label_values(&[result]).inc();
     }
 
     pub fn reloaded(&self, ok: bool) {

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::protocol::error::sqlstate;
 use crate::role::Role;
 use crate::router::decision::Detour;
-use crate::server::{LoginTarget, ServerConnection, ServerError};
+use crate::server::{Keyring, LoginTarget, ServerConnection, ServerError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -324,6 +324,8 @@ pub struct Pools {
     config: Arc<Config>,
     topology: Arc<Topology>,
     metrics: Arc<Metrics>,
+    /// Each user's credential for server logins (the process's one).
+    keyring: Arc<Keyring>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
     /// Bans of pools retired since start-up, by server address, so that
     /// a server's ban count does not drop when a pool goes.
@@ -333,11 +335,17 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn new(config: Arc<Config>, topology: Arc<Topology>, metrics: Arc<Metrics>) -> Pools {
+    pub fn new(
+        config: Arc<Config>,
+        topology: Arc<Topology>,
+        metrics: Arc<Metrics>,
+        keyring: Arc<Keyring>,
+    ) -> Pools {
         Pools {
             config,
             topology,
             metrics,
+            keyring,
             clusters: RwLock::new(HashMap::new()),
             retired_bans: Mutex::new(HashMap::new()),
             successor: std::sync::OnceLock::new(),
@@ -372,8 +380,12 @@ impl Pools {
     /// Opens `pool_size` connections, on the primary and the replicas,
     /// for every configured user and database, so the first clients find
     /// them ready. Once per server pool: after a reload, only the new ones.
+    /// Users whose servers cannot be logged in to yet (a SCRAM verifier in
+    /// `[[users]]`, before a client of theirs proved its keys) are warmed
+    /// up by their first client's login instead.
     pub fn warm_up(&self) {
-        for user in &self.config.users {
+        let ready = self.config.users.iter().filter(|u| self.keyring.can_log_in(&u.name));
+        for user in ready {
             for database in &self.config.databases {
                 self.get(database, &user.name)
                     .all()
@@ -452,7 +464,7 @@ impl Pools {
                     addr: server.addr.clone(),
                     user: user.to_string(),
                     database: database.to_string(),
-                    password: config.user(user).map(|u| u.password.clone()),
+                    credential: self.keyring.slot(user),
                     connect_timeout: settings.connect_timeout(),
                 };
                 let same = previous

@@ -72,7 +72,8 @@ mod tests {
             },
             ..Config::default()
         });
-        Pools::new(config.clone(), Topology::new(&config), Default::default()).get("d", "u")
+        let topology = Topology::new(&config);
+        Pools::new(config.clone(), topology, Default::default(), Default::default()).get("d", "u")
     }
 
     fn picks(c: &ClusterPools, n: usize) -> Vec<String> {

@@ -667,7 +667,8 @@ mod tests {
             replicas: vec!["r:1".into()],
             ..Config::default()
         });
-        let pools = Pools::new(config.clone(), Topology::new(&config), Default::default());
+        let topology = Topology::new(&config);
+        let pools = Pools::new(config.clone(), topology, Default::default(), Default::default());
         pools.get("d", "u").servers[1].clone()
     }
 
