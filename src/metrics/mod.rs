@@ -366,6 +366,26 @@ mod tests {
     }
 
     #[test]
+    fn authentication_series_exist_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render(&Sample::default());
+        for mechanism in AUTH_MECHANISMS {
+            for result in AUTH_RESULTS {
+                let series = format!(
+                    "pgsplit_client_auth_total{{mechanism=\"{mechanism}\",result=\"{result}\"}} 0"
+                );
+                assert!(text.contains(&series), "{series}");
+            }
+        }
+        for result in AUTH_QUERY_RESULTS {
+            assert!(text.contains(&format!("pgsplit_auth_query_total{{result=\"{result}\"}} 0")));
+        }
+        m.client_auth("md5", "unknown_user");
+        let text = m.render(&Sample::default());
+        assert!(text.contains("pgsplit_client_auth_total{mechanism=\"md5\",result=\"unknown_user\"} 1"));
+    }
+
+    #[test]
     fn a_forgotten_pool_leaves_no_series() {
         let m = Metrics::new();
         let labels = ["h:1", "replica", "gone", "u"];
