@@ -219,3 +219,50 @@ async fn users_listed_by_verifier_or_hash_log_in_with_pass_through() {
     refused(&conninfo(&p, "scramuser", "wrong", "postgres"), "scramuser").await;
     refused(&conninfo(&p, "md5user", "wrong", "postgres"), "md5user").await;
 }
+
+/// The README's setup without a superuser: a SECURITY DEFINER lookup
+/// function, and an auth_user that must log in with a password, here given
+/// as its md5 hash (md5user's pg_hba.conf line asks md5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_definer_lookup_as_an_auth_user_with_a_hash() {
+    let c = Cluster::start();
+    c.psql(
+        c.primary_port(),
+        "CREATE FUNCTION public.user_lookup(name text, OUT usename name, OUT passwd text) \
+           RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog \
+           AS $$ SELECT usename, passwd FROM pg_shadow WHERE usename = name $$; \
+         REVOKE ALL ON FUNCTION public.user_lookup(text) FROM public; \
+         GRANT EXECUTE ON FUNCTION public.user_lookup(text) TO md5user",
+    );
+    let hash = c.psql(
+        c.primary_port(),
+        "select rolpassword from pg_authid where rolname = 'md5user'",
+    );
+    let p = Proxy::start(Config {
+        auth: AuthMethod::ScramSha256,
+        auth_user: Some("md5user".into()),
+        auth_password: Some(hash),
+        auth_query: "SELECT usename, passwd FROM public.user_lookup($1)".into(),
+        ..proxy_config(&c)
+    });
+    logs_in_everywhere(&c, &p, "scramuser", PASSWORD, "postgres").await;
+    refused(&conninfo(&p, "ghost", PASSWORD, "postgres"), "ghost").await;
+
+    // auth_user cannot log in: clients are told pgsplit could not check
+    // them (not that their password is wrong), and the log says why.
+    let broken = Proxy::start(Config {
+        auth: AuthMethod::ScramSha256,
+        auth_user: Some("md5user".into()),
+        auth_password: Some("wrong".into()),
+        ..proxy_config(&c)
+    });
+    let e = try_connect(&conninfo(&broken, "scramuser", PASSWORD, "postgres"))
+        .await
+        .err()
+        .expect("no login without a lookup");
+    assert_eq!(code_of(&e).as_deref(), Some("08006"), "{e}");
+    assert_eq!(
+        message_of(&e),
+        "pgsplit could not look up the user's password (auth_query failed; see pgsplit's log)"
+    );
+}

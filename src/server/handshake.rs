@@ -50,6 +50,8 @@ enum Sasl {
     Keys(Box<KeyedScram>),
     /// The server proved itself (SASLFinal checked).
     Done,
+    /// A step failed: the exchange cannot succeed any more.
+    Failed,
 }
 
 impl Handshake {
@@ -71,7 +73,7 @@ impl Handshake {
     pub fn on_message(&mut self, tag: u8, body: &[u8]) -> Result<Step, ServerError> {
         Ok(match login::decode(tag, body)? {
             LoginMessage::AuthenticationOk => {
-                if matches!(self.sasl, Sasl::Password(_) | Sasl::Keys(_)) {
+                if matches!(self.sasl, Sasl::Password(_) | Sasl::Keys(_) | Sasl::Failed) {
                     // A server that skips SCRAM's last step never proved
                     // it knows the verifier.
                     return Err(ServerError::Protocol(
@@ -179,31 +181,40 @@ impl Handshake {
 
     fn continue_sasl(&mut self, data: &[u8]) -> Result<BytesMut, ServerError> {
         let mut out = BytesMut::new();
-        match &mut self.sasl {
-            Sasl::Password(scram) => {
+        // Taken out while it runs: after an error the exchange has failed
+        // (postgres-protocol's client panics if asked for its message then).
+        match std::mem::replace(&mut self.sasl, Sasl::Failed) {
+            Sasl::Password(mut scram) => {
                 scram.update(data)?;
                 frontend::sasl_response(scram.message(), &mut out)?;
+                self.sasl = Sasl::Password(scram);
             }
-            Sasl::Keys(scram) => frontend::sasl_response(&scram.client_final(data)?, &mut out)?,
-            Sasl::NotStarted | Sasl::Done => {
+            Sasl::Keys(mut scram) => {
+                frontend::sasl_response(&scram.client_final(data)?, &mut out)?;
+                self.sasl = Sasl::Keys(scram);
+            }
+            other @ (Sasl::NotStarted | Sasl::Done | Sasl::Failed) => {
+                self.sasl = other;
                 return Err(ServerError::Protocol(
                     "SASL continue outside an exchange".into(),
-                ))
+                ));
             }
         }
         Ok(out)
     }
 
     fn finish_sasl(&mut self, data: &[u8]) -> Result<(), ServerError> {
-        match std::mem::replace(&mut self.sasl, Sasl::Done) {
+        match std::mem::replace(&mut self.sasl, Sasl::Failed) {
             Sasl::Password(mut scram) => scram.finish(data)?,
             Sasl::Keys(scram) => scram.verify(data)?,
-            Sasl::NotStarted | Sasl::Done => {
+            other @ (Sasl::NotStarted | Sasl::Done | Sasl::Failed) => {
+                self.sasl = other;
                 return Err(ServerError::Protocol(
                     "SASL final outside an exchange".into(),
-                ))
+                ));
             }
         }
+        self.sasl = Sasl::Done;
         Ok(())
     }
 }
@@ -296,6 +307,15 @@ mod tests {
         let Step::Send(_) = h.on_message(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0").unwrap() else {
             panic!()
         };
+        assert!(h.on_message(b'R', b"\0\0\0\0").is_err());
+        // A challenge it cannot take, then AuthenticationOk: still refused.
+        let mut h = handshake(Some(Credential::Password("secret".into())));
+        h.on_message(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0").unwrap();
+        assert!(h.on_message(b'R', b"\0\0\0\x0bgarbage").is_err());
+        assert!(
+            h.on_message(b'R', b"\0\0\0\x0bgarbage").is_err(),
+            "no panic either"
+        );
         assert!(h.on_message(b'R', b"\0\0\0\0").is_err());
         let mut h = handshake(Some(Credential::Password("secret".into())));
         assert!(
