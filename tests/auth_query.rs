@@ -149,6 +149,14 @@ async fn scram_users_are_looked_up_and_logged_in_with_their_own_keys() {
         "scramuser thrice, md5user"
     );
     assert_eq!(lookups("not_found"), 1.0, "ghost");
+    // The primary and the replica, logged in to with scramuser's keys.
+    let logins = |credential: &str| {
+        let series = format!(
+            "pgsplit_server_logins_total{{credential=\"{credential}\",result=\"ok\"}}"
+        );
+        support::http::value(&text, &series)
+    };
+    assert!(logins("scram_keys") >= 2.0, "{text}");
     drivers_log_in(&c, &p, "scramuser");
 }
 

@@ -48,6 +48,11 @@ pub const AUTH_RESULTS: [&str; 6] = [
 /// The `result` label of `pgsplit_auth_query_total`.
 pub const AUTH_QUERY_RESULTS: [&str; 4] = ["cached", "found", "not_found", "failed"];
 
+/// The `credential` label of `pgsplit_server_logins_total`: nothing (the
+/// server trusts the user), a password, an md5 hash, or a client's SCRAM
+/// keys (pass-through).
+pub const LOGIN_CREDENTIALS: [&str; 4] = ["none", "password", "md5_hash", "scram_keys"];
+
 /// Waits for a pool connection: most are immediate (0), the rest up to
 /// `pool_timeout`.
 const WAIT_BUCKETS: [f64; 12] = [
@@ -66,6 +71,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     client_auth: IntCounterVec,
     auth_query: IntCounterVec,
+    server_logins: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
     uptime: IntGauge,
@@ -117,6 +123,12 @@ impl Metrics {
                 "auth_query lookups of users not in [[users]], by result",
                 &["result"],
             ),
+            server_logins: counter_vec(
+                &registry,
+                "pgsplit_server_logins_total",
+                "Server connections opened, by what pgsplit logged in with and result",
+                &["credential", "result"],
+            ),
             checkout_wait: histogram_vec(
                 &registry,
                 "pgsplit_pool_checkout_wait_seconds",
@@ -156,6 +168,11 @@ impl Metrics {
         }
         for result in AUTH_QUERY_RESULTS {
             metrics.auth_query.with_label_values(&[result]);
+        }
+        for credential in LOGIN_CREDENTIALS {
+            for result in ["ok", "failed"] {
+                metrics.server_logins.with_label_values(&[credential, result]);
+            }
         }
         metrics
     }
@@ -218,6 +235,7 @@ impl Metrics {
         PoolHandles {
             wait: self.checkout_wait.with_label_values(labels),
             timeouts: self.checkout_timeouts.with_label_values(labels),
+            logins: self.server_logins.clone(),
         }
     }
 
@@ -293,6 +311,16 @@ impl Default for Metrics {
 pub struct PoolHandles {
     pub wait: Histogram,
     pub timeouts: IntCounter,
+    /// `pgsplit_server_logins_total`, labelled at each login (rare).
+    pub logins: IntCounterVec,
+}
+
+impl PoolHandles {
+    /// A server login ended; `credential` one of [`LOGIN_CREDENTIALS`].
+    pub fn login(&self, credential: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.logins.with_label_values(&[credential, result]).inc();
+    }
 }
 
 // The names and help texts are constants: registering them cannot fail
@@ -379,6 +407,12 @@ mod tests {
         }
         for result in AUTH_QUERY_RESULTS {
             assert!(text.contains(&format!("pgsplit_auth_query_total{{result=\"{result}\"}} 0")));
+        }
+        for credential in LOGIN_CREDENTIALS {
+            let series = format!(
+                "pgsplit_server_logins_total{{credential=\"{credential}\",result=\"failed\"}} 0"
+            );
+            assert!(text.contains(&series), "{series}");
         }
         m.client_auth("md5", "unknown_user");
         let text = m.render(&Sample::default());

@@ -1,6 +1,7 @@
 //! bb8's view of a server: how to open, check and judge a connection.
 
 use crate::protocol::tag;
+use crate::metrics::PoolHandles;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -14,6 +15,8 @@ pub struct ServerManager {
     pub params: Arc<OnceLock<Vec<(String, String)>>>,
     /// What the pool learns from opening connections.
     pub opens: Arc<Opens>,
+    /// Counts each login by what it logged in with.
+    pub metrics: PoolHandles,
 }
 
 /// What a pool and its manager share about opening connections.
@@ -39,7 +42,11 @@ impl bb8::ManageConnection for ServerManager {
 
     async fn connect(&self) -> Result<PooledServer, ServerError> {
         let _opening = InFlight::start(&self.opens);
-        let conn = ServerConnection::connect(&self.target).await?;
+        let credential = self.target.credential.get();
+        let connected = ServerConnection::connect(&self.target).await;
+        let kind = credential.as_deref().map_or("none", |c| c.label());
+        self.metrics.login(kind, connected.is_ok());
+        let conn = connected?;
         let _ = self.params.set(conn.params.clone());
         // Loads first: every checkout of a new connection passes here, and
         // a store would make the line bounce between threads.

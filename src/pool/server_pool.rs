@@ -97,6 +97,7 @@ impl ServerPool {
             target: target.clone(),
             params: Arc::new(OnceLock::new()),
             opens: opens.clone(),
+            metrics: metrics.clone(),
         };
         let sink = FailureSink {
             pool: name.clone(),

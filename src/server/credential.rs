@@ -23,6 +23,15 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// Its metric label (`pgsplit_server_logins_total`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Credential::Password(_) => "password",
+            Credential::Md5Hash(_) => "md5_hash",
+            Credential::Scram(_) => "scram_keys",
+        }
+    }
+
     /// What it is, for errors and logs: never the secret.
     pub fn kind(&self) -> &'static str {
         match self {
