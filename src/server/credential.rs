@@ -89,11 +89,13 @@ impl Keyring {
 
     /// Installs a configuration's credentials: these users get theirs,
     /// every other user's configured one is dropped (what clients proved
-    /// stays).
+    /// stays). Each slot goes straight from its old value to its new one,
+    /// so a login meanwhile never finds a configured user without one.
     pub fn configure(&self, configured: Vec<(String, Credential)>) {
+        let mut configured: HashMap<String, Credential> = configured.into_iter().collect();
         let mut slots = self.slots.lock();
-        for slot in slots.values() {
-            slot.configured.store(None);
+        for (user, slot) in slots.iter() {
+            slot.configured.store(configured.remove(user).map(Arc::new));
         }
         for (user, credential) in configured {
             let slot = slots.entry(user).or_default();
