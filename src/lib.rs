@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod client;
 pub mod config;
+pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod listener;
@@ -21,6 +22,7 @@ pub mod router;
 pub mod secret;
 pub mod server;
 pub mod socket;
+pub mod tls;
 
 pub use app::Reloader;
 pub use listener::{run, run_reloadable};

@@ -14,6 +14,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The TLS files are read again when the listener starts; read here
+    // first so a bad one exits with status 2 before anything listens.
+    if let Err(error) = pgsplit::tls::Tls::load(&config) {
+        eprintln!("pgsplit: invalid config: {error}");
+        return ExitCode::from(2);
+    }
     init_logging(config.log_format);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = config.runtime_threads(cores);

@@ -43,6 +43,7 @@ const METRICS: &[&str] = &[
     "pgsplit_client_auth_total",
     "pgsplit_auth_query_total",
     "pgsplit_server_logins_total",
+    "pgsplit_tls_negotiations_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "pgsplit_pool_checkout_wait_seconds",

@@ -3,8 +3,8 @@
 //! hash, a client's SCRAM keys), with or without TLS channel binding.
 //! Nothing may panic, also when messages keep coming after an error.
 //!
-//! Input: one byte of options (bits 0-1: the credential; bit 2: TLS), then
-//! server frames. In a frame's body `@NONCE@` stands for the nonce pgsplit
+//! Input: one byte of options (bits 0-1: the credential; bit 2: TLS; bit
+//! 3: the certificate has a tls-server-end-point hash), then server frames. In a frame's body `@NONCE@` stands for the nonce pgsplit
 //! last sent, so SCRAM exchanges reach their later steps.
 
 #![no_main]
@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 use pgsplit::protocol::{frame, FrameHeader};
 use pgsplit::secret::{md5, ScramKeys, Verifier};
-use pgsplit::server::handshake::{Handshake, Step};
+use pgsplit::server::handshake::{Channel, Handshake, Step};
 use pgsplit::server::Credential;
 use std::sync::Arc;
 
@@ -25,8 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&options, mut rest)) = data.split_first() else {
         return;
     };
-    let binding = (options & 4 != 0).then(|| vec![0xab; 32]);
-    let mut handshake = Handshake::new("user", credential(options).map(Arc::new), binding);
+    let channel = Channel {
+        tls: options & 4 != 0,
+        end_point: (options & 8 != 0).then(|| vec![0xab; 32]),
+    };
+    let mut handshake = Handshake::new("user", credential(options).map(Arc::new), channel);
     let mut nonce = Vec::new();
     while let Ok(Some(header)) = FrameHeader::peek(rest, 1 << 20) {
         let Some((whole, after)) = rest.split_at_checked(header.frame_len()) else {

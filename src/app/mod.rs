@@ -74,6 +74,8 @@ pub struct Current {
     pub credentials: Credentials,
     /// Users looked up on the primary, when `auth_user` is set.
     pub auth_query: Option<AuthQuery>,
+    /// TLS to clients and servers, loaded from this generation's files.
+    pub tls: crate::tls::Tls,
     pub generation: u64,
     /// The health checks of this generation's servers; stop with it.
     monitors: OnceLock<Monitors>,
@@ -91,11 +93,15 @@ pub enum Stop {
 }
 
 impl App {
-    /// The application for `config`: starts its health checks and opens
-    /// `pool_size` connections per pool (so it needs a tokio runtime).
-    pub fn new(config: Config) -> Arc<App> {
+    /// The application for `config`, with the TLS loaded from its files:
+    /// starts its health checks and opens `pool_size` connections per
+    /// pool (so it needs a tokio runtime).
+    pub fn new(config: Config, tls: crate::tls::Tls) -> Arc<App> {
         let metrics = Arc::new(Metrics::new());
         metrics.declare_pin_reasons(&crate::router::Pin::ALL.map(crate::router::Pin::label));
+        let outcomes = crate::tls::Outcome::PAIRS.map(|(side, o)| (side, o.label()));
+        metrics.declare_tls_outcomes(&outcomes);
+        let instance = config.instance();
         let keyring = Arc::new(Keyring::default());
         let mock_secret: Key = rand::random();
         let shared = Shared {
@@ -103,7 +109,7 @@ impl App {
             keyring: &keyring,
             mock_secret,
         };
-        let current = Current::build(Arc::new(config), None, &shared, 0);
+        let current = Current::build(Arc::new(config), tls, None, &shared, 0);
         current.start();
         Arc::new(App {
             keyring,
@@ -111,7 +117,7 @@ impl App {
             current: ArcSwap::from_pointee(current),
             generation: AtomicU64::new(0),
             catalog: Catalog::default(),
-            cancels: Cancels::default(),
+            cancels: Cancels::new(instance),
             metrics,
             clients: Clients::default(),
             pinned_clients: AtomicUsize::new(0),
@@ -136,11 +142,12 @@ impl App {
         self.current.load().config.clone()
     }
 
-    /// Swaps in `config` (already validated): new clients and the next
-    /// checkout of every session use it. Servers that stay keep their
-    /// health state; pools whose settings did not change keep their
-    /// connections.
-    pub fn reload(&self, config: Config) {
+    /// Swaps in `config` (already validated) and the TLS loaded from its
+    /// files: new clients and the next checkout of every session use
+    /// them. Servers that stay keep their health state; pools whose
+    /// settings did not change keep their connections; clients keep
+    /// their TLS sessions.
+    pub fn reload(&self, config: Config, tls: crate::tls::Tls) {
         let old = self.current();
         let generation = old.generation + 1;
         let shared = Shared {
@@ -148,7 +155,7 @@ impl App {
             keyring: &self.keyring,
             mock_secret: self.mock_secret,
         };
-        let next = Current::build(Arc::new(config), Some(&old), &shared, generation);
+        let next = Current::build(Arc::new(config), tls, Some(&old), &shared, generation);
         next.start();
         self.current.store(Arc::new(next));
         self.generation.store(generation, Ordering::Release);
@@ -166,8 +173,12 @@ impl App {
         let Some(reloader) = self.reloader.get() else {
             return Err("pgsplit was started without a config file: nothing to re-read".into());
         };
-        let config = match reloader() {
-            Ok(config) => config,
+        let loaded = reloader().map_err(|e| e.to_string()).and_then(|config| {
+            let tls = crate::tls::Tls::load(&config).map_err(|e| format!("invalid config: {e}"))?;
+            Ok((config, tls))
+        });
+        let (config, tls) = match loaded {
+            Ok(loaded) => loaded,
             Err(error) => {
                 tracing::error!(%error, "reload refused: the running configuration stays");
                 self.metrics.reloaded(false);
@@ -193,7 +204,7 @@ impl App {
             }
         }
         let changed = *old != config;
-        self.reload(config);
+        self.reload(config, tls);
         let what = if changed {
             "configuration reloaded"
         } else {
@@ -302,6 +313,7 @@ impl App {
             routing_cache_misses: misses,
             consistency_waits: [0, 1].map(|i| waits[i].load(Ordering::Relaxed)),
             paused: self.is_paused(),
+            split_brain: current.topology.is_split_brain(),
         }
     }
 
@@ -341,6 +353,7 @@ struct Shared<'a> {
 impl Current {
     fn build(
         config: Arc<Config>,
+        tls: crate::tls::Tls,
         previous: Option<&Current>,
         shared: &Shared,
         generation: u64,
@@ -355,6 +368,7 @@ impl Current {
             topology.clone(),
             shared.metrics.clone(),
             shared.keyring.clone(),
+            tls.servers.clone(),
         ));
         if let Some(previous) = previous {
             pools.inherit(&previous.pools);
@@ -363,6 +377,7 @@ impl Current {
             router: Router::new(router_config(&config)),
             credentials: Credentials::new(&config.users, shared.mock_secret),
             auth_query: AuthQuery::new(&config),
+            tls,
             pools,
             topology,
             config,
@@ -372,7 +387,11 @@ impl Current {
     }
 
     fn start(&self) {
-        let monitors = crate::health::spawn_monitors(self.topology.clone(), &self.config);
+        let monitors = crate::health::spawn_monitors(
+            self.topology.clone(),
+            &self.config,
+            self.tls.servers.as_deref(),
+        );
         let _ = self.monitors.set(monitors);
         self.pools.warm_up();
         self.pools.spawn_retirement();

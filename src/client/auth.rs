@@ -1,5 +1,6 @@
-//! Client authentication: trust, md5 and SCRAM-SHA-256(-PLUS) against the
-//! configured users or those auth_query finds, as PostgreSQL runs it. The
+//! Client authentication: trust, `cert` (the TLS client certificate's CN is
+//! the user), and md5 and SCRAM-SHA-256(-PLUS) against the configured users
+//! or those auth_query finds, as PostgreSQL runs them. The
 //! exchange is chosen from the facts (`choose`), then run over the socket;
 //! a user that cannot log in (unknown, or without a secret for the method)
 //! runs a mock exchange and is refused at its end with the same
@@ -93,8 +94,10 @@ pub async fn authenticate(
     channel_binding: Option<&[u8]>,
 ) -> Result<(), ClientError> {
     let method = current.config.auth;
-    if method == AuthMethod::Trust {
-        return Ok(());
+    match method {
+        AuthMethod::Trust => return Ok(()),
+        AuthMethod::Cert => return certificate(io, user),
+        AuthMethod::Md5 | AuthMethod::ScramSha256 => {}
     }
     let stored = find(app, current, user, method).await?;
     let plan = choose(method, stored.as_deref());
@@ -300,6 +303,38 @@ fn refused(e: PasswordMessageError) -> ClientError {
     ClientError::Refused(e.to_pg())
 }
 
+/// `cert`: the TLS client certificate (already verified against
+/// `client_tls_ca_file` in the handshake) must name the user in its CN.
+fn certificate(io: &ClientIo, user: &str) -> Result<(), ClientError> {
+    let common_name = io
+        .stream
+        .tls()
+        .and_then(|tls| tls.peer_certificates())
+        .and_then(|certs| certs.first())
+        .map(|cert| crate::tls::common_name(cert));
+    certificate_verdict(common_name, user).map_err(|error| {
+        tracing::info!(user, reason = %error.message, "certificate authentication failed");
+        ClientError::Refused(error)
+    })
+}
+
+/// The CN of the client's certificate (`None`: no certificate; `Some(None)`:
+/// one without a single usable CN) against the user it logs in as,
+/// worded as PostgreSQL words it.
+fn certificate_verdict(common_name: Option<Option<String>>, user: &str) -> Result<(), PgError> {
+    match common_name {
+        None => Err(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            "connection requires a valid client certificate",
+        )),
+        Some(Some(cn)) if cn == user => Ok(()),
+        Some(_) => Err(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            format!("certificate authentication failed for user \"{user}\""),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +342,24 @@ mod tests {
 
     fn stored(secret: &str) -> Stored {
         Stored::new("u", &Secret::parse(secret).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_certificate_must_name_the_user() {
+        assert!(certificate_verdict(Some(Some("alice".into())), "alice").is_ok());
+        let other = certificate_verdict(Some(Some("bob".into())), "alice").unwrap_err();
+        assert_eq!(other.code, sqlstate::INVALID_AUTHORIZATION);
+        assert_eq!(
+            other.message,
+            "certificate authentication failed for user \"alice\""
+        );
+        let unnamed = certificate_verdict(Some(None), "alice").unwrap_err();
+        assert_eq!(unnamed.code, sqlstate::INVALID_AUTHORIZATION);
+        let none = certificate_verdict(None, "alice").unwrap_err();
+        assert_eq!(
+            none.message,
+            "connection requires a valid client certificate"
+        );
     }
 
     #[test]

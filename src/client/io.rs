@@ -4,20 +4,25 @@
 use crate::metrics::SessionMetrics;
 use crate::protocol::{FrameHeader, PgError, ProtocolError};
 use bytes::{Bytes, BytesMut};
+use crate::socket::Stream;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub struct ClientIo {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub buf: BytesMut,
     max_message: usize,
     /// This connection's statement, transaction and byte counters.
     pub metrics: SessionMetrics,
+    /// RFC 5929 `tls-server-end-point` data of this connection's TLS
+    /// session (pgsplit's certificate), for SCRAM-SHA-256-PLUS; `None`
+    /// for plain TCP, or a certificate whose signature has no binding.
+    pub server_end_point: Option<Arc<[u8]>>,
 }
 
 impl ClientIo {
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         buf: BytesMut,
         max_message: usize,
         metrics: SessionMetrics,
@@ -27,14 +32,8 @@ impl ClientIo {
             buf,
             max_message,
             metrics,
+            server_end_point: None,
         }
-    }
-
-    /// The hash of pgsplit's TLS certificate for SCRAM channel binding
-    /// (`tls-server-end-point`, RFC 5929), when the client connection is
-    /// TLS; plain TCP has none, and SCRAM-SHA-256-PLUS is then not offered.
-    pub fn tls_server_end_point(&self) -> Option<Vec<u8>> {
-        None
     }
 
     /// The next whole frame already buffered, without reading.
@@ -99,7 +98,7 @@ impl ClientIo {
     pub async fn send_error(&mut self, error: &PgError) {
         let mut out = BytesMut::new();
         error.encode(&mut out);
-        let _ = self.stream.write_all(&out).await;
+        let _ = crate::socket::write_all(&mut self.stream, &out).await;
     }
 }
 

@@ -1,9 +1,10 @@
-//! One client connection: opening (encryption refusal, cancel, startup),
+//! One client connection: opening (TLS or not, cancel, startup),
 //! authentication, the greeting a server would send, then the session.
 
 mod admin;
 mod auth;
 mod batch;
+mod encryption;
 mod exchange;
 mod io;
 mod relay;
@@ -33,19 +34,39 @@ use tokio::net::TcpStream;
 
 /// Serves one accepted connection to its end. Never panics on what the
 /// client sends; errors end this client only.
-pub async fn handle(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+pub async fn handle(app: Arc<App>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let opening = startup::read_opening(&mut stream, &mut buf).await;
+    // What this generation says, taken out of it: a client that is slow
+    // to open must not keep an old generation (its health checks) alive.
+    let (tls, mode, max_message_size) = {
+        let current = app.current();
+        let config = &current.config;
+        let tls = current.tls.clients.clone();
+        (tls, config.client_tls_sslmode, config.max_message_size)
+    };
+    let opener = encryption::Peer {
+        addr: &peer,
+        metrics: &app.metrics,
+    };
+    let Some(opened) = encryption::open(stream, tls.as_deref(), mode, opener).await else {
+        return;
+    };
     let mut io = ClientIo::new(
-        stream,
-        buf,
-        app.config().max_message_size,
+        opened.stream,
+        opened.buf,
+        max_message_size,
         app.metrics.session(),
     );
-    match opening {
-        Ok(Opening::Cancel { pid, secret }) => app.cancels.cancel(pid, secret).await,
+    io.server_end_point = opened.server_end_point;
+    match opened.opening {
+        Ok(Opening::Cancel {
+            pid,
+            secret,
+            forwarded,
+        }) => crate::fleet::cancel(&app, pid, secret, forwarded).await,
         Ok(Opening::Session(params)) => serve(app, io, params, peer).await,
+        // Handled by `encryption::open`.
+        Ok(Opening::TlsRequest) => {}
         Err(e) => report(&mut io, &e, &peer).await,
     }
 }
@@ -135,7 +156,8 @@ async fn log_in(
     let settings = Settings::from_startup(params).map_err(ClientError::Refused)?;
     let current = app.current();
     let config = &current.config;
-    let channel_binding = io.tls_server_end_point();
+    // SCRAM-SHA-256-PLUS binds to this (TLS connections only).
+    let channel_binding = io.server_end_point.clone();
     auth::authenticate(app, &current, io, &params.user, channel_binding.as_deref()).await?;
     if !config.databases.is_empty() && !config.databases.contains(&params.database) {
         return Err(ClientError::Refused(PgError::fatal(
@@ -174,8 +196,9 @@ async fn server_params(
         return Ok((params.clone(), BytesMut::new()));
     }
     // With the primary down, a replica checks and reports them: reads go on.
-    let checkout = match cluster.checkout_primary().await {
-        Err(PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. }) => {
+    // A login does not wait out a failover: a replica serves it.
+    let checkout = match cluster.checkout_writer(std::time::Duration::ZERO).await {
+        Err(PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. }) => {
             cluster.checkout_read(&mut Need::Any).await
         }
         other => other,

@@ -3,8 +3,10 @@
 //! Every key is documented in `config.toml.example`.
 
 mod cli;
+mod tls;
 
 pub use cli::Cli;
+pub use tls::{ClientTlsMode, ServerTlsMode, TlsVersions};
 
 use crate::secret::{Secret, SecretError};
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,9 @@ pub enum AuthMethod {
     #[serde(rename = "scram-sha-256")]
     #[value(name = "scram-sha-256")]
     ScramSha256,
+    /// A TLS client certificate whose CN is the user name (needs
+    /// `client_tls_sslmode` verify-ca or verify-full).
+    Cert,
 }
 
 /// How long a client keeps a server connection.
@@ -100,6 +105,9 @@ pub enum Consistency {
     Session,
     /// Every read sees every write acknowledged through this pgsplit before it.
     Global,
+    /// Every read sees every write committed anywhere (through any
+    /// instance, or on the primary directly) before it arrived.
+    Cluster,
 }
 
 /// The health monitor: one check per server every `interval`.
@@ -260,6 +268,17 @@ pub struct User {
     pub password: String,
 }
 
+/// Another pgsplit instance of the fleet (cancels that arrive at the
+/// wrong instance are forwarded to the one whose client it is).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its `instance_id`.
+    pub id: u8,
+    /// Where it listens for clients, HOST:PORT.
+    pub address: String,
+}
+
 /// The whole configuration. Field docs are in `config.toml.example`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -299,6 +318,21 @@ pub struct Config {
     pub autodb_idle_timeout: f64,
     pub log_format: LogFormat,
     pub worker_threads: usize,
+    pub failover_wait: f64,
+    pub instance_id: u8,
+    pub peers: Vec<Peer>,
+    pub peers_dns: Option<String>,
+    // TLS (config/tls.rs; README "TLS").
+    pub client_tls_sslmode: ClientTlsMode,
+    pub client_tls_cert_file: Option<String>,
+    pub client_tls_key_file: Option<String>,
+    pub client_tls_ca_file: Option<String>,
+    pub client_tls_protocols: String,
+    pub client_tls_ciphers: String,
+    pub server_tls_sslmode: ServerTlsMode,
+    pub server_tls_ca_file: Option<String>,
+    pub server_tls_cert_file: Option<String>,
+    pub server_tls_key_file: Option<String>,
 }
 
 /// How log lines look.
@@ -347,6 +381,20 @@ impl Default for Config {
             autodb_idle_timeout: 3600.0,
             log_format: LogFormat::Text,
             worker_threads: 0,
+            failover_wait: 5.0,
+            instance_id: 0,
+            peers: Vec::new(),
+            peers_dns: None,
+            client_tls_sslmode: ClientTlsMode::Disable,
+            client_tls_cert_file: None,
+            client_tls_key_file: None,
+            client_tls_ca_file: None,
+            client_tls_protocols: "secure".into(),
+            client_tls_ciphers: "default".into(),
+            server_tls_sslmode: ServerTlsMode::Disable,
+            server_tls_ca_file: None,
+            server_tls_cert_file: None,
+            server_tls_key_file: None,
         }
     }
 }
@@ -397,7 +445,8 @@ impl Config {
         }
         self.pool.primary.validate("primary")?;
         self.pool.replica.validate("replica")?;
-        if self.auth != AuthMethod::Trust && self.users.is_empty() && self.auth_user.is_none() {
+        let password_auth = matches!(self.auth, AuthMethod::Md5 | AuthMethod::ScramSha256);
+        if password_auth && self.users.is_empty() && self.auth_user.is_none() {
             return Err(invalid(
                 "users",
                 "md5 and scram-sha-256 need [[users]] entries, or auth_user to look users up",
@@ -423,6 +472,7 @@ impl Config {
             }
         }
         self.health.validate()?;
+        tls::validate(self)?;
         if let Some(addr) = &self.metrics_listen {
             addr.parse::<SocketAddr>()
                 .map_err(|_| invalid("metrics_listen", format!("{addr:?} is not ADDR:PORT")))?;
@@ -431,16 +481,59 @@ impl Config {
             ("shutdown_timeout", self.shutdown_timeout),
             ("autodb_idle_timeout", self.autodb_idle_timeout),
             ("idle_transaction_timeout", self.idle_transaction_timeout),
+            ("failover_wait", self.failover_wait),
         ] {
             if !(value >= 0.0 && value.is_finite()) {
                 return Err(invalid(name, "must be 0 or a positive number of seconds"));
             }
         }
-        Ok(())
+        self.validate_fleet()
+    }
+
+    fn validate_fleet(&self) -> Result<(), ConfigError> {
+        if !self.peers.is_empty() && self.instance_id == 0 {
+            return Err(invalid(
+                "instance_id",
+                "must be set (1 to 255, unique in the fleet) when [[peers]] is set",
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for peer in &self.peers {
+            if peer.id == 0 || peer.id == self.instance_id || !ids.insert(peer.id) {
+                return Err(invalid(
+                    "peers",
+                    format!("peer id {} must be 1 to 255, not this instance's and not repeated", peer.id),
+                ));
+            }
+            if !peer.address.contains(':') {
+                return Err(invalid("peers", format!("{:?} is not HOST:PORT", peer.address)));
+            }
+        }
+        match &self.peers_dns {
+            Some(name) if !name.contains(':') => {
+                Err(invalid("peers_dns", format!("{name:?} is not NAME:PORT")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The instance id this pgsplit puts in its clients' cancel keys: the
+    /// configured one, else, in a fleet found by DNS, a random one (there a
+    /// cancel for another instance goes to every peer, so the id only
+    /// needs to differ from this one's most of the time), else 0.
+    pub fn instance(&self) -> u8 {
+        match (self.instance_id, &self.peers_dns) {
+            (0, Some(_)) => rand::random::<u8>().max(1),
+            (id, _) => id,
+        }
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
+    }
+
+    pub fn failover_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.failover_wait)
     }
 
     pub fn replica_ban_time(&self) -> Duration {
@@ -545,7 +638,7 @@ impl Config {
         if auth_user.is_empty() {
             return Err(invalid("auth_user", "must not be empty"));
         }
-        if self.auth == AuthMethod::Trust {
+        if !matches!(self.auth, AuthMethod::Md5 | AuthMethod::ScramSha256) {
             return Err(invalid(
                 "auth_user",
                 "auth_query checks client passwords: it needs auth = \"md5\" or \"scram-sha-256\"",

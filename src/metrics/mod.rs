@@ -59,6 +59,38 @@ const WAIT_BUCKETS: [f64; 12] = [
     0.0, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
 ];
 
+/// What became of a CancelRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Local,
+    Forwarded,
+    FromPeer,
+    /// A peer's forward of a key that is not this instance's (with
+    /// `peers_dns` every instance gets each forward; one of them has it).
+    PeerMiss,
+    Unknown,
+}
+
+impl CancelOutcome {
+    const ALL: [CancelOutcome; 5] = [
+        CancelOutcome::Local,
+        CancelOutcome::Forwarded,
+        CancelOutcome::FromPeer,
+        CancelOutcome::PeerMiss,
+        CancelOutcome::Unknown,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CancelOutcome::Local => "local",
+            CancelOutcome::Forwarded => "forwarded",
+            CancelOutcome::FromPeer => "from_peer",
+            CancelOutcome::PeerMiss => "peer_miss",
+            CancelOutcome::Unknown => "unknown",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     /// The per-statement counters, one shard per session.
@@ -68,10 +100,14 @@ pub struct Metrics {
     /// Sessions ended by `idle_transaction_timeout`.
     pub idle_transaction_timeouts: IntCounter,
     pins: IntCounterVec,
+    cancels: IntCounterVec,
+    primary_rechecks: IntCounter,
     reloads: IntCounterVec,
     client_auth: IntCounterVec,
     auth_query: IntCounterVec,
     server_logins: IntCounterVec,
+    /// TLS negotiations with clients and servers, by outcome.
+    tls: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
     uptime: IntGauge,
@@ -105,6 +141,17 @@ impl Metrics {
                 "Clients pinned to one server connection, by what pinned them",
                 &["reason"],
             ),
+            primary_rechecks: counter(
+                &registry,
+                "pgsplit_primary_rechecks_total",
+                "Times a write's error (25006, 57P01-57P03) or lost connection on the primary made pgsplit re-check every server at once (writes wait for a confirmed primary meanwhile)",
+            ),
+            cancels: counter_vec(
+                &registry,
+                "pgsplit_cancel_requests_total",
+                "CancelRequests by outcome: local (a statement of this instance's), forwarded (to a peer instance), from_peer (a peer's forward, for this instance), peer_miss (a peer's forward of a key not this instance's), unknown (a client's key no instance here knows: nothing cancelled)",
+                &["outcome"],
+            ),
             reloads: counter_vec(
                 &registry,
                 "pgsplit_reloads_total",
@@ -128,6 +175,12 @@ impl Metrics {
                 "pgsplit_server_logins_total",
                 "Server connections opened, by what pgsplit logged in with and result",
                 &["credential", "result"],
+            ),
+            tls: counter_vec(
+                &registry,
+                "pgsplit_tls_negotiations_total",
+                "TLS negotiations with clients and servers (side), by outcome: encrypted, handshake_failed, no_alpn (direct TLS without ALPN postgresql), plain_refused (a plain client under client_tls_sslmode require), tls_refused (a server without TLS under server_tls_sslmode require), plain_fallback (prefer, to a server without TLS)",
+                &["side", "outcome"],
             ),
             checkout_wait: histogram_vec(
                 &registry,
@@ -173,6 +226,9 @@ impl Metrics {
             for result in ["ok", "failed"] {
                 metrics.server_logins.with_label_values(&[credential, result]);
             }
+        }
+        for outcome in CancelOutcome::ALL {
+            metrics.cancels.with_label_values(&[outcome.as_str()]);
         }
         metrics
     }
@@ -224,6 +280,26 @@ impl Metrics {
         self.auth_query.with_label_values(&[result]).inc();
     }
 
+    pub fn primary_recheck(&self) {
+        self.primary_rechecks.inc();
+    }
+
+    pub fn cancel_request(&self, outcome: CancelOutcome) {
+        self.cancels.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Makes the `pgsplit_tls_negotiations_total` series of these (side,
+    /// outcome) pairs exist (at 0) before any negotiation.
+    pub fn declare_tls_outcomes(&self, pairs: &[(&str, &str)]) {
+        for (side, outcome) in pairs {
+            self.tls.with_label_values(&[side, outcome]);
+        }
+    }
+
+    pub fn tls_negotiated(&self, side: &str, outcome: &str) {
+        self.tls.with_label_values(&[side, outcome]).inc();
+    }
+
     pub fn reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.with_label_values(&[result]).inc();
@@ -236,6 +312,7 @@ impl Metrics {
             wait: self.checkout_wait.with_label_values(labels),
             timeouts: self.checkout_timeouts.with_label_values(labels),
             logins: self.server_logins.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -311,6 +388,8 @@ impl Default for Metrics {
 pub struct PoolHandles {
     pub wait: Histogram,
     pub timeouts: IntCounter,
+    /// `pgsplit_tls_negotiations_total`, counted as connections open.
+    pub tls: IntCounterVec,
     /// `pgsplit_server_logins_total`, labelled at each login (rare).
     pub logins: IntCounterVec,
 }

@@ -15,7 +15,8 @@ pub struct ServerManager {
     pub params: Arc<OnceLock<Vec<(String, String)>>>,
     /// What the pool learns from opening connections.
     pub opens: Arc<Opens>,
-    /// Counts each login by what it logged in with.
+    /// Counts each login by what it logged in with, and its TLS
+    /// negotiation (`pgsplit_tls_negotiations_total`, the server side).
     pub metrics: PoolHandles,
 }
 
@@ -43,10 +44,16 @@ impl bb8::ManageConnection for ServerManager {
     async fn connect(&self) -> Result<PooledServer, ServerError> {
         let _opening = InFlight::start(&self.opens);
         let credential = self.target.credential.get();
-        let connected = ServerConnection::connect(&self.target).await;
+        let result = ServerConnection::connect(&self.target).await;
+        if let Some(outcome) =
+            crate::server::encryption::outcome(self.target.tls.as_deref(), &result)
+        {
+            let labels = ["server", outcome.label()];
+            self.metrics.tls.with_label_values(&labels).inc();
+        }
         let kind = credential.as_deref().map_or("none", |c| c.label());
-        self.metrics.login(kind, connected.is_ok());
-        let conn = connected?;
+        self.metrics.login(kind, result.is_ok());
+        let conn = result?;
         let _ = self.params.set(conn.params.clone());
         // Loads first: every checkout of a new connection passes here, and
         // a store would make the line bounce between threads.
@@ -106,7 +113,7 @@ impl Drop for PooledServer {
         if self.0.is_clean() {
             // Five bytes fit in any idle socket's send buffer; a socket
             // that is already gone fails here, and is closed all the same.
-            let _ = self.0.stream.try_write(&TERMINATE);
+            self.0.stream.send_without_waiting(&TERMINATE);
         }
     }
 }

@@ -12,11 +12,12 @@ pub use closing::Closed;
 pub use recall::RecallTicket;
 pub use server_pool::{Checkout, ServerPool};
 
-use crate::health::{lsn, Need, Topology};
+use crate::health::lsn::{self, Lsn};
+use crate::health::{Need, Topology};
 use replicas::Pick;
 use std::time::Instant;
 
-use crate::config::{Config, ReplicaSelection};
+use crate::config::{Config, Consistency, ReplicaSelection};
 use crate::metrics::Metrics;
 use crate::protocol::error::sqlstate;
 use crate::role::Role;
@@ -27,6 +28,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a write waits before it tries a writer that refused a
+/// connection again, when a re-check ran a moment ago.
+const RETRY_GAP: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -44,6 +49,8 @@ pub enum PoolError {
     },
     #[error("no primary is available (the primary is down and no replica has been promoted)")]
     NoPrimary,
+    #[error("more than one server reports it is a primary (split brain): writes go to none of them until one is demoted or stopped")]
+    SplitBrain,
     #[error("pool is closed")]
     Closed,
 }
@@ -57,6 +64,8 @@ pub struct ClusterPools {
     ban_time: Duration,
     /// How long a replica's login may take (`first_login_settled`).
     connect_timeout: Duration,
+    /// How long a write waits for a confirmed primary (`failover_wait`).
+    failover_wait: Duration,
     /// Turn counter for round robin and least-busy ties.
     next: AtomicUsize,
     /// Since when no client has held these pools, as the retirement
@@ -132,12 +141,28 @@ impl ClusterPools {
     /// the primary. Replicas that refuse connections are banned for a while.
     /// A checkout on the primary says why in `detour`.
     pub async fn checkout_read(&self, need: &mut Need) -> Result<Checkout, PoolError> {
+        self.checkout_read_after(need, 0).await
+    }
+
+    /// A read that must also see WAL position `floor` (a consistency
+    /// token: `pgsplit.min_lsn`), whatever the consistency mode.
+    pub async fn checkout_read_after(&self, need: &mut Need, floor: Lsn) -> Result<Checkout, PoolError> {
+        // Cluster consistency: what the read must see is set when it
+        // arrives, not by the client's own writes.
+        let mut arrived;
+        let need = match self.topology.consistency {
+            Consistency::Cluster => {
+                arrived = self.topology.read_arrived();
+                &mut arrived
+            }
+            _ => need,
+        };
         let mut deadline = None;
         let mut waited_for_login = false;
         // Each turn returns, bans a replica, or waits for news until the
         // deadline, so this ends.
         let detour = loop {
-            let required = self.topology.required(need);
+            let required = self.topology.required(need).map(|lsn| lsn.max(floor));
             match self.pick_replica(required) {
                 Pick::Replica(pool) => match pool.checkout().await {
                     Ok(conn) => {
@@ -225,8 +250,14 @@ impl ClusterPools {
     /// the latest writes (availability over freshness: nothing fresher
     /// exists until the primary is back or a replica is promoted).
     async fn read_from_primary(&self) -> Result<Checkout, PoolError> {
-        match self.checkout_primary().await {
-            Err(e @ (PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. })) => {
+        match self.checkout_writer(Duration::ZERO).await {
+            // Two primaries: either has the data; writes go to none, but
+            // reads may go to the one that last took them.
+            Err(PoolError::SplitBrain) if self.topology.writer().is_some() => {
+                let writer = self.topology.writer().map_or(0, |w| w.index);
+                self.servers[writer].checkout().await
+            }
+            Err(e @ (PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. })) => {
                 let Pick::Replica(pool) = self.pick_replica(Some(0)) else {
                     return Err(e);
                 };
@@ -241,13 +272,42 @@ impl ClusterPools {
     }
 
     /// A connection to the server that takes writes now.
+    /// While no server is confirmed as the primary (none is up, a
+    /// re-check is under way, or a split brain), a write waits up to
+    /// `failover_wait` for one, and is never sent to a server that reports
+    /// it is in recovery.
     pub async fn checkout_primary(&self) -> Result<Checkout, PoolError> {
-        let writer = self.topology.writer().ok_or(PoolError::NoPrimary)?;
-        match self.servers[writer.index].checkout().await {
-            Err(PoolError::Server { pool, source }) if !is_login_refusal(&source) => {
-                Err(PoolError::PrimaryUnavailable { pool, source })
+        self.checkout_writer(self.failover_wait).await
+    }
+
+    /// The primary, waiting at most `wait` for one to be confirmed. A
+    /// writer that refuses connections is re-checked (it may be gone for
+    /// good) rather than failing every write until its monitor agrees.
+    pub async fn checkout_writer(&self, wait: Duration) -> Result<Checkout, PoolError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let writer = match self.topology.confirmed_writer() {
+                Some(writer) => writer,
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.topology.wait_for_writer(left).await {
+                        Some(writer) => writer,
+                        None if self.topology.is_split_brain() => return Err(PoolError::SplitBrain),
+                        None => return Err(PoolError::NoPrimary),
+                    }
+                }
+            };
+            match self.servers[writer.index].checkout().await {
+                Err(PoolError::Server { pool, source }) if !is_login_refusal(&source) => {
+                    if Instant::now() >= deadline {
+                        return Err(PoolError::PrimaryUnavailable { pool, source });
+                    }
+                    if !self.topology.recheck("cannot connect to the primary") {
+                        tokio::time::sleep(RETRY_GAP.min(deadline - Instant::now())).await;
+                    }
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -255,13 +315,19 @@ impl ClusterPools {
     /// request on a server of `role`, as a checkout would choose it now:
     /// the writer; or a replica that serves reads, is not banned and has
     /// replayed what `need` asks for.
-    pub fn fits(&self, pool: &ServerPool, role: Role, need: &mut Need) -> bool {
+    pub fn fits(&self, pool: &ServerPool, role: Role, need: &mut Need, floor: Lsn) -> bool {
         match role {
             Role::Primary => self
                 .topology
-                .writer()
+                .confirmed_writer()
                 .is_some_and(|w| Arc::ptr_eq(w, &pool.server)),
-            Role::Replica => pool.takes_reads() && pool.has_replayed(self.topology.required(need)),
+            // Cluster consistency: a read's need is known only from a
+            // position sample taken after it arrived; a checkout waits for it.
+            Role::Replica if self.topology.consistency == Consistency::Cluster => false,
+            Role::Replica => {
+                pool.takes_reads()
+                    && pool.has_replayed(self.topology.required(need).map(|lsn| lsn.max(floor)))
+            }
         }
     }
 
@@ -326,6 +392,8 @@ pub struct Pools {
     metrics: Arc<Metrics>,
     /// Each user's credential for server logins (the process's one).
     keyring: Arc<Keyring>,
+    /// TLS to the servers, as this generation loaded it.
+    server_tls: Option<Arc<crate::tls::ServerTls>>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
     /// Bans of pools retired since start-up, by server address, so that
     /// a server's ban count does not drop when a pool goes.
@@ -340,12 +408,14 @@ impl Pools {
         topology: Arc<Topology>,
         metrics: Arc<Metrics>,
         keyring: Arc<Keyring>,
+        server_tls: Option<Arc<crate::tls::ServerTls>>,
     ) -> Pools {
         Pools {
             config,
             topology,
             metrics,
             keyring,
+            server_tls,
             clusters: RwLock::new(HashMap::new()),
             retired_bans: Mutex::new(HashMap::new()),
             successor: std::sync::OnceLock::new(),
@@ -466,6 +536,7 @@ impl Pools {
                     database: database.to_string(),
                     credential: self.keyring.slot(user),
                     connect_timeout: settings.connect_timeout(),
+                    tls: self.server_tls.clone(),
                 };
                 let same = previous
                     .and_then(|p| p.servers.get(server.index))
@@ -488,6 +559,7 @@ impl Pools {
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),
             connect_timeout: config.pool.replica.connect_timeout(),
+            failover_wait: config.failover_wait(),
             next: AtomicUsize::new(0),
             unused_since: Mutex::new(None),
             defaults: std::sync::OnceLock::new(),

@@ -72,8 +72,8 @@ mod tests {
             },
             ..Config::default()
         });
-        let topology = Topology::new(&config);
-        Pools::new(config.clone(), topology, Default::default(), Default::default()).get("d", "u")
+        Pools::new(config.clone(), Topology::new(&config), Default::default(), Default::default(), None)
+            .get("d", "u")
     }
 
     fn picks(c: &ClusterPools, n: usize) -> Vec<String> {

@@ -669,7 +669,7 @@ mod tests {
             ..Config::default()
         });
         let topology = Topology::new(&config);
-        let pools = Pools::new(config.clone(), topology, Default::default(), Default::default());
+        let pools = Pools::new(config.clone(), topology, Default::default(), Default::default(), None);
         pools.get("d", "u").servers[1].clone()
     }
 

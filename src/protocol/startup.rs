@@ -9,6 +9,10 @@ use super::ProtocolError;
 const SSL_REQUEST: u32 = 80877103;
 const GSSENC_REQUEST: u32 = 80877104;
 const CANCEL_REQUEST: u32 = 80877102;
+/// A CancelRequest one pgsplit instance forwards to another (`fleet`):
+/// the same body under a code of pgsplit's own (1234.5699), so that the
+/// peer cancels only its own statements and never forwards it again.
+pub const FORWARDED_CANCEL: u32 = (1234 << 16) | 5699;
 /// Startup packets are small; anything larger is an attack or a mistake.
 pub const MAX_STARTUP_PACKET: usize = 10_000;
 
@@ -19,6 +23,8 @@ pub enum StartupPacket {
     Cancel {
         pid: i32,
         secret: i32,
+        /// From a peer instance (`FORWARDED_CANCEL`).
+        forwarded: bool,
     },
     Startup {
         /// Minor protocol version the client asked for (major is always 3).
@@ -54,18 +60,20 @@ pub fn parse(packet: &[u8]) -> Result<StartupPacket, ProtocolError> {
     match code {
         SSL_REQUEST => Ok(StartupPacket::SslRequest),
         GSSENC_REQUEST => Ok(StartupPacket::GssEncRequest),
-        CANCEL_REQUEST => parse_cancel(body),
+        CANCEL_REQUEST => parse_cancel(body, false),
+        FORWARDED_CANCEL => parse_cancel(body, true),
         _ => parse_startup((code >> 16) as u16, (code & 0xffff) as u16, body),
     }
 }
 
-fn parse_cancel(body: &[u8]) -> Result<StartupPacket, ProtocolError> {
+fn parse_cancel(body: &[u8], forwarded: bool) -> Result<StartupPacket, ProtocolError> {
     if body.len() != 8 {
         return Err(ProtocolError::BadStartup("bad cancel request length"));
     }
     Ok(StartupPacket::Cancel {
         pid: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
         secret: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+        forwarded,
     })
 }
 
@@ -126,7 +134,20 @@ mod tests {
         let p = packet(CANCEL_REQUEST, &[0, 0, 0, 7, 0xff, 0xff, 0xff, 0xfe]);
         assert_eq!(
             parse(&p).unwrap(),
-            StartupPacket::Cancel { pid: 7, secret: -2 }
+            StartupPacket::Cancel {
+                pid: 7,
+                secret: -2,
+                forwarded: false
+            }
+        );
+        let p = packet(FORWARDED_CANCEL, &[0, 0, 0, 7, 0xff, 0xff, 0xff, 0xfe]);
+        assert_eq!(
+            parse(&p).unwrap(),
+            StartupPacket::Cancel {
+                pid: 7,
+                secret: -2,
+                forwarded: true
+            }
         );
         assert!(parse(&packet(CANCEL_REQUEST, &[1, 2])).is_err());
     }

@@ -15,6 +15,7 @@ mod command;
 pub mod decision;
 mod functions;
 mod hint;
+pub use hint::min_lsn as min_lsn_hint;
 mod lex;
 mod memo;
 mod normalize;

@@ -46,6 +46,14 @@ pub enum ServerError {
     PassThrough(&'static str),
     #[error("server requested an authentication method pgsplit does not support ({0})")]
     UnsupportedAuth(&'static str),
+    /// The server answered `N` to the SSLRequest and `server_tls_sslmode`
+    /// requires TLS.
+    #[error("the server does not support TLS, and server_tls_sslmode requires it")]
+    TlsRefused,
+    /// The handshake failed: the certificate did not verify, no common
+    /// version, the server went away.
+    #[error("TLS handshake with the server failed: {0}")]
+    TlsHandshake(std::io::Error),
 }
 
 impl From<ProtocolError> for ServerError {

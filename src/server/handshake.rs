@@ -10,6 +10,7 @@ use super::credential::Credential;
 use super::scram::KeyedScram;
 use super::ServerError;
 use crate::protocol::login::{self, LoginMessage};
+use crate::protocol::scram::CbindFlag;
 use crate::secret::md5;
 use bytes::BytesMut;
 use postgres_protocol::authentication::sasl::{
@@ -37,9 +38,7 @@ pub enum Step {
 pub struct Handshake {
     user: String,
     credential: Option<Arc<Credential>>,
-    /// The server's TLS certificate hash, for channel binding (none over
-    /// plain TCP).
-    channel_binding: Option<Vec<u8>>,
+    channel: Channel,
     sasl: Sasl,
 }
 
@@ -55,15 +54,11 @@ enum Sasl {
 }
 
 impl Handshake {
-    pub fn new(
-        user: &str,
-        credential: Option<Arc<Credential>>,
-        channel_binding: Option<Vec<u8>>,
-    ) -> Handshake {
+    pub fn new(user: &str, credential: Option<Arc<Credential>>, channel: Channel) -> Handshake {
         Handshake {
             user: user.to_string(),
             credential,
-            channel_binding,
+            channel,
             sasl: Sasl::NotStarted,
         }
     }
@@ -146,32 +141,23 @@ impl Handshake {
             return Err(ServerError::Protocol("a second SASL request".into()));
         }
         let offers = |name: &str| mechanisms.iter().any(|m| *m == name.as_bytes());
-        if !offers(SCRAM_SHA_256) {
+        let binding = Binding::choose(&self.channel, offers(SCRAM_SHA_256_PLUS));
+        if !offers(SCRAM_SHA_256) && binding.mechanism() != SCRAM_SHA_256_PLUS {
             return Err(ServerError::UnsupportedAuth("SASL without SCRAM-SHA-256"));
         }
-        let plus = offers(SCRAM_SHA_256_PLUS);
+        let mechanism = binding.mechanism();
         let mut out = BytesMut::new();
         match self.credential()? {
             Credential::Password(password) => {
-                let (binding, mechanism) = match (&self.channel_binding, plus) {
-                    (Some(data), true) => (
-                        ChannelBinding::tls_server_end_point(data.clone()),
-                        SCRAM_SHA_256_PLUS,
-                    ),
-                    (Some(_), false) => (ChannelBinding::unrequested(), SCRAM_SHA_256),
-                    (None, _) => (ChannelBinding::unsupported(), SCRAM_SHA_256),
-                };
-                let scram = ScramSha256::new(password.as_bytes(), binding);
+                let scram = ScramSha256::new(password.as_bytes(), binding.for_password());
                 frontend::sasl_initial_response(mechanism, scram.message(), &mut out)?;
                 self.sasl = Sasl::Password(Box::new(scram));
             }
             Credential::Scram(keys) => {
-                let scram = KeyedScram::new(keys.clone(), self.channel_binding.clone(), plus);
-                frontend::sasl_initial_response(
-                    scram.mechanism(),
-                    scram.client_first().as_bytes(),
-                    &mut out,
-                )?;
+                let (flag, data) = binding.for_keys();
+                let scram = KeyedScram::new(keys.clone(), flag, data);
+                let first = scram.client_first();
+                frontend::sasl_initial_response(mechanism, first.as_bytes(), &mut out)?;
                 self.sasl = Sasl::Keys(Box::new(scram));
             }
             Credential::Md5Hash(_) => return Err(self.cannot("SCRAM-SHA-256")),
@@ -219,6 +205,65 @@ impl Handshake {
     }
 }
 
+/// What the connection can bind a SCRAM exchange to.
+#[derive(Debug, Clone, Default)]
+pub struct Channel {
+    /// The connection is TLS.
+    pub tls: bool,
+    /// Its `tls-server-end-point` data (RFC 5929: the hash of the server's
+    /// certificate); `None` over plain TCP, or for a certificate whose
+    /// signature algorithm has none.
+    pub end_point: Option<Vec<u8>>,
+}
+
+/// The channel binding pgsplit offers a server, as libpq chooses it.
+#[derive(Debug, PartialEq, Eq)]
+enum Binding {
+    /// SCRAM-SHA-256-PLUS bound to the server's certificate.
+    EndPoint(Vec<u8>),
+    /// TLS, but the server offered no PLUS: "y", so a server that does
+    /// support it can tell that a man in the middle removed it.
+    Unrequested,
+    /// Plain TCP, or a PLUS pgsplit cannot compute (a certificate whose
+    /// signature has no tls-server-end-point hash): "n".
+    Unsupported,
+}
+
+impl Binding {
+    fn choose(channel: &Channel, plus_offered: bool) -> Binding {
+        match (channel.tls, plus_offered, &channel.end_point) {
+            (true, true, Some(hash)) => Binding::EndPoint(hash.clone()),
+            (true, false, _) => Binding::Unrequested,
+            _ => Binding::Unsupported,
+        }
+    }
+
+    fn mechanism(&self) -> &'static str {
+        match self {
+            Binding::EndPoint(_) => SCRAM_SHA_256_PLUS,
+            _ => SCRAM_SHA_256,
+        }
+    }
+
+    /// For postgres-protocol's client (a password).
+    fn for_password(self) -> ChannelBinding {
+        match self {
+            Binding::EndPoint(hash) => ChannelBinding::tls_server_end_point(hash),
+            Binding::Unrequested => ChannelBinding::unrequested(),
+            Binding::Unsupported => ChannelBinding::unsupported(),
+        }
+    }
+
+    /// For pgsplit's own client (a client's keys).
+    fn for_keys(self) -> (CbindFlag, Vec<u8>) {
+        match self {
+            Binding::EndPoint(hash) => (CbindFlag::TlsServerEndPoint, hash),
+            Binding::Unrequested => (CbindFlag::ClientOnly, Vec::new()),
+            Binding::Unsupported => (CbindFlag::No, Vec::new()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +274,29 @@ mod tests {
     }
 
     fn handshake(credential: Option<Credential>) -> Handshake {
-        Handshake::new("alice", credential.map(Arc::new), None)
+        Handshake::new("alice", credential.map(Arc::new), Channel::default())
+    }
+
+    #[test]
+    fn channel_binding_is_chosen_as_libpq_chooses_it() {
+        let hash = vec![7u8; 32];
+        let channel = |tls, end_point: Option<&Vec<u8>>| Channel {
+            tls,
+            end_point: end_point.cloned(),
+        };
+        let choose = |tls, plus, end_point| Binding::choose(&channel(tls, end_point), plus);
+        assert_eq!(
+            choose(true, true, Some(&hash)),
+            Binding::EndPoint(hash.clone())
+        );
+        assert_eq!(choose(true, false, Some(&hash)), Binding::Unrequested);
+        // Saying "y" to a server that offered PLUS would read as a downgrade.
+        assert_eq!(choose(true, true, None), Binding::Unsupported);
+        assert_eq!(choose(false, true, Some(&hash)), Binding::Unsupported);
+        assert_eq!(choose(false, false, None), Binding::Unsupported);
+        assert_eq!(Binding::EndPoint(vec![]).mechanism(), SCRAM_SHA_256_PLUS);
+        assert_eq!(Binding::Unrequested.mechanism(), SCRAM_SHA_256);
+        assert_eq!(Binding::Unrequested.for_keys().0, CbindFlag::ClientOnly);
     }
 
     #[test]

@@ -1,17 +1,17 @@
-//! Opening a server connection: TCP, StartupMessage, then the login's
-//! exchange (`handshake`: authentication, ParameterStatus, BackendKeyData)
-//! up to ReadyForQuery.
+//! Opening a server connection: TCP (and TLS, `encryption`),
+//! StartupMessage, then the login's exchange (`handshake`: authentication,
+//! with channel binding over TLS, ParameterStatus, BackendKeyData) up to
+//! ReadyForQuery.
 
 use super::credential::CredentialSlot;
-use super::handshake::{Handshake, Step};
+use super::handshake::{Channel, Handshake, Step};
 use super::{ServerConnection, ServerError};
 use crate::protocol::FrameHeader;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 /// Login messages are small; a server claiming more is broken.
 const MAX_LOGIN_MESSAGE: usize = 1 << 20;
@@ -26,6 +26,8 @@ pub struct LoginTarget {
     /// may bring it after the pool was made).
     pub credential: Arc<CredentialSlot>,
     pub connect_timeout: Duration,
+    /// TLS to this server (`server_tls_sslmode` other than disable).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 /// Targets are alike when they log in alike: the same slot, whatever it
@@ -37,6 +39,7 @@ impl PartialEq for LoginTarget {
             && self.database == other.database
             && Arc::ptr_eq(&self.credential, &other.credential)
             && self.connect_timeout == other.connect_timeout
+            && self.tls == other.tls
     }
 }
 
@@ -47,10 +50,7 @@ pub(super) async fn connect(target: &LoginTarget) -> Result<ServerConnection, Se
 }
 
 async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerError> {
-    let stream = TcpStream::connect(&*target.addr).await?;
-    // Statements are small request/response exchanges: Nagle would add
-    // delay to every one of them.
-    stream.set_nodelay(true)?;
+    let stream = super::encryption::open(&target.addr, target.tls.as_deref()).await?;
     let mut conn = ServerConnection {
         stream,
         read_buf: BytesMut::with_capacity(64 * 1024),
@@ -68,20 +68,28 @@ async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerE
         ("database", target.database.as_str()),
     ];
     frontend::startup_message(params.iter().copied(), &mut out)?;
-    conn.stream.write_all(&out).await?;
+    crate::socket::write_all(&mut conn.stream, &out).await?;
     log_in(&mut conn, target).await?;
     Ok(conn)
 }
 
 /// Runs the login's exchange (`Handshake`) until ReadyForQuery.
 async fn log_in(conn: &mut ServerConnection, target: &LoginTarget) -> Result<(), ServerError> {
-    // TLS to servers (not yet) would pass its certificate hash here for
-    // channel binding.
-    let mut handshake = Handshake::new(&target.user, target.credential.get(), None);
+    let end_point = conn
+        .stream
+        .tls()
+        .and_then(|tls| tls.peer_certificates())
+        .and_then(|certs| certs.first())
+        .and_then(|cert| crate::tls::tls_server_end_point(cert));
+    let channel = Channel {
+        tls: conn.stream.is_tls(),
+        end_point,
+    };
+    let mut handshake = Handshake::new(&target.user, target.credential.get(), channel);
     loop {
         let (tag, body) = next(conn).await?;
         match handshake.on_message(tag, &body)? {
-            Step::Send(out) => conn.stream.write_all(&out).await?,
+            Step::Send(out) => crate::socket::write_all(&mut conn.stream, &out).await?,
             Step::Read => {}
             Step::Parameter(name, value) => conn.params.push((name, value)),
             Step::CancelKey { pid, secret } => {

@@ -3,6 +3,7 @@
 //! queries pgsplit runs itself go through `simple_query`.
 
 pub mod credential;
+pub mod encryption;
 mod error;
 pub mod handshake;
 mod login;
@@ -16,15 +17,15 @@ pub use login::LoginTarget;
 use crate::protocol::frame::put_frame;
 use crate::protocol::{tag, FrameHeader};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::socket::Stream;
+use tokio::io::AsyncReadExt;
 
 /// Server messages pgsplit reads itself (login, its own queries) are small.
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
 
 pub struct ServerConnection {
     /// The socket; the session reads and writes it directly when forwarding.
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes read from the server and not yet forwarded or consumed.
     pub read_buf: BytesMut,
     /// ParameterStatus values the server sent at login.
@@ -114,7 +115,7 @@ impl ServerConnection {
         query: &[u8],
         said: &mut Said,
     ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
-        self.stream.write_all(query).await?;
+        crate::socket::write_all(&mut self.stream, query).await?;
         let mut rows = Vec::new();
         let mut error = None;
         loop {
@@ -160,15 +161,9 @@ impl ServerConnection {
 
     /// Whether an idle connection is still usable: a server that shut
     /// down or was restarted sent a FATAL and closed it while it sat in the
-    /// pool. Usually costs no system call: tokio already knows whether the
-    /// socket became readable.
+    /// pool (see `Stream::is_idle_and_open`).
     pub fn is_alive(&mut self) -> bool {
-        // try_read reads only when the reactor saw the socket become
-        // readable; otherwise it answers WouldBlock at once, with no waker
-        // to register.
-        let mut probe = [0u8; 64];
-        // Anything but "nothing to read" means closed or unexpected data.
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.stream.is_idle_and_open()
     }
 }
 

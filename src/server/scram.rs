@@ -27,20 +27,10 @@ pub struct KeyedScram {
 }
 
 impl KeyedScram {
-    /// Starts an exchange. With `channel_binding` data (a TLS connection)
-    /// and SCRAM-SHA-256-PLUS offered, it binds, as libpq's
-    /// `channel_binding=prefer` does; with the data but no PLUS offered it
-    /// says so (`y`).
-    pub fn new(
-        keys: ScramKeys,
-        channel_binding: Option<Vec<u8>>,
-        plus_offered: bool,
-    ) -> KeyedScram {
-        let cbind = match (&channel_binding, plus_offered) {
-            (Some(_), true) => CbindFlag::TlsServerEndPoint,
-            (Some(_), false) => CbindFlag::ClientOnly,
-            (None, _) => CbindFlag::No,
-        };
+    /// Starts an exchange with the channel binding `handshake` chose
+    /// (`binding_data`: the server certificate's hash, with
+    /// `CbindFlag::TlsServerEndPoint`).
+    pub fn new(keys: ScramKeys, cbind: CbindFlag, binding_data: Vec<u8>) -> KeyedScram {
         let nonce: [u8; NONCE_LEN] = rand::random();
         let client_nonce = {
             use base64::Engine;
@@ -49,18 +39,10 @@ impl KeyedScram {
         KeyedScram {
             keys,
             cbind,
-            binding_data: channel_binding.unwrap_or_default(),
+            binding_data,
             client_first_bare: format!("n=,r={client_nonce}"),
             client_nonce,
             auth_message: None,
-        }
-    }
-
-    /// The mechanism to name in the SASLInitialResponse.
-    pub fn mechanism(&self) -> &'static str {
-        match self.cbind {
-            CbindFlag::TlsServerEndPoint => crate::client::scram::SCRAM_SHA_256_PLUS,
-            _ => crate::client::scram::SCRAM_SHA_256,
         }
     }
 
@@ -160,14 +142,14 @@ mod tests {
         server_verifier: Verifier,
         binding: Option<&[u8]>,
     ) -> Result<Verdict, String> {
-        let mut client = KeyedScram::new(keys, binding.map(<[u8]>::to_vec), binding.is_some());
-        let server = ScramServer::new(
-            client.mechanism().as_bytes(),
-            binding,
-            server_verifier,
-            false,
-        )
-        .map_err(|e| e.to_string())?;
+        let (cbind, mechanism) = match binding {
+            Some(_) => (CbindFlag::TlsServerEndPoint, SCRAM_SHA_256_PLUS),
+            None => (CbindFlag::No, SCRAM_SHA_256),
+        };
+        let data = binding.map(<[u8]>::to_vec).unwrap_or_default();
+        let mut client = KeyedScram::new(keys, cbind, data);
+        let server = ScramServer::new(mechanism.as_bytes(), binding, server_verifier, false)
+            .map_err(|e| e.to_string())?;
         let challenged = server
             .first(client.client_first().as_bytes())
             .map_err(|e| e.to_string())?;
@@ -193,8 +175,7 @@ mod tests {
         ));
         // Over TLS it binds to the server's certificate.
         let hash = [5u8; 32];
-        let client = KeyedScram::new(keys.clone(), Some(hash.to_vec()), true);
-        assert_eq!(client.mechanism(), SCRAM_SHA_256_PLUS);
+        let client = KeyedScram::new(keys.clone(), CbindFlag::TlsServerEndPoint, hash.to_vec());
         assert!(client
             .client_first()
             .starts_with("p=tls-server-end-point,,"));
@@ -218,7 +199,7 @@ mod tests {
     fn an_impostor_server_is_found_out() {
         let verifier = Verifier::from_password("secret").unwrap();
         let keys = keys_from_a_client_login(&verifier);
-        let mut client = KeyedScram::new(keys, None, false);
+        let mut client = KeyedScram::new(keys, CbindFlag::No, Vec::new());
         let nonce = client.client_first()["n,,n=,r=".len()..].to_string();
         let server_first = format!("r={nonce}xyz,s={},i=4096", verifier.salt_base64());
         client.client_final(server_first.as_bytes()).unwrap();
@@ -226,7 +207,8 @@ mod tests {
         assert!(client.verify(forged.as_bytes()).is_err());
         assert!(client.verify(b"e=other-error").is_err());
         // A nonce that is not an extension of pgsplit's.
-        let mut client = KeyedScram::new(keys_from_a_client_login(&verifier), None, false);
+        let keys = keys_from_a_client_login(&verifier);
+        let mut client = KeyedScram::new(keys, CbindFlag::No, Vec::new());
         let other = format!("r=zzz,s={},i=4096", verifier.salt_base64());
         assert!(client.client_final(other.as_bytes()).is_err());
     }
