@@ -802,3 +802,51 @@ async fn scram_channel_binding_for_tls_clients() {
     assert_eq!(count("scram-sha-256", "ok"), 1.0, "{text}");
     assert_eq!(count("scram-sha-256", "wrong_password"), 1.0, "{text}");
 }
+
+/// Pass-through to servers over TLS (issue 19): scramuser is listed by its
+/// SCRAM verifier only, so pgsplit logs in to the primary and the replica
+/// with the keys its client proved; over TLS the servers offer
+/// SCRAM-SHA-256-PLUS and pgsplit's own SCRAM client binds to their
+/// certificate (a wrong binding would be refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_to_tls_servers_binds_to_their_certificate() {
+    let servers = tls_servers();
+    let c = &servers.cluster;
+    let verifier = c.psql(
+        c.primary_port(),
+        "select rolpassword from pg_authid where rolname = 'scramuser'",
+    );
+    let metrics_port = free_port();
+    let mut config = to_tls_servers(&servers, ServerTlsMode::VerifyFull, c.primary_addr());
+    config.auth = AuthMethod::ScramSha256;
+    config.users = vec![User {
+        name: "scramuser".into(),
+        password: verifier,
+    }];
+    // The health monitor's client needs a password of its own.
+    config.health.user = Some("scramuser".into());
+    config.health.password = Some(PASSWORD.into());
+    config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    let p = Proxy::start(config);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=scramuser password={PASSWORD} dbname=postgres",
+        p.port()
+    );
+    let client = try_connect(&conninfo).await.unwrap();
+    let row = client
+        .query_one(
+            "/* pgsplit:replica */ select inet_server_port(), ssl \
+             from pg_stat_ssl where pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0) as u16, c.replica_port());
+    assert!(row.get::<_, bool>(1), "TLS to the replica");
+    let m = metrics(metrics_port);
+    let logins = support::http::value(
+        &m,
+        "pgsplit_server_logins_total{credential=\"scram_keys\",result=\"ok\"}",
+    );
+    assert!(logins >= 2.0, "{m}");
+}
