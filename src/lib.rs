@@ -19,6 +19,7 @@ pub mod pool;
 pub mod protocol;
 pub mod role;
 pub mod router;
+pub mod secret;
 pub mod server;
 pub mod socket;
 pub mod tls;

@@ -52,6 +52,20 @@ fn help_and_refusals() {
     let (code, _, stderr) = run(&["--listen", "127.0.0.1:0"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("primary"), "{stderr}");
+
+    // An empty password would let anyone in as that user: refused, by name.
+    std::fs::write(
+        &file,
+        "primary = \"127.0.0.1:5432\"\nauth = \"md5\"\n\
+         [[users]]\nname = \"app\"\npassword = \"\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["--config", file.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("users[0].password") && stderr.contains("\"app\" has an empty password"),
+        "{stderr}"
+    );
 }
 
 /// Kills the child when the test ends, also on panic.

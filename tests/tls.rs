@@ -731,3 +731,126 @@ fn unusable_tls_files_stop_pgsplit_before_it_listens() {
         assert!(stderr.contains(key), "{key}: {stderr}");
     }
 }
+
+/// SCRAM-SHA-256-PLUS for TLS clients (issue 19): pgsplit offers it over
+/// TLS and checks the client's binding to its certificate, so psql (libpq)
+/// logs in with `channel_binding=require`; a TLS client that does not bind
+/// (tokio-postgres-rustls 0.13 computes no binding data) still logs in
+/// with SCRAM-SHA-256. The keys such clients prove log in to the servers
+/// too (auth_query, pass-through: the read runs on the replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_channel_binding_for_tls_clients() {
+    let c = Cluster::start();
+    let pki = Pki::new("pgsplit test CA");
+    let metrics_port = free_port();
+    let mut config = with_client_tls(proxy_config(&c), ClientTlsMode::Require, &pki);
+    config.auth = AuthMethod::ScramSha256;
+    config.auth_user = Some("postgres".into());
+    config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    let p = Proxy::start(config);
+    let ca = path(pki.ca_file());
+
+    let bound = format!("sslmode=verify-full sslrootcert={ca} channel_binding=require");
+    let read = "/* pgsplit:replica */ select current_user || ' ' || inet_server_port()";
+    assert_eq!(
+        psql_tls(p.port(), "scramuser", &bound, read),
+        Ok(format!("scramuser {}", c.replica_port()))
+    );
+    let conninfo = |password: &str| {
+        format!(
+            "host=127.0.0.1 port={} user=scramuser password={password} dbname=postgres",
+            p.port()
+        )
+    };
+    let client = connect_tls(&conninfo(PASSWORD), pki.ca_file())
+        .await
+        .expect("tokio-postgres over TLS without channel binding");
+    let row = client
+        .query_one("select current_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "scramuser");
+    // A wrong password is refused, bound or not.
+    let e = connect_tls(&conninfo("wrong"), pki.ca_file())
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(code_of(&e).as_deref(), Some("28P01"), "{e}");
+    assert_eq!(
+        message_of(&e),
+        "password authentication failed for user \"scramuser\""
+    );
+    let wrong = psql_args(
+        p.port(),
+        &[
+            "-d",
+            &format!("user=scramuser dbname=postgres {bound}"),
+            "-c",
+            "select 1",
+        ],
+        &[("PGPASSWORD", "wrong")],
+    );
+    assert!(wrong
+        .unwrap_err()
+        .contains("password authentication failed"));
+
+    let text = metrics(metrics_port);
+    let count = |mechanism: &str, result: &str| {
+        support::http::value(
+            &text,
+            &format!("pgsplit_client_auth_total{{mechanism=\"{mechanism}\",result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(count("scram-sha-256-plus", "ok"), 1.0, "{text}");
+    assert_eq!(count("scram-sha-256-plus", "wrong_password"), 1.0, "{text}");
+    assert_eq!(count("scram-sha-256", "ok"), 1.0, "{text}");
+    assert_eq!(count("scram-sha-256", "wrong_password"), 1.0, "{text}");
+}
+
+/// Pass-through to servers over TLS (issue 19): scramuser is listed by its
+/// SCRAM verifier only, so pgsplit logs in to the primary and the replica
+/// with the keys its client proved; over TLS the servers offer
+/// SCRAM-SHA-256-PLUS and pgsplit's own SCRAM client binds to their
+/// certificate (a wrong binding would be refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_to_tls_servers_binds_to_their_certificate() {
+    let servers = tls_servers();
+    let c = &servers.cluster;
+    let verifier = c.psql(
+        c.primary_port(),
+        "select rolpassword from pg_authid where rolname = 'scramuser'",
+    );
+    let metrics_port = free_port();
+    let mut config = to_tls_servers(&servers, ServerTlsMode::VerifyFull, c.primary_addr());
+    config.auth = AuthMethod::ScramSha256;
+    config.users = vec![User {
+        name: "scramuser".into(),
+        password: verifier,
+    }];
+    // The health monitor's client needs a password of its own.
+    config.health.user = Some("scramuser".into());
+    config.health.password = Some(PASSWORD.into());
+    config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    let p = Proxy::start(config);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=scramuser password={PASSWORD} dbname=postgres",
+        p.port()
+    );
+    let client = try_connect(&conninfo).await.unwrap();
+    let row = client
+        .query_one(
+            "/* pgsplit:replica */ select inet_server_port(), ssl \
+             from pg_stat_ssl where pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0) as u16, c.replica_port());
+    assert!(row.get::<_, bool>(1), "TLS to the replica");
+    let m = metrics(metrics_port);
+    let logins = support::http::value(
+        &m,
+        "pgsplit_server_logins_total{credential=\"scram_keys\",result=\"ok\"}",
+    );
+    assert!(logins >= 2.0, "{m}");
+}

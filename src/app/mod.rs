@@ -11,6 +11,7 @@
 //! (`credentials`) are part of this state. The sessions (`client`) and the
 //! listener use it; it knows nothing of them.
 
+pub mod auth_query;
 pub mod clients;
 mod console;
 pub mod credentials;
@@ -22,7 +23,10 @@ use crate::health::{Monitors, Topology};
 use crate::metrics::{ClientCounts, Metrics, Sample};
 use crate::pool::Pools;
 use crate::router::{Router, RouterConfig};
+use crate::secret::scram::Key;
+use crate::server::Keyring;
 use arc_swap::ArcSwap;
+use auth_query::AuthQuery;
 use clients::{ClientState, Clients};
 use credentials::Credentials;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -38,6 +42,12 @@ pub struct App {
     pub cancels: Cancels,
     pub metrics: Arc<Metrics>,
     pub clients: Clients,
+    /// Each user's credential for server logins: from the configuration,
+    /// or proved by the user's clients (pass-through); kept across reloads.
+    pub keyring: Arc<Keyring>,
+    /// Mock SCRAM salts are derived from it (see `Verifier::mock`): one per
+    /// process, so an unknown user's salt stays the same across reloads.
+    mock_secret: Key,
     /// Clients pinned to one server connection by session state.
     pub pinned_clients: AtomicUsize,
     /// PAUSE: no new server connections are handed out until RESUME.
@@ -62,6 +72,8 @@ pub struct Current {
     pub pools: Arc<Pools>,
     pub router: Router,
     pub credentials: Credentials,
+    /// Users looked up on the primary, when `auth_user` is set.
+    pub auth_query: Option<AuthQuery>,
     /// TLS to clients and servers, loaded from this generation's files.
     pub tls: crate::tls::Tls,
     pub generation: u64,
@@ -90,9 +102,18 @@ impl App {
         let outcomes = crate::tls::Outcome::PAIRS.map(|(side, o)| (side, o.label()));
         metrics.declare_tls_outcomes(&outcomes);
         let instance = config.instance();
-        let current = Current::build(Arc::new(config), tls, None, &metrics, 0);
+        let keyring = Arc::new(Keyring::default());
+        let mock_secret: Key = rand::random();
+        let shared = Shared {
+            metrics: &metrics,
+            keyring: &keyring,
+            mock_secret,
+        };
+        let current = Current::build(Arc::new(config), tls, None, &shared, 0);
         current.start();
         Arc::new(App {
+            keyring,
+            mock_secret,
             current: ArcSwap::from_pointee(current),
             generation: AtomicU64::new(0),
             catalog: Catalog::default(),
@@ -129,7 +150,12 @@ impl App {
     pub fn reload(&self, config: Config, tls: crate::tls::Tls) {
         let old = self.current();
         let generation = old.generation + 1;
-        let next = Current::build(Arc::new(config), tls, Some(&old), &self.metrics, generation);
+        let shared = Shared {
+            metrics: &self.metrics,
+            keyring: &self.keyring,
+            mock_secret: self.mock_secret,
+        };
+        let next = Current::build(Arc::new(config), tls, Some(&old), &shared, generation);
         next.start();
         self.current.store(Arc::new(next));
         self.generation.store(generation, Ordering::Release);
@@ -317,19 +343,31 @@ impl crate::http::Observed for App {
     }
 }
 
+/// What every generation is built with and shares.
+struct Shared<'a> {
+    metrics: &'a Arc<Metrics>,
+    keyring: &'a Arc<Keyring>,
+    mock_secret: Key,
+}
+
 impl Current {
     fn build(
         config: Arc<Config>,
         tls: crate::tls::Tls,
         previous: Option<&Current>,
-        metrics: &Arc<Metrics>,
+        shared: &Shared,
         generation: u64,
     ) -> Current {
         let topology = Topology::succeed(&config, previous.map(|p| &*p.topology));
+        // Before the pools: their warm-up logs in with these.
+        shared
+            .keyring
+            .configure(credentials::configured_logins(&config));
         let pools = Arc::new(Pools::new(
             config.clone(),
             topology.clone(),
-            metrics.clone(),
+            shared.metrics.clone(),
+            shared.keyring.clone(),
             tls.servers.clone(),
         ));
         if let Some(previous) = previous {
@@ -337,7 +375,8 @@ impl Current {
         }
         Current {
             router: Router::new(router_config(&config)),
-            credentials: Credentials::new(&config.users),
+            credentials: Credentials::new(&config.users, shared.mock_secret),
+            auth_query: AuthQuery::new(&config),
             tls,
             pools,
             topology,

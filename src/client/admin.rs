@@ -27,7 +27,9 @@ pub async fn serve(
     params: &StartupParams,
 ) -> Result<(), ClientError> {
     let current = app.current();
-    super::auth::authenticate(io, current.config.auth, &current.credentials, &params.user).await?;
+    // SCRAM-SHA-256-PLUS binds to this (TLS connections only).
+    let channel_binding = io.server_end_point.clone();
+    super::auth::authenticate(app, &current, io, &params.user, channel_binding.as_deref()).await?;
     if !current.config.is_admin(&params.user) {
         return Err(ClientError::Refused(PgError::fatal(
             sqlstate::INSUFFICIENT_PRIVILEGE,

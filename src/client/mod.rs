@@ -9,6 +9,7 @@ mod exchange;
 mod io;
 mod relay;
 mod retry;
+pub mod scram;
 mod session;
 mod settings;
 mod startup;
@@ -155,7 +156,9 @@ async fn log_in(
     let settings = Settings::from_startup(params).map_err(ClientError::Refused)?;
     let current = app.current();
     let config = &current.config;
-    auth::authenticate(io, config.auth, &current.credentials, &params.user).await?;
+    // SCRAM-SHA-256-PLUS binds to this (TLS connections only).
+    let channel_binding = io.server_end_point.clone();
+    auth::authenticate(app, &current, io, &params.user, channel_binding.as_deref()).await?;
     if !config.databases.is_empty() && !config.databases.contains(&params.database) {
         return Err(ClientError::Refused(PgError::fatal(
             sqlstate::INVALID_CATALOG_NAME,

@@ -8,6 +8,7 @@ mod tls;
 pub use cli::Cli;
 pub use tls::{ClientTlsMode, ServerTlsMode, TlsVersions};
 
+use crate::secret::{Secret, SecretError};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -260,8 +261,10 @@ pub struct Pools {
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
-    /// Plain text: used to check the client (md5 or SCRAM) and to log in to
-    /// the servers (any method they ask for).
+    /// Plain text, an md5 hash (`md5...`) or a SCRAM-SHA-256 verifier
+    /// (`SCRAM-SHA-256$...`), as `crate::secret::Secret::parse` reads it:
+    /// checks the client, and logs in to the servers (a verifier with the
+    /// keys the client proved).
     pub password: String,
 }
 
@@ -305,6 +308,12 @@ pub struct Config {
     pub health: HealthSettings,
     pub metrics_listen: Option<String>,
     pub admin_users: Vec<String>,
+    // auth_query: users looked up on the primary (see `auth_query_settings`).
+    pub auth_user: Option<String>,
+    pub auth_password: Option<String>,
+    pub auth_query: String,
+    pub auth_dbname: String,
+    pub auth_cache_seconds: f64,
     pub shutdown_timeout: f64,
     pub autodb_idle_timeout: f64,
     pub log_format: LogFormat,
@@ -363,6 +372,11 @@ impl Default for Config {
             health: HealthSettings::default(),
             metrics_listen: None,
             admin_users: Vec::new(),
+            auth_user: None,
+            auth_password: None,
+            auth_query: DEFAULT_AUTH_QUERY.to_string(),
+            auth_dbname: "postgres".to_string(),
+            auth_cache_seconds: 10.0,
             shutdown_timeout: 30.0,
             autodb_idle_timeout: 3600.0,
             log_format: LogFormat::Text,
@@ -431,17 +445,15 @@ impl Config {
         }
         self.pool.primary.validate("primary")?;
         self.pool.replica.validate("replica")?;
-        if matches!(self.auth, AuthMethod::Md5 | AuthMethod::ScramSha256) && self.users.is_empty() {
+        let password_auth = matches!(self.auth, AuthMethod::Md5 | AuthMethod::ScramSha256);
+        if password_auth && self.users.is_empty() && self.auth_user.is_none() {
             return Err(invalid(
                 "users",
-                "md5 and scram-sha-256 need at least one [[users]] entry",
+                "md5 and scram-sha-256 need [[users]] entries, or auth_user to look users up",
             ));
         }
-        for (i, user) in self.users.iter().enumerate() {
-            if user.name.is_empty() {
-                return Err(invalid(&format!("users[{i}].name"), "must not be empty"));
-            }
-        }
+        self.validate_users()?;
+        self.validate_auth_query()?;
         if self.max_message_size < 1024 {
             return Err(invalid("max_message_size", "must be at least 1024 bytes"));
         }
@@ -554,19 +566,29 @@ impl Config {
         Duration::from_secs_f64(self.max_wait_for_replica)
     }
 
-    /// The role and database the health monitor logs in with.
+    /// The role and database the health monitor logs in with. Its
+    /// client (tokio-postgres) needs a password in plain text: by default
+    /// the first `[[users]]` entry that has one, else auth_user.
     pub fn health_login(&self) -> (String, Option<String>, String) {
+        let plain = |text: &str| Secret::parse(text).ok()?.plain().map(str::to_string);
         let user = self
             .health
             .user
             .clone()
-            .or_else(|| self.users.first().map(|u| u.name.clone()))
+            .or_else(|| {
+                let with_plain = self.users.iter().find(|u| plain(&u.password).is_some());
+                with_plain.map(|u| u.name.clone())
+            })
+            .or_else(|| self.auth_user.clone())
             .unwrap_or_else(|| "postgres".to_string());
-        let password = self
-            .health
-            .password
-            .clone()
-            .or_else(|| self.user(&user).map(|u| u.password.clone()));
+        let password = self.health.password.clone().or_else(|| {
+            let listed = self.user(&user).map(|u| u.password.as_str());
+            let auth = self
+                .auth_password
+                .as_deref()
+                .filter(|_| self.auth_user.as_ref() == Some(&user));
+            listed.or(auth).and_then(plain)
+        });
         let database = self
             .health
             .database
@@ -574,6 +596,104 @@ impl Config {
             .or_else(|| self.databases.first().cloned())
             .unwrap_or_else(|| "postgres".to_string());
         (user, password, database)
+    }
+}
+
+/// PgBouncer's default: the role's password hash (SCRAM verifier or md5),
+/// readable by superusers only.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1";
+
+impl Config {
+    /// Each `[[users]]` entry has a name and a password pgsplit can use.
+    fn validate_users(&self) -> Result<(), ConfigError> {
+        for (i, user) in self.users.iter().enumerate() {
+            if user.name.is_empty() {
+                return Err(invalid(&format!("users[{i}].name"), "must not be empty"));
+            }
+            Secret::parse(&user.password).map_err(|e| {
+                let why = match e {
+                    SecretError::Empty => "has an empty password: set one (pgsplit, like \
+                        PostgreSQL, never logs anyone in with an empty password)"
+                        .to_string(),
+                    other => other.to_string(),
+                };
+                invalid(&format!("users[{i}].password"), format!("user \"{}\" {why}", user.name))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// auth_user can log in without a client (to run auth_query), and
+    /// the lookup has what it needs.
+    fn validate_auth_query(&self) -> Result<(), ConfigError> {
+        let Some(auth_user) = &self.auth_user else {
+            if self.auth_password.is_some() {
+                return Err(invalid(
+                    "auth_password",
+                    "is only used with auth_user: set auth_user too",
+                ));
+            }
+            return Ok(());
+        };
+        if auth_user.is_empty() {
+            return Err(invalid("auth_user", "must not be empty"));
+        }
+        if !matches!(self.auth, AuthMethod::Md5 | AuthMethod::ScramSha256) {
+            return Err(invalid(
+                "auth_user",
+                "auth_query checks client passwords: it needs auth = \"md5\" or \"scram-sha-256\"",
+            ));
+        }
+        if self.auth_query.trim().is_empty() {
+            return Err(invalid("auth_query", "must not be empty"));
+        }
+        if self.auth_dbname.is_empty() {
+            return Err(invalid("auth_dbname", "must not be empty"));
+        }
+        if !(self.auth_cache_seconds >= 0.0 && self.auth_cache_seconds.is_finite()) {
+            return Err(invalid("auth_cache_seconds", "must be 0 or a positive number of seconds"));
+        }
+        let listed = self.user(auth_user).map(|u| &u.password);
+        let secret = match (&self.auth_password, listed) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "auth_password",
+                    format!("auth_user \"{auth_user}\" also has a password in [[users]]: keep one"),
+                ))
+            }
+            (Some(password), None) => Some(
+                Secret::parse(password).map_err(|e| invalid("auth_password", e.to_string()))?,
+            ),
+            // Checked by validate_users.
+            (None, Some(password)) => Secret::parse(password).ok(),
+            (None, None) => None,
+        };
+        if let Some(Secret::Scram(_)) = secret {
+            return Err(invalid(
+                "auth_user",
+                format!(
+                    "pgsplit logs in as \"{auth_user}\" with no client to prove a SCRAM \
+                     verifier's keys: give its password (or md5 hash, for servers that ask for md5)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// auth_user's secret for logging in to the servers: its `[[users]]`
+    /// password or `auth_password` (none: the servers trust it).
+    pub fn auth_user_secret(&self) -> Option<Secret> {
+        let auth_user = self.auth_user.as_deref()?;
+        let text = self
+            .auth_password
+            .as_deref()
+            .or_else(|| self.user(auth_user).map(|u| u.password.as_str()))?;
+        Secret::parse(text).ok()
+    }
+
+    /// How long a looked-up password is kept.
+    pub fn auth_cache_ttl(&self) -> Duration {
+        Duration::from_secs_f64(self.auth_cache_seconds)
     }
 }
 
@@ -677,6 +797,99 @@ mod tests {
         c.autodb_idle_timeout = 0.0;
         c.validate().unwrap();
         assert_eq!(c.autodb_idle_timeout(), None);
+    }
+
+    /// The SCRAM verifier of "pencil" (RFC 7677).
+    const PENCIL: &str = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$\
+        WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
+    fn user(name: &str, password: &str) -> User {
+        User {
+            name: name.into(),
+            password: password.into(),
+        }
+    }
+
+    fn error_of(c: &Config) -> String {
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_empty_password_is_refused_naming_the_user() {
+        let mut c = valid();
+        c.auth = AuthMethod::Md5;
+        c.users = vec![user("alice", "secret"), user("bob", "")];
+        let e = error_of(&c);
+        assert!(e.contains("users[1].password"), "{e}");
+        assert!(e.contains("\"bob\" has an empty password"), "{e}");
+    }
+
+    #[test]
+    fn users_take_passwords_md5_hashes_and_scram_verifiers() {
+        let mut c = valid();
+        c.auth = AuthMethod::ScramSha256;
+        c.users = vec![
+            user("plain", "secret"),
+            user("hashed", "md5a3556571e93b0d20722ba62be61e8c2d"),
+            user("verified", PENCIL),
+        ];
+        c.validate().unwrap();
+        c.users.push(user("broken", "SCRAM-SHA-256$4096:c2FsdA==$nope"));
+        let e = error_of(&c);
+        assert!(e.contains("users[3].password"), "{e}");
+        assert!(e.contains("\"broken\"") && e.contains("verifier"), "{e}");
+    }
+
+    #[test]
+    fn auth_query_settings_are_checked() {
+        let mut c = valid();
+        c.auth = AuthMethod::ScramSha256;
+        c.auth_user = Some("lookup".into());
+        c.validate().expect("auth_user alone: no [[users]] needed, servers trust it");
+        assert_eq!(c.auth_query, DEFAULT_AUTH_QUERY);
+        assert_eq!(c.auth_cache_ttl(), Duration::from_secs(10));
+        assert_eq!(c.auth_user_secret(), None);
+        c.auth_password = Some("pw".into());
+        assert_eq!(c.auth_user_secret(), Some(Secret::Plain("pw".into())));
+        c.users = vec![user("lookup", "other")];
+        assert!(error_of(&c).contains("auth_password"));
+        c.auth_password = None;
+        c.users = vec![user("lookup", PENCIL)];
+        assert!(error_of(&c).contains("auth_user"));
+        let mut c = valid();
+        c.auth_user = Some("lookup".into());
+        assert!(error_of(&c).contains("auth_user"), "trust mode");
+        let mut c = valid();
+        c.auth_password = Some("pw".into());
+        assert!(error_of(&c).contains("auth_password"));
+        let mut c = valid();
+        c.auth = AuthMethod::Md5;
+        c.auth_user = Some("lookup".into());
+        c.auth_cache_seconds = -1.0;
+        assert!(error_of(&c).contains("auth_cache_seconds"));
+        c.auth_cache_seconds = 0.0;
+        c.auth_password = Some(String::new());
+        assert!(error_of(&c).contains("auth_password"));
+    }
+
+    #[test]
+    fn the_health_monitor_logs_in_with_a_plain_password() {
+        let mut c = valid();
+        c.users = vec![
+            user("hashed", "md5a3556571e93b0d20722ba62be61e8c2d"),
+            user("plain", "secret"),
+        ];
+        assert_eq!(c.health_login().0, "plain");
+        assert_eq!(c.health_login().1.as_deref(), Some("secret"));
+        c.users.truncate(1);
+        c.auth_user = Some("lookup".into());
+        c.auth_password = Some("pw".into());
+        assert_eq!(
+            (c.health_login().0.as_str(), c.health_login().1.as_deref()),
+            ("lookup", Some("pw"))
+        );
+        c.health.user = Some("hashed".into());
+        assert_eq!(c.health_login().1, None, "a hash is no password for it");
     }
 
     #[test]

@@ -30,6 +30,29 @@ use std::time::Instant;
 /// database, user.
 pub const POOL_LABELS: [&str; 4] = ["server", "role", "database", "user"];
 
+/// The `mechanism` label of `pgsplit_client_auth_total`.
+pub const AUTH_MECHANISMS: [&str; 3] = ["md5", "scram-sha-256", "scram-sha-256-plus"];
+/// Its `result` label: logged in; a wrong password; a user neither
+/// configured nor found by auth_query; a user whose secret cannot check
+/// this method (an md5 hash for SCRAM); a malformed exchange; auth_query
+/// failed. All but `ok` are refused with the same `28P01` (but the last
+/// two, with what went wrong).
+pub const AUTH_RESULTS: [&str; 6] = [
+    "ok",
+    "wrong_password",
+    "unknown_user",
+    "unusable_secret",
+    "protocol_violation",
+    "lookup_failed",
+];
+/// The `result` label of `pgsplit_auth_query_total`.
+pub const AUTH_QUERY_RESULTS: [&str; 4] = ["cached", "found", "not_found", "failed"];
+
+/// The `credential` label of `pgsplit_server_logins_total`: nothing (the
+/// server trusts the user), a password, an md5 hash, or a client's SCRAM
+/// keys (pass-through).
+pub const LOGIN_CREDENTIALS: [&str; 4] = ["none", "password", "md5_hash", "scram_keys"];
+
 /// Waits for a pool connection: most are immediate (0), the rest up to
 /// `pool_timeout`.
 const WAIT_BUCKETS: [f64; 12] = [
@@ -80,6 +103,9 @@ pub struct Metrics {
     cancels: IntCounterVec,
     primary_rechecks: IntCounter,
     reloads: IntCounterVec,
+    client_auth: IntCounterVec,
+    auth_query: IntCounterVec,
+    server_logins: IntCounterVec,
     /// TLS negotiations with clients and servers, by outcome.
     tls: IntCounterVec,
     checkout_wait: HistogramVec,
@@ -132,6 +158,24 @@ impl Metrics {
                 "Configuration reloads, by result",
                 &["result"],
             ),
+            client_auth: counter_vec(
+                &registry,
+                "pgsplit_client_auth_total",
+                "Client password checks (md5, SCRAM), by mechanism and result",
+                &["mechanism", "result"],
+            ),
+            auth_query: counter_vec(
+                &registry,
+                "pgsplit_auth_query_total",
+                "auth_query lookups of users not in [[users]], by result",
+                &["result"],
+            ),
+            server_logins: counter_vec(
+                &registry,
+                "pgsplit_server_logins_total",
+                "Server connections opened, by what pgsplit logged in with and result",
+                &["credential", "result"],
+            ),
             tls: counter_vec(
                 &registry,
                 "pgsplit_tls_negotiations_total",
@@ -169,6 +213,19 @@ impl Metrics {
         // Series that exist from the start read 0 rather than "no data".
         for result in ["ok", "failed"] {
             metrics.reloads.with_label_values(&[result]);
+        }
+        for mechanism in AUTH_MECHANISMS {
+            for result in AUTH_RESULTS {
+                metrics.client_auth.with_label_values(&[mechanism, result]);
+            }
+        }
+        for result in AUTH_QUERY_RESULTS {
+            metrics.auth_query.with_label_values(&[result]);
+        }
+        for credential in LOGIN_CREDENTIALS {
+            for result in ["ok", "failed"] {
+                metrics.server_logins.with_label_values(&[credential, result]);
+            }
         }
         for outcome in CancelOutcome::ALL {
             metrics.cancels.with_label_values(&[outcome.as_str()]);
@@ -212,6 +269,17 @@ impl Metrics {
         self.pins.with_label_values(&[reason]).inc();
     }
 
+    /// A client's password check ended: `mechanism` one of
+    /// [`AUTH_MECHANISMS`], `result` one of [`AUTH_RESULTS`].
+    pub fn client_auth(&self, mechanism: &str, result: &str) {
+        self.client_auth.with_label_values(&[mechanism, result]).inc();
+    }
+
+    /// An auth_query lookup: one of [`AUTH_QUERY_RESULTS`].
+    pub fn auth_query(&self, result: &str) {
+        self.auth_query.with_label_values(&[result]).inc();
+    }
+
     pub fn primary_recheck(&self) {
         self.primary_rechecks.inc();
     }
@@ -243,6 +311,7 @@ impl Metrics {
         PoolHandles {
             wait: self.checkout_wait.with_label_values(labels),
             timeouts: self.checkout_timeouts.with_label_values(labels),
+            logins: self.server_logins.clone(),
             tls: self.tls.clone(),
         }
     }
@@ -321,6 +390,16 @@ pub struct PoolHandles {
     pub timeouts: IntCounter,
     /// `pgsplit_tls_negotiations_total`, counted as connections open.
     pub tls: IntCounterVec,
+    /// `pgsplit_server_logins_total`, labelled at each login (rare).
+    pub logins: IntCounterVec,
+}
+
+impl PoolHandles {
+    /// A server login ended; `credential` one of [`LOGIN_CREDENTIALS`].
+    pub fn login(&self, credential: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.logins.with_label_values(&[credential, result]).inc();
+    }
 }
 
 // The names and help texts are constants: registering them cannot fail
@@ -391,6 +470,32 @@ mod tests {
         assert!(text.contains("pgsplit_errors_total{class=\"23\",side=\"server\"} 1"));
         assert!(text.contains("pgsplit_build_info{version="));
         assert!(text.contains("pgsplit_pinned_clients 0"));
+    }
+
+    #[test]
+    fn authentication_series_exist_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render(&Sample::default());
+        for mechanism in AUTH_MECHANISMS {
+            for result in AUTH_RESULTS {
+                let series = format!(
+                    "pgsplit_client_auth_total{{mechanism=\"{mechanism}\",result=\"{result}\"}} 0"
+                );
+                assert!(text.contains(&series), "{series}");
+            }
+        }
+        for result in AUTH_QUERY_RESULTS {
+            assert!(text.contains(&format!("pgsplit_auth_query_total{{result=\"{result}\"}} 0")));
+        }
+        for credential in LOGIN_CREDENTIALS {
+            let series = format!(
+                "pgsplit_server_logins_total{{credential=\"{credential}\",result=\"failed\"}} 0"
+            );
+            assert!(text.contains(&series), "{series}");
+        }
+        m.client_auth("md5", "unknown_user");
+        let text = m.render(&Sample::default());
+        assert!(text.contains("pgsplit_client_auth_total{mechanism=\"md5\",result=\"unknown_user\"} 1"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! bb8's view of a server: how to open, check and judge a connection.
 
 use crate::protocol::tag;
+use crate::metrics::PoolHandles;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -14,8 +15,9 @@ pub struct ServerManager {
     pub params: Arc<OnceLock<Vec<(String, String)>>>,
     /// What the pool learns from opening connections.
     pub opens: Arc<Opens>,
-    /// `pgsplit_tls_negotiations_total`, for the server side's outcomes.
-    pub tls_metric: prometheus::IntCounterVec,
+    /// Counts each login by what it logged in with, and its TLS
+    /// negotiation (`pgsplit_tls_negotiations_total`, the server side).
+    pub metrics: PoolHandles,
 }
 
 /// What a pool and its manager share about opening connections.
@@ -41,13 +43,16 @@ impl bb8::ManageConnection for ServerManager {
 
     async fn connect(&self) -> Result<PooledServer, ServerError> {
         let _opening = InFlight::start(&self.opens);
+        let credential = self.target.credential.get();
         let result = ServerConnection::connect(&self.target).await;
         if let Some(outcome) =
             crate::server::encryption::outcome(self.target.tls.as_deref(), &result)
         {
             let labels = ["server", outcome.label()];
-            self.tls_metric.with_label_values(&labels).inc();
+            self.metrics.tls.with_label_values(&labels).inc();
         }
+        let kind = credential.as_deref().map_or("none", |c| c.label());
+        self.metrics.login(kind, result.is_ok());
         let conn = result?;
         let _ = self.params.set(conn.params.clone());
         // Loads first: every checkout of a new connection passes here, and

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::protocol::error::sqlstate;
 use crate::role::Role;
 use crate::router::decision::Detour;
-use crate::server::{LoginTarget, ServerConnection, ServerError};
+use crate::server::{Keyring, LoginTarget, ServerConnection, ServerError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -398,6 +398,8 @@ pub struct Pools {
     config: Arc<Config>,
     topology: Arc<Topology>,
     metrics: Arc<Metrics>,
+    /// Each user's credential for server logins (the process's one).
+    keyring: Arc<Keyring>,
     /// TLS to the servers, as this generation loaded it.
     server_tls: Option<Arc<crate::tls::ServerTls>>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
@@ -413,12 +415,14 @@ impl Pools {
         config: Arc<Config>,
         topology: Arc<Topology>,
         metrics: Arc<Metrics>,
+        keyring: Arc<Keyring>,
         server_tls: Option<Arc<crate::tls::ServerTls>>,
     ) -> Pools {
         Pools {
             config,
             topology,
             metrics,
+            keyring,
             server_tls,
             clusters: RwLock::new(HashMap::new()),
             retired_bans: Mutex::new(HashMap::new()),
@@ -454,8 +458,12 @@ impl Pools {
     /// Opens `pool_size` connections, on the primary and the replicas,
     /// for every configured user and database, so the first clients find
     /// them ready. Once per server pool: after a reload, only the new ones.
+    /// Users whose servers cannot be logged in to yet (a SCRAM verifier in
+    /// `[[users]]`, before a client of theirs proved its keys) are warmed
+    /// up by their first client's login instead.
     pub fn warm_up(&self) {
-        for user in &self.config.users {
+        let ready = self.config.users.iter().filter(|u| self.keyring.can_log_in(&u.name));
+        for user in ready {
             for database in &self.config.databases {
                 self.get(database, &user.name)
                     .all()
@@ -534,7 +542,7 @@ impl Pools {
                     addr: server.addr.clone(),
                     user: user.to_string(),
                     database: database.to_string(),
-                    password: config.user(user).map(|u| u.password.clone()),
+                    credential: self.keyring.slot(user),
                     connect_timeout: settings.connect_timeout(),
                     tls: self.server_tls.clone(),
                 };

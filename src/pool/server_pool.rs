@@ -97,7 +97,7 @@ impl ServerPool {
             target: target.clone(),
             params: Arc::new(OnceLock::new()),
             opens: opens.clone(),
-            tls_metric: metrics.tls.clone(),
+            metrics: metrics.clone(),
         };
         let sink = FailureSink {
             pool: name.clone(),
@@ -668,7 +668,8 @@ mod tests {
             replicas: vec!["r:1".into()],
             ..Config::default()
         });
-        let pools = Pools::new(config.clone(), Topology::new(&config), Default::default(), None);
+        let topology = Topology::new(&config);
+        let pools = Pools::new(config.clone(), topology, Default::default(), Default::default(), None);
         pools.get("d", "u").servers[1].clone()
     }
 

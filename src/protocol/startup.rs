@@ -51,8 +51,12 @@ pub fn packet_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
 
 /// Parses a whole packet, length field included.
 pub fn parse(packet: &[u8]) -> Result<StartupPacket, ProtocolError> {
-    let code = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-    let body = &packet[8..];
+    // `packet_len` lets no shorter packet through; checked again so that
+    // this never indexes past what it was given.
+    let Some((code, body)) = packet.get(4..).and_then(|p| p.split_first_chunk::<4>()) else {
+        return Err(ProtocolError::BadStartup("bad packet length"));
+    };
+    let code = u32::from_be_bytes(*code);
     match code {
         SSL_REQUEST => Ok(StartupPacket::SslRequest),
         GSSENC_REQUEST => Ok(StartupPacket::GssEncRequest),
@@ -178,6 +182,13 @@ mod tests {
             parse(&p),
             Err(ProtocolError::UnsupportedVersion { major: 2, minor: 0 })
         );
+    }
+
+    #[test]
+    fn short_packets_are_refused() {
+        for short in [&b""[..], b"\0\0\0\x08", b"\0\0\0\x08\x04\xd2"] {
+            assert_eq!(parse(short), Err(ProtocolError::BadStartup("bad packet length")));
+        }
     }
 
     #[test]

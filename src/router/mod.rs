@@ -213,6 +213,27 @@ pub fn primary_route(sql: &str, reason: Reason) -> Route {
     }
 }
 
+/// The key the cache keeps `sql`'s route under (literals replaced), for
+/// the fuzz targets (`fuzz/`): texts that share it must route alike.
+#[doc(hidden)]
+pub fn cache_key(sql: &str) -> String {
+    let mut key = String::new();
+    normalize::write_cache_key(sql, &mut key);
+    key
+}
+
+/// The uncached classifier and whether the cache would keep its route
+/// (see [`Router::classify`]), for the fuzz targets.
+#[doc(hidden)]
+pub fn classify_for_cache(
+    sql: &str,
+    config: &RouterConfig,
+    catalog: &dyn FunctionCatalog,
+) -> (Classification, bool) {
+    let outcome = classify::classify(sql, config, catalog);
+    (outcome.classification, outcome.cacheable)
+}
+
 /// The uncached classifier, for tests and the admin console.
 pub fn classify(sql: &str, config: &RouterConfig, catalog: &dyn FunctionCatalog) -> Classification {
     classify::classify(sql, config, catalog).classification
