@@ -6,9 +6,13 @@
 # Quicker and less careful than bench/run.sh (no CPU accounting, no noise
 # checks): for telling two builds apart while working, not for the record.
 #
-# Usage: bench/ab.sh ROUNDS "name:binary name:binary ..." [pgbench args]
+# Usage: bench/ab.sh ROUNDS "name:binary[:config] ..." [pgbench args]
 #   bench/ab.sh 6 "old:/tmp/pgsplit-old new:target/release/pgsplit"
 #   bench/ab.sh 6 "new:target/release/pgsplit" -M simple -c 16 -j 2 -T 6
+# A third field names another config to start from (default pgsplit.toml
+# here; its listen and metrics_listen are replaced). TLS to pgsplit: a config
+# with client_tls_sslmode = "allow" and PGSSLMODE=prefer in the environment
+# (targets without TLS then stay plain), see bench/README.md.
 set -euo pipefail
 ROUNDS=$1 SPEC=$2
 shift 2
@@ -29,10 +33,10 @@ cleanup() {
 trap cleanup EXIT
 port=6434
 for spec in $SPEC; do
-  name=${spec%%:*} bin=${spec#*:}
+  IFS=: read -r name bin conf <<<"$spec"
   sed -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" \
     -e "s/^metrics_listen = .*/metrics_listen = \"127.0.0.1:$((port + 3500))\"/" \
-    "$HERE/pgsplit.toml" >"$WORK/$name.toml"
+    "${conf:-$HERE/pgsplit.toml}" >"$WORK/$name.toml"
   RUST_LOG=warn "$bin" --config "$WORK/$name.toml" >"$WORK/$name.log" 2>&1 &
   PID[$name]=$! PORT[$name]=$port
   names+=("$name")

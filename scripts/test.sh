@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs pgsplit's test suite: unit tests and the integration tests in tests/,
+# Runs pgsplit's test suite: the Kubernetes manifests' validation
+# (scripts/k8s-validate.sh), unit tests and the integration tests in tests/,
 # which start their own PostgreSQL 15 primary and replica on free ports
 # (tests/support/cluster.rs). Exits non-zero when a build or a test fails.
 #
@@ -8,6 +9,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+
+# The Kubernetes manifests (deploy/kubernetes) against the Kubernetes and
+# ServiceMonitor schemas, then broken copies of them that must fail: 10 to
+# 15 s, 30 to 60 s the first time on a machine (installing the validator).
+scripts/k8s-validate.sh --self-test
+
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 export PATH="$PGBIN:$PATH"
 

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::tls::ServerTls;
+use tokio::io::AsyncReadExt;
 
 /// The server backend a cancel must reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,8 @@ impl CancelSlot {
 
 #[derive(Default)]
 pub struct Cancels {
+    /// This instance's id in a fleet, in the keys it gives out (`key_for`).
+    instance: u8,
     slots: Mutex<HashMap<(i32, i32), Arc<CancelSlot>>>,
     /// Backends (server, pid) a cancel is on its way to. PostgreSQL
     /// signals a backend (and its process group) some time after the
@@ -110,12 +113,20 @@ impl Drop for Registration<'_> {
 }
 
 impl Cancels {
+    /// Cancels whose keys carry instance id `instance` (see `key_for`).
+    pub fn new(instance: u8) -> Cancels {
+        Cancels {
+            instance,
+            ..Cancels::default()
+        }
+    }
+
     /// A fresh random key for a new client.
     pub fn register(&self) -> Registration<'_> {
         let slot = Arc::new(CancelSlot::default());
         let mut slots = self.slots.lock();
         let key = loop {
-            let key = (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>());
+            let key = key_for(self.instance, rand::random(), rand::random());
             if !slots.contains_key(&key) {
                 break key;
             }
@@ -128,17 +139,18 @@ impl Cancels {
         }
     }
 
-    /// Forwards a client's CancelRequest; unknown keys are ignored, as
-    /// PostgreSQL does, so a guesser learns nothing.
-    pub async fn cancel(&self, pid: i32, secret: i32) {
+    /// Forwards a client's CancelRequest (over TLS as `tls` says, as
+    /// libpq 17 sends them); unknown keys are ignored, as PostgreSQL
+    /// does, so a guesser learns nothing. Whether the key is one of this
+    /// instance's clients'.
+    pub async fn cancel(&self, pid: i32, secret: i32, tls: Option<&ServerTls>) -> bool {
         let target = self
             .slots
             .lock()
             .get(&(pid, secret))
             .and_then(|s| s.target());
         let Some(target) = target else {
-            tracing::debug!(pid, "cancel request with an unknown key ignored");
-            return;
+            return self.slots.lock().contains_key(&(pid, secret));
         };
         let slot = self.slots.lock().get(&(pid, secret)).cloned();
         self.take_off(&target);
@@ -147,13 +159,14 @@ impl Cancels {
         if slot.and_then(|s| s.target()).as_ref() != Some(&target) {
             self.land(&target);
             tracing::debug!(pid, "cancel request after its statement ended: ignored");
-            return;
+            return true;
         }
         tracing::info!(server = %target.addr, server_pid = target.pid, "forwarding cancel request");
-        if let Err(error) = send_cancel(&target).await {
+        if let Err(error) = send_cancel(&target, tls).await {
             tracing::warn!(server = %target.addr, %error, "could not forward cancel request");
         }
         self.land(&target);
+        true
     }
 
     fn take_off(&self, target: &CancelTarget) {
@@ -219,9 +232,15 @@ impl Cancels {
 impl Cancels {
     /// Cancels whatever a server backend is running (a client left while
     /// its statement ran).
-    pub async fn cancel_server(&self, pid: i32, secret: i32, addr: Arc<str>) {
+    pub async fn cancel_server(
+        &self,
+        pid: i32,
+        secret: i32,
+        addr: Arc<str>,
+        tls: Option<&ServerTls>,
+    ) {
         let target = CancelTarget { addr, pid, secret };
-        if let Err(error) = send_cancel(&target).await {
+        if let Err(error) = send_cancel(&target, tls).await {
             tracing::warn!(server = %target.addr, %error, "could not cancel an abandoned statement");
         }
     }
@@ -232,25 +251,49 @@ impl Cancels {
 /// neither does so nor fails is not waited on for ever.
 const CANCEL_DONE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A client's key: the BackendKeyData's process id carries the instance
+/// id in bits 23..31 (the sign bit stays clear, as a real pid's), so that
+/// a peer that receives the CancelRequest knows whose client it is
+/// (`fleet`); the rest is random.
+fn key_for(instance: u8, pid_bits: i32, secret: i32) -> (i32, i32) {
+    ((i32::from(instance) << 23) | (pid_bits & 0x7f_ffff), secret)
+}
+
+/// The instance id a client's key carries.
+pub fn instance_of(pid: i32) -> u8 {
+    ((pid >> 23) & 0xff) as u8
+}
+
 /// Sends a CancelRequest and waits until the server closes the connection.
 /// PostgreSQL signals the backend (SIGINT) before it closes, so once the
 /// close is seen the signal has been sent; a client told "done" earlier
 /// could send its next statement before the signal lands, and have that
 /// one cancelled instead (libpq and asyncpg wait for the close for this
 /// reason, and so does pgsplit before it closes the client's connection).
-async fn send_cancel(target: &CancelTarget) -> std::io::Result<()> {
+async fn send_cancel(target: &CancelTarget, tls: Option<&ServerTls>) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     postgres_protocol::message::frontend::cancel_request(target.pid, target.secret, &mut out);
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&*target.addr).await?;
-        stream.write_all(&out).await?;
+        let mut stream = crate::server::encryption::open(&target.addr, tls)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        crate::socket::write_all(&mut stream, &out).await?;
         let mut sink = [0u8; 64];
         // The server sends nothing; EOF (or a reset) is its answer.
         loop {
             match stream.read(&mut sink).await {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                // A TLS peer that closes without close_notify reads as
+                // an unexpected end: the same answer.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    return Ok(())
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -289,6 +332,17 @@ mod tests {
         assert_eq!(slot.target(), expected(&b, i32::MAX, i32::MIN));
         slot.point(&a, 1, 0);
         assert_eq!(slot.target(), expected(&a, 1, 0));
+    }
+
+    #[test]
+    fn keys_carry_the_instance_id() {
+        for instance in [0, 1, 7, 255] {
+            let cancels = Cancels::new(instance);
+            let registration = cancels.register();
+            assert!(registration.key.0 >= 0);
+            assert_eq!(instance_of(registration.key.0), instance);
+        }
+        assert_eq!(key_for(255, -1, 5), (0x7fff_ffff, 5));
     }
 
     #[test]

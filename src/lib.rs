@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod fd_limit;
+pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod listener;
@@ -20,8 +21,10 @@ pub mod pool;
 pub mod protocol;
 pub mod role;
 pub mod router;
+pub mod secret;
 pub mod server;
 pub mod socket;
+pub mod tls;
 
 pub use app::Reloader;
 pub use listener::{run, run_reloadable};

@@ -20,6 +20,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The TLS files are read again when the listener starts; read here
+    // first so a bad one exits with status 2 before anything listens.
+    if let Err(error) = pgsplit::tls::Tls::load(&config) {
+        eprintln!("pgsplit: invalid config: {error}");
+        return ExitCode::from(2);
+    }
     pgsplit::logging::init(config.log_format);
     open_file_limit(config.max_client_conn);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

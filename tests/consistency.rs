@@ -163,6 +163,41 @@ async fn global_mode_reads_see_every_write_with_replay_paused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_reads_see_writes_made_anywhere() {
+    let (c, p) = stale_replica(Consistency::Cluster);
+    let reader = connect(p.port()).await;
+    // Written straight on the primary (another instance, an admin, a
+    // job): pgsplit never saw these writes.
+    let direct = connect(c.primary_port()).await;
+    for id in 1..=30 {
+        assert_eq!(
+            write_then_count(&direct, &reader, id).await,
+            "1",
+            "row {id} written on the primary directly not visible through pgsplit"
+        );
+    }
+    assert_replica_stale(&c);
+    c.resume_replay();
+    c.wait_replica_caught_up();
+    // Once the replica has everything, reads go back to it.
+    assert!(
+        reads_move_to(&reader, c.replica_port(), Duration::from_secs(5)).await,
+        "reads did not return to the replica once it caught up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_does_not_see_writes_made_elsewhere() {
+    // The other side of the cluster mode test: without it, a write made
+    // elsewhere is not waited for (so the test above shows the mode works).
+    let (c, p) = stale_replica(Consistency::Session);
+    let reader = connect(p.port()).await;
+    let direct = connect(c.primary_port()).await;
+    assert_eq!(write_then_count(&direct, &reader, 1).await, "0");
+    c.resume_replay();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventual_mode_may_read_stale() {
     let (c, p) = stale_replica(Consistency::Eventual);
     let client = connect(p.port()).await;

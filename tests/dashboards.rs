@@ -40,6 +40,10 @@ const METRICS: &[&str] = &[
     "pgsplit_build_info",
     "pgsplit_uptime_seconds",
     "pgsplit_reloads_total",
+    "pgsplit_client_auth_total",
+    "pgsplit_auth_query_total",
+    "pgsplit_server_logins_total",
+    "pgsplit_tls_negotiations_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "pgsplit_pool_checkout_wait_seconds",

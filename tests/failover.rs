@@ -30,6 +30,8 @@ fn quick_health(c: &Cluster) -> Config {
     let mut config = proxy_config(c);
     config.health.interval = 0.1;
     config.health.threshold = 2;
+    // Writes wait this long for a confirmed primary, then fail with 57P03.
+    config.failover_wait = 1.0;
     config
 }
 
@@ -288,4 +290,114 @@ async fn insert_on_new_connection(port: u16, sql: &str) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(5), attempt)
         .await
         .unwrap_or_else(|_| Err(format!("{sql}: no answer within 5 s")))
+}
+
+/// Writes through pgsplit, one after another on one connection (a new one
+/// after an error), for `for_how_long`: (failed writes, the longest gap
+/// between two successful ones).
+async fn write_continuously(port: u16, for_how_long: Duration) -> (usize, Duration) {
+    let started = Instant::now();
+    let (mut failures, mut last_ok, mut longest_gap) = (0, Instant::now(), Duration::ZERO);
+    let mut client: Option<Client> = None;
+    let mut n = 0i32;
+    while started.elapsed() < for_how_long {
+        n += 1;
+        let c = match &client {
+            Some(c) => c,
+            None => match try_connect(&format!(
+                "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5"
+            ))
+            .await
+            {
+                Ok(c) => client.insert(c),
+                Err(e) => {
+                    eprintln!("connect: {e}");
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let sql = format!("insert into t values ({n})");
+        match tokio::time::timeout(Duration::from_secs(10), c.batch_execute(&sql)).await {
+            Ok(Ok(())) => {
+                longest_gap = longest_gap.max(last_ok.elapsed());
+                last_ok = Instant::now();
+            }
+            other => {
+                eprintln!("write: {other:?}");
+                failures += 1;
+                client = None;
+            }
+        }
+    }
+    (failures, longest_gap)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_under_write_load_moves_writes_within_the_failover_wait() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create table t(id int)");
+    c.wait_replica_caught_up();
+    let mut config = quick_health(&c);
+    config.health.threshold = 3;
+    config.failover_wait = 10.0;
+    let p = Proxy::start(config);
+    let port = p.port();
+    let load = tokio::spawn(write_continuously(port, Duration::from_secs(6)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.stop("primary", "immediate");
+    c.promote_replica();
+    let (failures, gap) = load.await.expect("the write load");
+    eprintln!("promotion under write load: {failures} failed writes, writes paused for {gap:?} at most");
+    // Only the write in flight when the primary went away may fail; the
+    // rest wait for the promoted replica (re-checked at once) and succeed.
+    assert!(failures <= 1, "{failures} writes failed during the promotion");
+    assert!(gap < Duration::from_secs(5), "writes stopped for {gap:?}");
+    assert!(
+        c.psql(c.replica_port(), "select count(*) from t").parse::<u64>().unwrap() > 10,
+        "the writes after the promotion are not on the promoted server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_brain_takes_no_writes_and_healthz_says_so() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create table t(id int)");
+    c.wait_replica_caught_up();
+    let mut config = quick_health(&c);
+    let metrics_port = support::cluster::free_port();
+    config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    let p = Proxy::start(config);
+    let client = connect(p.port()).await;
+    client.batch_execute("insert into t values (1)").await.expect("a write before");
+
+    // Promoted while the old primary still runs: two servers take writes.
+    c.promote_replica();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = support::http::get(metrics_port, "/healthz");
+        if body.contains("\"split_brain\":true") {
+            assert!(body.contains("\"writes\":false"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/healthz never reported the split brain: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = client
+        .batch_execute("insert into t values (2)")
+        .await
+        .expect_err("a write went to one of two primaries");
+    assert_eq!(code_of(&err).as_deref(), Some(CANNOT_CONNECT_NOW), "{err}");
+    assert!(message_of(&err).contains("split brain"), "{}", message_of(&err));
+    // Reads go on.
+    assert_eq!(one(&client, "select count(*) from t").await.as_deref(), Some("1"));
+
+    // The old primary goes: writes go to the promoted one.
+    c.stop("primary", "immediate");
+    client
+        .batch_execute("insert into t values (3)")
+        .await
+        .expect("a write once one primary is left");
+    assert_eq!(c.psql(c.replica_port(), "select count(*) from t where id = 3"), "1");
 }

@@ -90,14 +90,12 @@ async fn silent_and_half_sent_startups_are_closed_at_client_login_timeout() {
         .iter()
         .zip(&closed)
     {
+        // Closed without a word, as PostgreSQL does: a client that has not
+        // sent its startup packet is not reading.
         let seen = seen
             .as_ref()
             .unwrap_or_else(|| panic!("{what}: still open after 10 s"));
-        assert_eq!(
-            error_of(seen),
-            Some(("08P01".into(), "client_login_timeout".into())),
-            "{what}: {seen:?}"
-        );
+        assert!(seen.is_empty(), "{what}: {seen:?}");
     }
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),

@@ -91,23 +91,40 @@ impl Drop for UsersApi {
 struct Answer {
     status: StatusCode,
     served_by: Option<u16>,
+    /// The consistency token of a write's answer (X-Pgsplit-Lsn).
+    token: Option<String>,
     body: Value,
 }
 
 /// One request on its own connection (hyper's connection-level client:
 /// no client crate needed, hyper is already a dependency).
 async fn call_raw(addr: SocketAddr, method: Method, path: &str, body: &str) -> Answer {
+    call_with_token(addr, method, path, body, None).await
+}
+
+/// A request that sends a consistency token back (X-Pgsplit-Lsn).
+async fn call_with_token(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Answer {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(conn);
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method.clone())
         .uri(path)
         .header("host", addr.to_string())
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("x-pgsplit-lsn", token);
+    }
+    let request = request
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
     let response = sender
@@ -119,6 +136,10 @@ async fn call_raw(addr: SocketAddr, method: Method, path: &str, body: &str) -> A
         .headers()
         .get("x-served-by")
         .map(|v| v.to_str().unwrap().parse().unwrap());
+    let token = response
+        .headers()
+        .get("x-pgsplit-lsn")
+        .map(|v| v.to_str().unwrap().to_string());
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
         panic!(
@@ -129,6 +150,7 @@ async fn call_raw(addr: SocketAddr, method: Method, path: &str, body: &str) -> A
     Answer {
         status,
         served_by,
+        token,
         body,
     }
 }
@@ -346,6 +368,7 @@ async fn users_endpoints_answer_like_the_seed() {
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
 
     reads_reach_the_replica(&s, alice_id).await;
+    a_token_reads_a_write_wherever_it_is_served(&s).await;
     pool_status_reports_both_pools(&s).await;
 }
 
@@ -493,6 +516,35 @@ async fn reads_reach_the_replica(s: &Stack, id: i64) {
     }
     let list = call(s.addr(), Method::GET, "/users", None).await;
     assert!(list.served_by.is_some());
+}
+
+/// The consistency-token recipe: a POST answer carries the write's WAL
+/// position; a GET that sends it back is served only by a server that has
+/// the write (the primary while the replica's replay is paused, the
+/// replica again once it caught up).
+async fn a_token_reads_a_write_wherever_it_is_served(s: &Stack) {
+    s.cluster.wait_replica_caught_up();
+    s.cluster.pause_replay();
+    let body = json!({"name": "Tok", "email": "tok@example.com", "balance": 1.0});
+    let created = call(s.addr(), Method::POST, "/users", Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let token = created.token.clone().expect("a POST answer carries X-Pgsplit-Lsn");
+    let path = format!("/users/{}", created.body["id"]);
+    let got = call_with_token(s.addr(), Method::GET, &path, "", Some(&token)).await;
+    assert_eq!(got.status, StatusCode::OK, "{got:?}");
+    assert_eq!(got.served_by, Some(s.cluster.primary_port()), "the replica does not have the write yet");
+    s.cluster.resume_replay();
+    s.cluster.wait_replica_caught_up();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = call_with_token(s.addr(), Method::GET, &path, "", Some(&token)).await;
+        assert_eq!(got.status, StatusCode::OK);
+        if got.served_by == Some(s.cluster.replica_port()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a replica that has the write never served it: {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn pool_status_reports_both_pools(s: &Stack) {

@@ -12,6 +12,7 @@
 //! listener use it; it knows nothing of them.
 
 pub mod admission;
+pub mod auth_query;
 pub mod clients;
 mod console;
 pub mod credentials;
@@ -23,7 +24,10 @@ use crate::health::{Monitors, Topology};
 use crate::metrics::{ClientCounts, Metrics, Sample};
 use crate::pool::Pools;
 use crate::router::{Router, RouterConfig};
+use crate::secret::scram::Key;
+use crate::server::Keyring;
 use arc_swap::ArcSwap;
+use auth_query::AuthQuery;
 use clients::{ClientState, Clients};
 use credentials::Credentials;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -41,6 +45,12 @@ pub struct App {
     pub clients: Clients,
     /// Client connections open now, logged in or not (`max_client_conn`).
     pub admission: admission::Admission,
+    /// Each user's credential for server logins: from the configuration,
+    /// or proved by the user's clients (pass-through); kept across reloads.
+    pub keyring: Arc<Keyring>,
+    /// Mock SCRAM salts are derived from it (see `Verifier::mock`): one per
+    /// process, so an unknown user's salt stays the same across reloads.
+    mock_secret: Key,
     /// Clients pinned to one server connection by session state.
     pub pinned_clients: AtomicUsize,
     /// PAUSE: no new server connections are handed out until RESUME.
@@ -65,6 +75,10 @@ pub struct Current {
     pub pools: Arc<Pools>,
     pub router: Router,
     pub credentials: Credentials,
+    /// Users looked up on the primary, when `auth_user` is set.
+    pub auth_query: Option<AuthQuery>,
+    /// TLS to clients and servers, loaded from this generation's files.
+    pub tls: crate::tls::Tls,
     pub generation: u64,
     /// The health checks of this generation's servers; stop with it.
     monitors: OnceLock<Monitors>,
@@ -82,18 +96,31 @@ pub enum Stop {
 }
 
 impl App {
-    /// The application for `config`: starts its health checks and opens
-    /// `pool_size` connections per pool (so it needs a tokio runtime).
-    pub fn new(config: Config) -> Arc<App> {
+    /// The application for `config`, with the TLS loaded from its files:
+    /// starts its health checks and opens `pool_size` connections per
+    /// pool (so it needs a tokio runtime).
+    pub fn new(config: Config, tls: crate::tls::Tls) -> Arc<App> {
         let metrics = Arc::new(Metrics::new());
         metrics.declare_pin_reasons(&crate::router::Pin::ALL.map(crate::router::Pin::label));
-        let current = Current::build(Arc::new(config), None, &metrics, 0);
+        let outcomes = crate::tls::Outcome::PAIRS.map(|(side, o)| (side, o.label()));
+        metrics.declare_tls_outcomes(&outcomes);
+        let instance = config.instance();
+        let keyring = Arc::new(Keyring::default());
+        let mock_secret: Key = rand::random();
+        let shared = Shared {
+            metrics: &metrics,
+            keyring: &keyring,
+            mock_secret,
+        };
+        let current = Current::build(Arc::new(config), tls, None, &shared, 0);
         current.start();
         Arc::new(App {
+            keyring,
+            mock_secret,
             current: ArcSwap::from_pointee(current),
             generation: AtomicU64::new(0),
             catalog: Catalog::default(),
-            cancels: Cancels::default(),
+            cancels: Cancels::new(instance),
             metrics,
             clients: Clients::default(),
             admission: Default::default(),
@@ -119,14 +146,20 @@ impl App {
         self.current.load().config.clone()
     }
 
-    /// Swaps in `config` (already validated): new clients and the next
-    /// checkout of every session use it. Servers that stay keep their
-    /// health state; pools whose settings did not change keep their
-    /// connections.
-    pub fn reload(&self, config: Config) {
+    /// Swaps in `config` (already validated) and the TLS loaded from its
+    /// files: new clients and the next checkout of every session use
+    /// them. Servers that stay keep their health state; pools whose
+    /// settings did not change keep their connections; clients keep
+    /// their TLS sessions.
+    pub fn reload(&self, config: Config, tls: crate::tls::Tls) {
         let old = self.current();
         let generation = old.generation + 1;
-        let next = Current::build(Arc::new(config), Some(&old), &self.metrics, generation);
+        let shared = Shared {
+            metrics: &self.metrics,
+            keyring: &self.keyring,
+            mock_secret: self.mock_secret,
+        };
+        let next = Current::build(Arc::new(config), tls, Some(&old), &shared, generation);
         next.start();
         self.current.store(Arc::new(next));
         self.generation.store(generation, Ordering::Release);
@@ -144,8 +177,12 @@ impl App {
         let Some(reloader) = self.reloader.get() else {
             return Err("pgsplit was started without a config file: nothing to re-read".into());
         };
-        let config = match reloader() {
-            Ok(config) => config,
+        let loaded = reloader().map_err(|e| e.to_string()).and_then(|config| {
+            let tls = crate::tls::Tls::load(&config).map_err(|e| format!("invalid config: {e}"))?;
+            Ok((config, tls))
+        });
+        let (config, tls) = match loaded {
+            Ok(loaded) => loaded,
             Err(error) => {
                 tracing::error!(%error, "reload refused: the running configuration stays");
                 self.metrics.reloaded(false);
@@ -171,7 +208,7 @@ impl App {
             }
         }
         let changed = *old != config;
-        self.reload(config);
+        self.reload(config, tls);
         let what = if changed {
             "configuration reloaded"
         } else {
@@ -280,6 +317,7 @@ impl App {
             routing_cache_misses: misses,
             consistency_waits: [0, 1].map(|i| waits[i].load(Ordering::Relaxed)),
             paused: self.is_paused(),
+            split_brain: current.topology.is_split_brain(),
         }
     }
 
@@ -309,25 +347,41 @@ impl crate::http::Observed for App {
     }
 }
 
+/// What every generation is built with and shares.
+struct Shared<'a> {
+    metrics: &'a Arc<Metrics>,
+    keyring: &'a Arc<Keyring>,
+    mock_secret: Key,
+}
+
 impl Current {
     fn build(
         config: Arc<Config>,
+        tls: crate::tls::Tls,
         previous: Option<&Current>,
-        metrics: &Arc<Metrics>,
+        shared: &Shared,
         generation: u64,
     ) -> Current {
         let topology = Topology::succeed(&config, previous.map(|p| &*p.topology));
+        // Before the pools: their warm-up logs in with these.
+        shared
+            .keyring
+            .configure(credentials::configured_logins(&config));
         let pools = Arc::new(Pools::new(
             config.clone(),
             topology.clone(),
-            metrics.clone(),
+            shared.metrics.clone(),
+            shared.keyring.clone(),
+            tls.servers.clone(),
         ));
         if let Some(previous) = previous {
             pools.inherit(&previous.pools);
         }
         Current {
             router: Router::new(router_config(&config)),
-            credentials: Credentials::new(&config.users),
+            credentials: Credentials::new(&config.users, shared.mock_secret),
+            auth_query: AuthQuery::new(&config),
+            tls,
             pools,
             topology,
             config,
@@ -337,7 +391,11 @@ impl Current {
     }
 
     fn start(&self) {
-        let monitors = crate::health::spawn_monitors(self.topology.clone(), &self.config);
+        let monitors = crate::health::spawn_monitors(
+            self.topology.clone(),
+            &self.config,
+            self.tls.servers.as_deref(),
+        );
         let _ = self.monitors.set(monitors);
         self.pools.warm_up();
         self.pools.spawn_retirement();

@@ -38,7 +38,9 @@ pub async fn log_in(
 ) -> Result<Access, ClientError> {
     let current = app.current();
     let config = &current.config;
-    super::auth::authenticate(io, config.auth, &current.credentials, &params.user).await?;
+    // SCRAM-SHA-256-PLUS binds to this (TLS connections only).
+    let channel_binding = io.server_end_point.clone();
+    super::auth::authenticate(app, &current, io, &params.user, channel_binding.as_deref()).await?;
     let facts = access::Facts {
         user: &params.user,
         auth: config.auth,

@@ -152,8 +152,9 @@ pub struct Exchange {
     pub skipping: bool,
     /// Bytes of a frame already passing through that have not arrived yet.
     passthrough: usize,
-    /// SQLSTATE classes of the ErrorResponses relayed, for the metrics.
-    pub errors: Vec<[u8; 2]>,
+    /// SQLSTATEs of the ErrorResponses relayed (the metrics count their
+    /// classes; some say the primary may have changed, see `observe`).
+    pub errors: Vec<[u8; 5]>,
     /// A FATAL (or PANIC) ErrorResponse was relayed: the server ends the
     /// session after it.
     pub fatal: bool,
@@ -616,7 +617,7 @@ impl Exchange {
         self.skip_to_sync(prepared);
         match substitute {
             Some(bytes) => {
-                self.errors.push(error_class(&bytes));
+                self.errors.push(error_code(&bytes));
                 self.error_relayed = true;
                 Action::Replace(bytes)
             }
@@ -626,7 +627,7 @@ impl Exchange {
     }
 
     fn relayed(&mut self, frame: &[u8]) -> Action {
-        self.errors.push(error_class(frame));
+        self.errors.push(error_code(frame));
         self.error_relayed = true;
         if self.timeout_error.is_some() && field(frame, b'C') == Some(b"57014") {
             if let Some(error) = self.timeout_error.take() {
@@ -713,10 +714,10 @@ impl Alias {
 
 /// The SQLSTATE class of an ErrorResponse frame ("??" when the frame is
 /// not all there or has no code field).
-fn error_class(frame: &[u8]) -> [u8; 2] {
+fn error_code(frame: &[u8]) -> [u8; 5] {
     match field(frame, b'C') {
-        Some([a, b, ..]) => [*a, *b],
-        _ => *b"??",
+        Some([a, b, c, d, e, ..]) => [*a, *b, *c, *d, *e],
+        _ => *b"?????",
     }
 }
 

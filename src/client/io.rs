@@ -7,20 +7,25 @@
 use crate::metrics::SessionMetrics;
 use crate::protocol::{FrameHeader, PgError, ProtocolError};
 use bytes::{Bytes, BytesMut};
+use crate::socket::Stream;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub struct ClientIo {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub buf: BytesMut,
     max_message: usize,
     /// This connection's statement, transaction and byte counters.
     pub metrics: SessionMetrics,
+    /// RFC 5929 `tls-server-end-point` data of this connection's TLS
+    /// session (pgsplit's certificate), for SCRAM-SHA-256-PLUS; `None`
+    /// for plain TCP, or a certificate whose signature has no binding.
+    pub server_end_point: Option<Arc<[u8]>>,
 }
 
 impl ClientIo {
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         buf: BytesMut,
         max_message: usize,
         metrics: SessionMetrics,
@@ -30,6 +35,7 @@ impl ClientIo {
             buf,
             max_message,
             metrics,
+            server_end_point: None,
         }
     }
 
@@ -103,7 +109,7 @@ impl ClientIo {
     pub async fn send_error(&mut self, error: &PgError) {
         let mut out = BytesMut::new();
         error.encode(&mut out);
-        let _ = self.stream.write_all(&out).await;
+        let _ = crate::socket::write_all(&mut self.stream, &out).await;
     }
 }
 
@@ -144,6 +150,7 @@ pub enum ClientError {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tokio::net::TcpStream;
 
     async fn pair(max_message: usize) -> (ClientIo, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -152,6 +159,7 @@ mod tests {
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let metrics = crate::metrics::Metrics::new().session();
+        let stream = crate::socket::Stream::Plain(stream);
         (ClientIo::new(stream, BytesMut::new(), max_message, metrics), peer)
     }
 

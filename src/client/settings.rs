@@ -17,6 +17,10 @@ use std::hash::{Hash, Hasher};
 /// Startup parameters that are not settings.
 const NOT_SETTINGS: &[&str] = &["user", "database", "replication", "options"];
 
+
+/// The setting that carries a consistency token (`SET pgsplit.min_lsn`).
+pub const MIN_LSN: &str = "pgsplit.min_lsn";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// From the StartupMessage, in the order the client sent them.
@@ -31,6 +35,9 @@ pub struct Settings {
     pub primary_only: bool,
     /// 0 for no settings (a connection's login state), else a hash of `list`.
     pub fingerprint: u64,
+    /// `pgsplit.min_lsn` (a consistency token, from the startup options or
+    /// SET): the client's reads see at least this WAL position.
+    pub min_lsn: crate::health::lsn::Lsn,
     /// `RESET ALL; SET ...`: what makes a connection's settings these.
     sql: String,
 }
@@ -99,6 +106,12 @@ impl Settings {
             })
             .collect();
         let sql = format!("RESET ALL; SELECT {}", calls.join(", "));
+        let min_lsn = list
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(MIN_LSN))
+            .filter_map(|(_, value)| crate::health::lsn::parse(value.trim()))
+            .max()
+            .unwrap_or(0);
         let primary_only = list.iter().any(|(name, value)| {
             name.eq_ignore_ascii_case("default_transaction_isolation")
                 && value.to_ascii_lowercase().contains("serializable")
@@ -108,6 +121,7 @@ impl Settings {
             overrides,
             list,
             primary_only,
+            min_lsn,
             fingerprint,
             sql,
         }

@@ -1,5 +1,6 @@
 //! The start of a client connection: SSL and GSS encryption requests
-//! (refused with 'N' until pgsplit has TLS), cancel requests, and the
+//! (an SSLRequest is handed to `encryption` when TLS is on, else refused
+//! with 'N'; GSS is always refused), cancel requests, and the
 //! StartupMessage with its protocol version and parameters.
 
 use super::io::ClientError;
@@ -8,13 +9,20 @@ use crate::protocol::error::sqlstate;
 use crate::protocol::startup::{self, StartupPacket};
 use crate::protocol::{PgError, ProtocolError};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
+use crate::socket::Stream;
 
 /// What the client asked for.
 pub enum Opening {
     Session(StartupParams),
-    Cancel { pid: i32, secret: i32 },
+    Cancel {
+        pid: i32,
+        secret: i32,
+        forwarded: bool,
+    },
+    /// An SSLRequest, with nothing after it, that pgsplit will accept:
+    /// the caller answers `S` and makes the TLS handshake.
+    TlsRequest,
 }
 
 #[derive(Debug, Clone)]
@@ -34,23 +42,43 @@ impl StartupParams {
     }
 }
 
-/// Reads packets until a StartupMessage or CancelRequest arrives.
+/// Reads packets until a StartupMessage or CancelRequest arrives, or an
+/// SSLRequest when `offer_tls` (TLS configured, stream still plain).
 pub async fn read_opening(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
+    offer_tls: bool,
 ) -> Result<Opening, ClientError> {
     loop {
         let packet = read_packet(stream, buf).await?;
-        match startup::parse(&packet)? {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                if !buf.is_empty() {
-                    // Bytes after an SSLRequest before our answer would be a
-                    // TLS handshake injected in the clear (CVE-2021-23214).
-                    return Err(ProtocolError::BadStartup("data after encryption request").into());
-                }
-                stream.write_all(b"N").await?;
+        let packet = startup::parse(&packet)?;
+        if matches!(packet, StartupPacket::SslRequest | StartupPacket::GssEncRequest) {
+            if !buf.is_empty() {
+                // Bytes after an SSLRequest before our answer would be a
+                // TLS handshake injected in the clear (CVE-2021-23214).
+                return Err(ProtocolError::BadStartup("data after encryption request").into());
             }
-            StartupPacket::Cancel { pid, secret } => return Ok(Opening::Cancel { pid, secret }),
+            if stream.is_tls() {
+                // As PgBouncer ("SSL req inside SSL") and PostgreSQL do.
+                return Err(ProtocolError::BadStartup("encryption request inside TLS").into());
+            }
+        }
+        match packet {
+            StartupPacket::SslRequest if offer_tls => return Ok(Opening::TlsRequest),
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                crate::socket::write_all(stream, b"N").await?;
+            }
+            StartupPacket::Cancel {
+                pid,
+                secret,
+                forwarded,
+            } => {
+                return Ok(Opening::Cancel {
+                    pid,
+                    secret,
+                    forwarded,
+                })
+            }
             StartupPacket::Startup {
                 minor,
                 params,
@@ -59,7 +87,7 @@ pub async fn read_opening(
                 if minor > 0 || !protocol_options.is_empty() {
                     let mut out = BytesMut::new();
                     backend::negotiate_protocol_version(protocol_options, &mut out);
-                    stream.write_all(&out).await?;
+                    crate::socket::write_all(stream, &out).await?;
                 }
                 return startup_params(params).map(Opening::Session);
             }
@@ -71,7 +99,7 @@ pub async fn read_opening(
 /// send first (node-postgres's `end()` right after `connect()`).
 const TERMINATE: &[u8] = b"X\0\0\0\x04";
 
-async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut, ClientError> {
+async fn read_packet(stream: &mut Stream, buf: &mut BytesMut) -> Result<BytesMut, ClientError> {
     loop {
         // Read as a startup packet it is a bad length; PostgreSQL closes
         // without a word, and a client saying goodbye expects no answer.

@@ -4,10 +4,13 @@
 
 mod cli;
 mod limits;
+mod tls;
 
 pub use cli::Cli;
 pub use limits::{ClientSocket, Keepalive};
+pub use tls::{ClientTlsMode, ServerTlsMode, TlsVersions};
 
+use crate::secret::{Secret, SecretError};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,6 +47,9 @@ pub enum AuthMethod {
     #[serde(rename = "scram-sha-256")]
     #[value(name = "scram-sha-256")]
     ScramSha256,
+    /// A TLS client certificate whose CN is the user name (needs
+    /// `client_tls_sslmode` verify-ca or verify-full).
+    Cert,
 }
 
 /// How long a client keeps a server connection.
@@ -101,6 +107,9 @@ pub enum Consistency {
     Session,
     /// Every read sees every write acknowledged through this pgsplit before it.
     Global,
+    /// Every read sees every write committed anywhere (through any
+    /// instance, or on the primary directly) before it arrived.
+    Cluster,
 }
 
 /// The health monitor: one check per server every `interval`.
@@ -254,9 +263,22 @@ pub struct Pools {
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
-    /// Plain text: used to check the client (md5 or SCRAM) and to log in to
-    /// the servers (any method they ask for).
+    /// Plain text, an md5 hash (`md5...`) or a SCRAM-SHA-256 verifier
+    /// (`SCRAM-SHA-256$...`), as `crate::secret::Secret::parse` reads it:
+    /// checks the client, and logs in to the servers (a verifier with the
+    /// keys the client proved).
     pub password: String,
+}
+
+/// Another pgsplit instance of the fleet (cancels that arrive at the
+/// wrong instance are forwarded to the one whose client it is).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its `instance_id`.
+    pub id: u8,
+    /// Where it listens for clients, HOST:PORT.
+    pub address: String,
 }
 
 /// The whole configuration. Field docs are in `config.toml.example`.
@@ -288,6 +310,12 @@ pub struct Config {
     pub health: HealthSettings,
     pub metrics_listen: Option<String>,
     pub admin_users: Vec<String>,
+    // auth_query: users looked up on the primary (see `auth_query_settings`).
+    pub auth_user: Option<String>,
+    pub auth_password: Option<String>,
+    pub auth_query: String,
+    pub auth_dbname: String,
+    pub auth_cache_seconds: f64,
     pub shutdown_timeout: f64,
     pub autodb_idle_timeout: f64,
     pub log_format: LogFormat,
@@ -307,6 +335,21 @@ pub struct Config {
     /// Users who may run the admin console's SHOW commands (and nothing
     /// else); see `admin::access`.
     pub stats_users: Vec<String>,
+    pub failover_wait: f64,
+    pub instance_id: u8,
+    pub peers: Vec<Peer>,
+    pub peers_dns: Option<String>,
+    // TLS (config/tls.rs; README "TLS").
+    pub client_tls_sslmode: ClientTlsMode,
+    pub client_tls_cert_file: Option<String>,
+    pub client_tls_key_file: Option<String>,
+    pub client_tls_ca_file: Option<String>,
+    pub client_tls_protocols: String,
+    pub client_tls_ciphers: String,
+    pub server_tls_sslmode: ServerTlsMode,
+    pub server_tls_ca_file: Option<String>,
+    pub server_tls_cert_file: Option<String>,
+    pub server_tls_key_file: Option<String>,
 }
 
 /// How log lines look.
@@ -346,6 +389,11 @@ impl Default for Config {
             health: HealthSettings::default(),
             metrics_listen: None,
             admin_users: Vec::new(),
+            auth_user: None,
+            auth_password: None,
+            auth_query: DEFAULT_AUTH_QUERY.to_string(),
+            auth_dbname: "postgres".to_string(),
+            auth_cache_seconds: 10.0,
             shutdown_timeout: 30.0,
             autodb_idle_timeout: 3600.0,
             log_format: LogFormat::Text,
@@ -362,6 +410,20 @@ impl Default for Config {
             tcp_keepcnt: 0,
             tcp_user_timeout: 0,
             stats_users: Vec::new(),
+            failover_wait: 5.0,
+            instance_id: 0,
+            peers: Vec::new(),
+            peers_dns: None,
+            client_tls_sslmode: ClientTlsMode::Disable,
+            client_tls_cert_file: None,
+            client_tls_key_file: None,
+            client_tls_ca_file: None,
+            client_tls_protocols: "secure".into(),
+            client_tls_ciphers: "default".into(),
+            server_tls_sslmode: ServerTlsMode::Disable,
+            server_tls_ca_file: None,
+            server_tls_cert_file: None,
+            server_tls_key_file: None,
         }
     }
 }
@@ -412,17 +474,15 @@ impl Config {
         }
         self.pool.primary.validate("primary")?;
         self.pool.replica.validate("replica")?;
-        if self.auth != AuthMethod::Trust && self.users.is_empty() {
+        let password_auth = matches!(self.auth, AuthMethod::Md5 | AuthMethod::ScramSha256);
+        if password_auth && self.users.is_empty() && self.auth_user.is_none() {
             return Err(invalid(
                 "users",
-                "md5 and scram-sha-256 need at least one [[users]] entry",
+                "md5 and scram-sha-256 need [[users]] entries, or auth_user to look users up",
             ));
         }
-        for (i, user) in self.users.iter().enumerate() {
-            if user.name.is_empty() {
-                return Err(invalid(&format!("users[{i}].name"), "must not be empty"));
-            }
-        }
+        self.validate_users()?;
+        self.validate_auth_query()?;
         if self.max_message_size < 1024 {
             return Err(invalid("max_message_size", "must be at least 1024 bytes"));
         }
@@ -441,6 +501,7 @@ impl Config {
             }
         }
         self.health.validate()?;
+        tls::validate(self)?;
         if let Some(addr) = &self.metrics_listen {
             addr.parse::<SocketAddr>()
                 .map_err(|_| invalid("metrics_listen", format!("{addr:?} is not ADDR:PORT")))?;
@@ -449,16 +510,60 @@ impl Config {
             ("shutdown_timeout", self.shutdown_timeout),
             ("autodb_idle_timeout", self.autodb_idle_timeout),
             ("idle_transaction_timeout", self.idle_transaction_timeout),
+            ("failover_wait", self.failover_wait),
         ] {
             if !(value >= 0.0 && value.is_finite()) {
                 return Err(invalid(name, "must be 0 or a positive number of seconds"));
             }
         }
-        self.validate_limits()
+        self.validate_limits()?;
+        self.validate_fleet()
+    }
+
+    fn validate_fleet(&self) -> Result<(), ConfigError> {
+        if !self.peers.is_empty() && self.instance_id == 0 {
+            return Err(invalid(
+                "instance_id",
+                "must be set (1 to 255, unique in the fleet) when [[peers]] is set",
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for peer in &self.peers {
+            if peer.id == 0 || peer.id == self.instance_id || !ids.insert(peer.id) {
+                return Err(invalid(
+                    "peers",
+                    format!("peer id {} must be 1 to 255, not this instance's and not repeated", peer.id),
+                ));
+            }
+            if !peer.address.contains(':') {
+                return Err(invalid("peers", format!("{:?} is not HOST:PORT", peer.address)));
+            }
+        }
+        match &self.peers_dns {
+            Some(name) if !name.contains(':') => {
+                Err(invalid("peers_dns", format!("{name:?} is not NAME:PORT")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The instance id this pgsplit puts in its clients' cancel keys: the
+    /// configured one, else, in a fleet found by DNS, a random one (there a
+    /// cancel for another instance goes to every peer, so the id only
+    /// needs to differ from this one's most of the time), else 0.
+    pub fn instance(&self) -> u8 {
+        match (self.instance_id, &self.peers_dns) {
+            (0, Some(_)) => rand::random::<u8>().max(1),
+            (id, _) => id,
+        }
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
+    }
+
+    pub fn failover_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.failover_wait)
     }
 
     pub fn replica_ban_time(&self) -> Duration {
@@ -486,19 +591,29 @@ impl Config {
         Duration::from_secs_f64(self.max_wait_for_replica)
     }
 
-    /// The role and database the health monitor logs in with.
+    /// The role and database the health monitor logs in with. Its
+    /// client (tokio-postgres) needs a password in plain text: by default
+    /// the first `[[users]]` entry that has one, else auth_user.
     pub fn health_login(&self) -> (String, Option<String>, String) {
+        let plain = |text: &str| Secret::parse(text).ok()?.plain().map(str::to_string);
         let user = self
             .health
             .user
             .clone()
-            .or_else(|| self.users.first().map(|u| u.name.clone()))
+            .or_else(|| {
+                let with_plain = self.users.iter().find(|u| plain(&u.password).is_some());
+                with_plain.map(|u| u.name.clone())
+            })
+            .or_else(|| self.auth_user.clone())
             .unwrap_or_else(|| "postgres".to_string());
-        let password = self
-            .health
-            .password
-            .clone()
-            .or_else(|| self.user(&user).map(|u| u.password.clone()));
+        let password = self.health.password.clone().or_else(|| {
+            let listed = self.user(&user).map(|u| u.password.as_str());
+            let auth = self
+                .auth_password
+                .as_deref()
+                .filter(|_| self.auth_user.as_ref() == Some(&user));
+            listed.or(auth).and_then(plain)
+        });
         let database = self
             .health
             .database
@@ -506,6 +621,104 @@ impl Config {
             .or_else(|| self.databases.first().cloned())
             .unwrap_or_else(|| "postgres".to_string());
         (user, password, database)
+    }
+}
+
+/// PgBouncer's default: the role's password hash (SCRAM verifier or md5),
+/// readable by superusers only.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1";
+
+impl Config {
+    /// Each `[[users]]` entry has a name and a password pgsplit can use.
+    fn validate_users(&self) -> Result<(), ConfigError> {
+        for (i, user) in self.users.iter().enumerate() {
+            if user.name.is_empty() {
+                return Err(invalid(&format!("users[{i}].name"), "must not be empty"));
+            }
+            Secret::parse(&user.password).map_err(|e| {
+                let why = match e {
+                    SecretError::Empty => "has an empty password: set one (pgsplit, like \
+                        PostgreSQL, never logs anyone in with an empty password)"
+                        .to_string(),
+                    other => other.to_string(),
+                };
+                invalid(&format!("users[{i}].password"), format!("user \"{}\" {why}", user.name))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// auth_user can log in without a client (to run auth_query), and
+    /// the lookup has what it needs.
+    fn validate_auth_query(&self) -> Result<(), ConfigError> {
+        let Some(auth_user) = &self.auth_user else {
+            if self.auth_password.is_some() {
+                return Err(invalid(
+                    "auth_password",
+                    "is only used with auth_user: set auth_user too",
+                ));
+            }
+            return Ok(());
+        };
+        if auth_user.is_empty() {
+            return Err(invalid("auth_user", "must not be empty"));
+        }
+        if !matches!(self.auth, AuthMethod::Md5 | AuthMethod::ScramSha256) {
+            return Err(invalid(
+                "auth_user",
+                "auth_query checks client passwords: it needs auth = \"md5\" or \"scram-sha-256\"",
+            ));
+        }
+        if self.auth_query.trim().is_empty() {
+            return Err(invalid("auth_query", "must not be empty"));
+        }
+        if self.auth_dbname.is_empty() {
+            return Err(invalid("auth_dbname", "must not be empty"));
+        }
+        if !(self.auth_cache_seconds >= 0.0 && self.auth_cache_seconds.is_finite()) {
+            return Err(invalid("auth_cache_seconds", "must be 0 or a positive number of seconds"));
+        }
+        let listed = self.user(auth_user).map(|u| &u.password);
+        let secret = match (&self.auth_password, listed) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "auth_password",
+                    format!("auth_user \"{auth_user}\" also has a password in [[users]]: keep one"),
+                ))
+            }
+            (Some(password), None) => Some(
+                Secret::parse(password).map_err(|e| invalid("auth_password", e.to_string()))?,
+            ),
+            // Checked by validate_users.
+            (None, Some(password)) => Secret::parse(password).ok(),
+            (None, None) => None,
+        };
+        if let Some(Secret::Scram(_)) = secret {
+            return Err(invalid(
+                "auth_user",
+                format!(
+                    "pgsplit logs in as \"{auth_user}\" with no client to prove a SCRAM \
+                     verifier's keys: give its password (or md5 hash, for servers that ask for md5)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// auth_user's secret for logging in to the servers: its `[[users]]`
+    /// password or `auth_password` (none: the servers trust it).
+    pub fn auth_user_secret(&self) -> Option<Secret> {
+        let auth_user = self.auth_user.as_deref()?;
+        let text = self
+            .auth_password
+            .as_deref()
+            .or_else(|| self.user(auth_user).map(|u| u.password.as_str()))?;
+        Secret::parse(text).ok()
+    }
+
+    /// How long a looked-up password is kept.
+    pub fn auth_cache_ttl(&self) -> Duration {
+        Duration::from_secs_f64(self.auth_cache_seconds)
     }
 }
 
@@ -609,6 +822,99 @@ mod tests {
         c.autodb_idle_timeout = 0.0;
         c.validate().unwrap();
         assert_eq!(c.autodb_idle_timeout(), None);
+    }
+
+    /// The SCRAM verifier of "pencil" (RFC 7677).
+    const PENCIL: &str = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$\
+        WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
+    fn user(name: &str, password: &str) -> User {
+        User {
+            name: name.into(),
+            password: password.into(),
+        }
+    }
+
+    fn error_of(c: &Config) -> String {
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_empty_password_is_refused_naming_the_user() {
+        let mut c = valid();
+        c.auth = AuthMethod::Md5;
+        c.users = vec![user("alice", "secret"), user("bob", "")];
+        let e = error_of(&c);
+        assert!(e.contains("users[1].password"), "{e}");
+        assert!(e.contains("\"bob\" has an empty password"), "{e}");
+    }
+
+    #[test]
+    fn users_take_passwords_md5_hashes_and_scram_verifiers() {
+        let mut c = valid();
+        c.auth = AuthMethod::ScramSha256;
+        c.users = vec![
+            user("plain", "secret"),
+            user("hashed", "md5a3556571e93b0d20722ba62be61e8c2d"),
+            user("verified", PENCIL),
+        ];
+        c.validate().unwrap();
+        c.users.push(user("broken", "SCRAM-SHA-256$4096:c2FsdA==$nope"));
+        let e = error_of(&c);
+        assert!(e.contains("users[3].password"), "{e}");
+        assert!(e.contains("\"broken\"") && e.contains("verifier"), "{e}");
+    }
+
+    #[test]
+    fn auth_query_settings_are_checked() {
+        let mut c = valid();
+        c.auth = AuthMethod::ScramSha256;
+        c.auth_user = Some("lookup".into());
+        c.validate().expect("auth_user alone: no [[users]] needed, servers trust it");
+        assert_eq!(c.auth_query, DEFAULT_AUTH_QUERY);
+        assert_eq!(c.auth_cache_ttl(), Duration::from_secs(10));
+        assert_eq!(c.auth_user_secret(), None);
+        c.auth_password = Some("pw".into());
+        assert_eq!(c.auth_user_secret(), Some(Secret::Plain("pw".into())));
+        c.users = vec![user("lookup", "other")];
+        assert!(error_of(&c).contains("auth_password"));
+        c.auth_password = None;
+        c.users = vec![user("lookup", PENCIL)];
+        assert!(error_of(&c).contains("auth_user"));
+        let mut c = valid();
+        c.auth_user = Some("lookup".into());
+        assert!(error_of(&c).contains("auth_user"), "trust mode");
+        let mut c = valid();
+        c.auth_password = Some("pw".into());
+        assert!(error_of(&c).contains("auth_password"));
+        let mut c = valid();
+        c.auth = AuthMethod::Md5;
+        c.auth_user = Some("lookup".into());
+        c.auth_cache_seconds = -1.0;
+        assert!(error_of(&c).contains("auth_cache_seconds"));
+        c.auth_cache_seconds = 0.0;
+        c.auth_password = Some(String::new());
+        assert!(error_of(&c).contains("auth_password"));
+    }
+
+    #[test]
+    fn the_health_monitor_logs_in_with_a_plain_password() {
+        let mut c = valid();
+        c.users = vec![
+            user("hashed", "md5a3556571e93b0d20722ba62be61e8c2d"),
+            user("plain", "secret"),
+        ];
+        assert_eq!(c.health_login().0, "plain");
+        assert_eq!(c.health_login().1.as_deref(), Some("secret"));
+        c.users.truncate(1);
+        c.auth_user = Some("lookup".into());
+        c.auth_password = Some("pw".into());
+        assert_eq!(
+            (c.health_login().0.as_str(), c.health_login().1.as_deref()),
+            ("lookup", Some("pw"))
+        );
+        c.health.user = Some("hashed".into());
+        assert_eq!(c.health_login().1, None, "a hash is no password for it");
     }
 
     #[test]

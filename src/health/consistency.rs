@@ -30,6 +30,15 @@ pub enum Need {
 }
 
 impl Topology {
+    /// `consistency = "cluster"`: a read arrived, and must see the writer's
+    /// position as of now, whoever wrote: a ticket that only a position
+    /// sample started after this moment covers. Every read that arrives
+    /// while a sample is in flight is covered by the next one, so the
+    /// primary answers one query per round trip, not one per read.
+    pub fn read_arrived(&self) -> Need {
+        Need::Ticket(self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
     /// A write committed on the writer; returns the client's new need.
     pub fn committed(&self) -> Need {
         Need::Ticket(self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
@@ -41,7 +50,8 @@ impl Topology {
     pub fn required(&self, session: &mut Need) -> Option<Lsn> {
         let need = match self.consistency {
             Consistency::Eventual => return Some(0),
-            Consistency::Session => *session,
+            // Cluster: `session` is the read's own ticket (`read_arrived`).
+            Consistency::Session | Consistency::Cluster => *session,
             Consistency::Global => match self.tickets.load(Ordering::Acquire) {
                 0 => Need::Any,
                 t => Need::Ticket(t),
@@ -52,7 +62,7 @@ impl Topology {
             Need::Lsn(lsn) => return Some(lsn),
             Need::Ticket(t) => self.sampled_after(t)?,
         };
-        if self.consistency == Consistency::Session {
+        if matches!(self.consistency, Consistency::Session | Consistency::Cluster) {
             *session = Need::Lsn(lsn);
         }
         Some(lsn)
@@ -163,6 +173,22 @@ mod tests {
         assert_eq!(t.required(&mut other), None);
         t.primary_position(&t.servers[0], 300, 1);
         assert_eq!(t.required(&mut other), Some(300));
+    }
+
+    #[test]
+    fn cluster_reads_need_a_sample_taken_after_they_arrived() {
+        let t = topology(Consistency::Cluster);
+        // A write nobody told pgsplit about: only the primary's position
+        // says it happened.
+        t.primary_position(&t.servers[0], 500, 0);
+        let mut read = t.read_arrived();
+        assert_eq!(t.required(&mut read), None, "a sample from before the read does not count");
+        t.primary_position(&t.servers[0], 700, 1);
+        assert_eq!(t.required(&mut read), Some(700));
+        // Two reads in flight share the next sample.
+        let (mut a, mut b) = (t.read_arrived(), t.read_arrived());
+        t.primary_position(&t.servers[0], 800, 3);
+        assert_eq!((t.required(&mut a), t.required(&mut b)), (Some(800), Some(800)));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct ServerState {
     lagging: AtomicBool,
     /// Wakes the monitor for an extra position check, when a read waits.
     poll: Notify,
+    /// Wakes the monitor for a check judged at once (`Topology::recheck`).
+    urgent: Notify,
     /// Health checks that failed or timed out, for the metrics.
     pub check_failures: AtomicU64,
 }
@@ -55,6 +57,7 @@ impl ServerState {
             lag_micros: AtomicU64::new(0),
             lagging: AtomicBool::new(false),
             poll: Notify::new(),
+            urgent: Notify::new(),
             check_failures: AtomicU64::new(0),
         }
     }
@@ -162,9 +165,23 @@ pub struct Topology {
     epoch: Instant,
     /// Reads that waited for a replica to catch up: [caught up, ran out].
     pub consistency_waits: [AtomicU64; 2],
+    /// Servers still to answer an urgent re-check (`recheck`); writes
+    /// wait until they have (`confirmed_writer`).
+    rechecking: AtomicUsize,
+    /// Milliseconds since `epoch` of the last re-check round.
+    last_recheck_ms: AtomicU64,
+    /// More than one server reports it is a primary: writes go to none.
+    split_brain: AtomicBool,
 }
 
 const NO_WRITER: usize = usize::MAX;
+
+/// The least time between two re-check rounds (`Topology::recheck`), so
+/// that writes waiting through an outage do not keep the servers busy.
+const RECHECK_GAP: Duration = Duration::from_millis(100);
+
+/// Why a waiting write asks for a re-check.
+const WAITING_WRITE: &str = "a write waits for a primary";
 
 impl Topology {
     /// The topology of `config`, with no earlier state to keep.
@@ -210,12 +227,90 @@ impl Topology {
             skip_waits_until_ms: AtomicU64::new(0),
             consistency_waits: Default::default(),
             epoch: Instant::now(),
+            rechecking: AtomicUsize::new(0),
+            last_recheck_ms: AtomicU64::new(0),
+            split_brain: AtomicBool::new(false),
         })
     }
 
     /// The server that takes writes now, if any.
     pub fn writer(&self) -> Option<&Arc<ServerState>> {
         self.servers.get(self.writer.load(Ordering::Acquire))
+    }
+
+    /// The writer, unless a re-check of the servers is under way (a write
+    /// failed in a way that says the primary may have changed).
+    pub fn confirmed_writer(&self) -> Option<&Arc<ServerState>> {
+        match self.rechecking.load(Ordering::Acquire) {
+            0 if !self.is_split_brain() => self.writer(),
+            _ => None,
+        }
+    }
+
+    /// More than one server reports it is a primary.
+    pub fn is_split_brain(&self) -> bool {
+        self.split_brain.load(Ordering::Acquire)
+    }
+
+    /// Fencing: something says the writer may no longer be the primary (a
+    /// write failed with 25006 or 57P0x, or its connection was lost).
+    /// Every monitor checks its server now and applies what it sees at
+    /// once, instead of at its next interval and after `threshold` checks;
+    /// writes wait for the outcome. Rounds are at least `RECHECK_GAP`
+    /// apart. Whether this call started a round.
+    pub fn recheck(&self, why: &str) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let last = self.last_recheck_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < RECHECK_GAP.as_millis() as u64 && last != 0 {
+            return false;
+        }
+        if self
+            .rechecking
+            .compare_exchange(0, self.servers.len(), Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        self.last_recheck_ms.store(now.max(1), Ordering::Relaxed);
+        // A write waiting through an outage asks every RECHECK_GAP: only
+        // what set it off is worth a warning.
+        match why {
+            WAITING_WRITE => tracing::debug!(reason = why, "re-checking every server"),
+            _ => tracing::warn!(reason = why, "re-checking every server now: writes wait for a confirmed primary"),
+        }
+        for server in &self.servers {
+            server.urgent.notify_one();
+        }
+        true
+    }
+
+    /// A monitor's urgent check is judged; the last one ends the round.
+    fn rechecked(&self) {
+        let left = self.rechecking.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if left == Ok(1) {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits up to `wait` for a confirmed writer, asking for re-checks
+    /// meanwhile (a promotion is seen by the next one): `None` if there is
+    /// still none then.
+    pub async fn wait_for_writer(&self, wait: Duration) -> Option<&Arc<ServerState>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(writer) = self.confirmed_writer() {
+                return Some(writer);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            self.recheck(WAITING_WRITE);
+            let _ = tokio::time::timeout((deadline - now).min(RECHECK_GAP), changed).await;
+        }
     }
 
     /// Chooses the writer after a server changed state: the current one
@@ -236,10 +331,17 @@ impl Topology {
                 .unwrap_or(NO_WRITER)
         };
         let primaries = self.servers.iter().filter(|s| is_primary(s)).count();
-        if primaries > 1 {
-            tracing::warn!(primaries, writer = %self.servers[next].addr,
-                "more than one server reports it is a primary (not in recovery); writes stay on the current one");
+        let split = primaries > 1;
+        if self.split_brain.swap(split, Ordering::AcqRel) != split {
+            match split {
+                true => tracing::error!(primaries,
+                    "split brain: more than one server reports it is a primary (not in recovery); writes go to none of them until one is demoted or stopped"),
+                false => tracing::warn!("split brain over: one server reports it is a primary"),
+            }
         }
+        // The writer stays recorded (reads may use it), but no write goes
+        // to it while another server reports it is a primary too
+        // (`confirmed_writer`).
         if next == current {
             return;
         }
@@ -321,9 +423,35 @@ mod tests {
         set(&t, 2, true, false);
         assert_eq!(t.writer().map(|s| s.index), Some(2));
         assert!(!t.servers[2].serves_reads());
-        // The old primary coming back as a primary does not take writes back.
+        // The old primary coming back as a primary: two primaries, a split
+        // brain, and writes go to neither until one is gone.
         set(&t, 0, true, false);
-        assert_eq!(t.writer().map(|s| s.index), Some(2));
+        assert!(t.confirmed_writer().is_none());
+        assert!(t.is_split_brain());
+        set(&t, 0, false, false);
+        assert_eq!(t.confirmed_writer().map(|s| s.index), Some(2));
+        assert!(!t.is_split_brain());
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_a_recheck_round_and_a_confirmed_writer() {
+        let t = topology(1);
+        assert!(t.recheck("test"));
+        assert!(!t.recheck("test: one round at a time"));
+        assert!(t.confirmed_writer().is_none(), "a re-check is under way");
+        let waiting = {
+            let t = t.clone();
+            tokio::spawn(async move { t.wait_for_writer(Duration::from_secs(5)).await.map(|w| w.index) })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The monitors' urgent checks: the replica was promoted, the old
+        // primary is down.
+        set(&t, 0, false, false);
+        set(&t, 1, true, false);
+        t.rechecked();
+        t.rechecked();
+        assert_eq!(waiting.await.unwrap(), Some(1));
+        assert!(t.wait_for_writer(Duration::ZERO).await.is_some());
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! The health monitor: one task per server, with its own connection
-//! (tokio-postgres through bb8-postgres, apart from the client pools so a
-//! full pool never delays a check). Every `health.interval` it checks the
-//! server; a server changes state only after `health.threshold` checks in a
+//! The health monitor: one task per server, with its own tokio-postgres
+//! connection (apart from the client pools so a full pool never delays a
+//! check; held directly, not in a bb8 pool, whose `get` reports a refused
+//! connection only as a timeout once `health.timeout` has passed; TLS as
+//! `server_tls_sslmode` says, through tokio-postgres-rustls with pgsplit's
+//! rustls configuration). Every `health.interval` it checks the server; a
+//! server goes down or comes back after `health.threshold` checks in a
 //! row agree. Between checks, a read waiting for a replica to catch up (or
 //! for a sample of the primary's position) asks for an extra position check.
 
@@ -9,12 +12,13 @@ use super::lsn::{self, Lsn};
 use super::{ServerState, Topology};
 use crate::config::Config;
 use crate::role::Role;
-use bb8_postgres::PostgresConnectionManager;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// One round trip: the role, the position (replayed on a standby, the
 /// insert position on a primary, which is past every commit acknowledged),
@@ -43,12 +47,16 @@ impl Drop for Monitors {
     }
 }
 
-pub fn spawn_monitors(topology: Arc<Topology>, config: &Config) -> Monitors {
+pub fn spawn_monitors(
+    topology: Arc<Topology>,
+    config: &Config,
+    tls: Option<&crate::tls::ServerTls>,
+) -> Monitors {
     let handles = topology
         .servers
         .iter()
         .map(|server| {
-            let monitor = Monitor::new(topology.clone(), server.clone(), config);
+            let monitor = Monitor::new(topology.clone(), server.clone(), config, tls);
             tokio::spawn(monitor.run())
         })
         .collect();
@@ -81,11 +89,21 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts `seen`; returns true when the state changes to it.
+    /// Counts `seen`; returns true when the state changes to it. A server
+    /// that answers and reports the other role has that role at once: a
+    /// single answer of `pg_is_in_recovery()` is proof (writes must not go
+    /// to a demoted primary for `threshold` more checks), while going down
+    /// or coming back takes `threshold` agreeing checks, as one failed
+    /// check may be a blip.
     fn observe(&mut self, seen: Observed, threshold: u32) -> bool {
         if seen == self.state {
             self.streak = 0;
             return false;
+        }
+        if seen != Observed::Down && self.state != Observed::Down {
+            self.state = seen;
+            self.streak = 0;
+            return true;
         }
         if seen == self.candidate {
             self.streak += 1;
@@ -102,10 +120,24 @@ impl Tally {
     }
 }
 
+/// What woke a monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Its interval: a check that counts toward `threshold`.
+    Scheduled,
+    /// A read waits for a replica's position: recorded, not judged.
+    Poll,
+    /// A re-check (`Topology::recheck`): judged at once.
+    Urgent,
+}
+
 struct Monitor {
     topology: Arc<Topology>,
     server: Arc<ServerState>,
-    pool: bb8::Pool<PostgresConnectionManager<NoTls>>,
+    login: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    /// The monitor's connection, opened again after it fails.
+    conn: Option<Client>,
     interval: Duration,
     timeout: Duration,
     threshold: u32,
@@ -113,7 +145,12 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn new(topology: Arc<Topology>, server: Arc<ServerState>, config: &Config) -> Monitor {
+    fn new(
+        topology: Arc<Topology>,
+        server: Arc<ServerState>,
+        config: &Config,
+        tls: Option<&crate::tls::ServerTls>,
+    ) -> Monitor {
         let (user, password, database) = config.health_login();
         let (host, port) = server
             .addr
@@ -130,13 +167,14 @@ impl Monitor {
         if let Some(password) = &password {
             pg.password(password);
         }
-        let pool = bb8::Pool::builder()
-            .max_size(1)
-            .min_idle(None)
-            .test_on_check_out(false)
-            .retry_connection(false)
-            .connection_timeout(config.health.timeout())
-            .build_unchecked(PostgresConnectionManager::new(pg, NoTls));
+        // Certificates are checked (or not) by the rustls configuration;
+        // tokio-postgres only needs to know whether TLS is optional.
+        let (ssl_mode, rustls) = match tls {
+            Some(tls) if tls.mode.requires_tls() => (SslMode::Require, tls.client_config()),
+            Some(tls) => (SslMode::Prefer, tls.client_config()),
+            None => (SslMode::Disable, crate::tls::ServerTls::unused_client_config()),
+        };
+        pg.ssl_mode(ssl_mode);
         let state = match server.configured {
             Role::Primary => Observed::Primary,
             Role::Replica => Observed::Standby,
@@ -144,7 +182,9 @@ impl Monitor {
         Monitor {
             topology,
             server,
-            pool,
+            login: pg,
+            tls: MakeRustlsConnect::new(rustls),
+            conn: None,
             interval: config.health.interval(),
             timeout: config.health.timeout(),
             threshold: config.health.threshold,
@@ -160,18 +200,25 @@ impl Monitor {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let scheduled = tokio::select! {
-                _ = tick.tick() => true,
-                _ = self.server.poll.notified() => false,
+            let wake = tokio::select! {
+                _ = tick.tick() => Wake::Scheduled,
+                _ = self.server.poll.notified() => Wake::Poll,
+                _ = self.server.urgent.notified() => Wake::Urgent,
             };
+            let scheduled = wake != Wake::Poll;
             let before = self.server.position();
             let covered = self.topology.tickets.load(Ordering::Acquire);
             let result = self.check().await;
             if let Ok(check) = &result {
                 self.record(check, covered);
             }
-            if scheduled {
-                self.judge(&result);
+            match wake {
+                Wake::Scheduled => self.judge(&result, self.threshold),
+                Wake::Urgent => {
+                    self.judge(&result, 1);
+                    self.topology.rechecked();
+                }
+                Wake::Poll => {}
             }
             self.topology.progressed();
             if !scheduled && self.server.position() == before {
@@ -180,22 +227,42 @@ impl Monitor {
         }
     }
 
-    async fn check(&self) -> Result<Check, CheckError> {
-        let run = async {
-            let conn = self.pool.get().await.map_err(|e| CheckError::of(&e))?;
-            let rows = conn
-                .simple_query(CHECK)
-                .await
-                .map_err(|e| CheckError::of(&e))?;
-            parse(&rows).map_err(CheckError::Server)
-        };
-        match tokio::time::timeout(self.timeout, run).await {
+    async fn check(&mut self) -> Result<Check, CheckError> {
+        let result = match tokio::time::timeout(self.timeout, self.query()).await {
             Ok(result) => result,
             Err(_) => Err(CheckError::Server(format!(
                 "no answer within {:?}",
                 self.timeout
             ))),
+        };
+        if result.is_err() {
+            // Whatever state the connection is in, the next check starts
+            // on a new one.
+            self.conn = None;
         }
+        result
+    }
+
+    async fn query(&mut self) -> Result<Check, CheckError> {
+        let conn = match self.conn.take().filter(|c| !c.is_closed()) {
+            Some(conn) => self.conn.insert(conn),
+            None => {
+                let (client, connection) = self
+                    .login
+                    .connect(self.tls.clone())
+                    .await
+                    .map_err(|e| CheckError::of(&e))?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                self.conn.insert(client)
+            }
+        };
+        let rows = conn
+            .simple_query(CHECK)
+            .await
+            .map_err(|e| CheckError::of(&e))?;
+        parse(&rows).map_err(CheckError::Server)
     }
 
     fn record(&self, check: &Check, covered: u64) {
@@ -209,10 +276,10 @@ impl Monitor {
         }
     }
 
-    /// Feeds a scheduled check to the tally; applies a change of state.
-    /// A check pgsplit could not make for want of file descriptors says
-    /// nothing of the server: it is not counted.
-    fn judge(&mut self, result: &Result<Check, CheckError>) {
+    /// Feeds a check to the tally; applies a change of state. A check
+    /// pgsplit could not make for want of file descriptors says nothing of
+    /// the server: it is not counted.
+    fn judge(&mut self, result: &Result<Check, CheckError>, threshold: u32) {
         if let Err(error @ CheckError::OutOfFiles(_)) = result {
             tracing::debug!(server = %self.server.addr, %error, "health check not made: not counted");
             return;
@@ -226,7 +293,7 @@ impl Monitor {
             self.server.check_failures.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(server = %self.server.addr, %error, "health check failed");
         }
-        if !self.tally.observe(seen, self.threshold) {
+        if !self.tally.observe(seen, threshold) {
             return;
         }
         let server = &self.server;
@@ -238,7 +305,7 @@ impl Monitor {
         }
         match (seen, result) {
             (Observed::Down, Err(error)) => tracing::warn!(server = %server.addr, %error,
-                checks = self.threshold, "server is down: no new statements go to it"),
+                checks = threshold, "server is down: no new statements go to it"),
             (Observed::Standby, _) => tracing::info!(server = %server.addr,
                 position = %lsn::format(server.position()), "server is up as a replica: it serves reads"),
             _ => {
@@ -312,5 +379,22 @@ mod tests {
         // A mixed streak (down, then promoted) counts per observation.
         assert!(!tally.observe(Observed::Primary, 2));
         assert!(tally.observe(Observed::Primary, 2));
+    }
+
+    #[test]
+    fn a_server_that_answers_with_the_other_role_has_it_at_once() {
+        let mut tally = Tally {
+            state: Observed::Primary,
+            candidate: Observed::Primary,
+            streak: 0,
+        };
+        // Demoted: one answer is proof.
+        assert!(tally.observe(Observed::Standby, 3));
+        assert_eq!(tally.state, Observed::Standby);
+        // Promoted: likewise.
+        assert!(tally.observe(Observed::Primary, 3));
+        // Going down still takes the threshold.
+        assert!(!tally.observe(Observed::Down, 3));
+        assert_eq!(tally.state, Observed::Primary);
     }
 }

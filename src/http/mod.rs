@@ -74,6 +74,8 @@ pub struct Health {
     pub primary: Option<String>,
     /// Replicas that serve reads now.
     pub replicas_serving: usize,
+    /// More than one server reports it is a primary: writes go to none.
+    pub split_brain: bool,
 }
 
 impl Health {
@@ -84,7 +86,7 @@ impl Health {
             .find(|s| s.up && s.primary)
             .map(|s| s.server.clone());
         let replicas_serving = sample.servers.iter().filter(|s| s.serves_reads).count();
-        let writes = primary.is_some();
+        let writes = primary.is_some() && !sample.split_brain;
         let reads = writes || replicas_serving > 0;
         Health {
             status: if reads { "ok" } else { "unavailable" },
@@ -92,6 +94,7 @@ impl Health {
             reads,
             primary,
             replicas_serving,
+            split_brain: sample.split_brain,
         }
     }
 }

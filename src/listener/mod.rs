@@ -27,7 +27,16 @@ pub async fn run_reloadable(
     shutdown: impl Future<Output = ()>,
     reloader: Option<Reloader>,
 ) {
-    let app = App::new(config);
+    // Checked by the binary before it listens; a library caller whose
+    // files are bad gets no proxy rather than one without its TLS.
+    let tls = match crate::tls::Tls::load(&config) {
+        Ok(tls) => tls,
+        Err(error) => {
+            tracing::error!(%error, "cannot start: the TLS files could not be used");
+            return;
+        }
+    };
+    let app = App::new(config, tls);
     if let Some(reloader) = reloader {
         app.set_reloader(reloader);
         tokio::spawn(reload_on_sighup(Arc::downgrade(&app)));

@@ -30,11 +30,66 @@ use std::time::Instant;
 /// database, user.
 pub const POOL_LABELS: [&str; 4] = ["server", "role", "database", "user"];
 
+/// The `mechanism` label of `pgsplit_client_auth_total`.
+pub const AUTH_MECHANISMS: [&str; 3] = ["md5", "scram-sha-256", "scram-sha-256-plus"];
+/// Its `result` label: logged in; a wrong password; a user neither
+/// configured nor found by auth_query; a user whose secret cannot check
+/// this method (an md5 hash for SCRAM); a malformed exchange; auth_query
+/// failed. All but `ok` are refused with the same `28P01` (but the last
+/// two, with what went wrong).
+pub const AUTH_RESULTS: [&str; 6] = [
+    "ok",
+    "wrong_password",
+    "unknown_user",
+    "unusable_secret",
+    "protocol_violation",
+    "lookup_failed",
+];
+/// The `result` label of `pgsplit_auth_query_total`.
+pub const AUTH_QUERY_RESULTS: [&str; 4] = ["cached", "found", "not_found", "failed"];
+
+/// The `credential` label of `pgsplit_server_logins_total`: nothing (the
+/// server trusts the user), a password, an md5 hash, or a client's SCRAM
+/// keys (pass-through).
+pub const LOGIN_CREDENTIALS: [&str; 4] = ["none", "password", "md5_hash", "scram_keys"];
+
 /// Waits for a pool connection: most are immediate (0), the rest up to
 /// `pool_timeout`.
 const WAIT_BUCKETS: [f64; 12] = [
     0.0, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
 ];
+
+/// What became of a CancelRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Local,
+    Forwarded,
+    FromPeer,
+    /// A peer's forward of a key that is not this instance's (with
+    /// `peers_dns` every instance gets each forward; one of them has it).
+    PeerMiss,
+    Unknown,
+}
+
+impl CancelOutcome {
+    const ALL: [CancelOutcome; 5] = [
+        CancelOutcome::Local,
+        CancelOutcome::Forwarded,
+        CancelOutcome::FromPeer,
+        CancelOutcome::PeerMiss,
+        CancelOutcome::Unknown,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CancelOutcome::Local => "local",
+            CancelOutcome::Forwarded => "forwarded",
+            CancelOutcome::FromPeer => "from_peer",
+            CancelOutcome::PeerMiss => "peer_miss",
+            CancelOutcome::Unknown => "unknown",
+        }
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -47,7 +102,14 @@ pub struct Metrics {
     pins: IntCounterVec,
     refusals: IntCounterVec,
     timeouts: IntCounterVec,
+    cancels: IntCounterVec,
+    primary_rechecks: IntCounter,
     reloads: IntCounterVec,
+    client_auth: IntCounterVec,
+    auth_query: IntCounterVec,
+    server_logins: IntCounterVec,
+    /// TLS negotiations with clients and servers, by outcome.
+    tls: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
     uptime: IntGauge,
@@ -93,11 +155,46 @@ impl Metrics {
                 "Waits pgsplit ended because a timeout ran out, by its config key",
                 &["timeout"],
             ),
+            primary_rechecks: counter(
+                &registry,
+                "pgsplit_primary_rechecks_total",
+                "Times a write's error (25006, 57P01-57P03) or lost connection on the primary made pgsplit re-check every server at once (writes wait for a confirmed primary meanwhile)",
+            ),
+            cancels: counter_vec(
+                &registry,
+                "pgsplit_cancel_requests_total",
+                "CancelRequests by outcome: local (a statement of this instance's), forwarded (to a peer instance), from_peer (a peer's forward, for this instance), peer_miss (a peer's forward of a key not this instance's), unknown (a client's key no instance here knows: nothing cancelled)",
+                &["outcome"],
+            ),
             reloads: counter_vec(
                 &registry,
                 "pgsplit_reloads_total",
                 "Configuration reloads, by result",
                 &["result"],
+            ),
+            client_auth: counter_vec(
+                &registry,
+                "pgsplit_client_auth_total",
+                "Client password checks (md5, SCRAM), by mechanism and result",
+                &["mechanism", "result"],
+            ),
+            auth_query: counter_vec(
+                &registry,
+                "pgsplit_auth_query_total",
+                "auth_query lookups of users not in [[users]], by result",
+                &["result"],
+            ),
+            server_logins: counter_vec(
+                &registry,
+                "pgsplit_server_logins_total",
+                "Server connections opened, by what pgsplit logged in with and result",
+                &["credential", "result"],
+            ),
+            tls: counter_vec(
+                &registry,
+                "pgsplit_tls_negotiations_total",
+                "TLS negotiations with clients and servers (side), by outcome: encrypted, handshake_failed, no_alpn (direct TLS without ALPN postgresql), plain_refused (a plain client under client_tls_sslmode require), tls_refused (a server without TLS under server_tls_sslmode require), plain_fallback (prefer, to a server without TLS)",
+                &["side", "outcome"],
             ),
             checkout_wait: histogram_vec(
                 &registry,
@@ -136,6 +233,22 @@ impl Metrics {
         }
         for timeout in Timeout::ALL {
             metrics.timeouts.with_label_values(&[timeout.as_str()]);
+        }
+        for mechanism in AUTH_MECHANISMS {
+            for result in AUTH_RESULTS {
+                metrics.client_auth.with_label_values(&[mechanism, result]);
+            }
+        }
+        for result in AUTH_QUERY_RESULTS {
+            metrics.auth_query.with_label_values(&[result]);
+        }
+        for credential in LOGIN_CREDENTIALS {
+            for result in ["ok", "failed"] {
+                metrics.server_logins.with_label_values(&[credential, result]);
+            }
+        }
+        for outcome in CancelOutcome::ALL {
+            metrics.cancels.with_label_values(&[outcome.as_str()]);
         }
         metrics
     }
@@ -186,6 +299,37 @@ impl Metrics {
         self.timeouts.with_label_values(&[timeout.as_str()]).inc();
     }
 
+    /// A client's password check ended: `mechanism` one of
+    /// [`AUTH_MECHANISMS`], `result` one of [`AUTH_RESULTS`].
+    pub fn client_auth(&self, mechanism: &str, result: &str) {
+        self.client_auth.with_label_values(&[mechanism, result]).inc();
+    }
+
+    /// An auth_query lookup: one of [`AUTH_QUERY_RESULTS`].
+    pub fn auth_query(&self, result: &str) {
+        self.auth_query.with_label_values(&[result]).inc();
+    }
+
+    pub fn primary_recheck(&self) {
+        self.primary_rechecks.inc();
+    }
+
+    pub fn cancel_request(&self, outcome: CancelOutcome) {
+        self.cancels.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Makes the `pgsplit_tls_negotiations_total` series of these (side,
+    /// outcome) pairs exist (at 0) before any negotiation.
+    pub fn declare_tls_outcomes(&self, pairs: &[(&str, &str)]) {
+        for (side, outcome) in pairs {
+            self.tls.with_label_values(&[side, outcome]);
+        }
+    }
+
+    pub fn tls_negotiated(&self, side: &str, outcome: &str) {
+        self.tls.with_label_values(&[side, outcome]).inc();
+    }
+
     pub fn reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.with_label_values(&[result]).inc();
@@ -199,6 +343,8 @@ impl Metrics {
             timeouts: self.checkout_timeouts.with_label_values(labels),
             limited: [Refusal::MaxDbConnections, Refusal::MaxUserConnections]
                 .map(|r| self.refusals.with_label_values(&[r.as_str()])),
+            logins: self.server_logins.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -277,6 +423,18 @@ pub struct PoolHandles {
     /// Clients that gave up at `max_db_connections` and at
     /// `max_user_connections` (`pgsplit_refusals_total`).
     pub limited: [IntCounter; 2],
+    /// `pgsplit_tls_negotiations_total`, counted as connections open.
+    pub tls: IntCounterVec,
+    /// `pgsplit_server_logins_total`, labelled at each login (rare).
+    pub logins: IntCounterVec,
+}
+
+impl PoolHandles {
+    /// A server login ended; `credential` one of [`LOGIN_CREDENTIALS`].
+    pub fn login(&self, credential: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.logins.with_label_values(&[credential, result]).inc();
+    }
 }
 
 // The names and help texts are constants: registering them cannot fail
@@ -366,6 +524,32 @@ mod tests {
         let text = m.render(&Sample::default());
         assert!(text.contains("pgsplit_refusals_total{reason=\"max_client_conn\"} 1"));
         assert!(text.contains("pgsplit_timeouts_total{timeout=\"query_timeout\"} 1"));
+    }
+
+    #[test]
+    fn authentication_series_exist_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render(&Sample::default());
+        for mechanism in AUTH_MECHANISMS {
+            for result in AUTH_RESULTS {
+                let series = format!(
+                    "pgsplit_client_auth_total{{mechanism=\"{mechanism}\",result=\"{result}\"}} 0"
+                );
+                assert!(text.contains(&series), "{series}");
+            }
+        }
+        for result in AUTH_QUERY_RESULTS {
+            assert!(text.contains(&format!("pgsplit_auth_query_total{{result=\"{result}\"}} 0")));
+        }
+        for credential in LOGIN_CREDENTIALS {
+            let series = format!(
+                "pgsplit_server_logins_total{{credential=\"{credential}\",result=\"failed\"}} 0"
+            );
+            assert!(text.contains(&series), "{series}");
+        }
+        m.client_auth("md5", "unknown_user");
+        let text = m.render(&Sample::default());
+        assert!(text.contains("pgsplit_client_auth_total{mechanism=\"md5\",result=\"unknown_user\"} 1"));
     }
 
     #[test]

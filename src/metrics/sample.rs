@@ -17,6 +17,8 @@ pub struct Sample {
     pub consistency_waits: [u64; 2],
     /// PAUSE is in force: no new server connections are handed out.
     pub paused: bool,
+    /// More than one server reports it is a primary: writes go to none.
+    pub split_brain: bool,
 }
 
 /// One pool (server, database, user). The first four fields after the

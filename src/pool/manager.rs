@@ -3,6 +3,7 @@
 use super::limits::{Permits, PoolLimits};
 use super::ServerPool;
 use crate::protocol::tag;
+use crate::metrics::PoolHandles;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -21,6 +22,9 @@ pub struct ServerManager {
     /// Its pool, which a connection waiting at a limit does not close
     /// idle connections of.
     pub pool: Weak<ServerPool>,
+    /// Counts each login by what it logged in with, and its TLS
+    /// negotiation (`pgsplit_tls_negotiations_total`, the server side).
+    pub metrics: PoolHandles,
 }
 
 /// What a pool and its manager share about opening connections.
@@ -51,7 +55,17 @@ impl bb8::ManageConnection for ServerManager {
             .acquire(self.pool.as_ptr() as usize)
             .await
             .ok_or(ServerError::Closed)?;
-        let conn = ServerConnection::connect(&self.target).await?;
+        let credential = self.target.credential.get();
+        let result = ServerConnection::connect(&self.target).await;
+        if let Some(outcome) =
+            crate::server::encryption::outcome(self.target.tls.as_deref(), &result)
+        {
+            let labels = ["server", outcome.label()];
+            self.metrics.tls.with_label_values(&labels).inc();
+        }
+        let kind = credential.as_deref().map_or("none", |c| c.label());
+        self.metrics.login(kind, result.is_ok());
+        let conn = result?;
         let _ = self.params.set(conn.params.clone());
         // Loads first: every checkout of a new connection passes here, and
         // a store would make the line bounce between threads.
@@ -99,7 +113,7 @@ impl PooledServer {
     /// Closes it when it goes back to its pool, saying Terminate first
     /// (it is idle and clean).
     pub fn retire(&mut self) {
-        let _ = self.0.stream.try_write(&TERMINATE);
+        self.0.stream.send_without_waiting(&TERMINATE);
         self.0.broken = true;
     }
 }
@@ -125,7 +139,7 @@ impl Drop for PooledServer {
         if self.0.is_clean() {
             // Five bytes fit in any idle socket's send buffer; a socket
             // that is already gone fails here, and is closed all the same.
-            let _ = self.0.stream.try_write(&TERMINATE);
+            self.0.stream.send_without_waiting(&TERMINATE);
         }
     }
 }

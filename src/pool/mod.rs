@@ -13,21 +13,26 @@ pub use closing::Closed;
 pub use recall::RecallTicket;
 pub use server_pool::{Checkout, ServerPool};
 
-use crate::health::{lsn, Need, Topology};
+use crate::health::lsn::{self, Lsn};
+use crate::health::{Need, Topology};
 use replicas::Pick;
 use std::time::Instant;
 
-use crate::config::{Config, ReplicaSelection};
+use crate::config::{Config, Consistency, ReplicaSelection};
 use crate::metrics::Metrics;
 use crate::protocol::error::sqlstate;
 use crate::role::Role;
 use crate::router::decision::Detour;
-use crate::server::{LoginTarget, ServerConnection, ServerError};
+use crate::server::{Keyring, LoginTarget, ServerConnection, ServerError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a write waits before it tries a writer that refused a
+/// connection again, when a re-check ran a moment ago.
+const RETRY_GAP: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -55,6 +60,8 @@ pub enum PoolError {
     },
     #[error("no primary is available (the primary is down and no replica has been promoted)")]
     NoPrimary,
+    #[error("more than one server reports it is a primary (split brain): writes go to none of them until one is demoted or stopped")]
+    SplitBrain,
     #[error("pool is closed")]
     Closed,
 }
@@ -68,6 +75,8 @@ pub struct ClusterPools {
     ban_time: Duration,
     /// How long a replica's login may take (`first_login_settled`).
     connect_timeout: Duration,
+    /// How long a write waits for a confirmed primary (`failover_wait`).
+    failover_wait: Duration,
     /// Turn counter for round robin and least-busy ties.
     next: AtomicUsize,
     /// Since when no client has held these pools, as the retirement
@@ -143,12 +152,28 @@ impl ClusterPools {
     /// the primary. Replicas that refuse connections are banned for a while.
     /// A checkout on the primary says why in `detour`.
     pub async fn checkout_read(&self, need: &mut Need) -> Result<Checkout, PoolError> {
+        self.checkout_read_after(need, 0).await
+    }
+
+    /// A read that must also see WAL position `floor` (a consistency
+    /// token: `pgsplit.min_lsn`), whatever the consistency mode.
+    pub async fn checkout_read_after(&self, need: &mut Need, floor: Lsn) -> Result<Checkout, PoolError> {
+        // Cluster consistency: what the read must see is set when it
+        // arrives, not by the client's own writes.
+        let mut arrived;
+        let need = match self.topology.consistency {
+            Consistency::Cluster => {
+                arrived = self.topology.read_arrived();
+                &mut arrived
+            }
+            _ => need,
+        };
         let mut deadline = None;
         let mut waited_for_login = false;
         // Each turn returns, bans a replica, or waits for news until the
         // deadline, so this ends.
         let detour = loop {
-            let required = self.topology.required(need);
+            let required = self.topology.required(need).map(|lsn| lsn.max(floor));
             match self.pick_replica(required) {
                 Pick::Replica(pool) => match pool.checkout().await {
                     Ok(conn) => {
@@ -244,7 +269,7 @@ impl ClusterPools {
     /// the latest writes (availability over freshness: nothing fresher
     /// exists until the primary is back or a replica is promoted).
     async fn read_from_primary(&self) -> Result<Checkout, PoolError> {
-        match self.checkout_primary().await {
+        match self.checkout_primary_for_read().await {
             Err(e @ (PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. })) => {
                 let Pick::Replica(pool) = self.pick_replica(Some(0)) else {
                     return Err(e);
@@ -259,8 +284,11 @@ impl ClusterPools {
         }
     }
 
-    /// A connection to the server that takes writes now.
-    pub async fn checkout_primary(&self) -> Result<Checkout, PoolError> {
+    /// A connection to the writer for something that does not write (a
+    /// read, a login's greeting): while a re-check is under way or two
+    /// servers claim to be primary, the one that last took writes has the
+    /// data as well as any, and nothing waits for the outcome.
+    pub async fn checkout_primary_for_read(&self) -> Result<Checkout, PoolError> {
         let writer = self.topology.writer().ok_or(PoolError::NoPrimary)?;
         match self.servers[writer.index].checkout().await {
             Err(PoolError::Server { pool, source })
@@ -272,17 +300,67 @@ impl ClusterPools {
         }
     }
 
+    /// A connection to the server that takes writes now.
+    /// While no server is confirmed as the primary (none is up, a
+    /// re-check is under way, or a split brain), a write waits up to
+    /// `failover_wait` for one, and is never sent to a server that reports
+    /// it is in recovery.
+    pub async fn checkout_primary(&self) -> Result<Checkout, PoolError> {
+        self.checkout_writer(self.failover_wait).await
+    }
+
+    /// The primary, waiting at most `wait` for one to be confirmed. A
+    /// writer that refuses connections is re-checked (it may be gone for
+    /// good) rather than failing every write until its monitor agrees.
+    async fn checkout_writer(&self, wait: Duration) -> Result<Checkout, PoolError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let writer = match self.topology.confirmed_writer() {
+                Some(writer) => writer,
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.topology.wait_for_writer(left).await {
+                        Some(writer) => writer,
+                        None if self.topology.is_split_brain() => return Err(PoolError::SplitBrain),
+                        None => return Err(PoolError::NoPrimary),
+                    }
+                }
+            };
+            match self.servers[writer.index].checkout().await {
+                // pgsplit's own want of file descriptors says nothing of
+                // the primary: no re-check, the client is told (53300).
+                Err(PoolError::Server { pool, source })
+                    if !is_login_refusal(&source) && !source.is_pgsplits_own() =>
+                {
+                    if Instant::now() >= deadline {
+                        return Err(PoolError::PrimaryUnavailable { pool, source });
+                    }
+                    if !self.topology.recheck("cannot connect to the primary") {
+                        tokio::time::sleep(RETRY_GAP.min(deadline - Instant::now())).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Whether a connection kept from `pool` may run the client's next
     /// request on a server of `role`, as a checkout would choose it now:
     /// the writer; or a replica that serves reads, is not banned and has
     /// replayed what `need` asks for.
-    pub fn fits(&self, pool: &ServerPool, role: Role, need: &mut Need) -> bool {
+    pub fn fits(&self, pool: &ServerPool, role: Role, need: &mut Need, floor: Lsn) -> bool {
         match role {
             Role::Primary => self
                 .topology
-                .writer()
+                .confirmed_writer()
                 .is_some_and(|w| Arc::ptr_eq(w, &pool.server)),
-            Role::Replica => pool.takes_reads() && pool.has_replayed(self.topology.required(need)),
+            // Cluster consistency: a read's need is known only from a
+            // position sample taken after it arrived; a checkout waits for it.
+            Role::Replica if self.topology.consistency == Consistency::Cluster => false,
+            Role::Replica => {
+                pool.takes_reads()
+                    && pool.has_replayed(self.topology.required(need).map(|lsn| lsn.max(floor)))
+            }
         }
     }
 
@@ -347,6 +425,10 @@ pub struct Pools {
     config: Arc<Config>,
     topology: Arc<Topology>,
     metrics: Arc<Metrics>,
+    /// Each user's credential for server logins (the process's one).
+    keyring: Arc<Keyring>,
+    /// TLS to the servers, as this generation loaded it.
+    server_tls: Option<Arc<crate::tls::ServerTls>>,
     clusters: RwLock<HashMap<(String, String), Arc<ClusterPools>>>,
     /// `max_db_connections` and `max_user_connections`; kept across a
     /// reload that does not change them, with the connections they count.
@@ -359,7 +441,13 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn new(config: Arc<Config>, topology: Arc<Topology>, metrics: Arc<Metrics>) -> Pools {
+    pub fn new(
+        config: Arc<Config>,
+        topology: Arc<Topology>,
+        metrics: Arc<Metrics>,
+        keyring: Arc<Keyring>,
+        server_tls: Option<Arc<crate::tls::ServerTls>>,
+    ) -> Pools {
         let limits = limits::ConnectionLimits::new(
             config.max_db_connections,
             config.max_user_connections,
@@ -368,6 +456,8 @@ impl Pools {
             config,
             topology,
             metrics,
+            keyring,
+            server_tls,
             clusters: RwLock::new(HashMap::new()),
             limits: RwLock::new(Arc::new(limits)),
             retired_bans: Mutex::new(HashMap::new()),
@@ -403,8 +493,12 @@ impl Pools {
     /// Opens `pool_size` connections, on the primary and the replicas,
     /// for every configured user and database, so the first clients find
     /// them ready. Once per server pool: after a reload, only the new ones.
+    /// Users whose servers cannot be logged in to yet (a SCRAM verifier in
+    /// `[[users]]`, before a client of theirs proved its keys) are warmed
+    /// up by their first client's login instead.
     pub fn warm_up(&self) {
-        for user in &self.config.users {
+        let ready = self.config.users.iter().filter(|u| self.keyring.can_log_in(&u.name));
+        for user in ready {
             for database in &self.config.databases {
                 self.get(database, &user.name)
                     .all()
@@ -492,8 +586,9 @@ impl Pools {
                     addr: server.addr.clone(),
                     user: user.to_string(),
                     database: database.to_string(),
-                    password: config.user(user).map(|u| u.password.clone()),
+                    credential: self.keyring.slot(user),
                     connect_timeout: settings.connect_timeout(),
+                    tls: self.server_tls.clone(),
                 };
                 let same = previous
                     .and_then(|p| p.servers.get(server.index))
@@ -517,6 +612,7 @@ impl Pools {
             selection: config.replica_selection,
             ban_time: config.replica_ban_time(),
             connect_timeout: config.pool.replica.connect_timeout(),
+            failover_wait: config.failover_wait(),
             next: AtomicUsize::new(0),
             unused_since: Mutex::new(None),
             defaults: std::sync::OnceLock::new(),

@@ -108,6 +108,7 @@ impl ServerPool {
                 target: target.clone(),
                 params: Arc::new(OnceLock::new()),
                 opens: opens.clone(),
+                metrics: metrics.clone(),
                 limits: limits.clone(),
                 pool: me.clone(),
             };
@@ -723,7 +724,8 @@ mod tests {
             replicas: vec!["r:1".into()],
             ..Config::default()
         });
-        let pools = Pools::new(config.clone(), Topology::new(&config), Default::default());
+        let topology = Topology::new(&config);
+        let pools = Pools::new(config.clone(), topology, Default::default(), Default::default(), None);
         pools.get("d", "u").servers[1].clone()
     }
 

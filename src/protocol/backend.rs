@@ -19,16 +19,18 @@ pub fn authentication_md5(salt: [u8; 4], out: &mut BytesMut) {
     let _ = Authentication::MD5Password(salt.to_vec()).encode(out);
 }
 
-pub fn authentication_sasl(out: &mut BytesMut) {
-    let _ = Authentication::SASL(vec!["SCRAM-SHA-256".to_string()]).encode(out);
+/// AuthenticationSASL offering `mechanisms`, in the order given.
+pub fn authentication_sasl(mechanisms: &[&str], out: &mut BytesMut) {
+    let names = mechanisms.iter().map(|m| m.to_string()).collect();
+    let _ = Authentication::SASL(names).encode(out);
 }
 
-pub fn sasl_continue(data: &str, out: &mut BytesMut) {
-    let _ = Authentication::SASLContinue(Bytes::copy_from_slice(data.as_bytes())).encode(out);
+pub fn sasl_continue(data: &[u8], out: &mut BytesMut) {
+    let _ = Authentication::SASLContinue(Bytes::copy_from_slice(data)).encode(out);
 }
 
-pub fn sasl_final(data: &str, out: &mut BytesMut) {
-    let _ = Authentication::SASLFinal(Bytes::copy_from_slice(data.as_bytes())).encode(out);
+pub fn sasl_final(data: &[u8], out: &mut BytesMut) {
+    let _ = Authentication::SASLFinal(Bytes::copy_from_slice(data)).encode(out);
 }
 
 pub fn parameter_status(name: &str, value: &str, out: &mut BytesMut) {
@@ -114,6 +116,16 @@ mod tests {
         let mut out = BytesMut::new();
         authentication_ok(&mut out);
         assert_eq!(&out[..], b"R\0\0\0\x08\0\0\0\0");
+    }
+
+    #[test]
+    fn sasl_offers_mechanisms_in_order() {
+        let mut out = BytesMut::new();
+        authentication_sasl(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"], &mut out);
+        assert_eq!(
+            &out[..],
+            b"R\0\0\0\x2a\0\0\0\x0aSCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"
+        );
     }
 
     #[test]

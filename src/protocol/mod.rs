@@ -7,6 +7,9 @@ pub mod backend;
 pub mod error;
 pub mod extended;
 pub mod frame;
+pub mod login;
+pub mod password;
+pub mod scram;
 pub mod startup;
 
 pub use error::{PgError, ProtocolError};

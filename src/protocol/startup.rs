@@ -9,6 +9,10 @@ use super::ProtocolError;
 const SSL_REQUEST: u32 = 80877103;
 const GSSENC_REQUEST: u32 = 80877104;
 const CANCEL_REQUEST: u32 = 80877102;
+/// A CancelRequest one pgsplit instance forwards to another (`fleet`):
+/// the same body under a code of pgsplit's own (1234.5699), so that the
+/// peer cancels only its own statements and never forwards it again.
+pub const FORWARDED_CANCEL: u32 = (1234 << 16) | 5699;
 /// Startup packets are small; anything larger is an attack or a mistake.
 /// PostgreSQL's limit (MAX_STARTUP_PACKET_LENGTH): a client PostgreSQL
 /// accepts is not refused here.
@@ -21,6 +25,8 @@ pub enum StartupPacket {
     Cancel {
         pid: i32,
         secret: i32,
+        /// From a peer instance (`FORWARDED_CANCEL`).
+        forwarded: bool,
     },
     Startup {
         /// Minor protocol version the client asked for (major is always 3).
@@ -50,23 +56,29 @@ pub fn packet_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
 
 /// Parses a whole packet, length field included.
 pub fn parse(packet: &[u8]) -> Result<StartupPacket, ProtocolError> {
-    let code = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-    let body = &packet[8..];
+    // `packet_len` lets no shorter packet through; checked again so that
+    // this never indexes past what it was given.
+    let Some((code, body)) = packet.get(4..).and_then(|p| p.split_first_chunk::<4>()) else {
+        return Err(ProtocolError::BadStartup("bad packet length"));
+    };
+    let code = u32::from_be_bytes(*code);
     match code {
         SSL_REQUEST => Ok(StartupPacket::SslRequest),
         GSSENC_REQUEST => Ok(StartupPacket::GssEncRequest),
-        CANCEL_REQUEST => parse_cancel(body),
+        CANCEL_REQUEST => parse_cancel(body, false),
+        FORWARDED_CANCEL => parse_cancel(body, true),
         _ => parse_startup((code >> 16) as u16, (code & 0xffff) as u16, body),
     }
 }
 
-fn parse_cancel(body: &[u8]) -> Result<StartupPacket, ProtocolError> {
+fn parse_cancel(body: &[u8], forwarded: bool) -> Result<StartupPacket, ProtocolError> {
     if body.len() != 8 {
         return Err(ProtocolError::BadStartup("bad cancel request length"));
     }
     Ok(StartupPacket::Cancel {
         pid: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
         secret: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+        forwarded,
     })
 }
 
@@ -127,7 +139,20 @@ mod tests {
         let p = packet(CANCEL_REQUEST, &[0, 0, 0, 7, 0xff, 0xff, 0xff, 0xfe]);
         assert_eq!(
             parse(&p).unwrap(),
-            StartupPacket::Cancel { pid: 7, secret: -2 }
+            StartupPacket::Cancel {
+                pid: 7,
+                secret: -2,
+                forwarded: false
+            }
+        );
+        let p = packet(FORWARDED_CANCEL, &[0, 0, 0, 7, 0xff, 0xff, 0xff, 0xfe]);
+        assert_eq!(
+            parse(&p).unwrap(),
+            StartupPacket::Cancel {
+                pid: 7,
+                secret: -2,
+                forwarded: true
+            }
         );
         assert!(parse(&packet(CANCEL_REQUEST, &[1, 2])).is_err());
     }
@@ -162,6 +187,13 @@ mod tests {
             parse(&p),
             Err(ProtocolError::UnsupportedVersion { major: 2, minor: 0 })
         );
+    }
+
+    #[test]
+    fn short_packets_are_refused() {
+        for short in [&b""[..], b"\0\0\0\x08", b"\0\0\0\x08\x04\xd2"] {
+            assert_eq!(parse(short), Err(ProtocolError::BadStartup("bad packet length")));
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::Destination;
 const MARKER: &str = "pgsplit:";
 const PRIMARY: &str = "pgsplit:primary";
 const REPLICA: &str = "pgsplit:replica";
+const MIN_LSN: &str = "pgsplit:min_lsn=";
 
 /// The destination a hint forces, if the statement carries one.
 pub(crate) fn find(sql: &str) -> Option<Destination> {
@@ -41,8 +42,39 @@ pub(crate) fn find(sql: &str) -> Option<Destination> {
     found
 }
 
+/// The WAL position a `/* pgsplit:min_lsn=0/16B3748 */` comment asks
+/// this statement's read to see (a consistency token from another
+/// instance or request). The highest if several.
+pub fn min_lsn(sql: &str) -> Option<crate::health::lsn::Lsn> {
+    // Asked of every statement a session routes: a prebuilt SIMD searcher
+    // (str::contains builds its searcher per call, about 100 instructions
+    // for a pgbench select).
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(MIN_LSN));
+    FINDER.find(sql.as_bytes())?;
+    Lexer::new(sql)
+        .filter(|token| token.kind == Kind::BlockComment)
+        .filter_map(|token| {
+            let comment = sql.get(token.start..token.end)?;
+            let (_, rest) = comment.split_once(MIN_LSN)?;
+            let value = rest.split(|c: char| c.is_whitespace() || c == '*').next()?;
+            crate::health::lsn::parse(value)
+        })
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn min_lsn_hints() {
+        use super::min_lsn;
+        assert_eq!(min_lsn("select 1"), None);
+        assert_eq!(min_lsn("/* pgsplit:min_lsn=0/16B3748 */ select 1"), Some(0x16B3748));
+        assert_eq!(min_lsn("select 1 /*pgsplit:min_lsn=1/0*/"), Some(1 << 32));
+        assert_eq!(min_lsn("select '/* pgsplit:min_lsn=1/0 */'"), None);
+        assert_eq!(min_lsn("/* pgsplit:min_lsn=bad */ select 1"), None);
+    }
+
     use super::*;
 
     #[test]

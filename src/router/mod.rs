@@ -15,6 +15,7 @@ mod command;
 pub mod decision;
 mod functions;
 mod hint;
+pub use hint::min_lsn as min_lsn_hint;
 mod lex;
 mod memo;
 mod normalize;
@@ -210,6 +211,27 @@ pub fn primary_route(sql: &str, reason: Reason) -> Route {
         lists_statements: command::lists_statements(sql),
         ..Route::new(Destination::Primary, reason)
     }
+}
+
+/// The key the cache keeps `sql`'s route under (literals replaced), for
+/// the fuzz targets (`fuzz/`): texts that share it must route alike.
+#[doc(hidden)]
+pub fn cache_key(sql: &str) -> String {
+    let mut key = String::new();
+    normalize::write_cache_key(sql, &mut key);
+    key
+}
+
+/// The uncached classifier and whether the cache would keep its route
+/// (see [`Router::classify`]), for the fuzz targets.
+#[doc(hidden)]
+pub fn classify_for_cache(
+    sql: &str,
+    config: &RouterConfig,
+    catalog: &dyn FunctionCatalog,
+) -> (Classification, bool) {
+    let outcome = classify::classify(sql, config, catalog);
+    (outcome.classification, outcome.cacheable)
 }
 
 /// The uncached classifier, for tests and the admin console.

@@ -25,10 +25,35 @@ pub enum ServerError {
     Stale(String),
     #[error("server protocol error: {0}")]
     Protocol(String),
-    #[error("server requested a password for user \"{0}\" but pgsplit has none configured")]
+    #[error(
+        "server requested a password for user \"{0}\" but pgsplit has none: none is \
+         configured, and no client of this user has logged in with one since pgsplit started"
+    )]
     NoPassword(String),
+    /// The server asks for a method the user's credential cannot answer
+    /// (an md5 hash for SCRAM, a client's SCRAM keys for md5 or cleartext).
+    #[error(
+        "server requested {method} authentication for user \"{user}\" \
+         but pgsplit has {have} for this user"
+    )]
+    CannotAnswer {
+        user: String,
+        method: &'static str,
+        have: &'static str,
+    },
+    /// A client's SCRAM keys do not fit this server's verifier.
+    #[error("cannot log in with the client's SCRAM keys: {0}")]
+    PassThrough(&'static str),
     #[error("server requested an authentication method pgsplit does not support ({0})")]
     UnsupportedAuth(&'static str),
+    /// The server answered `N` to the SSLRequest and `server_tls_sslmode`
+    /// requires TLS.
+    #[error("the server does not support TLS, and server_tls_sslmode requires it")]
+    TlsRefused,
+    /// The handshake failed: the certificate did not verify, no common
+    /// version, the server went away.
+    #[error("TLS handshake with the server failed: {0}")]
+    TlsHandshake(std::io::Error),
     /// pgsplit itself is out of file descriptors (EMFILE, ENFILE): no
     /// fault of the server's, which is neither banned nor marked down.
     #[error("pgsplit is out of file descriptors ({0}); the server is not at fault")]

@@ -1,30 +1,46 @@
-//! Opening a server connection: TCP, StartupMessage, authentication
-//! (trust, cleartext, md5, SCRAM-SHA-256 via postgres-protocol) and the
-//! ParameterStatus / BackendKeyData that follow, up to ReadyForQuery.
+//! Opening a server connection: TCP (and TLS, `encryption`),
+//! StartupMessage, then the login's exchange (`handshake`: authentication,
+//! with channel binding over TLS, ParameterStatus, BackendKeyData) up to
+//! ReadyForQuery.
 
+use super::credential::CredentialSlot;
+use super::handshake::{Channel, Handshake, Step};
 use super::{ServerConnection, ServerError};
-use crate::protocol::{tag, FrameHeader};
+use crate::protocol::FrameHeader;
 use bytes::BytesMut;
-use fallible_iterator::FallibleIterator;
-use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
-use postgres_protocol::message::{backend, frontend};
+use postgres_protocol::message::frontend;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 /// Login messages are small; a server claiming more is broken.
 const MAX_LOGIN_MESSAGE: usize = 1 << 20;
 
 /// Who to log in as, where.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct LoginTarget {
     pub addr: Arc<str>,
     pub user: String,
     pub database: String,
-    pub password: Option<String>,
+    /// The user's credential, looked at when connecting (a client's login
+    /// may bring it after the pool was made).
+    pub credential: Arc<CredentialSlot>,
     pub connect_timeout: Duration,
+    /// TLS to this server (`server_tls_sslmode` other than disable).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
+}
+
+/// Targets are alike when they log in alike: the same slot, whatever it
+/// holds now (`Keyring` keeps one per user for good).
+impl PartialEq for LoginTarget {
+    fn eq(&self, other: &LoginTarget) -> bool {
+        self.addr == other.addr
+            && self.user == other.user
+            && self.database == other.database
+            && Arc::ptr_eq(&self.credential, &other.credential)
+            && self.connect_timeout == other.connect_timeout
+            && self.tls == other.tls
+    }
 }
 
 pub(super) async fn connect(target: &LoginTarget) -> Result<ServerConnection, ServerError> {
@@ -34,12 +50,7 @@ pub(super) async fn connect(target: &LoginTarget) -> Result<ServerConnection, Se
 }
 
 async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerError> {
-    let stream = TcpStream::connect(&*target.addr)
-        .await
-        .map_err(ServerError::connecting)?;
-    // Statements are small request/response exchanges: Nagle would add
-    // delay to every one of them.
-    stream.set_nodelay(true)?;
+    let stream = super::encryption::open(&target.addr, target.tls.as_deref()).await?;
     let mut conn = ServerConnection {
         stream,
         read_buf: BytesMut::with_capacity(64 * 1024),
@@ -57,124 +68,53 @@ async fn connect_inner(target: &LoginTarget) -> Result<ServerConnection, ServerE
         ("database", target.database.as_str()),
     ];
     frontend::startup_message(params.iter().copied(), &mut out)?;
-    conn.stream.write_all(&out).await?;
-    authenticate(&mut conn, target).await?;
-    read_until_ready(&mut conn).await?;
+    crate::socket::write_all(&mut conn.stream, &out).await?;
+    log_in(&mut conn, target).await?;
     Ok(conn)
 }
 
-/// The next message; an ErrorResponse becomes `ServerError::Refused`, so
-/// the login steps below only handle what they expect.
-async fn next(conn: &mut ServerConnection) -> Result<backend::Message, ServerError> {
+/// Runs the login's exchange (`Handshake`) until ReadyForQuery.
+async fn log_in(conn: &mut ServerConnection, target: &LoginTarget) -> Result<(), ServerError> {
+    let end_point = conn
+        .stream
+        .tls()
+        .and_then(|tls| tls.peer_certificates())
+        .and_then(|certs| certs.first())
+        .and_then(|cert| crate::tls::tls_server_end_point(cert));
+    let channel = Channel {
+        tls: conn.stream.is_tls(),
+        end_point,
+    };
+    let mut handshake = Handshake::new(&target.user, target.credential.get(), channel);
+    loop {
+        let (tag, body) = next(conn).await?;
+        match handshake.on_message(tag, &body)? {
+            Step::Send(out) => crate::socket::write_all(&mut conn.stream, &out).await?,
+            Step::Read => {}
+            Step::Parameter(name, value) => conn.params.push((name, value)),
+            Step::CancelKey { pid, secret } => {
+                conn.backend_pid = pid;
+                conn.backend_secret = secret;
+            }
+            Step::Ready => return Ok(()),
+        }
+    }
+}
+
+/// The next whole message: its type and body.
+async fn next(conn: &mut ServerConnection) -> Result<(u8, BytesMut), ServerError> {
     loop {
         if let Some(h) = FrameHeader::peek(&conn.read_buf, MAX_LOGIN_MESSAGE)? {
-            if h.tag == tag::ERROR_RESPONSE && conn.read_buf.len() >= h.frame_len() {
-                let frame = conn.read_buf.split_to(h.frame_len());
-                return Err(ServerError::from_error_body(&frame[FrameHeader::SIZE..]));
+            if conn.read_buf.len() >= h.frame_len() {
+                let body = conn
+                    .read_buf
+                    .split_to(h.frame_len())
+                    .split_off(FrameHeader::SIZE);
+                return Ok((h.tag, body));
             }
-        }
-        if let Some(message) = backend::Message::parse(&mut conn.read_buf)? {
-            return Ok(message);
         }
         if conn.stream.read_buf(&mut conn.read_buf).await? == 0 {
             return Err(ServerError::Closed);
-        }
-    }
-}
-
-async fn send(conn: &mut ServerConnection, out: &BytesMut) -> Result<(), ServerError> {
-    conn.stream.write_all(out).await.map_err(ServerError::from)
-}
-
-fn password(target: &LoginTarget) -> Result<&str, ServerError> {
-    target
-        .password
-        .as_deref()
-        .ok_or_else(|| ServerError::NoPassword(target.user.clone()))
-}
-
-async fn authenticate(
-    conn: &mut ServerConnection,
-    target: &LoginTarget,
-) -> Result<(), ServerError> {
-    loop {
-        let mut out = BytesMut::new();
-        match next(conn).await? {
-            backend::Message::AuthenticationOk => return Ok(()),
-            backend::Message::AuthenticationCleartextPassword => {
-                frontend::password_message(password(target)?.as_bytes(), &mut out)?;
-            }
-            backend::Message::AuthenticationMd5Password(body) => {
-                let hash = md5_hash(
-                    target.user.as_bytes(),
-                    password(target)?.as_bytes(),
-                    body.salt(),
-                );
-                frontend::password_message(hash.as_bytes(), &mut out)?;
-            }
-            backend::Message::AuthenticationSasl(body) => {
-                let mut mechanisms = body.mechanisms();
-                let mut scram = false;
-                while let Some(m) = mechanisms.next()? {
-                    scram |= m == SCRAM_SHA_256;
-                }
-                if !scram {
-                    return Err(ServerError::UnsupportedAuth("SASL without SCRAM-SHA-256"));
-                }
-                return scram_exchange(conn, password(target)?).await;
-            }
-            _ => return Err(ServerError::UnsupportedAuth("Kerberos, GSS or SSPI")),
-        }
-        send(conn, &out).await?;
-    }
-}
-
-async fn scram_exchange(conn: &mut ServerConnection, password: &str) -> Result<(), ServerError> {
-    // No TLS to servers yet, so no channel binding.
-    let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-    let mut out = BytesMut::new();
-    frontend::sasl_initial_response(SCRAM_SHA_256, scram.message(), &mut out)?;
-    send(conn, &out).await?;
-    match next(conn).await? {
-        backend::Message::AuthenticationSaslContinue(body) => scram.update(body.data())?,
-        _ => {
-            return Err(ServerError::Protocol(
-                "unexpected message during SCRAM".into(),
-            ))
-        }
-    }
-    out.clear();
-    frontend::sasl_response(scram.message(), &mut out)?;
-    send(conn, &out).await?;
-    match next(conn).await? {
-        backend::Message::AuthenticationSaslFinal(body) => scram.finish(body.data())?,
-        _ => {
-            return Err(ServerError::Protocol(
-                "unexpected message during SCRAM".into(),
-            ))
-        }
-    }
-    match next(conn).await? {
-        backend::Message::AuthenticationOk => Ok(()),
-        _ => Err(ServerError::Protocol(
-            "expected AuthenticationOk after SCRAM".into(),
-        )),
-    }
-}
-
-async fn read_until_ready(conn: &mut ServerConnection) -> Result<(), ServerError> {
-    loop {
-        match next(conn).await? {
-            backend::Message::ParameterStatus(body) => {
-                conn.params
-                    .push((body.name()?.to_string(), body.value()?.to_string()));
-            }
-            backend::Message::BackendKeyData(body) => {
-                conn.backend_pid = body.process_id();
-                conn.backend_secret = body.secret_key();
-            }
-            backend::Message::ReadyForQuery(_) => return Ok(()),
-            _ => {}
         }
     }
 }

@@ -2,25 +2,30 @@
 //! The forwarding path reads and writes its socket directly; the few
 //! queries pgsplit runs itself go through `simple_query`.
 
+pub mod credential;
+pub mod encryption;
 mod error;
+pub mod handshake;
 mod login;
 pub mod prepared;
+mod scram;
 
+pub use credential::{Credential, CredentialSlot, Keyring};
 pub use error::ServerError;
 pub use login::LoginTarget;
 
 use crate::protocol::frame::put_frame;
 use crate::protocol::{tag, FrameHeader};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::socket::Stream;
+use tokio::io::AsyncReadExt;
 
 /// Server messages pgsplit reads itself (login, its own queries) are small.
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
 
 pub struct ServerConnection {
     /// The socket; the session reads and writes it directly when forwarding.
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes read from the server and not yet forwarded or consumed.
     pub read_buf: BytesMut,
     /// ParameterStatus values the server sent at login.
@@ -86,12 +91,31 @@ impl ServerConnection {
         result
     }
 
+    /// Runs `sql` with text parameters `$1`, `$2`, ... (the extended
+    /// protocol, unnamed statement), and returns its rows as text. For
+    /// pgsplit's own queries that carry a client's text (auth_query's user
+    /// name), which must never be spliced into SQL.
+    pub async fn query_params(
+        &mut self,
+        sql: &str,
+        params: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
+        self.prepared.forget_unnamed();
+        let mut out = BytesMut::new();
+        encode_extended_query(sql, params, &mut out);
+        let result = self.run_simple_query(&out, &mut Said::default()).await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
     async fn run_simple_query(
         &mut self,
         query: &[u8],
         said: &mut Said,
     ) -> Result<Vec<Vec<Option<String>>>, ServerError> {
-        self.stream.write_all(query).await?;
+        crate::socket::write_all(&mut self.stream, query).await?;
         let mut rows = Vec::new();
         let mut error = None;
         loop {
@@ -137,16 +161,42 @@ impl ServerConnection {
 
     /// Whether an idle connection is still usable: a server that shut
     /// down or was restarted sent a FATAL and closed it while it sat in the
-    /// pool. Usually costs no system call: tokio already knows whether the
-    /// socket became readable.
+    /// pool (see `Stream::is_idle_and_open`).
     pub fn is_alive(&mut self) -> bool {
-        // try_read reads only when the reactor saw the socket become
-        // readable; otherwise it answers WouldBlock at once, with no waker
-        // to register.
-        let mut probe = [0u8; 64];
-        // Anything but "nothing to read" means closed or unexpected data.
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.stream.is_idle_and_open()
     }
+}
+
+/// Parse, Bind (text parameters, text results), Execute and Sync of the
+/// unnamed statement. Text with a NUL cannot be sent (PostgreSQL would
+/// refuse it as a string anyway): it is cut there.
+fn encode_extended_query(sql: &str, params: &[&str], out: &mut BytesMut) {
+    use bytes::BufMut;
+    let cstr = |b: &mut BytesMut, text: &str| {
+        b.extend_from_slice(text.split('\0').next().unwrap_or_default().as_bytes());
+        b.put_u8(0);
+    };
+    put_frame(out, tag::PARSE, |b| {
+        cstr(b, "");
+        cstr(b, sql);
+        b.put_i16(0);
+    });
+    put_frame(out, tag::BIND, |b| {
+        cstr(b, "");
+        cstr(b, "");
+        b.put_i16(0);
+        b.put_i16(params.len() as i16);
+        for param in params {
+            b.put_i32(param.len() as i32);
+            b.extend_from_slice(param.as_bytes());
+        }
+        b.put_i16(0);
+    });
+    put_frame(out, tag::EXECUTE, |b| {
+        cstr(b, "");
+        b.put_i32(0);
+    });
+    put_frame(out, tag::SYNC, |_| {});
 }
 
 fn decode_data_row(body: &[u8]) -> Result<Vec<Option<String>>, ServerError> {

@@ -24,6 +24,12 @@
 //! `scramuser` must use scram-sha-256 (both have password `secret`); any other
 //! user is trusted, so tests may create their own roles.
 //!
+//! With [`Cluster::start_tls`] both servers have `ssl = on` and accept TCP
+//! connections only over TLS with a client certificate naming the user
+//! (`hostssl ... clientcert=verify-full`; unix sockets stay trusted); the
+//! harness's own psql, pg_basebackup and the replica's walreceiver use
+//! the `postgres` client certificate it is given.
+//!
 //! When the test runs as root, server binaries run as the `postgres` OS user
 //! (initdb and postgres refuse to run as root); that user is created if it is
 //! missing.
@@ -44,7 +50,7 @@ use tempfile::TempDir;
 /// Directory tried before `PATH` when looking for PostgreSQL binaries.
 const PG15_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// OS user that owns and runs the servers when the tests run as root.
-const SERVER_OS_USER: &str = "postgres";
+pub const SERVER_OS_USER: &str = "postgres";
 /// Password of the `md5user` and `scramuser` roles.
 pub const PASSWORD: &str = "secret";
 /// How long to wait for a server to start or for the replica to stream.
@@ -90,6 +96,28 @@ local   all          all                       trust
 host    all          all        127.0.0.1/32   trust
 ";
 
+// TCP only over TLS, with a certificate whose CN is the user; the same
+// methods per user as PG_HBA otherwise.
+const PG_HBA_TLS: &str = "\
+# TYPE   DATABASE     USER       ADDRESS        METHOD
+local    all          all                       trust
+local    replication  all                       trust
+hostssl  replication  all        127.0.0.1/32   trust          clientcert=verify-full
+hostssl  all          md5user    127.0.0.1/32   md5            clientcert=verify-full
+hostssl  all          scramuser  127.0.0.1/32   scram-sha-256  clientcert=verify-full
+hostssl  all          all        127.0.0.1/32   trust          clientcert=verify-full
+";
+
+/// What a TLS cluster is started with: its CA (which also signs the
+/// client certificates it accepts), its server certificate, and the
+/// client certificate (CN `postgres`) the harness connects with.
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    pub ca: PathBuf,
+    pub server: super::pki::CertFiles,
+    pub postgres: super::pki::CertFiles,
+}
+
 /// A running primary and a replica streaming from it. See the module docs.
 pub struct Cluster {
     /// Removed when the `Cluster` drops, after `Drop::drop` stopped the servers.
@@ -98,6 +126,8 @@ pub struct Cluster {
     replica_port: u16,
     /// The OS user that runs server binaries, when that is not us (root).
     run_as: Option<&'static str>,
+    /// Set for a cluster that takes TCP connections over TLS only.
+    tls: Option<ClusterTls>,
 }
 
 /// Path of a PostgreSQL binary: `/usr/lib/postgresql/15/bin/NAME` if present,
@@ -129,6 +159,16 @@ impl Cluster {
     /// clones a replica with pg_basebackup and returns once the replica is
     /// streaming and in recovery. Panics with the server log on failure.
     pub fn start() -> Cluster {
+        Self::start_with(None)
+    }
+
+    /// Like [`Cluster::start`], with TLS required over TCP (see the module
+    /// docs).
+    pub fn start_tls(tls: ClusterTls) -> Cluster {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ClusterTls>) -> Cluster {
         let run_as = if is_root() {
             ensure_os_user(SERVER_OS_USER);
             Some(SERVER_OS_USER)
@@ -154,6 +194,7 @@ impl Cluster {
             primary_port,
             replica_port,
             run_as,
+            tls,
         };
         cluster.init_primary();
         cluster.primary_port = cluster.start_server("primary", cluster.primary_port);
@@ -223,11 +264,24 @@ impl Cluster {
         if let Some(password) = password {
             cmd.env("PGPASSWORD", password);
         }
+        if port == self.primary_port || port == self.replica_port {
+            self.tls_env(&mut cmd);
+        }
         let out = cmd.output().map_err(|e| format!("cannot run psql: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// libpq's settings for connecting to a TLS cluster as `postgres`.
+    fn tls_env(&self, cmd: &mut Command) {
+        if let Some(tls) = &self.tls {
+            cmd.env("PGSSLMODE", "verify-full")
+                .env("PGSSLROOTCERT", &tls.ca)
+                .env("PGSSLCERT", &tls.postgres.cert)
+                .env("PGSSLKEY", &tls.postgres.key);
         }
     }
 
@@ -380,7 +434,22 @@ impl Cluster {
             &data.join("postgresql.conf"),
             &format!("{SERVER_CONF}unix_socket_directories = '{sockets}'\n"),
         );
-        fs::write(data.join("pg_hba.conf"), PG_HBA).expect("write pg_hba.conf");
+        let hba = match &self.tls {
+            None => PG_HBA,
+            Some(tls) => {
+                append(
+                    &data.join("postgresql.conf"),
+                    &format!(
+                        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",
+                        tls.server.cert.display(),
+                        tls.server.key.display(),
+                        tls.ca.display()
+                    ),
+                );
+                PG_HBA_TLS
+            }
+        };
+        fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
     }
 
     fn create_password_users(&self) {
@@ -407,8 +476,17 @@ impl Cluster {
             panic!("pg_basebackup failed: {}", output_text(&out));
         }
         // Name the walreceiver so pg_stat_replication identifies this replica.
+        let ssl = match &self.tls {
+            None => String::new(),
+            Some(tls) => format!(
+                " sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+                tls.ca.display(),
+                tls.postgres.cert.display(),
+                tls.postgres.key.display()
+            ),
+        };
         let conninfo = format!(
-            "primary_conninfo = 'host=127.0.0.1 port={port} user=postgres application_name=replica'\n"
+            "primary_conninfo = 'host=127.0.0.1 port={port} user=postgres application_name=replica{ssl}'\n"
         );
         append(&data.join("postgresql.auto.conf"), &conninfo);
     }
@@ -488,6 +566,7 @@ impl Cluster {
         };
         args(&mut cmd);
         clean_pg_env(&mut cmd).current_dir("/").stdin(Stdio::null());
+        self.tls_env(&mut cmd);
         cmd.output()
             .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"))
     }
@@ -562,7 +641,7 @@ fn clean_pg_env(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // Effective uid is the second field of "Uid:" in /proc/self/status.
     if let Ok(status) = fs::read_to_string("/proc/self/status") {
         if let Some(line) = status.lines().find(|l| l.starts_with("Uid:")) {
@@ -584,7 +663,7 @@ fn id(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn ensure_os_user(user: &str) {
+pub fn ensure_os_user(user: &str) {
     if id(&["-u", user]).is_some() {
         return;
     }
@@ -604,7 +683,7 @@ fn ensure_os_user(user: &str) {
     }
 }
 
-fn chown_to(path: &Path, user: &str) {
+pub fn chown_to(path: &Path, user: &str) {
     let num = |flag| {
         id(&[flag, user])
             .and_then(|s| s.parse::<u32>().ok())

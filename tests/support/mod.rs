@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod drivers;
 pub mod http;
 pub mod panics;
+pub mod pki;
 pub mod proxy;
 pub mod script;
 pub mod wire;

@@ -3,13 +3,13 @@
 
 use crate::db::PgPool;
 use crate::error::ApiError;
-use crate::reply::served;
-use crate::users::ReadFrom;
+use crate::reply::{served, served_write, CONSISTENCY_TOKEN};
+use crate::users::{ReadFrom, Token};
 use crate::{status, transfer, users, validate};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -41,7 +41,8 @@ fn params(query: Params) -> Result<HashMap<String, String>, ApiError> {
 pub async fn create_user(State(app): App, body: Bytes) -> Result<Response, ApiError> {
     let user = validate::new_user(&validate::json_body(&body)?)?;
     let created = users::create(&app.pool, &user).await?;
-    Ok(served(StatusCode::CREATED, &created.value, &created.by))
+    let token = users::commit_token(&app.pool).await;
+    Ok(served_write(StatusCode::CREATED, &created.value, &created.by, token.as_deref()))
 }
 
 pub async fn create_users(State(app): App, body: Bytes) -> Result<Response, ApiError> {
@@ -51,7 +52,8 @@ pub async fn create_users(State(app): App, body: Bytes) -> Result<Response, ApiE
         return Ok((StatusCode::CREATED, Json(json!([]))).into_response());
     }
     let created = users::create_many(&app.pool, &batch).await?;
-    Ok(served(StatusCode::CREATED, &created.value, &created.by))
+    let token = users::commit_token(&app.pool).await;
+    Ok(served_write(StatusCode::CREATED, &created.value, &created.by, token.as_deref()))
 }
 
 pub async fn list_users(State(app): App, query: Params) -> Result<Response, ApiError> {
@@ -60,9 +62,22 @@ pub async fn list_users(State(app): App, query: Params) -> Result<Response, ApiE
     Ok(served(StatusCode::OK, &found.value, &found.by))
 }
 
-pub async fn get_user(State(app): App, Path(raw_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_user(
+    State(app): App,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = validate::user_id(&raw_id)?;
-    let mut found = users::get(&app.pool, id, ReadFrom::Any).await?;
+    // A client that sends back the token of its write (the X-Pgsplit-Lsn
+    // header of a POST or PATCH answer) reads only from a server that has
+    // it, whichever pgsplit instance and connection serve this request. A
+    // malformed token is ignored.
+    let token = headers
+        .get(CONSISTENCY_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Token::parse);
+    let from = token.map_or(ReadFrom::Any, ReadFrom::AtLeast);
+    let mut found = users::get(&app.pool, id, from).await?;
     if found.value.is_none() {
         // The app's pool spreads one person's requests over several pgsplit
         // connections, and pgsplit's default (session) consistency holds per
@@ -85,7 +100,10 @@ pub async fn update_user(
     let changes = validate::user_changes(&validate::json_body(&body)?)?;
     let updated = users::update(&app.pool, id, &changes).await?;
     match updated.value {
-        Some(user) => Ok(served(StatusCode::OK, &user, &updated.by)),
+        Some(user) => {
+            let token = users::commit_token(&app.pool).await;
+            Ok(served_write(StatusCode::OK, &user, &updated.by, token.as_deref()))
+        }
         None => Err(ApiError::UserNotFound {
             by: Some(updated.by),
         }),

@@ -46,19 +46,54 @@ impl User {
 }
 
 /// Where a read should run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadFrom {
     /// Wherever pgsplit sends it (a replica, if one is fresh enough).
     Any,
     /// The primary, by pgsplit's routing hint.
     Primary,
+    /// A server that has replayed this WAL position (a consistency token
+    /// the client sent back; checked by `token`, so it is safe in a
+    /// comment).
+    AtLeast(Token),
+}
+
+/// A consistency token: a WAL position, `HEX/HEX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The token if `text` is one (and nothing else, so it can go into SQL
+    /// text as a hint).
+    pub fn parse(text: &str) -> Option<Token> {
+        let (hi, lo) = text.split_once('/')?;
+        let hex = |s: &str| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex(hi) && hex(lo)).then(|| Token(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The WAL position that covers everything this connection committed,
+/// read on the primary right after the commit: the consistency token.
+/// `None` if it cannot be read (the write stands; only the token is lost).
+pub async fn commit_token(pool: &PgPool) -> Option<String> {
+    let conn = pool.get().await.ok()?;
+    let row = conn
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .ok()?;
+    row.try_get(0).ok()
 }
 
 /// One user by id (`value` is `None` if there is none).
 pub async fn get(pool: &PgPool, id: i64, from: ReadFrom) -> Result<Served<Option<User>>, DbError> {
-    let hint = match from {
-        ReadFrom::Any => "",
-        ReadFrom::Primary => "/* pgsplit:primary */ ",
+    let hint = match &from {
+        ReadFrom::Any => String::new(),
+        ReadFrom::Primary => "/* pgsplit:primary */ ".to_string(),
+        ReadFrom::AtLeast(token) => format!("/* pgsplit:min_lsn={} */ ", token.as_str()),
     };
     let sql = format!("{hint}SELECT {SERVED_BY_COLUMNS}, {USER_COLUMNS} FROM (SELECT 1) one LEFT JOIN users u ON u.id = $1");
     let conn = pool.get().await?;
@@ -179,4 +214,18 @@ fn served_users(rows: &[Row]) -> Result<Served<Vec<User>>, DbError> {
         users.extend(User::from_row(row)?);
     }
     Ok(Served { value: users, by })
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::Token;
+
+    #[test]
+    fn only_wal_positions_are_tokens() {
+        assert!(Token::parse("0/16B3748").is_some());
+        assert!(Token::parse("1A/0").is_some());
+        for bad in ["", "0", "0/", "/1", "0/1 */ drop table users --", "0/1/2", "123456789/0", "g/1"] {
+            assert!(Token::parse(bad).is_none(), "{bad:?}");
+        }
+    }
 }

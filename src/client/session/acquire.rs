@@ -119,7 +119,10 @@ impl Session {
     async fn checkout(&mut self, want: Option<Destination>) -> Result<Checkout, PgError> {
         for _ in 0..=self.cluster.servers.len() {
             let mut conn = match want {
-                Some(Destination::Replica) => self.cluster.checkout_read(&mut self.need).await,
+                Some(Destination::Replica) => {
+                    let floor = self.min_lsn();
+                    self.cluster.checkout_read_after(&mut self.need, floor).await
+                }
                 _ => self.cluster.checkout_primary().await,
             }
             .map_err(|e| pool_error(&e))?;
@@ -133,13 +136,26 @@ impl Session {
                     tracing::warn!(pool = %conn.pool().name, error = %e, "replica connection failed: banned, reads go elsewhere");
                     conn.pool().ban(self.current.config.replica_ban_time());
                 }
-                Err(e) => return Err(e.to_client_error(false)),
+                Err(e) => {
+                    // A pooled primary connection that died: the primary
+                    // may be gone (fencing, as for a lost connection).
+                    if self.cluster.topology.recheck("a primary connection failed") {
+                        self.app.metrics.primary_recheck();
+                    }
+                    return Err(e.to_client_error(false));
+                }
             }
         }
         Err(PgError::error(
             sqlstate::CONNECTION_FAILURE,
             "pgsplit: no server connection could be opened",
         ))
+    }
+
+    /// The position the client's reads must see besides its own writes:
+    /// consistency tokens (`pgsplit.min_lsn`, and the statement's hint).
+    pub(super) fn min_lsn(&self) -> crate::health::lsn::Lsn {
+        self.settings.min_lsn.max(self.statement_min_lsn)
     }
 
     fn point_cancel(&self) {
@@ -153,7 +169,7 @@ impl Session {
 /// The error a client sees when no server connection could be had.
 pub(in crate::client) fn pool_error(e: &PoolError) -> PgError {
     match e {
-        PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. } => PgError::error(
+        PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. } => PgError::error(
             sqlstate::CANNOT_CONNECT_NOW,
             format!("pgsplit: {e}; writes and transactions cannot run until it is back"),
         ),

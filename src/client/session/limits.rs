@@ -93,7 +93,11 @@ impl Session {
         let mut error = BytesMut::new();
         PgError::error(sqlstate::QUERY_CANCELED, "query_timeout").encode(&mut error);
         self.exchange.timeout_error = Some(error.freeze());
-        self.app.cancels.cancel_server(pid, secret, addr).await;
+        let tls = self.app.current().tls.servers.clone();
+        self.app
+            .cancels
+            .cancel_server(pid, secret, addr, tls.as_deref())
+            .await;
     }
 
     /// The idle alarm rang: a client idle for `client_idle_timeout` is

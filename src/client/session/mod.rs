@@ -110,6 +110,9 @@ pub struct Session {
     tracking: Option<String>,
     /// What this client's reads must see (read-your-writes).
     need: Need,
+    /// A `/* pgsplit:min_lsn=... */` hint's position, for the statement
+    /// being routed only.
+    statement_min_lsn: crate::health::lsn::Lsn,
     /// Something sent to the primary may write: when the server is next
     /// idle, the client's reads must see it.
     wrote: bool,
@@ -241,6 +244,7 @@ impl Session {
             settings_reset: false,
             tracking: None,
             need: Need::Any,
+            statement_min_lsn: 0,
             wrote: false,
             retry: Retry::default(),
             // Grown as used: an idle client holds none (`idle_memory`).
@@ -588,6 +592,7 @@ impl Session {
     /// `statement_route`). Not async, so that the common case makes no
     /// future.
     fn known_route(&mut self, text: Option<&str>) -> Option<(Route, bool)> {
+        self.statement_min_lsn = text.and_then(crate::router::min_lsn_hint).unwrap_or(0);
         let routed = self.routing_needed();
         match self.classify(text?) {
             Classification::Routed(route) => Some((route, routed)),
@@ -1107,7 +1112,7 @@ impl Session {
 /// instead of first making a `recv` that fails with EAGAIN (measured: two
 /// such system calls per statement, one on each socket, before).
 fn poll_read(
-    stream: &mut tokio::net::TcpStream,
+    stream: &mut crate::socket::Stream,
     buf: &mut BytesMut,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<std::io::Result<usize>> {

@@ -27,15 +27,32 @@ impl Session {
         self.durations.sent(side);
     }
 
+    /// Fencing: an error or a lost connection on the primary says it may
+    /// no longer be one; every server is checked again now, and writes
+    /// wait for a confirmed primary (`Topology::recheck`).
+    pub(super) fn suspect_primary(&self, why: &str) {
+        let on_primary = self
+            .held
+            .server
+            .as_ref()
+            .is_some_and(|conn| conn.role == crate::role::Role::Primary);
+        if on_primary && self.cluster.topology.recheck(why) {
+            self.app.metrics.primary_recheck();
+        }
+    }
+
     /// Counts server errors relayed, and times statements and
     /// transactions as they end.
     pub(super) fn observe_exchange(&mut self) {
         if !self.exchange.errors.is_empty() {
             self.pins.error_seen();
         }
-        for class in self.exchange.errors.drain(..) {
-            let class = std::str::from_utf8(&class).unwrap_or("??");
-            self.app.metrics.error(ErrorSide::Server, class);
+        for code in std::mem::take(&mut self.exchange.errors) {
+            let code = std::str::from_utf8(&code).unwrap_or("?????");
+            self.app.metrics.error(ErrorSide::Server, code);
+            if says_primary_changed(code) {
+                self.suspect_primary(code);
+            }
         }
         if self.exchange.busy() {
             return;
@@ -49,4 +66,11 @@ impl Session {
             self.io.metrics.transaction_done(side, seconds);
         }
     }
+}
+
+/// Errors from the primary that say it may no longer be the primary: a
+/// demoted primary refuses writes (25006 read-only transaction), a server
+/// shutting down or in recovery ends sessions (57P01, 57P02, 57P03).
+fn says_primary_changed(code: &str) -> bool {
+    matches!(code, "25006" | "57P01" | "57P02" | "57P03")
 }

@@ -41,9 +41,10 @@ impl Session {
             conn.broken = true;
             return None;
         }
+        let floor = self.min_lsn();
         let fits = conn.role == role
             && conn.settings == self.settings.fingerprint
-            && self.cluster.fits(conn.pool(), role, &mut self.need);
+            && self.cluster.fits(conn.pool(), role, &mut self.need, floor);
         if !fits {
             return None;
         }

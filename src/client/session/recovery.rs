@@ -159,6 +159,7 @@ impl Session {
         if self.retry.armed {
             return Box::pin(self.retry_elsewhere(None)).await;
         }
+        self.suspect_primary("lost a connection to the primary");
         let Some(mut conn) = self.held.server.take() else {
             return Ok(());
         };
@@ -240,9 +241,10 @@ impl Session {
             let target = (conn.backend_pid, conn.backend_secret, conn.addr.clone());
             conn.broken = true;
             drop(conn);
+            let tls = self.app.current().tls.servers.clone();
             self.app
                 .cancels
-                .cancel_server(target.0, target.1, target.2)
+                .cancel_server(target.0, target.1, target.2, tls.as_deref())
                 .await;
             return;
         }
