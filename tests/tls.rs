@@ -634,13 +634,17 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     let mut config = to_tls_servers(&servers, ServerTlsMode::VerifyFull, by_name.clone());
     config.replicas.clear();
     config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    // The monitor fails its checks too (same TLS): it must not mark the
+    // primary down before the login below, which would then be refused
+    // for that instead of for the handshake.
+    config.health.threshold = 1000;
     let full = Proxy::start(config);
     let conninfo = |port: u16| format!("host=127.0.0.1 port={port} user=scramuser dbname=postgres");
     let error = try_connect(&conninfo(full.port()))
         .await
         .err()
         .expect("refused");
-    assert!(message_of(&error).contains("TLS handshake"), "{error}");
+    assert!(message_of(&error).contains("TLS handshake"), "{error}: {}", message_of(&error));
     assert!(tls_count(&metrics(metrics_port), "server", "handshake_failed") >= 1.0);
 
     let mut config = to_tls_servers(&servers, ServerTlsMode::VerifyCa, by_name);

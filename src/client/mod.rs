@@ -197,7 +197,7 @@ async fn server_params(
     }
     // With the primary down, a replica checks and reports them: reads go on.
     // A login does not wait out a failover: a replica serves it.
-    let checkout = match cluster.checkout_writer(std::time::Duration::ZERO).await {
+    let checkout = match cluster.checkout_primary_for_read().await {
         Err(PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. }) => {
             cluster.checkout_read(&mut Need::Any).await
         }

@@ -250,14 +250,8 @@ impl ClusterPools {
     /// the latest writes (availability over freshness: nothing fresher
     /// exists until the primary is back or a replica is promoted).
     async fn read_from_primary(&self) -> Result<Checkout, PoolError> {
-        match self.checkout_writer(Duration::ZERO).await {
-            // Two primaries: either has the data; writes go to none, but
-            // reads may go to the one that last took them.
-            Err(PoolError::SplitBrain) if self.topology.writer().is_some() => {
-                let writer = self.topology.writer().map_or(0, |w| w.index);
-                self.servers[writer].checkout().await
-            }
-            Err(e @ (PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. })) => {
+        match self.checkout_primary_for_read().await {
+            Err(e @ (PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. })) => {
                 let Pick::Replica(pool) = self.pick_replica(Some(0)) else {
                     return Err(e);
                 };
@@ -266,6 +260,20 @@ impl ClusterPools {
                 let mut conn = pool.checkout().await?;
                 conn.detour = Some(Detour::PrimaryDown);
                 Ok(conn)
+            }
+            other => other,
+        }
+    }
+
+    /// A connection to the writer for something that does not write (a
+    /// read, a login's greeting): while a re-check is under way or two
+    /// servers claim to be primary, the one that last took writes has the
+    /// data as well as any, and nothing waits for the outcome.
+    pub async fn checkout_primary_for_read(&self) -> Result<Checkout, PoolError> {
+        let writer = self.topology.writer().ok_or(PoolError::NoPrimary)?;
+        match self.servers[writer.index].checkout().await {
+            Err(PoolError::Server { pool, source }) if !is_login_refusal(&source) => {
+                Err(PoolError::PrimaryUnavailable { pool, source })
             }
             other => other,
         }
@@ -283,7 +291,7 @@ impl ClusterPools {
     /// The primary, waiting at most `wait` for one to be confirmed. A
     /// writer that refuses connections is re-checked (it may be gone for
     /// good) rather than failing every write until its monitor agrees.
-    pub async fn checkout_writer(&self, wait: Duration) -> Result<Checkout, PoolError> {
+    async fn checkout_writer(&self, wait: Duration) -> Result<Checkout, PoolError> {
         let deadline = Instant::now() + wait;
         loop {
             let writer = match self.topology.confirmed_writer() {
