@@ -180,3 +180,30 @@ async fn a_token_carries_read_your_writes_to_another_instance() {
     );
     cluster.resume_replay();
 }
+
+/// `pgsplit.commit_lsn`: a client that asks for it
+/// (`-c pgsplit.report_commit_lsn=on`) is told, when its write commits, a
+/// WAL position covering it; given to another instance, that position
+/// makes the read see the write while the replica has not replayed it.
+/// Clients that did not ask get nothing new (psycopg 3 reads the token
+/// with `conn.info.parameter_status`).
+#[test]
+fn a_commit_tells_the_client_its_token() {
+    if !support::drivers::python_has("psycopg") {
+        return;
+    }
+    let cluster = Cluster::start();
+    cluster.psql(cluster.primary_port(), "create table t(id int)");
+    cluster.wait_replica_caught_up();
+    let a = Proxy::start(proxy_config(&cluster));
+    let b = Proxy::start(proxy_config(&cluster));
+    cluster.pause_replay();
+    let dsn = |port: u16| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let mut command = std::process::Command::new("python3");
+    command.args([
+        support::drivers::script("commit_lsn_psycopg.py"),
+        dsn(a.port()),
+        dsn(b.port()),
+    ]);
+    support::drivers::run(command);
+}

@@ -182,6 +182,13 @@ pub struct Exchange {
     /// server's `57014 canceling statement due to user request` is
     /// replaced by this ErrorResponse, which says why.
     pub timeout_error: Option<Bytes>,
+    /// A write is committing and the client wants its `pgsplit.commit_lsn`:
+    /// the ReadyForQuery that ends the client's last request and finds no
+    /// transaction open is held back (`held_ready`), for the session to
+    /// send after the ParameterStatus.
+    pub hold_commit_ready: bool,
+    /// That ReadyForQuery was cut out of what went to the client.
+    pub held_ready: bool,
 }
 
 impl Default for Exchange {
@@ -198,6 +205,8 @@ impl Default for Exchange {
             checked: None,
             undone: Vec::new(),
             own_sync_failed: false,
+            hold_commit_ready: false,
+            held_ready: false,
             error_relayed: false,
             lazy: false,
             lazy_failed: false,
@@ -457,9 +466,23 @@ impl Exchange {
             if self.lazy {
                 return self.lazy_ready(failed);
             }
+            if self.hold_commit_ready {
+                return self.commit_ready();
+            }
             return Action::Forward;
         }
         self.ready_after_more(prepared)
+    }
+
+    /// The ReadyForQuery after a write: held back if it ends the client's
+    /// last request outside a transaction (the write committed).
+    #[inline(never)]
+    fn commit_ready(&mut self) -> Action {
+        if self.pending == 0 && self.tx_status == status::IDLE {
+            self.held_ready = true;
+            return Action::Cut;
+        }
+        Action::Forward
     }
 
     /// A read of a lazily begun transaction is done: the client is told
@@ -510,6 +533,9 @@ impl Exchange {
                 }
                 Expect::Ready | Expect::Sync { .. } | Expect::Hidden if self.lazy => {
                     break self.lazy_ready(error_relayed)
+                }
+                Expect::Ready | Expect::Sync { .. } | Expect::Hidden if self.hold_commit_ready => {
+                    break self.commit_ready()
                 }
                 Expect::Ready | Expect::Sync { .. } | Expect::Hidden => break Action::Forward,
                 // Not answered before the end of its batch: the server

@@ -21,6 +21,10 @@ const NOT_SETTINGS: &[&str] = &["user", "database", "replication", "options"];
 /// The setting that carries a consistency token (`SET pgsplit.min_lsn`).
 pub const MIN_LSN: &str = "pgsplit.min_lsn";
 
+/// The setting a client turns the `pgsplit.commit_lsn` report on or off
+/// with, whatever `report_commit_lsn` says.
+pub const REPORT_COMMIT_LSN: &str = "pgsplit.report_commit_lsn";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// From the StartupMessage, in the order the client sent them.
@@ -38,6 +42,8 @@ pub struct Settings {
     /// `pgsplit.min_lsn` (a consistency token, from the startup options or
     /// SET): the client's reads see at least this WAL position.
     pub min_lsn: crate::health::lsn::Lsn,
+    /// `pgsplit.report_commit_lsn`, if the client set it.
+    pub report_commit_lsn: Option<bool>,
     /// `RESET ALL; SET ...`: what makes a connection's settings these.
     sql: String,
 }
@@ -112,6 +118,11 @@ impl Settings {
             .filter_map(|(_, value)| crate::health::lsn::parse(value.trim()))
             .max()
             .unwrap_or(0);
+        let report_commit_lsn = list
+            .iter()
+            .rev()
+            .find(|(name, _)| name.eq_ignore_ascii_case(REPORT_COMMIT_LSN))
+            .map(|(_, value)| is_on(value));
         let primary_only = list.iter().any(|(name, value)| {
             name.eq_ignore_ascii_case("default_transaction_isolation")
                 && value.to_ascii_lowercase().contains("serializable")
@@ -122,6 +133,7 @@ impl Settings {
             list,
             primary_only,
             min_lsn,
+            report_commit_lsn,
             fingerprint,
             sql,
         }
@@ -295,6 +307,22 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn report_commit_lsn_is_the_clients_latest_word() {
+        let none = Settings::from_startup(&startup(&[])).unwrap();
+        assert_eq!(none.report_commit_lsn, None);
+        let mut on = Settings::from_startup(&startup(&[(
+            "options",
+            "-c pgsplit.report_commit_lsn=on",
+        )]))
+        .unwrap();
+        assert_eq!(on.report_commit_lsn, Some(true));
+        on.set(REPORT_COMMIT_LSN, "off");
+        assert_eq!(on.report_commit_lsn, Some(false));
+        on.reset(None);
+        assert_eq!(on.report_commit_lsn, Some(true));
     }
 
     #[test]

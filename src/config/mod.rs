@@ -305,6 +305,13 @@ pub struct Config {
     pub replica_ban_time: f64,
     pub consistency: Consistency,
     pub max_wait_for_replica: f64,
+    /// Tell clients, in a ParameterStatus `pgsplit.commit_lsn` before the
+    /// ReadyForQuery that ends a write, a WAL position covering it (a
+    /// consistency token). Off by default: it costs the write one position
+    /// sample on the primary (shared by the writes committing meanwhile).
+    /// A client turns it on or off for itself with the setting
+    /// `pgsplit.report_commit_lsn`.
+    pub report_commit_lsn: bool,
     pub max_replica_lag_bytes: u64,
     pub max_replica_lag_seconds: f64,
     pub health: HealthSettings,
@@ -384,6 +391,7 @@ impl Default for Config {
             replica_ban_time: 5.0,
             consistency: Consistency::Session,
             max_wait_for_replica: 0.05,
+            report_commit_lsn: false,
             max_replica_lag_bytes: 0,
             max_replica_lag_seconds: 0.0,
             health: HealthSettings::default(),

@@ -41,7 +41,31 @@ impl Topology {
 
     /// A write committed on the writer; returns the client's new need.
     pub fn committed(&self) -> Need {
-        Need::Ticket(self.tickets.fetch_add(1, Ordering::AcqRel) + 1)
+        Need::Ticket(self.commit_ticket())
+    }
+
+    /// The ticket of a write that committed on the writer.
+    pub fn commit_ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// A WAL position that covers a write that took `ticket`, once the
+    /// writer's position has been sampled after it, whatever the
+    /// consistency mode: the `pgsplit.commit_lsn` a client is told.
+    /// Waits for that sample until `deadline`; `None` if it did not come
+    /// (or there is no writer to sample).
+    pub async fn commit_position(&self, ticket: u64, deadline: Instant) -> Option<Lsn> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a sample cannot slip past.
+            notified.as_mut().enable();
+            if self.sample_covered.load(Ordering::Acquire) >= ticket {
+                return Some(self.sample_lsn.load(Ordering::Acquire));
+            }
+            self.writer()?.request_poll();
+            tokio::time::timeout_at(deadline.into(), notified).await.ok()?;
+        }
     }
 
     /// The position a replica must have replayed to serve a read now, or

@@ -104,6 +104,7 @@ pub struct Metrics {
     timeouts: IntCounterVec,
     cancels: IntCounterVec,
     primary_rechecks: IntCounter,
+    commit_lsn_reports: IntCounterVec,
     reloads: IntCounterVec,
     client_auth: IntCounterVec,
     auth_query: IntCounterVec,
@@ -160,6 +161,18 @@ impl Metrics {
                 "pgsplit_primary_rechecks_total",
                 "Times a write's error (25006, 57P01-57P03) or lost connection on the primary made pgsplit re-check every server at once (writes wait for a confirmed primary meanwhile)",
             ),
+            commit_lsn_reports: {
+                let c = counter_vec(
+                    &registry,
+                    "pgsplit_commit_lsn_reports_total",
+                    "Writes whose client was told their pgsplit.commit_lsn (report_commit_lsn): reported, or no_sample when the primary's position could not be had in time",
+                    &["outcome"],
+                );
+                for outcome in ["reported", "no_sample"] {
+                    c.with_label_values(&[outcome]);
+                }
+                c
+            },
             cancels: counter_vec(
                 &registry,
                 "pgsplit_cancel_requests_total",
@@ -312,6 +325,12 @@ impl Metrics {
 
     pub fn primary_recheck(&self) {
         self.primary_rechecks.inc();
+    }
+
+    /// A `pgsplit.commit_lsn` report: whether the position was had in time.
+    pub fn commit_lsn_report(&self, reported: bool) {
+        let outcome = if reported { "reported" } else { "no_sample" };
+        self.commit_lsn_reports.with_label_values(&[outcome]).inc();
     }
 
     pub fn cancel_request(&self, outcome: CancelOutcome) {
