@@ -311,7 +311,7 @@ async fn write_continuously(port: u16, for_how_long: Duration) -> (usize, Durati
             {
                 Ok(c) => client.insert(c),
                 Err(e) => {
-                    eprintln!("connect: {e}");
+                    eprintln!("connect: {e} ({})", message_of(&e));
                     failures += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -400,4 +400,41 @@ async fn a_split_brain_takes_no_writes_and_healthz_says_so() {
         .await
         .expect("a write once one primary is left");
     assert_eq!(c.psql(c.replica_port(), "select count(*) from t where id = 3"), "1");
+}
+
+/// A fleet: three instances, each with its own writer, in front of one
+/// primary and replica. When the replica is promoted under that load,
+/// every instance moves its writes there on its own (each re-checks at the
+/// first failed write), losing at most the write in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_moves_writes_through_every_instance_of_a_fleet() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create table t(id int)");
+    c.wait_replica_caught_up();
+    let fleet: Vec<Proxy> = (1..=3)
+        .map(|id| {
+            let mut config = quick_health(&c);
+            config.health.threshold = 3;
+            config.failover_wait = 10.0;
+            config.instance_id = id;
+            Proxy::start(config)
+        })
+        .collect();
+    let loads: Vec<_> = fleet
+        .iter()
+        .map(|p| tokio::spawn(write_continuously(p.port(), Duration::from_secs(6))))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.stop("primary", "immediate");
+    c.promote_replica();
+    for (i, load) in loads.into_iter().enumerate() {
+        let (failures, gap) = load.await.expect("the write load");
+        eprintln!("instance {}: {failures} failed writes, writes paused for {gap:?} at most", i + 1);
+        assert!(failures <= 1, "instance {}: {failures} writes failed during the promotion", i + 1);
+        assert!(gap < Duration::from_secs(5), "instance {}: writes stopped for {gap:?}", i + 1);
+    }
+    assert!(
+        c.psql(c.replica_port(), "select count(*) from t").parse::<u64>().unwrap() > 30,
+        "the writes after the promotion are not on the promoted server"
+    );
 }

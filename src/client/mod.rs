@@ -289,6 +289,13 @@ async fn log_in(
     Ok((current, cluster, settings))
 }
 
+/// A login's failed checkout, as the FATAL its client gets.
+fn login_pool_error(e: PoolError) -> ClientError {
+    let mut error = session::pool_error(&e);
+    error.severity = crate::protocol::error::Severity::Fatal;
+    ClientError::Refused(error)
+}
+
 /// The ParameterStatus values a server would send this client: the
 /// primary's login values, with those the client's settings change as the
 /// primary has them after applying them (which also checks them: a bad
@@ -311,11 +318,7 @@ async fn server_params(
         }
         other => other,
     };
-    let mut conn = checkout.map_err(|e| {
-        let mut error = session::pool_error(&e);
-        error.severity = crate::protocol::error::Severity::Fatal;
-        ClientError::Refused(error)
-    })?;
+    let mut conn = checkout.map_err(login_pool_error)?;
     // The database's and role's transaction defaults decide where reads
     // may run (a standby refuses serializable ones): asked once per pool,
     // on the login's own connection.
@@ -324,10 +327,20 @@ async fn server_params(
     }
     let mut params = cached.unwrap_or_else(|| conn.params.clone());
     let names: Vec<String> = params.iter().map(|(name, _)| name.clone()).collect();
-    let (values, said) = settings
-        .apply_reporting(&mut conn, &names)
-        .await
-        .map_err(|e| ClientError::Refused(e.to_client_error(true)))?;
+    let applied = match settings.apply_reporting(&mut conn, &names).await {
+        // A pooled primary connection that died (a failover under way):
+        // a replica serves the login, as when the primary is known down.
+        Err(e) if conn.role == crate::role::Role::Primary && !matches!(e, crate::server::ServerError::Refused { .. }) => {
+            tracing::info!(pool = %conn.pool().name, error = %e,
+                "a pooled primary connection failed during a login: a replica serves it");
+            conn.broken = true;
+            cluster.primary_connection_failed(conn.pool(), "a primary connection failed");
+            let mut conn = cluster.checkout_read(&mut Need::Any).await.map_err(login_pool_error)?;
+            settings.apply_reporting(&mut conn, &names).await
+        }
+        applied => applied,
+    };
+    let (values, said) = applied.map_err(|e| ClientError::Refused(e.to_client_error(true)))?;
     // What the server reported while applying them (a parameter the login
     // did not report), then what it has now, read back.
     for (name, value) in said.reported.into_iter().chain(values) {

@@ -364,6 +364,22 @@ impl ClusterPools {
         }
     }
 
+    /// A connection of `pool` to the primary failed (lost, or the server
+    /// said it is shutting down or read-only): the primary may be gone, so
+    /// every server is checked again now (fencing: `Topology::recheck`),
+    /// and the pool's other idle connections, most likely dead too, are
+    /// closed rather than handed to the next clients one by one, each a
+    /// failed statement. True if this started a re-check round.
+    pub fn primary_connection_failed(&self, pool: &ServerPool, why: &str) -> bool {
+        if !self.topology.recheck(why) {
+            return false;
+        }
+        tracing::info!(pool = %pool.name, why,
+            "a primary connection failed: re-checking every server, and closing this pool's idle connections");
+        drop(pool.swap_out_connections());
+        true
+    }
+
     /// The writer's pool, whose login parameters clients are greeted with.
     pub fn writer_pool(&self) -> Option<&Arc<ServerPool>> {
         self.topology

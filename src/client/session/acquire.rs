@@ -136,13 +136,20 @@ impl Session {
                     tracing::warn!(pool = %conn.pool().name, error = %e, "replica connection failed: banned, reads go elsewhere");
                     conn.pool().ban(self.current.config.replica_ban_time());
                 }
+                // The primary refused a setting: the client is told.
+                Err(e @ ServerError::Refused { .. }) => return Err(e.to_client_error(false)),
                 Err(e) => {
                     // A pooled primary connection that died: the primary
                     // may be gone (fencing, as for a lost connection).
-                    if self.cluster.topology.recheck("a primary connection failed") {
+                    // Nothing of the client's ran on it: the next turn
+                    // takes another (a fresh one, waiting for a confirmed
+                    // primary if this one was lost in a failover).
+                    tracing::info!(pool = %conn.pool().name, error = %e,
+                        "a pooled primary connection failed before the client's statement: trying another");
+                    conn.broken = true;
+                    if self.cluster.primary_connection_failed(conn.pool(), "a primary connection failed") {
                         self.app.metrics.primary_recheck();
                     }
-                    return Err(e.to_client_error(false));
                 }
             }
         }

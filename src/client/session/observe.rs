@@ -31,12 +31,12 @@ impl Session {
     /// no longer be one; every server is checked again now, and writes
     /// wait for a confirmed primary (`Topology::recheck`).
     pub(super) fn suspect_primary(&self, why: &str) {
-        let on_primary = self
-            .held
-            .server
-            .as_ref()
-            .is_some_and(|conn| conn.role == crate::role::Role::Primary);
-        if on_primary && self.cluster.topology.recheck(why) {
+        let Some(conn) = self.held.server.as_ref() else {
+            return;
+        };
+        if conn.role == crate::role::Role::Primary
+            && self.cluster.primary_connection_failed(conn.pool(), why)
+        {
             self.app.metrics.primary_recheck();
         }
     }
