@@ -1466,3 +1466,46 @@ async fn transaction_reads_primary_keeps_every_transaction_on_the_primary() {
     );
     simple(&client, "commit").await.expect("commit");
 }
+
+/// The DataRows' first column as text.
+fn first_column(t: &Transcript) -> Vec<String> {
+    t.messages
+        .iter()
+        .filter(|m| m.tag == b'D')
+        .map(|m| {
+            let len = i32::from_be_bytes(m.body[2..6].try_into().unwrap()) as usize;
+            String::from_utf8_lossy(&m.body[6..6 + len]).into_owned()
+        })
+        .collect()
+}
+
+/// A pipelined BEGIN that reaches pgsplit on its own, its statements a
+/// moment later (psycopg 3's pipeline mode flushes BEGIN first, and under
+/// load the rest comes in another read): pgsplit waits for them instead of
+/// sending the BEGIN to the primary, so the transaction's reads still run
+/// on the replica, and its later transactions are lazy too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_begin_that_arrives_alone_still_reads_on_the_replica() {
+    use support::wire::frame::{bind, describe, execute, parse, sync};
+    let s = Setup::start();
+    let mut c = RawClient::login(s.proxy.addr(), "postgres", "postgres").await;
+    let statement = |sql: &str| {
+        [parse("", sql, &[]), bind("", "", &[]), describe(b'P', ""), execute("", 0)].concat()
+    };
+    for round in 0..2 {
+        c.send(&statement("BEGIN")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.send(&[statement("select inet_server_port()::text"), sync()].concat()).await;
+        let t = c.read_until_ready(1, Duration::from_secs(10)).await;
+        assert_eq!(
+            first_column(&t),
+            vec![s.cluster.replica_port().to_string()],
+            "round {round}: the read of a pipelined transaction did not run on the replica: {}",
+            t.describe()
+        );
+        assert_eq!(t.summary().last().map(String::as_str), Some("Z:T"), "{}", t.describe());
+        c.send(&query("COMMIT")).await;
+        let t = c.read_until_ready(1, Duration::from_secs(10)).await;
+        assert_eq!(t.summary().last().map(String::as_str), Some("Z:I"), "{}", t.describe());
+    }
+}

@@ -87,7 +87,7 @@ impl Session {
 
     /// A transaction control statement at the start of the batch, and what
     /// it is (`Batch::control_prefix`).
-    fn control_in_batch(&mut self) -> Option<(ControlPrefix, Control)> {
+    pub(super) fn control_in_batch(&mut self) -> Option<(ControlPrefix, Control)> {
         let statements = &self.statements;
         let utf8 = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_string);
         let prefix = self.batch.control_prefix(|message| match message {

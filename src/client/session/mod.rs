@@ -877,6 +877,16 @@ impl Session {
         {
             return Ok(Flow::Continue);
         }
+        // A batch that starts with transaction control, its statements not
+        // here yet (a pipelined BEGIN the driver flushed on its own, as
+        // psycopg 3 may): where it runs, and whether pgsplit answers the
+        // BEGIN itself, depends on them, so it waits for them.
+        if self.routing_needed()
+            && self.batch.bytes <= self.current.config.batch_hold_limit
+            && self.control_in_batch().is_some()
+        {
+            return Ok(Flow::Continue);
+        }
         let route = if self.held.server.is_some() && !self.routing_needed() {
             primary(Reason::Write)
         } else if let Some(reason) = self.batch.needs_primary.clone() {
