@@ -37,6 +37,19 @@ fn metric(port: u16, series: &str) -> f64 {
     http::value(&http::get(port, "/metrics").1, series)
 }
 
+/// `series` once it reaches `want`, or its value after 3 s: a count taken
+/// as a connection closes may land a moment after the peer sees the close.
+async fn metric_reaches(port: u16, series: &str, want: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let value = metric(port, series);
+        if value >= want || Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reads what the proxy sends until it closes the connection, for at most
 /// `within`: the messages, or `None` if it was still open then.
 async fn until_closed(stream: TcpStream, within: Duration) -> Option<Vec<Message>> {
@@ -102,7 +115,7 @@ async fn silent_and_half_sent_startups_are_closed_at_client_login_timeout() {
         "closed after {took:?}, client_login_timeout is 1 s"
     );
     let series = "pgsplit_timeouts_total{timeout=\"client_login_timeout\"}";
-    assert_eq!(metric(metrics, series), 3.0);
+    assert_eq!(metric_reaches(metrics, series, 3.0).await, 3.0);
 }
 
 /// The timeout covers authentication: a client that never answers the
@@ -175,7 +188,7 @@ async fn max_client_conn_refuses_with_pgbouncers_words() {
         "no more connections allowed (max_client_conn)"
     );
     let series = "pgsplit_refusals_total{reason=\"max_client_conn\"}";
-    assert_eq!(metric(metrics, series), 1.0);
+    assert_eq!(metric_reaches(metrics, series, 1.0).await, 1.0);
     // The admin console still lets an operator look.
     let console = support::admin::console(p.port()).await;
     assert!(console.simple_query("SHOW CLIENTS").await.is_ok());
@@ -250,7 +263,7 @@ async fn oversized_messages_before_authentication_are_refused_at_once() {
     assert_eq!(error_of(&seen).map(|e| e.0).as_deref(), Some("28P01"));
 
     let series = "pgsplit_refusals_total{reason=\"message_too_large\"}";
-    assert_eq!(metric(metrics, series), 2.0);
+    assert_eq!(metric_reaches(metrics, series, 2.0).await, 2.0);
 }
 
 /// The keepalive timer of the proxy's end of a client connection, from
