@@ -158,7 +158,12 @@ fn get<'a>(row: &'a [(String, String)], column: &str) -> &'a str {
 }
 
 /// The row of `command` whose `column` is `value`.
-async fn row_where(console: &Client, command: &str, column: &str, value: &str) -> Vec<(String, String)> {
+async fn row_where(
+    console: &Client,
+    command: &str,
+    column: &str,
+    value: &str,
+) -> Vec<(String, String)> {
     let all = rows(console, command).await;
     all.iter()
         .find(|r| get(r, column) == value)
@@ -188,15 +193,34 @@ async fn show_tables_have_pgbouncers_columns_typed_and_tied_together() {
     let client = app_client(&proxy, "tied").await;
     client.simple_query("SELECT 1").await.unwrap();
     // In a transaction on the primary: the client holds that connection.
-    client.batch_execute("BEGIN; CREATE TEMP TABLE t(x int)").await.unwrap();
+    client
+        .batch_execute("BEGIN; CREATE TEMP TABLE t(x int)")
+        .await
+        .unwrap();
     let pid = one(&client, "SELECT pg_backend_pid()").await.unwrap();
 
     for (what, expected, extra) in [
-        ("POOLS", POOLS, &["server", "role", "pool_size", "checked_out", "parked"][..]),
-        ("STATS", STATS, &["total_primary_query_count", "total_replica_query_count"][..]),
+        (
+            "POOLS",
+            POOLS,
+            &["server", "role", "pool_size", "checked_out", "parked"][..],
+        ),
+        (
+            "STATS",
+            STATS,
+            &["total_primary_query_count", "total_replica_query_count"][..],
+        ),
         ("SERVERS", SOCKETS, &["id", "role", "server"][..]),
-        ("CLIENTS", SOCKETS, &["id", "pinned", "statements", "connected_seconds"][..]),
-        ("DATABASES", DATABASES, &["replicas", "current_client_connections"][..]),
+        (
+            "CLIENTS",
+            SOCKETS,
+            &["id", "pinned", "statements", "connected_seconds"][..],
+        ),
+        (
+            "DATABASES",
+            DATABASES,
+            &["replicas", "current_client_connections"][..],
+        ),
         ("USERS", USERS, &["current_client_connections"][..]),
         ("CONFIG", CONFIG, &[][..]),
         ("LISTS", LISTS, &[][..]),
@@ -208,8 +232,14 @@ async fn show_tables_have_pgbouncers_columns_typed_and_tied_together() {
             .map(|(n, t)| (n.as_str(), *t))
             .collect();
         assert_eq!(theirs, expected, "SHOW {what}: PgBouncer's columns first");
-        let ours: Vec<&str> = columns[expected.len()..].iter().map(|(n, _)| n.as_str()).collect();
-        assert!(ours.starts_with(extra), "SHOW {what}: pgsplit's after them: {ours:?}");
+        let ours: Vec<&str> = columns[expected.len()..]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert!(
+            ours.starts_with(extra),
+            "SHOW {what}: pgsplit's after them: {ours:?}"
+        );
     }
 
     let console = console(proxy.port()).await;
@@ -231,13 +261,22 @@ async fn show_tables_have_pgbouncers_columns_typed_and_tied_together() {
     let count = |c: &str| get(&stats, c).parse::<u64>().unwrap();
     assert!(count("total_query_count") >= 3, "{stats:?}");
     assert!(count("total_xact_count") >= 2, "{stats:?}");
-    assert!(count("total_received") > 0 && count("total_sent") > 0, "{stats:?}");
-    assert!(count("total_replica_query_count") >= 1, "SELECT 1 ran on the replica: {stats:?}");
+    assert!(
+        count("total_received") > 0 && count("total_sent") > 0,
+        "{stats:?}"
+    );
+    assert!(
+        count("total_replica_query_count") >= 1,
+        "SELECT 1 ran on the replica: {stats:?}"
+    );
     assert!(count("total_server_assignment_count") >= 2, "{stats:?}");
 
     // Numbers reach a driver as numbers: int8 decodes as i64.
     let lists = rows(&console, "SHOW LISTS").await;
-    let used: HashMap<_, _> = lists.iter().map(|r| (get(r, "list").to_string(), get(r, "items").to_string())).collect();
+    let used: HashMap<_, _> = lists
+        .iter()
+        .map(|r| (get(r, "list").to_string(), get(r, "items").to_string()))
+        .collect();
     assert_eq!(used["used_clients"], "1", "{lists:?}");
     let pools = row_where(&console, "SHOW DATABASES", "name", "postgres").await;
     assert_eq!(get(&pools, "host"), "127.0.0.1");
@@ -258,14 +297,26 @@ async fn kill_client_and_kill_drop_their_clients_only() {
     victim.simple_query("SELECT 1").await.unwrap();
     let id = client_id(&console, "victim").await;
 
-    console.simple_query(&format!("KILL_CLIENT {id}")).await.unwrap();
-    let error = victim.simple_query("SELECT 1").await.expect_err("a killed client runs nothing");
+    console
+        .simple_query(&format!("KILL_CLIENT {id}"))
+        .await
+        .unwrap();
+    let error = victim
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("a killed client runs nothing");
     assert!(
         victim.is_closed() || code_of(&error).as_deref() == Some("57P01"),
         "{error}"
     );
-    bystander.simple_query("SELECT 1").await.expect("the other client goes on");
-    let gone = console.simple_query(&format!("KILL_CLIENT {id}")).await.unwrap_err();
+    bystander
+        .simple_query("SELECT 1")
+        .await
+        .expect("the other client goes on");
+    let gone = console
+        .simple_query(&format!("KILL_CLIENT {id}"))
+        .await
+        .unwrap_err();
     assert!(message_of(&gone).contains("client not found"), "{gone}");
     assert_eq!(code_of(&gone).as_deref(), Some("42704"));
 
@@ -279,7 +330,9 @@ async fn kill_client_and_kill_drop_their_clients_only() {
     }
     // The database is not disabled: a new client gets in.
     let next = app_client(&proxy, "next").await;
-    next.simple_query("SELECT 1").await.expect("a client after KILL");
+    next.simple_query("SELECT 1")
+        .await
+        .expect("a client after KILL");
 
     for (command, message) in [
         ("KILL nope", "no such database: nope"),
@@ -309,12 +362,22 @@ async fn disable_refuses_new_clients_and_pause_holds_one_database() {
     .map(|_| ())
     .expect_err("a new client of a disabled database");
     assert_eq!(code_of(&refused).as_deref(), Some("55000"), "{refused}");
-    assert!(message_of(&refused).starts_with("database \"postgres\" is disabled"), "{refused}");
-    connected.simple_query("SELECT 1").await.expect("clients in already stay");
+    assert!(
+        message_of(&refused).starts_with("database \"postgres\" is disabled"),
+        "{refused}"
+    );
+    connected
+        .simple_query("SELECT 1")
+        .await
+        .expect("clients in already stay");
     let database = row_where(&console, "SHOW DATABASES", "name", "postgres").await;
     assert_eq!(get(&database, "disabled"), "1");
     console.simple_query("ENABLE postgres").await.unwrap();
-    app_client(&proxy, "after").await.simple_query("SELECT 1").await.unwrap();
+    app_client(&proxy, "after")
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
 
     // PAUSE other: its clients wait, the others go on.
     let other = try_connect(&format!(
@@ -327,8 +390,14 @@ async fn disable_refuses_new_clients_and_pause_holds_one_database() {
     console.simple_query("PAUSE other").await.unwrap();
     let waiting = tokio::spawn(async move { other.simple_query("SELECT 2").await.map(|_| ()) });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!waiting.is_finished(), "a statement of the paused database ran");
-    connected.simple_query("SELECT 3").await.expect("another database is not paused");
+    assert!(
+        !waiting.is_finished(),
+        "a statement of the paused database ran"
+    );
+    connected
+        .simple_query("SELECT 3")
+        .await
+        .expect("another database is not paused");
     let database = row_where(&console, "SHOW DATABASES", "name", "other").await;
     assert_eq!(get(&database, "paused"), "1");
     console.simple_query("RESUME other").await.unwrap();
@@ -350,15 +419,24 @@ async fn reconnect_makes_the_next_statement_run_on_a_new_backend() {
     let before = one(&client, "SELECT pg_backend_pid()").await.unwrap();
     // Without RECONNECT, the client's reads stay on the connection it has.
     for _ in 0..3 {
-        assert_eq!(one(&client, "SELECT pg_backend_pid()").await.unwrap(), before);
+        assert_eq!(
+            one(&client, "SELECT pg_backend_pid()").await.unwrap(),
+            before
+        );
     }
     console.simple_query("RECONNECT postgres").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), console.simple_query("WAIT_CLOSE postgres"))
-        .await
-        .expect("WAIT_CLOSE returned: the connections asked to close are closed")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        console.simple_query("WAIT_CLOSE postgres"),
+    )
+    .await
+    .expect("WAIT_CLOSE returned: the connections asked to close are closed")
+    .unwrap();
     let closing = rows(&console, "SHOW SERVERS").await;
-    assert!(closing.iter().all(|s| get(s, "close_needed") == "0"), "{closing:?}");
+    assert!(
+        closing.iter().all(|s| get(s, "close_needed") == "0"),
+        "{closing:?}"
+    );
     assert!(
         closing.iter().all(|s| get(s, "remote_pid") != before),
         "the old backend is gone: {closing:?}"
@@ -392,7 +470,11 @@ async fn show_config_lists_the_values_in_force() {
     let console = {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            match try_connect(&format!("host=127.0.0.1 port={port} user=postgres dbname=pgsplit")).await {
+            match try_connect(&format!(
+                "host=127.0.0.1 port={port} user=postgres dbname=pgsplit"
+            ))
+            .await
+            {
                 Ok(c) => break c,
                 Err(_) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
@@ -404,7 +486,11 @@ async fn show_config_lists_the_values_in_force() {
     write(other, 60);
     console.simple_query("RELOAD").await.unwrap();
     let listen = row_where(&console, "SHOW CONFIG", "key", "listen").await;
-    assert_eq!(get(&listen, "value"), format!("127.0.0.1:{port}"), "{listen:?}");
+    assert_eq!(
+        get(&listen, "value"),
+        format!("127.0.0.1:{port}"),
+        "{listen:?}"
+    );
     assert_eq!(get(&listen, "default"), "127.0.0.1:6432");
     assert_eq!(get(&listen, "changeable"), "no");
     let max = row_where(&console, "SHOW CONFIG", "key", "max_client_conn").await;

@@ -61,7 +61,10 @@ impl Show {
     ];
 
     fn named(word: &str) -> Option<Show> {
-        Show::ALL.iter().find(|(name, _)| *name == word).map(|(_, s)| *s)
+        Show::ALL
+            .iter()
+            .find(|(name, _)| *name == word)
+            .map(|(_, s)| *s)
     }
 }
 
@@ -69,7 +72,10 @@ impl Command {
     /// Whether it only shows something (what `stats_users` may run). An
     /// empty query changes nothing either.
     pub fn is_show(&self) -> bool {
-        matches!(self, Command::Show(_) | Command::ShowRoute { .. } | Command::Empty)
+        matches!(
+            self,
+            Command::Show(_) | Command::ShowRoute { .. } | Command::Empty
+        )
     }
 
     /// Its name, as the command tag, the log line and the
@@ -93,8 +99,18 @@ impl Command {
 
     /// Every name `name` gives, for metrics declared at zero.
     pub const NAMES: [&'static str; 12] = [
-        "SHOW", "RELOAD", "PAUSE", "RESUME", "RECONNECT", "WAIT_CLOSE", "KILL", "KILL_CLIENT",
-        "DISABLE", "ENABLE", "SHUTDOWN", "EMPTY",
+        "SHOW",
+        "RELOAD",
+        "PAUSE",
+        "RESUME",
+        "RECONNECT",
+        "WAIT_CLOSE",
+        "KILL",
+        "KILL_CLIENT",
+        "DISABLE",
+        "ENABLE",
+        "SHUTDOWN",
+        "EMPTY",
     ];
 }
 
@@ -165,7 +181,10 @@ fn route(text: &str) -> Result<Command, String> {
     let rest = after_word(after_word(text));
     let (database, sql) = match rest.split_once(char::is_whitespace) {
         Some((word, tail)) if word.eq_ignore_ascii_case("IN") => {
-            let (database, sql) = tail.trim_start().split_once(char::is_whitespace).unwrap_or((tail.trim(), ""));
+            let (database, sql) = tail
+                .trim_start()
+                .split_once(char::is_whitespace)
+                .unwrap_or((tail.trim(), ""));
             (Some(database.trim_matches('"').to_string()), sql.trim())
         }
         _ => (None, rest),
@@ -199,11 +218,17 @@ mod tests {
         assert_eq!(parse("  SHOW   Servers "), Ok(Command::Show(Show::Servers)));
         assert_eq!(parse("pause"), Ok(Command::Pause(None)));
         assert_eq!(parse("PAUSE app;"), Ok(Command::Pause(Some("app".into()))));
-        assert_eq!(parse("resume \"app\""), Ok(Command::Resume(Some("app".into()))));
+        assert_eq!(
+            parse("resume \"app\""),
+            Ok(Command::Resume(Some("app".into())))
+        );
         assert_eq!(parse("kill_client 42"), Ok(Command::KillClient(42)));
         assert_eq!(parse("disable app"), Ok(Command::Disable("app".into())));
         assert_eq!(parse("WAIT_CLOSE"), Ok(Command::WaitClose(None)));
-        assert_eq!(parse("reconnect app"), Ok(Command::Reconnect(Some("app".into()))));
+        assert_eq!(
+            parse("reconnect app"),
+            Ok(Command::Reconnect(Some("app".into())))
+        );
         assert_eq!(parse("reload"), Ok(Command::Reload));
         assert_eq!(parse(";"), Ok(Command::Empty));
         assert_eq!(
@@ -231,7 +256,11 @@ mod tests {
         assert!(parse("PAUSE app now").is_err());
         assert_eq!(parse("KILL"), Err("a database is required".into()));
         assert_eq!(parse("DISABLE"), Err("a database is required".into()));
-        assert!(parse("KILL_CLIENT x").unwrap_err().contains("invalid client id"));
-        assert!(parse("SHOW NOTHING").unwrap_err().contains("unknown admin command"));
+        assert!(parse("KILL_CLIENT x")
+            .unwrap_err()
+            .contains("invalid client id"));
+        assert!(parse("SHOW NOTHING")
+            .unwrap_err()
+            .contains("unknown admin command"));
     }
 }

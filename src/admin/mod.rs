@@ -14,8 +14,8 @@ mod show;
 pub mod table;
 
 pub use access::Access;
-pub use error::ConsoleError;
 use command::{parse, Command};
+pub use error::ConsoleError;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 use table::Table;

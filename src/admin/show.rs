@@ -70,7 +70,11 @@ const POOLS: [Column; 24] = [
 /// the row is what a limit applies to (README "Admin console").
 fn pools(rows: Vec<PoolRow>) -> Table {
     let mut t = Table::new(&POOLS);
-    for PoolRow { sample: p, pool_mode } in rows {
+    for PoolRow {
+        sample: p,
+        pool_mode,
+    } in rows
+    {
         // Clients linked to a connection of this pool: those running on
         // one, and the idle ones it is parked with.
         let linked = p.checked_out + p.parked;
@@ -153,12 +157,19 @@ fn local_columns(local: Option<std::net::SocketAddr>) -> [Value; 2] {
 fn servers(rows: Vec<ServerRow>) -> Table {
     let mut columns = SOCKET.to_vec();
     columns.extend([int("id"), text("role"), text("server")]);
-    let mut t = Table { columns, rows: Vec::new() };
+    let mut t = Table {
+        columns,
+        rows: Vec::new(),
+    };
     for s in rows {
         let (host, port) = split_host_port(&s.server);
         let [local_addr, local_port] = local_columns(s.local);
         // PgBouncer's states: a parked connection is linked to its client.
-        let state = if s.state == "parked" { "active" } else { s.state };
+        let state = if s.state == "parked" {
+            "active"
+        } else {
+            s.state
+        };
         t.push(vec![
             "S".into(),
             s.user.into(),
@@ -207,8 +218,16 @@ fn split_host_port(addr: &str) -> (String, Value) {
 fn clients(rows: Vec<ClientRow>) -> Table {
     let mut columns = SOCKET.to_vec();
     // `id` where PgBouncer 1.24 put it, then pgsplit's.
-    columns.extend([int("id"), text("pinned"), int("statements"), int("connected_seconds")]);
-    let mut t = Table { columns, rows: Vec::new() };
+    columns.extend([
+        int("id"),
+        text("pinned"),
+        int("statements"),
+        int("connected_seconds"),
+    ]);
+    let mut t = Table {
+        columns,
+        rows: Vec::new(),
+    };
     for c in rows {
         let [local_addr, local_port] = local_columns(c.local);
         let connected = c.connected_at.elapsed().map_or(0, |d| d.as_secs());
@@ -396,11 +415,21 @@ fn lists(rows: Vec<(&'static str, u64)>) -> Table {
 }
 
 fn config(rows: Vec<ConfigRow>) -> Table {
-    let columns = [text("key"), text("value"), text("default"), text("changeable")];
+    let columns = [
+        text("key"),
+        text("value"),
+        text("default"),
+        text("changeable"),
+    ];
     let mut t = Table::new(&columns);
     for c in rows {
         let changeable = if c.changeable { "yes" } else { "no" };
-        t.push(vec![c.key.into(), c.value.into(), c.default.into(), changeable.into()]);
+        t.push(vec![
+            c.key.into(),
+            c.value.into(),
+            c.default.into(),
+            changeable.into(),
+        ]);
     }
     t
 }
@@ -445,7 +474,12 @@ fn metrics(rows: Vec<(String, String, String)>) -> Table {
 }
 
 pub fn route(rows: Vec<RouteRow>) -> Table {
-    let columns = [text("context"), text("destination"), text("reason"), text("description")];
+    let columns = [
+        text("context"),
+        text("destination"),
+        text("reason"),
+        text("description"),
+    ];
     let mut t = Table::new(&columns);
     for r in rows {
         t.push(vec![
@@ -469,9 +503,21 @@ mod tests {
         assert_eq!(
             names[..16],
             [
-                "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
-                "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
-                "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
+                "database",
+                "user",
+                "cl_active",
+                "cl_waiting",
+                "cl_active_cancel_req",
+                "cl_waiting_cancel_req",
+                "sv_active",
+                "sv_active_cancel",
+                "sv_being_canceled",
+                "sv_idle",
+                "sv_used",
+                "sv_tested",
+                "sv_login",
+                "maxwait",
+                "maxwait_us",
                 "pool_mode"
             ]
         );
@@ -484,7 +530,10 @@ mod tests {
             waiting: 3,
             ..Default::default()
         };
-        let t = pools(vec![PoolRow { sample, pool_mode: "transaction" }]);
+        let t = pools(vec![PoolRow {
+            sample,
+            pool_mode: "transaction",
+        }]);
         let row = &t.rows[0];
         assert_eq!(row[2], Value::Int(3), "cl_active: linked to a connection");
         assert_eq!(row[3], Value::Int(3), "cl_waiting");
@@ -506,21 +555,42 @@ mod tests {
             seconds: 10.0,
             ..Default::default()
         };
-        let t = stats(vec![row, StatsRow { database: "idle".into(), ..Default::default() }]);
+        let t = stats(vec![
+            row,
+            StatsRow {
+                database: "idle".into(),
+                ..Default::default()
+            },
+        ]);
         let names: Vec<_> = t.columns.iter().map(|c| c.name).collect();
-        let get = |r: usize, name: &str| t.rows[r][names.iter().position(|n| *n == name).unwrap()].clone();
+        let get = |r: usize, name: &str| {
+            t.rows[r][names.iter().position(|n| *n == name).unwrap()].clone()
+        };
         assert_eq!(get(0, "avg_xact_count"), Value::Int(2));
         assert_eq!(get(0, "avg_recv"), Value::Int(100));
         assert_eq!(get(0, "avg_xact_time"), Value::Int(100));
         assert_eq!(get(0, "avg_query_time"), Value::Int(100));
         assert_eq!(get(0, "avg_wait_time"), Value::Int(5));
-        assert_eq!(get(1, "avg_query_time"), Value::Int(0), "no division by zero");
+        assert_eq!(
+            get(1, "avg_query_time"),
+            Value::Int(0),
+            "no division by zero"
+        );
     }
 
     #[test]
     fn addresses_split_into_host_and_port() {
-        assert_eq!(split_host_port("10.0.0.1:5432"), ("10.0.0.1".into(), Value::Int(5432)));
-        assert_eq!(split_host_port("[::1]:6432"), ("::1".into(), Value::Int(6432)));
-        assert_eq!(split_host_port("db.example:x"), ("db.example".into(), Value::Null));
+        assert_eq!(
+            split_host_port("10.0.0.1:5432"),
+            ("10.0.0.1".into(), Value::Int(5432))
+        );
+        assert_eq!(
+            split_host_port("[::1]:6432"),
+            ("::1".into(), Value::Int(6432))
+        );
+        assert_eq!(
+            split_host_port("db.example:x"),
+            ("db.example".into(), Value::Null)
+        );
     }
 }

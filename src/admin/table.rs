@@ -115,7 +115,12 @@ impl Table {
 
     /// Adds a row; in debug builds, checks it fits the columns.
     pub fn push(&mut self, row: Vec<Value>) {
-        debug_assert_eq!(row.len(), self.columns.len(), "row does not fit {:?}", self.columns);
+        debug_assert_eq!(
+            row.len(),
+            self.columns.len(),
+            "row does not fit {:?}",
+            self.columns
+        );
         debug_assert!(row.iter().zip(&self.columns).all(|(v, c)| matches!(
             (v, c.kind),
             (Value::Null, _) | (Value::Text(_), Kind::Text) | (Value::Int(_), Kind::Int)

@@ -27,7 +27,13 @@ impl Config {
                 }
             )*};
         }
-        keep!(listen, metrics_listen, worker_threads, log_format, instance_id);
+        keep!(
+            listen,
+            metrics_listen,
+            worker_threads,
+            log_format,
+            instance_id
+        );
         kept
     }
 }
@@ -50,7 +56,11 @@ mod tests {
         assert_eq!(next.instance_id, running.instance_id);
         assert_eq!(next.max_client_conn, 5);
         for key in RESTART_KEYS {
-            assert!(toml::Value::try_from(&running).unwrap().get(key).is_some() || key == "metrics_listen", "{key}");
+            assert!(
+                toml::Value::try_from(&running).unwrap().get(key).is_some()
+                    || key == "metrics_listen",
+                "{key}"
+            );
         }
     }
 }

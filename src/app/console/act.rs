@@ -110,7 +110,10 @@ impl Act for App {
     }
 
     fn kill_client(&self, id: u64) -> Result<String, ConsoleError> {
-        let client = self.clients.get(id).ok_or(ConsoleError::ClientNotFound(id))?;
+        let client = self
+            .clients
+            .get(id)
+            .ok_or(ConsoleError::ClientNotFound(id))?;
         self.kill_one(&client);
         Ok(format!("client {id} disconnected"))
     }

@@ -9,7 +9,11 @@ use crate::router::decision::{decide, Facts, Lazy, Transaction};
 use crate::router::{Classification, Isolation};
 
 impl App {
-    pub(super) async fn route_rows(&self, database: Option<&str>, sql: &str) -> Result<Vec<RouteRow>, String> {
+    pub(super) async fn route_rows(
+        &self,
+        database: Option<&str>,
+        sql: &str,
+    ) -> Result<Vec<RouteRow>, String> {
         let current = self.current();
         let config = &current.config;
         let database = database
@@ -17,7 +21,10 @@ impl App {
             .or_else(|| config.databases.first().cloned())
             .unwrap_or_else(|| "postgres".into());
         let cluster = current.pools.of_database(&database);
-        if cluster.is_none() && !config.databases.is_empty() && !config.databases.contains(&database) {
+        if cluster.is_none()
+            && !config.databases.is_empty()
+            && !config.databases.contains(&database)
+        {
             return Err(format!(
                 "database \"{database}\" is not configured and no client has used it"
             ));
@@ -29,7 +36,9 @@ impl App {
                 match look_up(cluster.as_deref(), &functions, &names).await {
                     Ok(()) => match current.router.classify(sql, &*functions) {
                         Classification::Routed(route) => route,
-                        Classification::NeedsCatalog(_) => return Ok(vec![unknown_functions(&names)]),
+                        Classification::NeedsCatalog(_) => {
+                            return Ok(vec![unknown_functions(&names)])
+                        }
                     },
                     Err(why) => {
                         tracing::debug!(%why, "SHOW ROUTE: functions not looked up");
@@ -59,7 +68,13 @@ impl App {
         Ok(contexts
             .into_iter()
             .map(|(context, transaction)| {
-                let decision = decide(&route, &Facts { transaction, ..facts });
+                let decision = decide(
+                    &route,
+                    &Facts {
+                        transaction,
+                        ..facts
+                    },
+                );
                 RouteRow {
                     context,
                     destination: decision.place.describe(),
@@ -80,7 +95,10 @@ async fn look_up(
     names: &[String],
 ) -> Result<(), String> {
     let cluster = cluster.ok_or("no client has used the database yet")?;
-    let mut conn = cluster.checkout_primary().await.map_err(|e| e.to_string())?;
+    let mut conn = cluster
+        .checkout_primary()
+        .await
+        .map_err(|e| e.to_string())?;
     functions
         .look_up(names, &mut conn)
         .await
@@ -99,4 +117,3 @@ fn unknown_functions(names: &[String]) -> RouteRow {
         ),
     }
 }
-

@@ -30,7 +30,10 @@ impl Show for App {
         pools.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
         pools
             .into_iter()
-            .map(|sample| PoolRow { sample, pool_mode: mode })
+            .map(|sample| PoolRow {
+                sample,
+                pool_mode: mode,
+            })
             .collect()
     }
 
@@ -165,7 +168,10 @@ impl Show for App {
             ("databases", self.known_databases(&config).len() as u64),
             ("users", users),
             ("peers", config.peers.len() as u64),
-            ("pools", clusters.iter().map(|c| c.servers.len() as u64).sum()),
+            (
+                "pools",
+                clusters.iter().map(|c| c.servers.len() as u64).sum(),
+            ),
             // Peers forward cancel requests only: no pools of theirs.
             ("peer_pools", 0),
             // pgsplit allocates per client; there is no free list.
