@@ -25,6 +25,24 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
+    /// This end's address (`None` if the socket cannot tell).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Stream::Plain(tcp) => tcp.local_addr().ok(),
+            Stream::Tls(tls) => tls.get_ref().0.local_addr().ok(),
+        }
+    }
+
+    /// "TLSv1_3/TLS13_AES_256_GCM_SHA384" (version and cipher suite), as
+    /// the admin console's SHOW CLIENTS and SHOW SERVERS give it; `None`
+    /// for plain TCP.
+    pub fn tls_description(&self) -> Option<String> {
+        let tls = self.tls()?;
+        let version = tls.protocol_version().map(|v| format!("{v:?}"));
+        let suite = tls.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+        Some([version, suite].into_iter().flatten().collect::<Vec<_>>().join("/"))
+    }
+
     /// The TLS session's state (peer certificates, ALPN, version); `None`
     /// for plain TCP.
     pub fn tls(&self) -> Option<&rustls::CommonState> {

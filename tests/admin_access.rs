@@ -90,8 +90,14 @@ async fn admin_and_stats_users(host: IpAddr, p: &Proxy) {
     for show in ["SHOW POOLS", "SHOW STATS", "SHOW CLIENTS", "SHOW CONFIG"] {
         assert_eq!(run(&stats, show).await, Ok(()), "{show}");
     }
-    for command in ["PAUSE", "RESUME", "RELOAD", "SHUTDOWN"] {
+    for command in [
+        "PAUSE", "RESUME", "RELOAD", "SHUTDOWN", "PAUSE postgres", "RECONNECT", "WAIT_CLOSE",
+        "KILL postgres", "KILL_CLIENT 1", "DISABLE postgres", "ENABLE postgres",
+    ] {
         assert_eq!(run(&stats, command).await, denied(), "{command}");
+    }
+    for show in ["SHOW SERVERS", "SHOW DATABASES", "SHOW USERS", "SHOW LISTS", "SHOW HEALTH"] {
+        assert_eq!(run(&stats, show).await, Ok(()), "{show}");
     }
     // The SHUTDOWN refused did nothing: pgsplit still serves.
     assert_eq!(run(&admin, "SHOW SERVERS").await, Ok(()));
@@ -129,8 +135,11 @@ async fn trust_mode_with_lists_follows_them_from_anywhere() {
     let text = http::get(metrics, "/metrics").1;
     assert_eq!(
         http::value(&text, "pgsplit_refusals_total{reason=\"admin_command\"}"),
-        8.0
+        22.0,
+        "11 commands refused to the stats user, from two places"
     );
+    let killed = "pgsplit_admin_commands_total{command=\"KILL\",result=\"denied\"}";
+    assert_eq!(http::value(&text, killed), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

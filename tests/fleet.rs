@@ -52,7 +52,7 @@ async fn sleep_cancelled_via(home: u16, via: u16) -> (Duration, Option<String>) 
 /// `pgsplit_cancel_requests_total{outcome}` of the instance on `port`.
 async fn stat(port: u16, outcome: &str) -> String {
     let console = support::admin::console(port).await;
-    let rows = support::admin::rows(&console, "SHOW STATS").await;
+    let rows = support::admin::rows(&console, "SHOW METRICS").await;
     let label = format!("outcome={outcome}");
     let value = |row: &Vec<(String, String)>, column: &str| {
         row.iter().find(|(c, _)| c == column).map(|(_, v)| v.clone())

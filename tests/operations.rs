@@ -185,14 +185,14 @@ async fn admin_console_answers_psql_and_drivers() {
     let pools = admin(port, "SHOW POOLS").unwrap();
     assert!(pools.contains(&cluster.replica_addr()), "{pools}");
     assert_eq!(pools.lines().count(), 2, "{pools}");
-    let servers = admin(port, "show servers;").unwrap();
+    let servers = admin(port, "show health;").unwrap();
     assert!(servers.contains("|primary|"), "{servers}");
     let clients = admin(port, "SHOW CLIENTS").unwrap();
     assert!(clients.contains("postgres|postgres"), "{clients}");
     assert!(admin(port, "SHOW VERSION").unwrap().starts_with("pgsplit "));
     let config = admin(port, "SHOW CONFIG").unwrap();
     assert!(config.contains("pool.replica.pool_size|2"), "{config}");
-    let stats = admin(port, "SHOW STATS").unwrap();
+    let stats = admin(port, "SHOW METRICS").unwrap();
     assert!(
         stats.contains("pgsplit_statements_total|destination=replica,reason=read_only|1"),
         "{stats}"
@@ -234,7 +234,7 @@ async fn admin_console_answers_psql_and_drivers() {
     .await
     .unwrap();
     let rows: Vec<_> = console
-        .simple_query("SHOW SERVERS")
+        .simple_query("SHOW HEALTH")
         .await
         .unwrap()
         .into_iter()

@@ -591,7 +591,7 @@ async fn pgsplit_reaches_servers_that_require_tls_and_client_certificates() {
     assert_eq!(row.get::<_, i32>(0) as u16, c.replica_port());
     assert_eq!(row.get::<_, i64>(1), 1);
     let console = support::admin::console(p.port()).await;
-    for server in support::admin::rows(&console, "SHOW SERVERS").await {
+    for server in support::admin::rows(&console, "SHOW HEALTH").await {
         let failures = server.iter().find(|(k, _)| k == "health_check_failures");
         assert_eq!(failures.map(|(_, v)| v.as_str()), Some("0"), "{server:?}");
     }

@@ -150,9 +150,18 @@ mod tests {
             ("show stats", true),
             ("SHOW ROUTE SELECT 1", true),
             ("", true),
+            ("SHOW DATABASES", true),
+            ("SHOW CLIENTS", true),
             ("RELOAD", false),
             ("PAUSE", false),
+            ("PAUSE app", false),
             ("RESUME", false),
+            ("RECONNECT app", false),
+            ("WAIT_CLOSE", false),
+            ("KILL app", false),
+            ("KILL_CLIENT 3", false),
+            ("DISABLE app", false),
+            ("ENABLE app", false),
             ("SHUTDOWN", false),
         ] {
             let command = parse(text).unwrap();

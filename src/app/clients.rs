@@ -5,7 +5,7 @@
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::SystemTime;
@@ -34,8 +34,14 @@ impl ClientState {
 }
 
 pub struct ClientInfo {
+    /// The id SHOW CLIENTS lists, KILL_CLIENT takes and the client's log
+    /// lines carry (`client`).
     pub id: u64,
     pub peer: SocketAddr,
+    /// pgsplit's end of the connection.
+    pub local: Option<SocketAddr>,
+    /// The TLS version and cipher, when encrypted.
+    pub tls: Option<String>,
     pub user: String,
     pub database: String,
     pub application_name: String,
@@ -51,6 +57,19 @@ pub struct ClientInfo {
     /// wait, and a shared channel's waiter list would be a lock all
     /// sessions take twice per statement.
     pub stop_waker: StopWaker,
+    /// Set by KILL_CLIENT or KILL: the session ends at once.
+    killed: AtomicBool,
+}
+
+/// Who a client is, as it connected.
+pub struct Connected<'a> {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: Option<SocketAddr>,
+    pub tls: Option<String>,
+    pub user: &'a str,
+    pub database: &'a str,
+    pub application_name: &'a str,
 }
 
 /// The session task's waker, for the shutdown. Set once: a task keeps its
@@ -92,6 +111,18 @@ impl ClientInfo {
         self.statements.store(n + 1, Ordering::Relaxed);
     }
 
+    /// Ends the session (KILL_CLIENT, KILL): it sees this at its next
+    /// wake, which this causes.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.stop_waker.wake();
+    }
+
+    #[inline]
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
     pub fn state(&self) -> ClientState {
         match self.state.load(Ordering::Relaxed) {
             1 => ClientState::Active,
@@ -120,24 +151,28 @@ impl Drop for Registered<'_> {
 }
 
 impl Clients {
-    pub fn register(
-        &self,
-        peer: SocketAddr,
-        user: &str,
-        database: &str,
-        application_name: &str,
-    ) -> Registered<'_> {
+    /// A new client's id, taken when it connects so that its log lines
+    /// carry it from the start.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Lists a logged-in client (`who.id` from `next_id`).
+    pub fn register(&self, who: Connected) -> Registered<'_> {
         let info = Arc::new(ClientInfo {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
-            peer,
-            user: user.to_string(),
-            database: database.to_string(),
-            application_name: application_name.to_string(),
+            id: who.id,
+            peer: who.peer,
+            local: who.local,
+            tls: who.tls,
+            user: who.user.to_string(),
+            database: who.database.to_string(),
+            application_name: who.application_name.to_string(),
             connected_at: SystemTime::now(),
             state: AtomicU8::new(ClientState::Idle as u8),
             pinned: Mutex::new(None),
             statements: AtomicU64::new(0),
             stop_waker: StopWaker::default(),
+            killed: AtomicBool::new(false),
         });
         self.live.lock().insert(info.id, info.clone());
         Registered {
@@ -162,5 +197,9 @@ impl Clients {
 
     pub fn count(&self) -> usize {
         self.live.lock().len()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
+        self.live.lock().get(&id).cloned()
     }
 }

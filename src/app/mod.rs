@@ -16,6 +16,7 @@ pub mod auth_query;
 pub mod clients;
 mod console;
 pub mod credentials;
+pub mod databases;
 
 use crate::cancel::Cancels;
 use crate::catalog::Catalog;
@@ -55,7 +56,13 @@ pub struct App {
     pub pinned_clients: AtomicUsize,
     /// PAUSE: no new server connections are handed out until RESUME.
     paused: AtomicBool,
+    /// Woken by RESUME (of everything or of a database) and by a kill,
+    /// so that paused clients look again.
     resumed: Notify,
+    /// Databases paused or disabled one by one (PAUSE db, DISABLE db).
+    pub databases: databases::DatabaseSwitches,
+    /// Every server connection open (SHOW SERVERS, RECONNECT).
+    pub registry: Arc<crate::pool::registry::Registry>,
     /// Shutdown progress (a `Stop` as a number): sessions load it once per
     /// wait, no lock. Sessions are woken through their registry entries,
     /// the listener through `stopping`.
@@ -102,15 +109,18 @@ impl App {
     pub fn new(config: Config, tls: crate::tls::Tls) -> Arc<App> {
         let metrics = Arc::new(Metrics::new());
         metrics.declare_pin_reasons(&crate::router::Pin::ALL.map(crate::router::Pin::label));
+        metrics.declare_admin_commands(&crate::admin::COMMANDS, &crate::admin::RESULTS);
         let outcomes = crate::tls::Outcome::PAIRS.map(|(side, o)| (side, o.label()));
         metrics.declare_tls_outcomes(&outcomes);
         let instance = config.instance();
         let keyring = Arc::new(Keyring::default());
         let mock_secret: Key = rand::random();
+        let registry = Arc::new(crate::pool::registry::Registry::default());
         let shared = Shared {
             metrics: &metrics,
             keyring: &keyring,
             mock_secret,
+            registry: &registry,
         };
         let current = Current::build(Arc::new(config), tls, None, &shared, 0);
         current.start();
@@ -127,6 +137,8 @@ impl App {
             pinned_clients: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
             resumed: Notify::new(),
+            databases: Default::default(),
+            registry,
             stop_level: AtomicU8::new(Stop::Running as u8),
             stopping: Notify::new(),
             reloader: OnceLock::new(),
@@ -158,6 +170,7 @@ impl App {
             metrics: &self.metrics,
             keyring: &self.keyring,
             mock_secret: self.mock_secret,
+            registry: &self.registry,
         };
         let next = Current::build(Arc::new(config), tls, Some(&old), &shared, generation);
         next.start();
@@ -192,20 +205,12 @@ impl App {
             }
         };
         let old = self.config();
-        for (key, before, after) in [
-            ("listen", Some(&old.listen), Some(&config.listen)),
-            (
-                "metrics_listen",
-                old.metrics_listen.as_ref(),
-                config.metrics_listen.as_ref(),
-            ),
-        ] {
-            if before != after {
-                tracing::warn!(
-                    key,
-                    "changing this key needs a restart; the old value stays in use"
-                );
-            }
+        let mut config = config;
+        for key in config.keep_restart_keys(&old) {
+            tracing::warn!(
+                key,
+                "changing this key needs a restart; the old value stays in use"
+            );
         }
         let changed = *old != config;
         self.reload(config, tls);
@@ -242,15 +247,37 @@ impl App {
         }
     }
 
-    /// Returns once RESUME is given (at once if not paused).
-    pub async fn wait_resumed(&self) {
+    /// Whether new transactions of `database` wait: PAUSE, or PAUSE of
+    /// that database. One load when neither is in force.
+    #[inline]
+    pub fn is_paused_for(&self, database: &str) -> bool {
+        self.is_paused() || self.databases.is_paused(database)
+    }
+
+    /// Returns once `client`'s database is resumed (at once if not
+    /// paused), or the client is killed.
+    pub async fn wait_resumed(&self, client: &clients::ClientInfo) {
         loop {
             let resumed = self.resumed.notified();
-            if !self.is_paused() {
+            if !self.is_paused_for(&client.database) || client.is_killed() {
                 return;
             }
             resumed.await;
         }
+    }
+
+    /// Resumes the clients of `database` paused on their own.
+    pub fn resume_database(&self, database: &str) -> bool {
+        let was = self.databases.resume(database);
+        self.resumed.notify_waiters();
+        was
+    }
+
+    /// Ends a client's session at once (KILL_CLIENT, KILL).
+    pub fn kill_session(&self, client: &clients::ClientInfo) {
+        client.kill();
+        // A client waiting out a PAUSE looks again.
+        self.resumed.notify_waiters();
     }
 
     /// Moves the shutdown on to `stop` (never back).
@@ -352,6 +379,7 @@ struct Shared<'a> {
     metrics: &'a Arc<Metrics>,
     keyring: &'a Arc<Keyring>,
     mock_secret: Key,
+    registry: &'a Arc<crate::pool::registry::Registry>,
 }
 
 impl Current {
@@ -373,6 +401,7 @@ impl Current {
             shared.metrics.clone(),
             shared.keyring.clone(),
             tls.servers.clone(),
+            shared.registry.clone(),
         ));
         if let Some(previous) = previous {
             pools.inherit(&previous.pools);

@@ -4,7 +4,7 @@
 
 use super::io::{ClientError, ClientIo};
 use super::startup::StartupParams;
-use crate::admin::{self, access, Access, Reply};
+use crate::admin::{self, access, Access, Caller, Reply};
 use crate::app::App;
 use crate::metrics::Refusal;
 use crate::protocol::error::sqlstate;
@@ -73,7 +73,7 @@ pub async fn log_in(
 }
 
 /// Answers the console user's commands until it leaves.
-pub async fn serve(app: &App, io: &mut ClientIo, access: Access) -> Result<(), ClientError> {
+pub async fn serve(app: &App, io: &mut ClientIo, caller: &Caller<'_>) -> Result<(), ClientError> {
     let mut out = BytesMut::new();
     let mut failed_batch = false;
     while let Some((tag, frame)) = io.read_frame().await? {
@@ -82,7 +82,7 @@ pub async fn serve(app: &App, io: &mut ClientIo, access: Access) -> Result<(), C
             tag::QUERY => {
                 let text = extended::query_text(crate::protocol::body(&frame))?;
                 let text = String::from_utf8_lossy(text);
-                let reply = admin::answer(app, access, &text).await;
+                let reply = admin::answer(app, caller, &text).await;
                 if reply == Reply::Denied {
                     app.metrics.refused(Refusal::AdminCommand);
                 }
@@ -111,19 +111,22 @@ pub async fn serve(app: &App, io: &mut ClientIo, access: Access) -> Result<(), C
 
 fn encode(reply: Reply, out: &mut BytesMut) {
     match reply {
-        Reply::Rows { columns, rows } => {
-            backend::row_description(&columns, out);
-            for row in &rows {
-                let values: Vec<Option<&str>> = row.iter().map(|v| v.as_deref()).collect();
+        Reply::Rows(table) => {
+            let columns: Vec<_> = table.columns.iter().map(|c| (c.name, c.kind.oid())).collect();
+            backend::typed_row_description(&columns, out);
+            for row in &table.rows {
+                let text: Vec<Option<String>> = row.iter().map(|v| v.as_text()).collect();
+                let values: Vec<Option<&str>> = text.iter().map(|v| v.as_deref()).collect();
                 backend::data_row(&values, out);
             }
-            backend::command_complete(&format!("SHOW {}", rows.len()), out);
+            // PgBouncer's tag: SHOW alone, no row count.
+            backend::command_complete("SHOW", out);
         }
         Reply::Done { tag, notice } => {
             if let Some(message) = notice {
                 backend::notice(&message, out);
             }
-            backend::command_complete(&tag, out);
+            backend::command_complete(tag, out);
         }
         Reply::Empty => backend::empty(b'I', out),
         Reply::Error(code, message) => PgError::error(code, message).encode(out),

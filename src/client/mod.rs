@@ -167,7 +167,14 @@ async fn serve(
             .in_time(&app, &peer, Box::pin(admin::log_in(&app, &mut io, &params, &peer)))
             .await;
         let served = match logged_in {
-            Ok(access) => Box::pin(admin::serve(&app, &mut io, access)).await,
+            Ok(access) => {
+                let caller = crate::admin::Caller {
+                    access,
+                    user: &params.user,
+                    peer: &peer,
+                };
+                Box::pin(admin::serve(&app, &mut io, &caller)).await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = served {
@@ -177,7 +184,11 @@ async fn serve(
         return;
     }
     let started = Instant::now();
-    tracing::info!(%peer, user = %params.user, database = %params.database, "client connected");
+    io.metrics.set_database(&params.database);
+    // The id SHOW CLIENTS lists and KILL_CLIENT takes, in its log lines
+    // from the first.
+    let id = app.clients.next_id();
+    tracing::info!(client = id, %peer, user = %params.user, database = %params.database, "client connected");
     app.metrics.client_connections_total.inc();
     let registration = app.cancels.register();
     let logged_in = login
@@ -185,12 +196,15 @@ async fn serve(
         .await;
     let result = match logged_in {
         Ok((current, cluster, settings)) => {
-            let client = app.clients.register(
+            let client = app.clients.register(crate::app::clients::Connected {
+                id,
                 peer,
-                &params.user,
-                &params.database,
-                params.get("application_name").unwrap_or_default(),
-            );
+                local: io.stream.local_addr(),
+                tls: io.stream.tls_description(),
+                user: &params.user,
+                database: &params.database,
+                application_name: params.get("application_name").unwrap_or_default(),
+            });
             // Owned here and run by reference: a session moved into its
             // own future would be stored there twice.
             let mut session = Session::new(
@@ -212,8 +226,10 @@ async fn serve(
     };
     let seconds = started.elapsed().as_secs_f64();
     match result {
-        Ok(()) | Err(ClientError::Gone) => tracing::info!(%peer, seconds, "client disconnected"),
-        Err(error) => tracing::info!(%peer, seconds, %error, "client disconnected"),
+        Ok(()) | Err(ClientError::Gone) => {
+            tracing::info!(client = id, %peer, seconds, "client disconnected")
+        }
+        Err(error) => tracing::info!(client = id, %peer, seconds, %error, "client disconnected"),
     }
 }
 
@@ -271,6 +287,17 @@ async fn log_in(
         return Err(ClientError::Refused(PgError::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!("database \"{}\" does not exist", params.database),
+        )));
+    }
+    if app.databases.is_disabled(&params.database) {
+        // PgBouncer's words; PostgreSQL's SQLSTATE for a database that
+        // does not allow connections (datallowconn = false).
+        return Err(ClientError::Refused(PgError::fatal(
+            sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "database \"{}\" is disabled (DISABLE in pgsplit's admin console; ENABLE lets clients in again)",
+                params.database
+            ),
         )));
     }
     let cluster = current.pools.get(&params.database, &params.user);

@@ -4,6 +4,8 @@
 
 mod cli;
 mod limits;
+mod restart;
+pub use restart::RESTART_KEYS;
 mod tls;
 
 pub use cli::Cli;

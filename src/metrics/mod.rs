@@ -14,7 +14,7 @@ mod shard;
 
 pub use labels::{ErrorSide, Refusal, Timeout};
 pub use sample::{ClientCounts, PoolSample, Sample, ServerSample};
-pub use shard::SessionMetrics;
+pub use shard::{DatabaseTraffic, SessionMetrics};
 
 use shard::Shards;
 use std::sync::Arc;
@@ -113,6 +113,7 @@ pub struct Metrics {
     tls: IntCounterVec,
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
+    admin_commands: IntCounterVec,
     uptime: IntGauge,
     started: Instant,
 }
@@ -222,6 +223,12 @@ impl Metrics {
                 "Clients that gave up waiting for a pool connection after pool_timeout",
                 &POOL_LABELS,
             ),
+            admin_commands: counter_vec(
+                &registry,
+                "pgsplit_admin_commands_total",
+                "Admin console commands, by command (SHOW, PAUSE, KILL, ...) and result (ok, error, denied)",
+                &["command", "result"],
+            ),
             uptime: gauge(
                 &registry,
                 "pgsplit_uptime_seconds",
@@ -264,6 +271,53 @@ impl Metrics {
             metrics.cancels.with_label_values(&[outcome.as_str()]);
         }
         metrics
+    }
+
+    /// Makes the `pgsplit_admin_commands_total` series exist (at 0).
+    pub fn declare_admin_commands(&self, commands: &[&str], results: &[&str]) {
+        for command in commands {
+            for result in results {
+                self.admin_commands.with_label_values(&[command, result]);
+            }
+        }
+    }
+
+    pub fn admin_command(&self, command: &str, result: &str) {
+        self.admin_commands.with_label_values(&[command, result]).inc();
+    }
+
+    /// Each database's traffic since start: the sessions' counts, and the
+    /// checkouts and waits of its pools (those retired by a reload or
+    /// for disuse leave theirs out).
+    pub fn by_database(&self) -> Vec<DatabaseTraffic> {
+        let mut all = self.shards.by_database();
+        for family in self.checkout_wait.collect() {
+            for m in family.get_metric() {
+                let Some(database) = m.get_label().iter().find(|l| l.name() == "database") else {
+                    continue;
+                };
+                let h = m.get_histogram();
+                let at = match all.iter().position(|t| t.database == database.value()) {
+                    Some(at) => at,
+                    None => {
+                        all.push(DatabaseTraffic {
+                            database: database.value().to_string(),
+                            ..Default::default()
+                        });
+                        all.len() - 1
+                    }
+                };
+                all[at].checkouts += h.get_sample_count();
+                all[at].wait_nanos += (h.get_sample_sum() * 1e9) as u64;
+            }
+        }
+        all.sort_by(|a, b| a.database.cmp(&b.database));
+        all
+    }
+
+    /// Seconds since pgsplit started.
+    pub fn uptime(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
     }
 
     /// The counters of a new session.

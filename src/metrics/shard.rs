@@ -37,6 +37,41 @@ pub struct Shard {
     /// Routes a session's memo gave (`RouteMemo`): routing cache hits that
     /// never reached the shared cache's counters.
     memo_hits: AtomicU64,
+    /// The database of the session, once it is known (SHOW STATS).
+    database: std::sync::OnceLock<Arc<str>>,
+}
+
+/// One database's counts, as the admin console's SHOW STATS adds them up.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DatabaseTraffic {
+    pub database: String,
+    /// Statements by where they ran: [primary, replica].
+    pub statements: [u64; 2],
+    pub statement_nanos: u64,
+    pub transactions: u64,
+    pub transaction_nanos: u64,
+    pub received: u64,
+    pub sent: u64,
+    /// Server connections handed out (checkouts), and the time waited
+    /// for them.
+    pub checkouts: u64,
+    pub wait_nanos: u64,
+}
+
+impl Shard {
+    fn traffic(&self) -> DatabaseTraffic {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let sides = [0, 1];
+        DatabaseTraffic {
+            statements: sides.map(|s| self.statements[s].iter().map(load).sum()),
+            statement_nanos: sides.iter().map(|&s| load(&self.statement_seconds[s].sum_nanos)).sum(),
+            transactions: sides.iter().map(|&s| load(&self.transactions[s])).sum(),
+            transaction_nanos: sides.iter().map(|&s| load(&self.transaction_seconds[s].sum_nanos)).sum(),
+            received: load(&self.received),
+            sent: load(&self.sent),
+            ..DatabaseTraffic::default()
+        }
+    }
 }
 
 /// Only the owning session writes a live shard, so a plain load and store
@@ -104,6 +139,8 @@ impl Shard {
 pub(super) struct Shards {
     live: Mutex<Vec<Arc<Shard>>>,
     retired: Shard,
+    /// What ended sessions left, by database.
+    retired_by_database: Mutex<std::collections::HashMap<Arc<str>, Shard>>,
 }
 
 impl Shards {
@@ -115,6 +152,31 @@ impl Shards {
         let live = self.live.lock();
         let count = |shard: &Shard| shard.memo_hits.load(Ordering::Relaxed);
         live.iter().map(|s| count(s)).sum::<u64>() + count(&self.retired)
+    }
+
+    /// Each database's counts, live and retired sessions together.
+    pub(super) fn by_database(&self) -> Vec<DatabaseTraffic> {
+        let sums: std::collections::HashMap<Arc<str>, Shard> = Default::default();
+        let mut sums = sums;
+        let live = self.live.lock();
+        for (database, shard) in self.retired_by_database.lock().iter() {
+            shard.add_into(sums.entry(database.clone()).or_default());
+        }
+        for shard in live.iter() {
+            if let Some(database) = shard.database.get() {
+                shard.add_into(sums.entry(database.clone()).or_default());
+            }
+        }
+        drop(live);
+        let mut all: Vec<_> = sums
+            .into_iter()
+            .map(|(database, shard)| DatabaseTraffic {
+                database: database.to_string(),
+                ..shard.traffic()
+            })
+            .collect();
+        all.sort_by(|a, b| a.database.cmp(&b.database));
+        all
     }
 
     pub(super) fn total(&self) -> Shard {
@@ -169,6 +231,12 @@ impl SessionMetrics {
         bump(&self.shard.sent, bytes as u64);
     }
 
+    /// The session's database, once its client said (the first call
+    /// counts): SHOW STATS adds its counts up under it.
+    pub fn set_database(&self, database: &str) {
+        let _ = self.shard.database.set(database.into());
+    }
+
     /// A route the session's memo gave: a routing cache hit.
     #[inline]
     pub fn routing_memo_hit(&self) {
@@ -181,6 +249,10 @@ impl Drop for SessionMetrics {
         // Under the lock, so a scrape counts the shard exactly once.
         let mut live = self.shards.live.lock();
         self.shard.add_into(&self.shards.retired);
+        if let Some(database) = self.shard.database.get() {
+            let mut by_database = self.shards.retired_by_database.lock();
+            self.shard.add_into(by_database.entry(database.clone()).or_default());
+        }
         live.retain(|s| !Arc::ptr_eq(s, &self.shard));
     }
 }

@@ -25,7 +25,45 @@ pub struct Closed {
     pub in_use: u32,
 }
 
+/// What RECONNECT did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnected {
+    /// Connections marked to close once released.
+    pub marked: usize,
+    /// Idle ones among them, closed now.
+    pub closed: u32,
+}
+
 impl Pools {
+    /// RECONNECT: every server connection of `database` (`None`: every
+    /// database) closes once released: idle ones now, parked ones are
+    /// called back, and those in use when their clients release them (at
+    /// the end of the transaction, or of the session when pinned or in
+    /// session pooling). Clients open new ones as they need them; unlike
+    /// `close_idle_connections`, nothing waits.
+    pub fn reconnect(&self, database: Option<&str>) -> Reconnected {
+        let marked = self.registry.mark_close_needed(database);
+        let pools: Vec<Arc<ServerPool>> = self
+            .clusters
+            .read()
+            .iter()
+            .filter(|((db, _), _)| database.is_none_or(|d| d == db))
+            .flat_map(|(_, cluster)| cluster.servers.iter().cloned())
+            .collect();
+        let mut closed = 0;
+        for pool in &pools {
+            pool.call_back_parked();
+            // At most the idle ones of now: those opened since are new.
+            for _ in 0..pool.state().idle_connections {
+                if !pool.close_one_idle() {
+                    break;
+                }
+                closed += 1;
+            }
+        }
+        Reconnected { marked, closed }
+    }
+
     /// Closes the idle connections of every pool of `database` (every
     /// user, every server), after calling the parked ones back and
     /// waiting up to `RECALL_WAIT` for them. Connections in use stay

@@ -1,7 +1,9 @@
 //! bb8's view of a server: how to open, check and judge a connection.
 
 use super::limits::{Permits, PoolLimits};
+use super::registry::{Opened, Registered, Registry};
 use super::ServerPool;
+use crate::role::Role;
 use crate::protocol::tag;
 use crate::metrics::PoolHandles;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
@@ -25,6 +27,10 @@ pub struct ServerManager {
     /// Counts each login by what it logged in with, and its TLS
     /// negotiation (`pgsplit_tls_negotiations_total`, the server side).
     pub metrics: PoolHandles,
+    /// Where each connection opened is listed (SHOW SERVERS, RECONNECT).
+    pub registry: Arc<Registry>,
+    /// The role its server was configured with, for that list.
+    pub role: Role,
 }
 
 /// What a pool and its manager share about opening connections.
@@ -75,7 +81,16 @@ impl bb8::ManageConnection for ServerManager {
         if self.opens.refusals.load(Ordering::Relaxed) != 0 {
             self.opens.refusals.store(0, Ordering::Relaxed);
         }
-        Ok(PooledServer(Box::new(conn), permits))
+        let registered = self.registry.register(Opened {
+            addr: self.target.addr.clone(),
+            role: self.role,
+            database: self.target.database.clone(),
+            user: self.target.user.clone(),
+            local: conn.stream.local_addr(),
+            backend_pid: conn.backend_pid,
+            tls: conn.stream.tls_description(),
+        });
+        Ok(PooledServer(Box::new(conn), permits, registered))
     }
 
     /// Only called with `pool_pre_ping`: an empty query is the cheapest
@@ -107,6 +122,8 @@ pub struct PooledServer(
     // Dropped after the connection: its limits' permits (`limits`) are
     // given back once it is closed.
     #[allow(dead_code)] Permits,
+    // Leaves the registry once the connection is closed.
+    pub(super) Registered,
 );
 
 impl PooledServer {

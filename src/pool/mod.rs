@@ -5,11 +5,12 @@ mod closing;
 mod limits;
 mod manager;
 mod recall;
+pub mod registry;
 mod replicas;
 mod retire;
 mod server_pool;
 
-pub use closing::Closed;
+pub use closing::{Closed, Reconnected};
 pub use recall::RecallTicket;
 pub use server_pool::{Checkout, ServerPool};
 
@@ -454,6 +455,8 @@ pub struct Pools {
     retired_bans: Mutex<HashMap<Arc<str>, u64>>,
     /// The pools that took these over at a reload (`inherit`).
     successor: std::sync::OnceLock<std::sync::Weak<Pools>>,
+    /// Every server connection open, of this generation and the others.
+    pub registry: Arc<registry::Registry>,
 }
 
 impl Pools {
@@ -463,6 +466,7 @@ impl Pools {
         metrics: Arc<Metrics>,
         keyring: Arc<Keyring>,
         server_tls: Option<Arc<crate::tls::ServerTls>>,
+        registry: Arc<registry::Registry>,
     ) -> Pools {
         let limits = limits::ConnectionLimits::new(
             config.max_db_connections,
@@ -478,6 +482,7 @@ impl Pools {
             limits: RwLock::new(Arc::new(limits)),
             retired_bans: Mutex::new(HashMap::new()),
             successor: std::sync::OnceLock::new(),
+            registry,
         }
     }
 
@@ -612,6 +617,12 @@ impl Pools {
                 if let Some(pool) = same {
                     return pool.clone();
                 }
+                if let Some(old) = previous.and_then(|p| p.servers.get(server.index)) {
+                    // Its connections close as their clients release
+                    // them (WAIT_CLOSE waits for that), as PgBouncer's
+                    // reload does with a changed connection string.
+                    self.registry.mark_pool(&old.addr, database, user);
+                }
                 let handles = self.metrics.pool_handles(&[
                     &server.addr,
                     server.configured.as_str(),
@@ -619,7 +630,8 @@ impl Pools {
                     user,
                 ]);
                 let limits = limits.of(&server.addr, database, user);
-                ServerPool::new(server.clone(), target, settings, handles, limits)
+                let registry = self.registry.clone();
+                ServerPool::new(server.clone(), target, settings, handles, limits, registry)
             })
             .collect();
         ClusterPools {

@@ -72,7 +72,7 @@ mod tests {
             },
             ..Config::default()
         });
-        Pools::new(config.clone(), Topology::new(&config), Default::default(), Default::default(), None)
+        Pools::new(config.clone(), Topology::new(&config), Default::default(), Default::default(), None, Default::default())
             .get("d", "u")
     }
 

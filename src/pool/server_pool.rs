@@ -4,6 +4,7 @@
 use super::limits::PoolLimits;
 use super::manager::{Opens, ServerManager};
 use super::recall::{Parked, Recall, RecallTicket};
+use super::registry::{Registry, ServerEntry, Use};
 use super::PoolError;
 use crate::config::PoolSettings;
 use crate::health::lsn::Lsn;
@@ -85,6 +86,7 @@ impl ServerPool {
         settings: &PoolSettings,
         metrics: PoolHandles,
         limits: PoolLimits,
+        registry: Arc<Registry>,
     ) -> Arc<ServerPool> {
         let name = format!(
             "{} {} db={} user={}",
@@ -111,6 +113,8 @@ impl ServerPool {
                 metrics: metrics.clone(),
                 limits: limits.clone(),
                 pool: me.clone(),
+                registry,
+                role: server.configured,
             };
             ServerPool {
             name,
@@ -201,6 +205,7 @@ impl ServerPool {
                     // The database exists: the rest of `pool_size` now.
                     self.warm();
                 }
+                conn.2.entry.checked_out();
                 return Ok(Checkout {
                     role: self.server.role(),
                     detour: None,
@@ -626,6 +631,7 @@ impl Checkout {
             // SeqCst: see `wait_for_turn`.
             self.pool.parked.fetch_add(1, Ordering::SeqCst);
             self.parked = Some(self.pool.recall.parked());
+            self.entry().set_state(Use::Parked);
         }
     }
 
@@ -647,7 +653,13 @@ impl Checkout {
             RecallTicket::unflag(tickets, &self.pool.recall);
             self.pool.parked.fetch_sub(1, Ordering::Relaxed);
             self.pool.in_use.fetch_add(1, Ordering::Relaxed);
+            self.entry().set_state(Use::Active);
         }
+    }
+
+    /// Its entry in the list of open connections (SHOW SERVERS).
+    pub fn entry(&self) -> &ServerEntry {
+        &self.conn.2.entry
     }
 }
 
@@ -658,6 +670,16 @@ impl Drop for Checkout {
             None => &self.pool.in_use,
         };
         count.fetch_sub(1, Ordering::Relaxed);
+        self.entry().set_state(Use::Idle);
+        // RECONNECT (or a reload) asked for it to close once released:
+        // the client that held it is done with it now.
+        if self.entry().close_needed() {
+            if self.conn.is_clean() {
+                self.conn.retire();
+            } else {
+                self.conn.broken = true;
+            }
+        }
     }
 }
 
@@ -725,7 +747,7 @@ mod tests {
             ..Config::default()
         });
         let topology = Topology::new(&config);
-        let pools = Pools::new(config.clone(), topology, Default::default(), Default::default(), None);
+        let pools = Pools::new(config.clone(), topology, Default::default(), Default::default(), None, Default::default());
         pools.get("d", "u").servers[1].clone()
     }
 

@@ -80,6 +80,18 @@ pub fn row_description(columns: &[&str], out: &mut BytesMut) {
     let _ = RowDescription::new(fields).encode(out);
 }
 
+/// A RowDescription of (name, type OID) columns, all in text format.
+pub fn typed_row_description(columns: &[(&str, u32)], out: &mut BytesMut) {
+    let fields = columns
+        .iter()
+        .map(|(name, oid)| {
+            let size = if *oid == 20 { 8 } else { -1 };
+            FieldDescription::new(name.to_string(), 0, 0, *oid, size, -1, 0)
+        })
+        .collect();
+    let _ = RowDescription::new(fields).encode(out);
+}
+
 /// A DataRow of text values; `None` is NULL.
 pub fn data_row(values: &[Option<&str>], out: &mut BytesMut) {
     let mut data = BytesMut::new();

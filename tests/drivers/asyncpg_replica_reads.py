@@ -32,17 +32,21 @@ def psql_bin():
 
 
 def show_clients(proxy_port):
-    """SHOW CLIENTS rows as lists of fields: id, user, database,
-    application_name, address, state, pin reason, statements, seconds."""
+    """SHOW CLIENTS rows as dicts by column name (PgBouncer's columns,
+    then pgsplit's: id, pinned, statements, connected_seconds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     out = subprocess.run(
-        [psql_bin(), "-X", "-A", "-t", "-q", "-h", "127.0.0.1", "-p", str(proxy_port),
+        [psql_bin(), "-X", "-A", "-q", "-P", "footer=off", "-h", "127.0.0.1", "-p", str(proxy_port),
          "-U", "postgres", "-d", "pgsplit", "-c", "SHOW CLIENTS"],
         capture_output=True, text=True, env=env, timeout=30,
     )
     if out.returncode != 0:
         raise SystemExit(f"SHOW CLIENTS failed: {out.stderr}")
-    return [line.split("|") for line in out.stdout.splitlines() if line]
+    lines = [line.split("|") for line in out.stdout.splitlines() if line]
+    if not lines:
+        return []
+    header, rows = lines[0], lines[1:]
+    return [dict(zip(header, row)) for row in rows]
 
 
 async def setup(primary, replica):
@@ -107,11 +111,11 @@ async def one_mode(dsn, primary, replica, proxy_port, cache_size, bad):
     if row[-1] != replica:
         bad.append(f"{label}: the read that needed type introspection ran on port {row[-1]}, not the replica")
     # Introspection is done: is the client pinned?
-    mine = [r for r in show_clients(proxy_port) if len(r) > 6 and r[3] == app]
+    mine = [r for r in show_clients(proxy_port) if r.get("application_name") == app]
     if len(mine) != 1:
         bad.append(f"{label}: SHOW CLIENTS has {len(mine)} rows for {app}: {mine}")
-    elif mine[0][6].strip():
-        bad.append(f"{label}: after type introspection the client is pinned: {mine[0][6]!r}")
+    elif mine[0]["pinned"].strip():
+        bad.append(f"{label}: after type introspection the client is pinned: {mine[0]['pinned']!r}")
     # Reads after introspection, new texts and cached ones.
     for i in range(5, 8):
         await read(f"select {i} as n, inet_server_port()", want=(i,))

@@ -56,10 +56,14 @@ impl Session {
             }
         }
         self.client.set_state(ClientState::Waiting);
-        if self.app.is_paused() {
+        if self.app.is_paused_for(&self.client.database) {
             // PAUSE: new transactions wait here for RESUME.
             self.held.parked = None;
-            Box::pin(self.app.wait_resumed()).await;
+            Box::pin(self.app.wait_resumed(&self.client)).await;
+            if self.client.is_killed() {
+                self.client.set_state(ClientState::Idle);
+                return Acquired::Failed(killed());
+            }
         }
         self.follow_reload();
         if let Some(conn) = self.take_parked(want) {
@@ -170,7 +174,18 @@ impl Session {
             Some(c) => self.cancel.point(&c.addr, c.backend_pid, c.backend_secret),
             None => self.cancel.clear(),
         }
+        if let Some(conn) = &self.held.server {
+            conn.entry().link(self.client.id);
+        }
     }
+}
+
+/// What a client killed from the admin console (KILL_CLIENT, KILL) is
+/// told: PgBouncer's words, with PostgreSQL's SQLSTATE for a session an
+/// administrator ended (pg_terminate_backend), which drivers treat as a
+/// lost connection.
+pub(super) fn killed() -> PgError {
+    PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "admin forced disconnect")
 }
 
 /// The error a client sees when no server connection could be had.

@@ -302,6 +302,9 @@ impl Session {
                 return Ok(Served::Done);
             }
             self.stop = self.app.stop_now();
+            if self.client.is_killed() {
+                return Box::pin(self.tell_killed()).await.map(|()| Served::Done);
+            }
             if self.must_leave() {
                 return Box::pin(self.tell_shutdown()).await.map(|()| Served::Done);
             }
@@ -417,7 +420,7 @@ impl Session {
                 return Poll::Ready(Event::IdleMemory);
             }
             client.stop_waker.register(cx.waker(), stop_waker);
-            match app.stop_now() == stop {
+            match app.stop_now() == stop && !client.is_killed() {
                 true => Poll::Pending,
                 false => Poll::Ready(Event::Stop),
             }

@@ -27,7 +27,7 @@ impl Session {
     pub(super) fn may_park(&self, conn: &Checkout) -> bool {
         conn.pool().may_park()
             && self.stop == Stop::Running
-            && !self.app.is_paused()
+            && !self.app.is_paused_for(&self.client.database)
             && self.app.generation() == self.current.generation
     }
 

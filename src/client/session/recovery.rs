@@ -54,6 +54,18 @@ impl Session {
         Ok(())
     }
 
+    /// The admin console killed this client (KILL_CLIENT, KILL): it is
+    /// told, and the session ends, its server connections cleaned up by
+    /// `run` (a transaction in progress is rolled back or its connection
+    /// closed).
+    pub(super) async fn tell_killed(&mut self) -> Result<(), ClientError> {
+        tracing::info!(client = self.client.id, "admin console killed the client: disconnecting it");
+        self.app.metrics.error(ErrorSide::Pgsplit, sqlstate::ADMIN_SHUTDOWN);
+        self.io.send_error(&super::acquire::killed()).await;
+        self.io.linger().await;
+        Ok(())
+    }
+
     /// The read kept in `retry` failed on its replica (`code`: the
     /// server's SQLSTATE; `None`: the connection broke): run it once more,
     /// on another replica or the primary.
