@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+        let listener = match pgsplit::listener::bind::bind(&config.listen, config.reuse_port).await {
             Ok(l) => l,
             Err(error) => {
                 eprintln!("pgsplit: cannot listen on {}: {error}", config.listen);

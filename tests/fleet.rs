@@ -207,3 +207,40 @@ fn a_commit_tells_the_client_its_token() {
     ]);
     support::drivers::run(command);
 }
+
+/// A free port on 127.0.0.1 (bound and let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Two processes sharing one port (`reuse_port`), each with a
+/// `peer_listen` of its own that the other knows it by: whichever process
+/// the kernel hands a CancelRequest to, it reaches its statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_port_cancel_each_others_statements() {
+    let cluster = Cluster::start();
+    let (peer_a, peer_b) = (free_port(), free_port());
+    let config = |id: u8, own: u16, other: u16, other_id: u8| pgsplit::config::Config {
+        instance_id: id,
+        reuse_port: true,
+        peer_listen: Some(format!("127.0.0.1:{own}")),
+        peers: vec![Peer {
+            id: other_id,
+            address: format!("127.0.0.1:{other}"),
+        }],
+        ..proxy_config(&cluster)
+    };
+    let a = Proxy::start(config(1, peer_a, peer_b, 2));
+    let shared = a.port();
+    let b = Proxy::start_on(config(2, peer_b, peer_a, 1), &format!("127.0.0.1:{shared}"));
+    assert_eq!(b.port(), shared);
+    // Sessions and cancels land on either process; every cancel must
+    // reach its statement.
+    for _ in 0..6 {
+        let (took, code) = sleep_cancelled_via(shared, shared).await;
+        assert_eq!(code.as_deref(), Some("57014"), "a cancel through the shared port");
+        assert!(took < Duration::from_secs(5), "the cancel took {took:?}");
+    }
+    let forwarded = |port| async move { stat(port, "forwarded").await.parse::<u32>().unwrap_or(0) };
+    eprintln!("forwarded: A {}, B {}", forwarded(peer_a).await, forwarded(peer_b).await);
+}

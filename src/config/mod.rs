@@ -348,6 +348,13 @@ pub struct Config {
     pub instance_id: u8,
     pub peers: Vec<Peer>,
     pub peers_dns: Option<String>,
+    /// SO_REUSEPORT on `listen`: several processes on one machine share
+    /// the port (README, "Running a fleet").
+    pub reuse_port: bool,
+    /// A second listener of this process's own (its peers' `address` for
+    /// it), for the CancelRequests they forward when they share `listen`
+    /// with `reuse_port`. It takes clients like `listen`.
+    pub peer_listen: Option<String>,
     // TLS (config/tls.rs; README "TLS").
     pub client_tls_sslmode: ClientTlsMode,
     pub client_tls_cert_file: Option<String>,
@@ -424,6 +431,8 @@ impl Default for Config {
             instance_id: 0,
             peers: Vec::new(),
             peers_dns: None,
+            reuse_port: false,
+            peer_listen: None,
             client_tls_sslmode: ClientTlsMode::Disable,
             client_tls_cert_file: None,
             client_tls_key_file: None,

@@ -6,8 +6,10 @@
 use super::Config;
 
 /// Keys a reload cannot change.
-pub const RESTART_KEYS: [&str; 5] = [
+pub const RESTART_KEYS: [&str; 7] = [
     "listen",
+    "reuse_port",
+    "peer_listen",
     "metrics_listen",
     "worker_threads",
     "log_format",
@@ -29,6 +31,8 @@ impl Config {
         }
         keep!(
             listen,
+            reuse_port,
+            peer_listen,
             metrics_listen,
             worker_threads,
             log_format,

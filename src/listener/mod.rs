@@ -4,6 +4,7 @@
 
 mod at_fd_limit;
 mod socket_options;
+pub mod bind;
 
 use crate::app::{App, Reloader, Stop};
 use crate::config::Config;
@@ -53,12 +54,37 @@ pub async fn run_reloadable(
             Err(error) => tracing::error!(%addr, %error, "cannot listen for metrics"),
         }
     }
+    let (peers_stop, peers_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = app.config().peer_listen.clone() {
+        // Peers' forwarded cancels keep coming while this process drains
+        // (its clients' statements still run): it closes after the drain.
+        match TcpListener::bind(&addr).await {
+            Ok(l) => {
+                tokio::spawn(accept(app.clone(), l, async {
+                    let _ = peers_stopped.await;
+                }, false));
+            }
+            Err(error) => tracing::error!(%addr, %error, "cannot listen on peer_listen"),
+        }
+    }
     serve(app.clone(), listener, shutdown).await;
     drain(&app).await;
+    let _ = peers_stop.send(());
     let _ = http_stop.send(());
 }
 
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    accept(app, listener, shutdown, true).await
+}
+
+/// Accepts clients until `shutdown`, and, if `until_stop`, until a
+/// shutdown of the application begins.
+async fn accept(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    until_stop: bool,
+) {
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "pgsplit listening");
@@ -67,7 +93,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            () = app.stopped() => return,
+            () = app.stopped(), if until_stop => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if let Err(error) = socket_options::configure(&stream, &app.config().client_socket()) {

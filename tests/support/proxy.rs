@@ -57,7 +57,7 @@ impl Proxy {
                     .build()
                     .expect("proxy runtime");
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind(&bind)
+                    let listener = pgsplit::listener::bind::bind(&bind, config.reuse_port)
                         .await
                         .unwrap_or_else(|e| panic!("bind {bind}: {e}"));
                     addr_tx.send(listener.local_addr().unwrap()).unwrap();
