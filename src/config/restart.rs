@@ -62,7 +62,7 @@ mod tests {
         for key in RESTART_KEYS {
             assert!(
                 toml::Value::try_from(&running).unwrap().get(key).is_some()
-                    || key == "metrics_listen",
+                    || ["metrics_listen", "peer_listen"].contains(&key),
                 "{key}"
             );
         }
