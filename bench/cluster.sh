@@ -5,8 +5,8 @@
 # writer updating rows on the primary directly (so cluster mode has writes
 # to wait for that pgsplit never saw). For each: TPS, mean latency, the
 # latency added over eventual, the share of reads the replica served, and
-# the primary's load as the transactions it ran per read (cluster mode's
-# position samples; the writer's own are subtracted).
+# the primary's load as the queries pgsplit sent it per read: reads it sent
+# there, and position samples (pgsplit_position_samples_total).
 # Usage: bench/cluster.sh [DUR=10] [CLIENTS="1 16 64"] [WRITER_TPS=200]
 # (root, Debian 12, postgresql installed; builds pgsplit in release mode).
 set -euo pipefail
@@ -31,9 +31,11 @@ psql -X -q -h 127.0.0.1 -p $PRIMARY -U postgres postgres \
   -c "alter system set synchronous_commit = on" -c "select pg_reload_conf()" >/dev/null
 pgbench -i -q -s 10 -h 127.0.0.1 -p $PRIMARY -U postgres postgres >/dev/null 2>&1
 declare -A PORT=([eventual]=6546 [session]=6544 [cluster]=6547)
+declare -A METRICS=([eventual]=9546 [session]=9544 [cluster]=9547)
 for mode in eventual session cluster; do
   RUST_LOG=warn "$BIN" --primary 127.0.0.1:$PRIMARY --replica 127.0.0.1:$REPLICA \
-    --listen 127.0.0.1:${PORT[$mode]} --pool-size 20 --consistency $mode &
+    --listen 127.0.0.1:${PORT[$mode]} --metrics-listen 127.0.0.1:${METRICS[$mode]} \
+    --pool-size 20 --consistency $mode &
   pids+=($!)
 done
 sleep 2
@@ -41,9 +43,8 @@ cat >"$WORK/write.sql" <<'SQL'
 \set aid random(1, 1000000)
 UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;
 SQL
-primary_xacts() {
-  psql -X -A -t -h 127.0.0.1 -p $PRIMARY -U postgres postgres \
-    -c "select xact_commit + xact_rollback from pg_stat_database where datname = 'postgres'"
+samples() {
+  curl -s "127.0.0.1:${METRICS[$1]}/metrics" | sed -n 's/^pgsplit_position_samples_total \([0-9]*\).*/\1/p'
 }
 replica_scans() {
   psql -X -A -t -h 127.0.0.1 -p $REPLICA -U postgres postgres \
@@ -53,7 +54,7 @@ printf '%-8s %-9s %8s %9s %9s %8s %14s\n' clients mode tps lat_ms added_ms repli
 for c in $CLIENTS; do
   eventual_lat=
   for mode in eventual session cluster; do
-    before_x=$(primary_xacts) before_s=$(replica_scans)
+    before_x=$(samples $mode) before_s=$(replica_scans)
     pgbench -n -M simple -c 1 -R "$WRITER_TPS" -T "$DUR" -f "$WORK/write.sql" \
       -h 127.0.0.1 -p $PRIMARY -U postgres postgres >"$WORK/writer.out" 2>&1 &
     writer=$!
@@ -62,7 +63,7 @@ for c in $CLIENTS; do
     wait $writer
     # Standby backends report scan counts when idle for a while (10 s).
     sleep 11
-    after_x=$(primary_xacts) after_s=$(replica_scans)
+    after_x=$(samples $mode) after_s=$(replica_scans)
     writes=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/writer.out")
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
     reads=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
@@ -72,11 +73,10 @@ for c in $CLIENTS; do
       "$before_x" "$after_x" "$before_s" "$after_s" <<'PY'
 import sys
 c, mode, tps, lat, ev, reads, writes, bx, ax, bs, as_ = sys.argv[1:]
-reads, writes = int(reads), int(writes or 0)
-# The primary's transactions besides the writer's (the monitor's checks,
-# pgsplit's position samples, reads sent to the primary).
-primary = (int(ax) - int(bx) - writes) / max(reads, 1)
+reads = int(reads)
 replica = (int(as_) - int(bs)) / max(reads, 1) * 100
+# Position samples, and the reads that went to the primary.
+primary = (int(ax or 0) - int(bx or 0)) / max(reads, 1) + max(0.0, 1 - replica / 100)
 print(f"{c:<8} {mode:<9} {float(tps):8.0f} {float(lat):9.3f} {float(lat) - float(ev):9.3f} "
       f"{replica:7.0f}% {primary:14.3f}")
 PY

@@ -343,6 +343,7 @@ impl App {
             routing_cache_hits: hits + self.metrics.routing_memo_hits(),
             routing_cache_misses: misses,
             consistency_waits: [0, 1].map(|i| waits[i].load(Ordering::Relaxed)),
+            position_samples: current.topology.position_samples.load(Ordering::Relaxed),
             paused: self.is_paused(),
             split_brain: current.topology.is_split_brain(),
         }

@@ -165,6 +165,9 @@ pub struct Topology {
     epoch: Instant,
     /// Reads that waited for a replica to catch up: [caught up, ran out].
     pub consistency_waits: [AtomicU64; 2],
+    /// Extra checks of the writer taken because reads or commit reports
+    /// waited for its position (the primary's load of `cluster` mode).
+    pub position_samples: AtomicU64,
     /// Servers still to answer an urgent re-check (`recheck`); writes
     /// wait until they have (`confirmed_writer`).
     rechecking: AtomicUsize,
@@ -226,6 +229,7 @@ impl Topology {
             electing: Mutex::new(()),
             skip_waits_until_ms: AtomicU64::new(0),
             consistency_waits: Default::default(),
+            position_samples: AtomicU64::new(0),
             epoch: Instant::now(),
             rechecking: AtomicUsize::new(0),
             last_recheck_ms: AtomicU64::new(0),

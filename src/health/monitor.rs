@@ -34,8 +34,8 @@ const CHECK: &str = "SELECT r, (CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE l
     FROM (SELECT pg_is_in_recovery() AS r) AS role, \
     LATERAL (SELECT CASE WHEN role.r THEN NULL ELSE pg_current_wal_insert_lsn() END AS l) AS insert";
 
-/// After an extra check that found no progress, the next waits this long,
-/// so reads waiting on a paused replica do not flood it.
+/// After an extra check of a replica that found no progress, the next
+/// waits this long, so reads waiting on a paused replica do not flood it.
 const IDLE_POLL_GAP: Duration = Duration::from_millis(1);
 
 /// The monitor tasks; dropping this stops them.
@@ -218,10 +218,16 @@ impl Monitor {
                     self.judge(&result, 1);
                     self.topology.rechecked();
                 }
+                Wake::Poll if self.server.is_writer() => {
+                    self.topology.position_samples.fetch_add(1, Ordering::Relaxed);
+                }
                 Wake::Poll => {}
             }
             self.topology.progressed();
-            if !scheduled && self.server.position() == before {
+            // The writer's extra checks are position samples that reads
+            // wait for (one serves every read that came meanwhile): each
+            // is needed whether or not the position moved.
+            if !scheduled && !self.server.is_writer() && self.server.position() == before {
                 tokio::time::sleep(IDLE_POLL_GAP).await;
             }
         }

@@ -15,6 +15,8 @@ pub struct Sample {
     pub routing_cache_misses: u64,
     /// Reads that waited for a replica: [caught up, timed out].
     pub consistency_waits: [u64; 2],
+    /// Extra checks of the writer that reads waited for (its position).
+    pub position_samples: u64,
     /// PAUSE is in force: no new server connections are handed out.
     pub paused: bool,
     /// More than one server reports it is a primary: writes go to none.
@@ -123,6 +125,12 @@ pub(super) fn gauges(s: &Sample) -> Vec<MetricFamily> {
             "Reads that waited for a replica to replay the client's writes, by outcome",
             COUNTER,
             waits,
+        ),
+        family(
+            "pgsplit_position_samples_total",
+            "Queries pgsplit ran on the primary for its WAL position because reads (consistency session, global or cluster) or commit_lsn reports waited for one",
+            COUNTER,
+            vec![counter(&[], s.position_samples)],
         ),
         family(
             "pgsplit_routing_cache_hits_total",
