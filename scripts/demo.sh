@@ -300,7 +300,8 @@ start() {
     command -v cargo >/dev/null ||
       die "cargo not found; install Rust with https://rustup.rs (curl --proto '=https' -sSf https://sh.rustup.rs | sh)"
     say "Building ${build[*]//--bin /} (release)"
-    cargo build --release "${build[@]}"
+    # users-api is built only with the demo feature (Cargo.toml).
+    cargo build --release --features demo "${build[@]}"
   fi
   [ -x "$BIN" ] || die "$BIN is not an executable"
   [ -x "$API_BIN" ] || die "$API_BIN is not an executable"

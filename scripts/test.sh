@@ -26,7 +26,10 @@ else
   echo "test.sh: could not install every driver; tests/drivers.rs skips the missing ones" >&2
 fi
 
-cargo build --all-targets
+scripts/toolchain.sh
+# --features demo: the users-api binary and its test (tests/users_api.rs)
+# are built only with it (Cargo.toml).
+cargo build --all-targets --features demo
 # Plain cargo test (not nextest) so the output ends with cargo's summary lines.
 # Each integration test starts two servers; 4 threads keep 2 cores busy.
-cargo test --all-targets -- --test-threads=4
+cargo test --all-targets --features demo -- --test-threads=4
