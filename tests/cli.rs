@@ -68,6 +68,68 @@ fn help_and_refusals() {
     );
 }
 
+/// `--help` is enough to run pgsplit without the README: each option says
+/// which config key it overrides, and the end lists the config file's
+/// main keys, the signals, the exit status and where metrics are.
+#[test]
+fn long_help_and_version() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    for needle in [
+        "Config key: pool_mode",
+        "Config key: metrics_listen",
+        "SIGHUP",
+        "SIGTERM",
+        "EXIT STATUS",
+        "/healthz",
+        "config.toml.example",
+        "--check-config",
+    ] {
+        assert!(stdout.contains(needle), "--help lacks {needle}:\n{stdout}");
+    }
+    let (code, stdout, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), concat!("pgsplit ", env!("CARGO_PKG_VERSION")));
+}
+
+/// `--check-config FILE` validates without starting: "ok" and a summary
+/// with exit status 0 for a good file (no server is contacted: the
+/// primary here does not exist), the key and status 2 for a bad one.
+#[test]
+fn check_config_validates_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgsplit.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1\"\nprimary = \"192.0.2.1:5432\"\n\
+         replicas = [\"192.0.2.2:5432\", \"192.0.2.3:5432\"]\nauth = \"md5\"\n\
+         [[users]]\nname = \"app\"\npassword = \"secret\"\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["--check-config", path]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+    for part in ["listen 127.0.0.1:1", "primary 192.0.2.1:5432", "2 replicas", "auth md5", "1 user"] {
+        assert!(stdout.contains(part), "{part} missing: {stdout}");
+    }
+    // Flags apply on top, as at a start.
+    let (code, stdout, _) = run(&["--check-config", path, "--pool-mode", "session"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("pool_mode session"), "{stdout}");
+
+    std::fs::write(&file, "primary = \"192.0.2.1:5432\"\n[pool.replica]\npool_timeout = -1\n").unwrap();
+    let (code, stdout, stderr) = run(&["--check-config", path]);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("pool.replica.pool_timeout"), "{stderr}");
+
+    let (code, _, stderr) = run(&["--check-config", "/nonexistent/pgsplit.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot read config file /nonexistent/pgsplit.toml"), "{stderr}");
+}
+
 /// Kills the child when the test ends, also on panic.
 struct Child(std::process::Child);
 
