@@ -177,6 +177,52 @@ fn starts_from_flags_and_serves_psql() {
     drop(child);
 }
 
+/// Right after start, before any client, the families a dashboard shows
+/// are there at 0 (not "no data"): labelled counters with their known
+/// labels, and the process's own metrics.
+#[test]
+fn metrics_exist_at_zero_right_after_start() {
+    let (port, metrics_port) = (free_port(), free_port());
+    let _child = Child(
+        pgsplit()
+            // Nothing listens there: no server is needed for this.
+            .args(["--primary", "127.0.0.1:1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok()
+    }));
+    let text = support::http::get(metrics_port, "/metrics").1;
+    for series in [
+        "pgsplit_client_connections_accepted_total 0",
+        "pgsplit_errors_total{class=\"08\",side=\"pgsplit\"} 0",
+        "pgsplit_errors_total{class=\"42\",side=\"server\"} 0",
+        "pgsplit_statements_total{destination=\"primary\",reason=\"write\"} 0",
+        "pgsplit_refusals_total{reason=\"max_client_conn\"} 0",
+        "pgsplit_timeouts_total{timeout=\"query_timeout\"} 0",
+        "pgsplit_reloads_total{result=\"ok\"} 0",
+        "pgsplit_cancel_requests_total{outcome=\"local\"} 0",
+        "pgsplit_client_connections{state=\"waiting\"} 0",
+        "pgsplit_server_up{server=\"127.0.0.1:1\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
+    }
+}
+
 /// `--log-format json`: every log line is a JSON object with a message.
 #[test]
 fn json_logs() {

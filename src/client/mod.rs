@@ -178,7 +178,7 @@ async fn serve(
     }
     let started = Instant::now();
     tracing::info!(%peer, user = %params.user, database = %params.database, "client connected");
-    app.metrics.client_connections_total.inc();
+    app.metrics.client_connections_accepted.inc();
     let registration = app.cancels.register();
     let logged_in = login
         .in_time(&app, &peer, Box::pin(log_in(&app, &mut io, &params, registration.key)))

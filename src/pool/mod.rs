@@ -8,6 +8,7 @@ mod recall;
 mod replicas;
 mod retire;
 mod server_pool;
+mod waiters;
 
 pub use closing::Closed;
 pub use recall::RecallTicket;
