@@ -430,6 +430,56 @@ fn client_strings_cannot_forge_log_lines() {
     assert!(!text.contains('\r'), "{text}");
 }
 
+/// Each log line about a client carries its id (the one SHOW CLIENTS
+/// shows) and its address, from its login to its end: here a client whose
+/// role does not exist, refused, and one that runs a statement.
+#[test]
+fn client_log_lines_carry_the_client_id_and_peer() {
+    let c = Cluster::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let child = Child(
+        pgsplit()
+            .args(["--primary", &c.primary_addr()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    let refused = support::proxy::psql_args(port, &["-U", "nobody_here", "-c", "select 1"], &[]);
+    assert!(refused.is_err());
+    // The line is written after the client is told.
+    eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).unwrap().contains("does not exist")
+    });
+    drop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let about_clients: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("client connected") || l.contains("client disconnected"))
+        .collect();
+    assert!(about_clients.len() >= 4, "{text}");
+    for line in &about_clients {
+        assert!(line.contains("client{client_id="), "no client id: {line}");
+        assert!(line.contains(" peer=127.0.0.1:"), "no peer: {line}");
+    }
+    let refusal = about_clients
+        .iter()
+        .find(|l| l.contains("client disconnected") && l.contains("nobody_here"))
+        .unwrap_or_else(|| panic!("no line for the refused client:\n{text}"));
+    // Its id is the one its "client connected" line had.
+    let id = |line: &str| line.split("client_id=").nth(1).and_then(|r| r.split([' ', '}']).next()).map(str::to_string);
+    let connected = about_clients
+        .iter()
+        .find(|l| l.contains("client connected") && l.contains("nobody_here"))
+        .unwrap();
+    assert_eq!(id(refusal), id(connected), "{text}");
+}
+
 /// pgsplit's resident memory (VmRSS), in KiB.
 fn rss_kib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -120,15 +120,23 @@ impl Drop for Registered<'_> {
 }
 
 impl Clients {
+    /// A new connection's id, taken when it is accepted so that its log
+    /// lines carry it from the first; the same id SHOW CLIENTS shows once
+    /// it is `register`ed.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     pub fn register(
         &self,
+        id: u64,
         peer: SocketAddr,
         user: &str,
         database: &str,
         application_name: &str,
     ) -> Registered<'_> {
         let info = Arc::new(ClientInfo {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            id,
             peer,
             user: user.to_string(),
             database: database.to_string(),
