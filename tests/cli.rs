@@ -480,6 +480,56 @@ fn client_log_lines_carry_the_client_id_and_peer() {
     assert_eq!(id(refusal), id(connected), "{text}");
 }
 
+/// SIGHUP: the log says which keys changed (`key: old -> new`) and which
+/// need a restart; those keep their running value (the old port still
+/// serves, the new one is not opened), the others apply.
+#[test]
+fn a_reload_logs_what_changed_and_what_needs_a_restart() {
+    let c = Cluster::start();
+    let (port, other_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = (dir.path().join("pgsplit.toml"), dir.path().join("log"));
+    let config = |listen: u16, pool_size: u32| {
+        format!(
+            "listen = \"127.0.0.1:{listen}\"\nprimary = \"{}\"\n\
+             [pool.primary]\npool_size = {pool_size}\n",
+            c.primary_addr()
+        )
+    };
+    std::fs::write(&file, config(port, 2)).unwrap();
+    let child = Child(
+        pgsplit()
+            .args(["--config", file.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    std::fs::write(&file, config(other_port, 3)).unwrap();
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    let logged = |needle: &str| std::fs::read_to_string(&log).unwrap().contains(needle);
+    assert!(
+        eventually(Duration::from_secs(10), || logged("configuration reloaded")),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("reload: pool.primary.pool_size: 2 -> 3"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "reload: listen: \"127.0.0.1:{port}\" -> \"127.0.0.1:{other_port}\" needs a restart; \
+             the running value \"127.0.0.1:{port}\" stays in use"
+        )),
+        "{text}"
+    );
+    assert_eq!(psql_via(port, "select 1").as_deref(), Ok("1"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", other_port)).is_err());
+    drop(child);
+}
+
 /// pgsplit's resident memory (VmRSS), in KiB.
 fn rss_kib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

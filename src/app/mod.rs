@@ -181,7 +181,7 @@ impl App {
             let tls = crate::tls::Tls::load(&config).map_err(|e| format!("invalid config: {e}"))?;
             Ok((config, tls))
         });
-        let (config, tls) = match loaded {
+        let (mut config, tls) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
                 tracing::error!(%error, "reload refused: the running configuration stays");
@@ -192,21 +192,9 @@ impl App {
             }
         };
         let old = self.config();
-        for (key, before, after) in [
-            ("listen", Some(&old.listen), Some(&config.listen)),
-            (
-                "metrics_listen",
-                old.metrics_listen.as_ref(),
-                config.metrics_listen.as_ref(),
-            ),
-        ] {
-            if before != after {
-                tracing::warn!(
-                    key,
-                    "changing this key needs a restart; the old value stays in use"
-                );
-            }
-        }
+        let changes = crate::config::changes(&old, &config);
+        log_changes(&changes);
+        crate::config::keep_restart_keys(&old, &mut config);
         let changed = *old != config;
         self.reload(config, tls);
         let what = if changed {
@@ -412,4 +400,19 @@ fn router_config(config: &Config) -> RouterConfig {
 
 fn lower(names: &[String]) -> Vec<String> {
     names.iter().map(|n| n.to_lowercase()).collect()
+}
+
+/// One line per key a reload changes (`key: old -> new`), and for keys
+/// that need a restart, a warning that the running value stays.
+fn log_changes(changes: &[crate::config::Change]) {
+    for change in changes {
+        let crate::config::Change { key, old, new } = change;
+        if change.needs_restart() {
+            tracing::warn!(
+                "reload: {key}: {old} -> {new} needs a restart; the running value {old} stays in use"
+            );
+        } else {
+            tracing::info!("reload: {key}: {old} -> {new}");
+        }
+    }
 }

@@ -2,10 +2,12 @@
 //! tests need no files), overridden by command-line flags, then validated.
 //! Every key is documented in `config.toml.example`.
 
+mod changes;
 mod cli;
 mod limits;
 mod tls;
 
+pub use changes::{changes, keep_restart_keys, Change, RESTART_KEYS};
 pub use cli::{Cli, HELP_SECTIONS};
 pub use limits::{ClientSocket, Keepalive};
 pub use tls::{ClientTlsMode, ServerTlsMode, TlsVersions};
