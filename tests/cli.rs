@@ -223,6 +223,38 @@ fn metrics_exist_at_zero_right_after_start() {
     }
 }
 
+/// Logs written to a pipe (a service manager's, `| tee`) have no colour
+/// codes: they are for terminals only.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = Child(
+        pgsplit()
+            .args(["--primary", "127.0.0.1:1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let listening = line.contains("pgsplit listening");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
+    drop(child);
+    let text = lines.join("\n");
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!text.contains("\x1b["), "colour codes in a pipe:\n{text:?}");
+}
+
 /// `--log-format json`: every log line is a JSON object with a message.
 #[test]
 fn json_logs() {
