@@ -10,7 +10,10 @@
 #
 # Ctrl-C while it starts things stops what it started. State lives in
 # /tmp/pgsplit-demo: pg/ (data dirs, logs, sockets; see scripts/pgcluster.sh),
-# pgsplit.log, pgsplit.pid, users-api.log, users-api.pid and ports. Run as
+# pgsplit.log, pgsplit.pid, users-api.log, users-api.pid and ports. `stop`
+# removes it but first copies the logs (pgsplit.log, users-api.log, the
+# servers' logs) to /tmp/pgsplit-demo-logs (PGSPLIT_DEMO_LOGS), replacing
+# the previous run's. Run as
 # root on Debian 12 it installs PostgreSQL and curl with apt-get if missing;
 # it needs cargo.
 set -euo pipefail
@@ -18,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 STATE=/tmp/pgsplit-demo
+LOGS=${PGSPLIT_DEMO_LOGS:-/tmp/pgsplit-demo-logs}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 export PATH="$PGBIN:$PATH" PGBIN
 # Durability is irrelevant for a demo: fsync=off and friends (see pgcluster.sh).
@@ -76,6 +80,19 @@ cluster_running() {
   [[ "$status" == *"primary: running"* && "$status" == *"replica: running"* ]]
 }
 
+# The logs outlive the state: what went wrong is still there after a stop.
+keep_logs() {
+  local logs=()
+  shopt -s nullglob
+  logs=("$STATE"/*.log "$STATE"/pg/*.log)
+  shopt -u nullglob
+  [ ${#logs[@]} -gt 0 ] || return 0
+  rm -rf "$LOGS"
+  mkdir -p "$LOGS"
+  cp -p "${logs[@]}" "$LOGS"/ || true
+  echo "logs kept in $LOGS"
+}
+
 stop_all() {
   # Front to back: the app, then pgsplit, then the servers.
   stop_pid users-api
@@ -83,6 +100,7 @@ stop_all() {
   if [ -d "$STATE/pg" ]; then
     scripts/pgcluster.sh down "$STATE/pg" || true
   fi
+  keep_logs
   rm -rf "$STATE"
 }
 
@@ -300,7 +318,8 @@ start() {
     command -v cargo >/dev/null ||
       die "cargo not found; install Rust with https://rustup.rs (curl --proto '=https' -sSf https://sh.rustup.rs | sh)"
     say "Building ${build[*]//--bin /} (release)"
-    cargo build --release "${build[@]}"
+    # users-api is built only with the demo feature (Cargo.toml).
+    cargo build --release --features demo "${build[@]}"
   fi
   [ -x "$BIN" ] || die "$BIN is not an executable"
   [ -x "$API_BIN" ] || die "$API_BIN is not an executable"

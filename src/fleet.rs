@@ -43,7 +43,7 @@ pub async fn cancel(app: &App, pid: i32, secret: i32, forwarded: bool) {
         return;
     }
     app.metrics.cancel_request(CancelOutcome::Forwarded);
-    tracing::info!(instance = instance_of(pid), peers = ?targets, "cancel request for another instance's client: forwarded");
+    tracing::info!(instance = instance_of(pid), peers = %targets.join(", "), "cancel request for another instance's client: forwarded");
     let forwards = targets.iter().map(|addr| forward(addr, pid, secret));
     for (addr, result) in targets.iter().zip(futures::future::join_all(forwards).await) {
         if let Err(error) = result {

@@ -26,6 +26,10 @@ fn main() -> ExitCode {
         eprintln!("pgsplit: invalid config: {error}");
         return ExitCode::from(2);
     }
+    if cli.check_config.is_some() {
+        println!("{}", Cli::summary(&config));
+        return ExitCode::SUCCESS;
+    }
     pgsplit::logging::init(config.log_format);
     open_file_limit(config.max_client_conn);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

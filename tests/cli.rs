@@ -68,6 +68,68 @@ fn help_and_refusals() {
     );
 }
 
+/// `--help` is enough to run pgsplit without the README: each option says
+/// which config key it overrides, and the end lists the config file's
+/// main keys, the signals, the exit status and where metrics are.
+#[test]
+fn long_help_and_version() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    for needle in [
+        "Config key: pool_mode",
+        "Config key: metrics_listen",
+        "SIGHUP",
+        "SIGTERM",
+        "EXIT STATUS",
+        "/healthz",
+        "config.toml.example",
+        "--check-config",
+    ] {
+        assert!(stdout.contains(needle), "--help lacks {needle}:\n{stdout}");
+    }
+    let (code, stdout, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), concat!("pgsplit ", env!("CARGO_PKG_VERSION")));
+}
+
+/// `--check-config FILE` validates without starting: "ok" and a summary
+/// with exit status 0 for a good file (no server is contacted: the
+/// primary here does not exist), the key and status 2 for a bad one.
+#[test]
+fn check_config_validates_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgsplit.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1\"\nprimary = \"192.0.2.1:5432\"\n\
+         replicas = [\"192.0.2.2:5432\", \"192.0.2.3:5432\"]\nauth = \"md5\"\n\
+         [[users]]\nname = \"app\"\npassword = \"secret\"\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["--check-config", path]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+    for part in ["listen 127.0.0.1:1", "primary 192.0.2.1:5432", "2 replicas", "auth md5", "1 user"] {
+        assert!(stdout.contains(part), "{part} missing: {stdout}");
+    }
+    // Flags apply on top, as at a start.
+    let (code, stdout, _) = run(&["--check-config", path, "--pool-mode", "session"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("pool_mode session"), "{stdout}");
+
+    std::fs::write(&file, "primary = \"192.0.2.1:5432\"\n[pool.replica]\npool_timeout = -1\n").unwrap();
+    let (code, stdout, stderr) = run(&["--check-config", path]);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("pool.replica.pool_timeout"), "{stderr}");
+
+    let (code, _, stderr) = run(&["--check-config", "/nonexistent/pgsplit.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot read config file /nonexistent/pgsplit.toml"), "{stderr}");
+}
+
 /// Kills the child when the test ends, also on panic.
 struct Child(std::process::Child);
 
@@ -113,6 +175,84 @@ fn starts_from_flags_and_serves_psql() {
         Ok(String::new())
     );
     drop(child);
+}
+
+/// Right after start, before any client, the families a dashboard shows
+/// are there at 0 (not "no data"): labelled counters with their known
+/// labels, and the process's own metrics.
+#[test]
+fn metrics_exist_at_zero_right_after_start() {
+    let (port, metrics_port) = (free_port(), free_port());
+    let _child = Child(
+        pgsplit()
+            // Nothing listens there: no server is needed for this.
+            .args(["--primary", "127.0.0.1:1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok()
+    }));
+    let text = support::http::get(metrics_port, "/metrics").1;
+    for series in [
+        "pgsplit_client_connections_accepted_total 0",
+        "pgsplit_errors_total{class=\"08\",side=\"pgsplit\"} 0",
+        "pgsplit_errors_total{class=\"42\",side=\"server\"} 0",
+        "pgsplit_statements_total{destination=\"primary\",reason=\"write\"} 0",
+        "pgsplit_refusals_total{reason=\"max_client_conn\"} 0",
+        "pgsplit_timeouts_total{timeout=\"query_timeout\"} 0",
+        "pgsplit_reloads_total{result=\"ok\"} 0",
+        "pgsplit_cancel_requests_total{outcome=\"local\"} 0",
+        "pgsplit_client_connections{state=\"waiting\"} 0",
+        "pgsplit_server_up{server=\"127.0.0.1:1\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
+    }
+}
+
+/// Logs written to a pipe (a service manager's, `| tee`) have no colour
+/// codes: they are for terminals only.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = Child(
+        pgsplit()
+            .args(["--primary", "127.0.0.1:1"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let listening = line.contains("pgsplit listening");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
+    drop(child);
+    let text = lines.join("\n");
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!text.contains("\x1b["), "colour codes in a pipe:\n{text:?}");
 }
 
 /// `--log-format json`: every log line is a JSON object with a message.
@@ -320,6 +460,106 @@ fn client_strings_cannot_forge_log_lines() {
     assert!(text.contains("db\\r\\nx"), "{text}");
     assert!(!text.contains('\x1b'), "escape codes in a log that is no terminal:\n{text}");
     assert!(!text.contains('\r'), "{text}");
+}
+
+/// Each log line about a client carries its id (the one SHOW CLIENTS
+/// shows) and its address, from its login to its end: here a client whose
+/// role does not exist, refused, and one that runs a statement.
+#[test]
+fn client_log_lines_carry_the_client_id_and_peer() {
+    let c = Cluster::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let child = Child(
+        pgsplit()
+            .args(["--primary", &c.primary_addr()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    let refused = support::proxy::psql_args(port, &["-U", "nobody_here", "-c", "select 1"], &[]);
+    assert!(refused.is_err());
+    // The line is written after the client is told.
+    eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).unwrap().contains("does not exist")
+    });
+    drop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let about_clients: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("client connected") || l.contains("client disconnected"))
+        .collect();
+    assert!(about_clients.len() >= 4, "{text}");
+    for line in &about_clients {
+        assert!(line.contains("client{client_id="), "no client id: {line}");
+        assert!(line.contains(" peer=127.0.0.1:"), "no peer: {line}");
+    }
+    let refusal = about_clients
+        .iter()
+        .find(|l| l.contains("client disconnected") && l.contains("nobody_here"))
+        .unwrap_or_else(|| panic!("no line for the refused client:\n{text}"));
+    // Its id is the one its "client connected" line had.
+    let id = |line: &str| line.split("client_id=").nth(1).and_then(|r| r.split([' ', '}']).next()).map(str::to_string);
+    let connected = about_clients
+        .iter()
+        .find(|l| l.contains("client connected") && l.contains("nobody_here"))
+        .unwrap();
+    assert_eq!(id(refusal), id(connected), "{text}");
+}
+
+/// SIGHUP: the log says which keys changed (`key: old -> new`) and which
+/// need a restart; those keep their running value (the old port still
+/// serves, the new one is not opened), the others apply.
+#[test]
+fn a_reload_logs_what_changed_and_what_needs_a_restart() {
+    let c = Cluster::start();
+    let (port, other_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = (dir.path().join("pgsplit.toml"), dir.path().join("log"));
+    let config = |listen: u16, pool_size: u32| {
+        format!(
+            "listen = \"127.0.0.1:{listen}\"\nprimary = \"{}\"\n\
+             [pool.primary]\npool_size = {pool_size}\n",
+            c.primary_addr()
+        )
+    };
+    std::fs::write(&file, config(port, 2)).unwrap();
+    let child = Child(
+        pgsplit()
+            .args(["--config", file.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pgsplit"),
+    );
+    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    std::fs::write(&file, config(other_port, 3)).unwrap();
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    let logged = |needle: &str| std::fs::read_to_string(&log).unwrap().contains(needle);
+    assert!(
+        eventually(Duration::from_secs(10), || logged("configuration reloaded")),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("reload: pool.primary.pool_size: 2 -> 3"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "reload: listen: \"127.0.0.1:{port}\" -> \"127.0.0.1:{other_port}\" needs a restart; \
+             the running value \"127.0.0.1:{port}\" stays in use"
+        )),
+        "{text}"
+    );
+    assert_eq!(psql_via(port, "select 1").as_deref(), Ok("1"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", other_port)).is_err());
+    drop(child);
 }
 
 /// pgsplit's resident memory (VmRSS), in KiB.

@@ -16,10 +16,12 @@ const METRICS: &[&str] = &[
     "pgsplit_pool_size",
     "pgsplit_pool_max_overflow",
     "pgsplit_pool_waiting_clients",
+    "pgsplit_pool_max_wait_seconds",
     "pgsplit_pool_checkout_wait_seconds",
     "pgsplit_pool_checkout_timeouts_total",
     "pgsplit_statements_total",
     "pgsplit_statement_duration_seconds",
+    "pgsplit_server_statement_duration_seconds",
     "pgsplit_transactions_total",
     "pgsplit_transaction_duration_seconds",
     "pgsplit_errors_total",
@@ -31,6 +33,7 @@ const METRICS: &[&str] = &[
     "pgsplit_replica_bans_total",
     "pgsplit_consistency_waits_total",
     "pgsplit_client_connections",
+    "pgsplit_client_connections_accepted_total",
     "pgsplit_pinned_clients",
     "pgsplit_pins_total",
     "pgsplit_client_received_bytes_total",
@@ -48,6 +51,7 @@ const METRICS: &[&str] = &[
 const HISTOGRAMS: &[&str] = &[
     "pgsplit_pool_checkout_wait_seconds",
     "pgsplit_statement_duration_seconds",
+    "pgsplit_server_statement_duration_seconds",
     "pgsplit_transaction_duration_seconds",
 ];
 const DASHBOARDS: &[&str] = &["overview.json", "pools.json", "replicas.json"];
@@ -157,6 +161,41 @@ fn dashboards_query_only_exported_metrics() {
             .iter()
             .any(|s| s == metric || s.strip_suffix("_bucket") == Some(metric));
         assert!(covered, "no dashboard shows {metric}");
+    }
+}
+
+/// Several instances scraped by one Prometheus: each dashboard has an
+/// `instance` variable (from pgsplit_build_info), and every metric in
+/// every query and variable is filtered on it.
+#[test]
+fn every_query_filters_on_the_instance_variable() {
+    for name in DASHBOARDS {
+        let board = load(name);
+        let vars = board["templating"]["list"].as_array().unwrap();
+        let instance = vars
+            .iter()
+            .find(|v| v["name"] == "instance")
+            .unwrap_or_else(|| panic!("{name}: no instance variable"));
+        assert_eq!(
+            instance["query"]["query"], "label_values(pgsplit_build_info, instance)",
+            "{name}"
+        );
+        let mut exprs: Vec<String> = Vec::new();
+        for panel in board["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push(target["expr"].as_str().unwrap().to_string());
+            }
+        }
+        for var in vars.iter().filter(|v| v["name"] != "instance") {
+            if let Some(q) = var["query"]["query"].as_str() {
+                exprs.push(q.to_string());
+            }
+        }
+        for expr in exprs {
+            let selectors = expr.matches("pgsplit_").count();
+            let filtered = expr.matches("{instance=~\"$instance\"").count();
+            assert_eq!(selectors, filtered, "{name}: a metric not filtered on $instance: {expr}");
+        }
     }
 }
 

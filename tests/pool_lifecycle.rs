@@ -318,3 +318,74 @@ async fn pools_nobody_uses_are_retired() {
     assert_eq!(one(&back, "select count(*) from t").await.unwrap(), "1");
     assert_eq!(pools_of("brief"), 2);
 }
+
+/// Trust mode: a misspelled database makes pools (the server then refuses
+/// the login), but they and their metric series do not stay for good:
+/// unused, they are retired after `autodb_idle_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelled_database_leaves_no_pool_or_series_behind() {
+    let c = Cluster::start();
+    let metrics_port = free_port();
+    let mut config = proxy_config(&c);
+    config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    config.autodb_idle_timeout = 0.5;
+    let p = Proxy::start(config);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgress connect_timeout=5",
+        p.port()
+    );
+    let refused = support::proxy::try_connect(&conninfo).await.err().expect("logged in");
+    assert_eq!(support::proxy::code_of(&refused).as_deref(), Some("3D000"), "{refused}");
+    let (_, metrics) = get(metrics_port, "/metrics");
+    assert!(metrics.contains("database=\"postgress\""), "no series to retire:\n{metrics}");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            !get(metrics_port, "/metrics").1.contains("database=\"postgress\"")
+        }),
+        "the misspelled database's series stay:\n{}",
+        get(metrics_port, "/metrics").1
+    );
+    let (_, status) = get(metrics_port, "/status");
+    assert!(!status.contains("postgress"), "{status}");
+}
+
+/// `pgsplit_pool_max_wait_seconds`: while a client waits for the only
+/// connection of an exhausted pool, the gauge shows how long it has
+/// waited so far; once it is served, 0 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_wait_in_progress_is_a_gauge() {
+    let c = Cluster::start();
+    let metrics_port = free_port();
+    let mut config = proxy_config(&c);
+    config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
+    config.pool.primary.pool_size = 1;
+    config.pool.primary.max_overflow = 0;
+    let p = Proxy::start(config);
+    let holder = support::proxy::connect(p.port()).await;
+    holder.simple_query("begin; create table held(x int)").await.unwrap();
+    // Its login already needs the primary's connection: it waits there.
+    let port = p.port();
+    let waiting = tokio::spawn(async move {
+        let waiter = support::proxy::try_connect(&format!(
+            "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10"
+        ))
+        .await?;
+        waiter.simple_query("create table waited(x int)").await.map(|_| waiter)
+    });
+    let series = format!(
+        "pgsplit_pool_max_wait_seconds{{database=\"postgres\",role=\"primary\",server=\"{}\",user=\"postgres\"}}",
+        c.primary_addr()
+    );
+    let waited = || support::http::value(&get(metrics_port, "/metrics").1, &series);
+    assert!(
+        eventually(Duration::from_secs(5), || waited() >= 0.5),
+        "no wait shown: {}",
+        get(metrics_port, "/metrics").1
+    );
+    holder.simple_query("commit").await.unwrap();
+    if let Err(e) = waiting.await.unwrap() {
+        panic!("{e:?}");
+    }
+    assert!(eventually(Duration::from_secs(5), || waited() == 0.0));
+    assert!(get(metrics_port, "/metrics").1.contains(&series));
+}

@@ -675,3 +675,42 @@ async fn twenty_concurrent_clients_keep_the_books() {
     let status = call(addr, Method::GET, "/pool/status", None).await;
     assert_eq!(status.body["app_pool"]["checked_out"], 0, "{}", status.body);
 }
+
+/// With nothing listening at DATABASE_URL, users-api says why it cannot
+/// connect ("Connection refused", the error its pool got opening a
+/// connection) rather than bb8's bare "Timed out in bb8".
+#[test]
+fn a_refused_database_connection_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("users-api.log");
+    let out = std::fs::File::create(&log).unwrap();
+    // A port nothing listens on: free_port() bound it and let it go.
+    let closed = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_users-api"))
+        .env(
+            "DATABASE_URL",
+            format!("postgresql://postgres@127.0.0.1:{closed}/postgres"),
+        )
+        .env("BIND", format!("127.0.0.1:{}", free_port()))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn users-api");
+    // The first checkout gives up after its 5 s timeout.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline && !text.contains("database not ready") {
+        std::thread::sleep(Duration::from_millis(200));
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = text
+        .lines()
+        .find(|l| l.contains("database not ready"))
+        .unwrap_or_else(|| panic!("no retry logged:\n{text}"));
+    assert!(line.contains("Connection refused"), "{line}");
+    assert!(!text.contains("Timed out in bb8"), "{text}");
+}

@@ -151,8 +151,9 @@ impl Drop for Registered<'_> {
 }
 
 impl Clients {
-    /// A new client's id, taken when it connects so that its log lines
-    /// carry it from the start.
+    /// A new connection's id, taken when it is accepted so that its log
+    /// lines carry it from the first; the same id SHOW CLIENTS shows once
+    /// it is `register`ed.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }

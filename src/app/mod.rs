@@ -194,7 +194,7 @@ impl App {
             let tls = crate::tls::Tls::load(&config).map_err(|e| format!("invalid config: {e}"))?;
             Ok((config, tls))
         });
-        let (config, tls) = match loaded {
+        let (mut config, tls) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
                 tracing::error!(%error, "reload refused: the running configuration stays");
@@ -205,13 +205,10 @@ impl App {
             }
         };
         let old = self.config();
-        let mut config = config;
-        for key in config.keep_restart_keys(&old) {
-            tracing::warn!(
-                key,
-                "changing this key needs a restart; the old value stays in use"
-            );
-        }
+        let changes = crate::config::changes(&old, &config);
+        log_changes(&changes);
+        // What is in force (and SHOW CONFIG) says what pgsplit really uses.
+        config.keep_restart_keys(&old);
         let changed = *old != config;
         self.reload(config, tls);
         let what = if changed {
@@ -442,4 +439,19 @@ fn router_config(config: &Config) -> RouterConfig {
 
 fn lower(names: &[String]) -> Vec<String> {
     names.iter().map(|n| n.to_lowercase()).collect()
+}
+
+/// One line per key a reload changes (`key: old -> new`), and for keys
+/// that need a restart, a warning that the running value stays.
+fn log_changes(changes: &[crate::config::Change]) {
+    for change in changes {
+        let crate::config::Change { key, old, new } = change;
+        if change.needs_restart() {
+            tracing::warn!(
+                "reload: {key}: {old} -> {new} needs a restart; the running value {old} stays in use"
+            );
+        } else {
+            tracing::info!("reload: {key}: {old} -> {new}");
+        }
+    }
 }

@@ -51,7 +51,7 @@ pub async fn log_in(
     let access = match access::decide(&facts) {
         Ok(access) => access,
         Err(denied) => {
-            tracing::warn!(%peer, user = %params.user, reason = denied.as_str(), "admin console login refused");
+            tracing::warn!(user = %params.user, reason = denied.as_str(), "admin console login refused");
             app.metrics.refused(Refusal::AdminLogin);
             return Err(ClientError::Refused(PgError::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
@@ -60,7 +60,11 @@ pub async fn log_in(
         }
     };
     io.set_max_message(config.max_message_size);
-    tracing::info!(%peer, user = %params.user, ?access, "admin console session");
+    let access_label = match access {
+        access::Access::All => "all",
+        access::Access::Show => "show",
+    };
+    tracing::info!(user = %params.user, access = access_label, "admin console session");
     let mut out = BytesMut::new();
     backend::authentication_ok(&mut out);
     for (name, value) in PARAMETERS {

@@ -153,8 +153,9 @@ async fn handshake(tls: &ClientTls, tcp: TcpStream, peer: &Peer<'_>) -> Option<S
         Ok(stream) => {
             peer.count(Outcome::Encrypted);
             if let Some(session) = stream.tls() {
-                tracing::debug!(peer = %peer.addr, version = ?session.protocol_version(),
-                    cipher = ?session.negotiated_cipher_suite().map(|s| s.suite()), "client TLS session");
+                tracing::debug!(peer = %peer.addr, version = session.protocol_version().and_then(|v| v.as_str()).unwrap_or("unknown"),
+                    cipher = session.negotiated_cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown"),
+                    "client TLS session");
             }
             Some(stream)
         }

@@ -2,13 +2,15 @@
 //! tests need no files), overridden by command-line flags, then validated.
 //! Every key is documented in `config.toml.example`.
 
+mod changes;
 mod cli;
 mod limits;
 mod restart;
 pub use restart::RESTART_KEYS;
 mod tls;
 
-pub use cli::Cli;
+pub use changes::{changes, Change};
+pub use cli::{Cli, HELP_SECTIONS};
 pub use limits::{ClientSocket, Keepalive};
 pub use tls::{ClientTlsMode, ServerTlsMode, TlsVersions};
 
@@ -54,6 +56,19 @@ pub enum AuthMethod {
     Cert,
 }
 
+/// The config file's spelling (`scram-sha-256`), for logs and
+/// `--check-config`; not Rust's Debug name.
+impl std::fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuthMethod::Trust => "trust",
+            AuthMethod::Md5 => "md5",
+            AuthMethod::ScramSha256 => "scram-sha-256",
+            AuthMethod::Cert => "cert",
+        })
+    }
+}
+
 /// How long a client keeps a server connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +78,15 @@ pub enum PoolMode {
     Transaction,
     /// For the client's whole session.
     Session,
+}
+
+impl std::fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PoolMode::Transaction => "transaction",
+            PoolMode::Session => "session",
+        })
+    }
 }
 
 /// Where a read-only transaction that keeps its snapshot (`BEGIN

@@ -237,8 +237,8 @@ impl Monitor {
         let result = match tokio::time::timeout(self.timeout, self.query()).await {
             Ok(result) => result,
             Err(_) => Err(CheckError::Server(format!(
-                "no answer within {:?}",
-                self.timeout
+                "no answer within {} s",
+                self.timeout.as_secs_f64()
             ))),
         };
         if result.is_err() {

@@ -14,6 +14,8 @@ pub enum ErrorSide {
 }
 
 impl ErrorSide {
+    pub const ALL: [ErrorSide; 3] = [ErrorSide::Client, ErrorSide::Server, ErrorSide::Pgsplit];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorSide::Client => "client",

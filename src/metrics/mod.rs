@@ -53,6 +53,28 @@ pub const AUTH_QUERY_RESULTS: [&str; 4] = ["cached", "found", "not_found", "fail
 /// keys (pass-through).
 pub const LOGIN_CREDENTIALS: [&str; 4] = ["none", "password", "md5_hash", "scram_keys"];
 
+/// Labels of the per-server statement histogram: the server's address and
+/// configured role (as the pool labels' first two).
+pub const SERVER_LABELS: [&str; 2] = ["server", "role"];
+
+/// The SQLSTATE classes whose `pgsplit_errors_total` series exist from the
+/// start, for every side: those pgsplit itself answers with (08 connection,
+/// 0A feature, 25 transaction state, 28 authorization, 3B savepoint, 3D
+/// database, 42 syntax or access, 53 resources, 57 operator intervention,
+/// XX internal) and the servers' most common (22 data, 23 integrity, 40
+/// rollback). Others appear at their first error.
+pub const ERROR_CLASSES: [&str; 13] = [
+    "08", "0A", "22", "23", "25", "28", "3B", "3D", "40", "42", "53", "57", "XX",
+];
+
+/// Statement durations on one server: 100 µs (a cached read over
+/// loopback) to 10 s; slower ones land in +Inf. Fewer buckets than the
+/// session histogram: one series per server and role, shared by all
+/// sessions.
+const STATEMENT_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 2.5, 10.0,
+];
+
 /// Waits for a pool connection: most are immediate (0), the rest up to
 /// `pool_timeout`.
 const WAIT_BUCKETS: [f64; 12] = [
@@ -96,7 +118,9 @@ pub struct Metrics {
     /// The per-statement counters, one shard per session.
     shards: Arc<Shards>,
     errors: IntCounterVec,
-    pub client_connections_total: IntCounter,
+    /// Client connections accepted (logins started), over the life of the
+    /// process.
+    pub client_connections_accepted: IntCounter,
     /// Sessions ended by `idle_transaction_timeout`.
     pub idle_transaction_timeouts: IntCounter,
     pins: IntCounterVec,
@@ -114,6 +138,8 @@ pub struct Metrics {
     checkout_wait: HistogramVec,
     checkout_timeouts: IntCounterVec,
     admin_commands: IntCounterVec,
+    /// Statement durations per server (address and configured role).
+    server_statements: HistogramVec,
     uptime: IntGauge,
     started: Instant,
 }
@@ -129,9 +155,12 @@ impl Metrics {
                 "Errors by who caused them (client, server, pgsplit) and SQLSTATE class",
                 &["side", "class"],
             ),
-            client_connections_total: counter(
+            // Not pgsplit_client_connections_total: Prometheus and
+            // OpenMetrics read that as the counter of the gauge family
+            // pgsplit_client_connections (see `tests::no_family_clashes`).
+            client_connections_accepted: counter(
                 &registry,
-                "pgsplit_client_connections_total",
+                "pgsplit_client_connections_accepted_total",
                 "Client connections accepted",
             ),
             idle_transaction_timeouts: counter(
@@ -229,6 +258,13 @@ impl Metrics {
                 "Admin console commands, by command (SHOW, PAUSE, KILL, ...) and result (ok, error, denied)",
                 &["command", "result"],
             ),
+            server_statements: histogram_vec(
+                &registry,
+                "pgsplit_server_statement_duration_seconds",
+                "Time from sending a statement to a server until its ReadyForQuery, by server",
+                &SERVER_LABELS,
+                &STATEMENT_BUCKETS,
+            ),
             uptime: gauge(
                 &registry,
                 "pgsplit_uptime_seconds",
@@ -244,7 +280,20 @@ impl Metrics {
         .expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         register(&metrics.registry, build);
+        // process_cpu_seconds_total, process_resident_memory_bytes,
+        // process_open_fds, process_max_fds, process_start_time_seconds...
+        // (Linux; read from /proc at scrape time).
+        #[cfg(target_os = "linux")]
+        register(
+            &metrics.registry,
+            prometheus::process_collector::ProcessCollector::for_self(),
+        );
         // Series that exist from the start read 0 rather than "no data".
+        for side in ErrorSide::ALL {
+            for class in ERROR_CLASSES {
+                metrics.errors.with_label_values(&[side.as_str(), class]);
+            }
+        }
         for result in ["ok", "failed"] {
             metrics.reloads.with_label_values(&[result]);
         }
@@ -412,6 +461,9 @@ impl Metrics {
     /// resolved once when the pool is made.
     pub fn pool_handles(&self, labels: &[&str; 4]) -> PoolHandles {
         PoolHandles {
+            statement: self
+                .server_statements
+                .with_label_values(&[labels[0], labels[1]]),
             wait: self.checkout_wait.with_label_values(labels),
             timeouts: self.checkout_timeouts.with_label_values(labels),
             limited: [Refusal::MaxDbConnections, Refusal::MaxUserConnections]
@@ -491,6 +543,9 @@ impl Default for Metrics {
 /// One pool's handles, kept by the pool.
 #[derive(Clone)]
 pub struct PoolHandles {
+    /// `pgsplit_server_statement_duration_seconds` of the pool's server
+    /// (shared by every pool of that server and role).
+    pub statement: Histogram,
     pub wait: Histogram,
     pub timeouts: IntCounter,
     /// Clients that gave up at `max_db_connections` and at
@@ -623,6 +678,96 @@ mod tests {
         m.client_auth("md5", "unknown_user");
         let text = m.render(&Sample::default());
         assert!(text.contains("pgsplit_client_auth_total{mechanism=\"md5\",result=\"unknown_user\"} 1"));
+    }
+
+    /// Every family of a scrape, with a pool, a server and a session so
+    /// that none is left out for want of samples.
+    fn every_family(m: &Metrics) -> Vec<prometheus::proto::MetricFamily> {
+        let _session = m.session();
+        m.pool_handles(&["h:1", "primary", "db", "u"]);
+        let sample = Sample {
+            pools: vec![PoolSample::default()],
+            servers: vec![ServerSample::default()],
+            ..Sample::default()
+        };
+        let mut families = m.families();
+        families.extend(sample::gauges(&sample));
+        families
+    }
+
+    /// No family's name is another's plus a suffix Prometheus and
+    /// OpenMetrics give a meaning (a counter's `_total`, a histogram's
+    /// `_count`, `_sum`, `_bucket`, `_created`): a scraper would merge or
+    /// reject them. Counters end in `_total`, nothing else does; durations
+    /// and sizes are in base units (`_seconds`, `_bytes`).
+    #[test]
+    fn no_family_clashes_and_names_follow_the_conventions() {
+        use prometheus::proto::MetricType;
+        let m = Metrics::new();
+        let families = every_family(&m);
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        for f in &families {
+            let name = f.name();
+            for suffix in ["_total", "_count", "_sum", "_bucket", "_created", "_info"] {
+                let clash = format!("{name}{suffix}");
+                assert!(!names.contains(&clash.as_str()), "{name} and {clash} clash");
+            }
+            let counter = f.get_field_type() == MetricType::COUNTER;
+            assert_eq!(counter, name.ends_with("_total"), "{name}: counters end in _total, only they");
+            for unit in ["_ms", "_milliseconds", "_us", "_kb", "_mb", "_kib", "_mib"] {
+                assert!(!name.contains(unit), "{name}: not a base unit");
+            }
+        }
+        // One family per name.
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "{names:?}");
+    }
+
+    /// Families a dashboard shows exist from the start (at 0), before any
+    /// client, error or pool: "0" rather than "no data".
+    #[test]
+    fn labelled_counters_exist_at_zero_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render(&Sample::default());
+        for series in [
+            "pgsplit_errors_total{class=\"08\",side=\"client\"} 0",
+            "pgsplit_errors_total{class=\"53\",side=\"pgsplit\"} 0",
+            "pgsplit_errors_total{class=\"23\",side=\"server\"} 0",
+            "pgsplit_client_connections_accepted_total 0",
+            "pgsplit_cancel_requests_total{outcome=\"unknown\"} 0",
+            "pgsplit_reloads_total{result=\"failed\"} 0",
+            "pgsplit_statements_total{destination=\"replica\",reason=\"read_only\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        #[cfg(target_os = "linux")]
+        for family in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing");
+        }
+    }
+
+    #[test]
+    fn statements_are_timed_per_server() {
+        let m = Metrics::new();
+        let handles = m.pool_handles(&["h:1", "replica", "db", "u"]);
+        handles.statement.observe(0.0003);
+        // Another pool of the same server adds to the same series.
+        m.pool_handles(&["h:1", "replica", "db2", "u"]).statement.observe(0.02);
+        let text = m.render(&Sample::default());
+        assert!(text.contains(
+            "pgsplit_server_statement_duration_seconds_bucket{role=\"replica\",server=\"h:1\",le=\"0.0005\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "pgsplit_server_statement_duration_seconds_count{role=\"replica\",server=\"h:1\"} 2"
+        ), "{text}");
     }
 
     #[test]

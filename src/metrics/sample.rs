@@ -48,6 +48,8 @@ pub struct PoolSample {
     pub opening: u32,
     /// Clients waiting for a connection.
     pub waiting: u32,
+    /// How long the longest of them has waited so far (0 when none waits).
+    pub max_wait_seconds: f64,
     /// The server is up and, for a replica, serves reads.
     pub healthy: bool,
 }
@@ -149,8 +151,8 @@ pub(super) fn gauges(s: &Sample) -> Vec<MetricFamily> {
 }
 
 fn pool_gauges(s: &Sample) -> Vec<MetricFamily> {
-    let (mut connections, mut size, mut overflow, mut waiting) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut connections, mut size, mut overflow, mut waiting, mut max_wait) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in &s.pools {
         let [a, b, c, d] = super::POOL_LABELS;
         let l = [
@@ -171,6 +173,7 @@ fn pool_gauges(s: &Sample) -> Vec<MetricFamily> {
         size.push(gauge(&l, f64::from(p.size)));
         overflow.push(gauge(&l, f64::from(p.max_overflow)));
         waiting.push(gauge(&l, f64::from(p.waiting)));
+        max_wait.push(gauge(&l, p.max_wait_seconds));
     }
     vec![
         family(
@@ -191,6 +194,12 @@ fn pool_gauges(s: &Sample) -> Vec<MetricFamily> {
             "Clients waiting for a connection from the pool",
             GAUGE,
             waiting,
+        ),
+        family(
+            "pgsplit_pool_max_wait_seconds",
+            "How long the client waiting longest for a connection from the pool has waited so far (0 when none waits)",
+            GAUGE,
+            max_wait,
         ),
     ]
 }

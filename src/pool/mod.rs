@@ -9,6 +9,7 @@ pub mod registry;
 mod replicas;
 mod retire;
 mod server_pool;
+mod waiters;
 
 pub use closing::{Closed, Reconnected};
 pub use recall::RecallTicket;
@@ -37,11 +38,11 @@ const RETRY_GAP: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("timed out after {waited:?} waiting for a connection from pool \"{pool}\"")]
+    #[error("timed out after {} s waiting for a connection from pool \"{pool}\"", waited.as_secs_f64())]
     Timeout { pool: String, waited: Duration },
     /// The wait was for a connection that `max_db_connections` or
     /// `max_user_connections` kept from being opened.
-    #[error("timed out after {waited:?} waiting for a connection from pool \"{pool}\": {limit} ({max}) reached for {what}")]
+    #[error("timed out after {} s waiting for a connection from pool \"{pool}\": {limit} ({max}) reached for {what}", waited.as_secs_f64())]
     Limit {
         pool: String,
         waited: Duration,
@@ -141,7 +142,11 @@ impl ClusterPools {
                     isolation: value(0).and_then(|v| crate::router::Isolation::from_setting(&v)),
                     read_only: value(1).is_some_and(|v| v == "on"),
                 };
-                tracing::debug!(?defaults, "transaction defaults of the database and role");
+                tracing::debug!(
+                    isolation = defaults.isolation.map_or("default", |i| i.as_str()),
+                    read_only = defaults.read_only,
+                    "transaction defaults of the database and role"
+                );
                 let _ = self.defaults.set(defaults);
             }
             Err(error) => tracing::warn!(%error, "could not read the transaction defaults"),
@@ -201,7 +206,7 @@ impl ClusterPools {
                     if Instant::now() >= deadline
                         || !self.topology.wait_for_progress(required, deadline).await
                     {
-                        tracing::debug!(required = ?required.map(lsn::format),
+                        tracing::debug!(required = %required.map_or_else(|| "none".to_string(), lsn::format),
                             "no replica has the client's writes within max_wait_for_replica: read goes to the primary");
                         self.topology.wait_ran_out();
                         self.topology.consistency_waits[1].fetch_add(1, Ordering::Relaxed);
@@ -651,6 +656,20 @@ impl Pools {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a client reads: seconds in words, not Rust's Debug of a
+    /// Duration ("1.5s") or of an Option.
+    #[test]
+    fn timeouts_read_in_seconds() {
+        let e = PoolError::Timeout {
+            pool: "primary h:1 db=d user=u".into(),
+            waited: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            e.to_string(),
+            "timed out after 1.5 s waiting for a connection from pool \"primary h:1 db=d user=u\""
+        );
+    }
 
     fn refused(code: &str) -> ServerError {
         ServerError::Refused {

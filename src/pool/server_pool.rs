@@ -5,6 +5,7 @@ use super::limits::PoolLimits;
 use super::manager::{Opens, ServerManager};
 use super::recall::{Parked, Recall, RecallTicket};
 use super::registry::{Registry, ServerEntry, Use};
+use super::waiters::Waiters;
 use super::PoolError;
 use crate::config::PoolSettings;
 use crate::health::lsn::Lsn;
@@ -58,6 +59,8 @@ pub struct ServerPool {
     epoch: Instant,
     /// Clients waiting for a permit now.
     waiting: AtomicUsize,
+    /// Since when they wait.
+    waiters: Waiters,
     /// Connections parked with the idle client that used them last.
     parked: AtomicUsize,
     /// Tells those clients to give their parked connections back: a
@@ -134,6 +137,7 @@ impl ServerPool {
             banned_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             waiting: AtomicUsize::new(0),
+            waiters: Waiters::default(),
             parked: AtomicUsize::new(0),
             recall: Arc::default(),
             opens,
@@ -167,6 +171,7 @@ impl ServerPool {
     async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, PoolError> {
         let timeout = self.settings.pool_timeout();
         let started = Instant::now();
+        let _waiting = self.waiters.wait(started);
         // Counted before parked connections are called back: a client that
         // parks one after this sees the count (`wants_back`), one that parked
         // before is counted in `parked` and woken. (Both sides write, then
@@ -487,6 +492,11 @@ impl ServerPool {
     }
 
     /// The pool as the metrics, /status and SHOW POOLS show it.
+    /// The pool's metric handles, resolved when it was made.
+    pub fn metrics(&self) -> &PoolHandles {
+        &self.metrics
+    }
+
     pub fn sample(&self) -> PoolSample {
         let state = self.state();
         let checked_out = self.in_use() as u32;
@@ -504,6 +514,7 @@ impl ServerPool {
             max_overflow: self.settings.max_overflow,
             opening: self.opens.now.load(Ordering::Relaxed) as u32,
             waiting: self.waiting.load(Ordering::Relaxed) as u32,
+            max_wait_seconds: self.waiters.longest(Instant::now()).as_secs_f64(),
             healthy: self.server.is_up()
                 && (self.server.is_writer() || self.server.serves_reads())
                 && !self.is_banned(),

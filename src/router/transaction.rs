@@ -50,6 +50,16 @@ impl Isolation {
         self >= Isolation::RepeatableRead
     }
 
+    /// PostgreSQL's spelling, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "read uncommitted",
+            Isolation::ReadCommitted => "read committed",
+            Isolation::RepeatableRead => "repeatable read",
+            Isolation::Serializable => "serializable",
+        }
+    }
+
     /// A setting's value (`default_transaction_isolation`,
     /// `transaction_isolation`) as PostgreSQL spells it, in any case.
     pub fn from_setting(value: &str) -> Option<Isolation> {

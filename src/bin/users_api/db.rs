@@ -1,13 +1,88 @@
 //! The connection pool to pgsplit, the schema, and what every query
 //! returns besides its rows: which server ran it.
 
-use bb8::Pool;
+use bb8::{Pool, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-pub type PgPool = Pool<PostgresConnectionManager<NoTls>>;
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// The pool to pgsplit, and why its last connection failed: bb8 opens
+/// connections in the background and tells only its error sink why one
+/// failed, so a checkout that waits out its timeout would otherwise say
+/// only "Timed out in bb8", not "Connection refused".
+#[derive(Clone)]
+pub struct PgPool {
+    pool: Pool<Manager>,
+    last_error: LastError,
+}
+
+impl PgPool {
+    /// A pooled connection, or why none could be had.
+    pub async fn get(&self) -> Result<PooledConnection<'_, Manager>, DbError> {
+        self.pool.get().await.map_err(|e| self.explain(e))
+    }
+
+    /// A connection outside the pool.
+    pub async fn dedicated_connection(&self) -> Result<tokio_postgres::Client, DbError> {
+        Ok(self.pool.dedicated_connection().await?)
+    }
+
+    pub fn state(&self) -> bb8::State {
+        self.pool.state()
+    }
+
+    fn explain(&self, e: RunError<tokio_postgres::Error>) -> DbError {
+        match (e, self.last_error.recent()) {
+            (RunError::TimedOut, Some(last)) => DbError::Unreachable {
+                waited_seconds: CHECKOUT_TIMEOUT.as_secs_f64(),
+                last,
+            },
+            (e, _) => DbError::Pool(e),
+        }
+    }
+}
+
+/// The pool's error sink: the last connection error and when it came.
+#[derive(Debug, Clone, Default)]
+struct LastError(Arc<Mutex<Option<(Instant, String)>>>);
+
+impl LastError {
+    /// The last error, if it came within the last checkout's wait (an
+    /// older one may no longer be why).
+    fn recent(&self) -> Option<String> {
+        let last = self.0.lock().ok()?.clone()?;
+        (last.0.elapsed() <= CHECKOUT_TIMEOUT * 2).then_some(last.1)
+    }
+}
+
+/// An error and its causes: tokio-postgres says "error connecting to
+/// server" and keeps "Connection refused" as its source.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+impl bb8::ErrorSink<tokio_postgres::Error> for LastError {
+    fn sink(&self, error: tokio_postgres::Error) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some((Instant::now(), with_causes(&error)));
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {
+        Box::new(self.clone())
+    }
+}
 
 /// How long a request waits for a pooled connection before it gets a 503.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,6 +99,10 @@ pub enum DbError {
     /// No connection could be had (pgsplit down, pool exhausted).
     #[error("no database connection: {0}")]
     Pool(#[from] bb8::RunError<tokio_postgres::Error>),
+    /// No connection within the checkout timeout, and why the last
+    /// attempt to open one failed.
+    #[error("no database connection within {waited_seconds} s: {last}")]
+    Unreachable { waited_seconds: f64, last: String },
     #[error("database error: {0}")]
     Postgres(#[source] tokio_postgres::Error),
     /// The server answered in a shape our SQL cannot produce.
@@ -46,7 +125,7 @@ impl DbError {
     /// pgsplit's 57P03 "primary unavailable", connection failures.
     pub fn unavailable(&self) -> bool {
         match self {
-            DbError::Pool(_) => true,
+            DbError::Pool(_) | DbError::Unreachable { .. } => true,
             DbError::Postgres(e) => {
                 e.is_closed() || e.code() == Some(&SqlState::CANNOT_CONNECT_NOW)
             }
@@ -96,13 +175,16 @@ pub fn pool(
     max_overflow: u32,
 ) -> Result<PgPool, tokio_postgres::Error> {
     let manager = PostgresConnectionManager::new_from_stringlike(database_url, NoTls)?;
-    Ok(Pool::builder()
+    let last_error = LastError::default();
+    let pool = Pool::builder()
         .max_size((size + max_overflow).max(1))
         .min_idle(Some(size))
         .connection_timeout(CHECKOUT_TIMEOUT)
         // Overflow connections close when idle, as SQLAlchemy's do.
         .idle_timeout(Some(Duration::from_secs(30)))
-        .build_unchecked(manager))
+        .error_sink(Box::new(last_error.clone()))
+        .build_unchecked(manager);
+    Ok(PgPool { pool, last_error })
 }
 
 const SCHEMA: &str = "

@@ -47,7 +47,7 @@ pub async fn transfer(
     if req.from == req.to {
         return Err(TransferError::SameUser);
     }
-    let mut conn = pool.get().await.map_err(DbError::from)?;
+    let mut conn = pool.get().await?;
     // Dropping `tx` on an early return sends ROLLBACK.
     let tx = conn.transaction().await?;
     let lock = format!("SELECT {SERVED_BY_COLUMNS}, id, balance_cents FROM users WHERE id IN ($1, $2) ORDER BY id FOR UPDATE");

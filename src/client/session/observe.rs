@@ -17,7 +17,7 @@ impl Session {
         tracing::debug!(
             client = self.client.id,
             server = self.held.server.as_ref().map(|s| s.pool().name.as_str()),
-            ?role,
+            role = role.as_str(),
             reason = why.as_str(),
             "statement"
         );
@@ -61,6 +61,10 @@ impl Session {
         let answered = self.durations.answered(ended);
         if let Some((side, seconds)) = answered.statement {
             self.io.metrics.statement_done(side, seconds);
+            // The server's own histogram: a shared one, a few atomic adds.
+            if let Some(server) = &self.held.server {
+                server.pool().metrics().statement.observe(seconds);
+            }
         }
         if let Some((side, seconds)) = answered.transaction {
             self.io.metrics.transaction_done(side, seconds);
