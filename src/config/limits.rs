@@ -129,12 +129,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn valid() -> Config {
-        Config {
-            primary: Some("127.0.0.1:5432".into()),
-            ..Config::default()
-        }
-    }
+    use crate::config::valid_for_tests as valid;
 
     #[test]
     fn defaults_are_pgbouncers_where_it_has_one() {

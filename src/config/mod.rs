@@ -782,16 +782,21 @@ fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The smallest valid configuration (a primary, every default), for the
+/// config modules' tests.
+#[cfg(test)]
+pub(crate) fn valid_for_tests() -> Config {
+    Config {
+        primary: Some("127.0.0.1:5432".into()),
+        ..Config::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn valid() -> Config {
-        Config {
-            primary: Some("127.0.0.1:5432".into()),
-            ..Config::default()
-        }
-    }
+    use super::valid_for_tests as valid;
 
     #[test]
     fn automatic_threads_are_half_the_cores() {

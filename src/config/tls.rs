@@ -162,12 +162,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    fn valid() -> Config {
-        Config {
-            primary: Some("127.0.0.1:5432".into()),
-            ..Config::default()
-        }
-    }
+    use crate::config::valid_for_tests as valid;
 
     #[test]
     fn protocols_parse_as_pgbouncer_names_them() {
