@@ -244,3 +244,28 @@ async fn processes_sharing_a_port_cancel_each_others_statements() {
     let forwarded = |port| async move { stat(port, "forwarded").await.parse::<u32>().unwrap_or(0) };
     eprintln!("forwarded: A {}, B {}", forwarded(peer_a).await, forwarded(peer_b).await);
 }
+
+/// The fleet's read-your-writes under load: four workers write through
+/// instance A and read each write back through instance B with the token
+/// A's commit gave them (`pgsplit.commit_lsn`), 100 times each, replication
+/// running as usual: every read sees its write.
+#[test]
+fn writes_through_one_instance_are_read_through_another() {
+    if !support::drivers::python_has("psycopg") {
+        return;
+    }
+    let cluster = Cluster::start();
+    cluster.psql(cluster.primary_port(), "create table fleet_rw(worker int, n int)");
+    cluster.wait_replica_caught_up();
+    let a = Proxy::start(proxy_config(&cluster));
+    let b = Proxy::start(proxy_config(&cluster));
+    let dsn = |port: u16| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let mut command = std::process::Command::new("python3");
+    command.args([
+        support::drivers::script("fleet_rw_psycopg.py"),
+        dsn(a.port()),
+        dsn(b.port()),
+        cluster.replica_port().to_string(),
+    ]);
+    support::drivers::run(command);
+}
