@@ -34,6 +34,18 @@ pub struct CancelSlot {
     addr: Mutex<Option<Arc<str>>>,
     /// Which `Arc` `addr` holds, so the session can tell without locking.
     addr_ptr: AtomicUsize,
+    /// While the client's statement waits for a server connection: the
+    /// number of that wait (0: not waiting). A cancel then has no backend
+    /// to go to; it is remembered for that wait (`cancelled`), and the
+    /// statement is not sent.
+    waiting: AtomicU64,
+    /// The wait a cancel came during. A number, not a flag: a cancel that
+    /// read `waiting` just before its wait ended cannot mark a later one.
+    cancelled: AtomicU64,
+    /// Numbers the waits.
+    waits: AtomicU64,
+    /// Wakes the waiting statement when a cancel comes for it.
+    woken: tokio::sync::Notify,
 }
 
 impl CancelSlot {
@@ -57,6 +69,47 @@ impl CancelSlot {
     /// after this (`Cancels::landed`).
     pub fn clear(&self) {
         self.key.store(0, Ordering::SeqCst);
+    }
+
+    /// The client's statement starts to wait for a server connection;
+    /// returns the wait's number for `wait_ends`.
+    pub fn wait_begins(&self) -> u64 {
+        let wait = self.waits.fetch_add(1, Ordering::Relaxed) + 1;
+        self.waiting.store(wait, Ordering::SeqCst);
+        wait
+    }
+
+    /// The wait numbered `wait` is over; whether a cancel came during it
+    /// (the statement must then not run).
+    pub fn wait_ends(&self, wait: u64) -> bool {
+        self.waiting.store(0, Ordering::SeqCst);
+        self.cancelled.load(Ordering::SeqCst) == wait
+    }
+
+    /// Resolves when a cancel comes during the wait numbered `wait`.
+    pub async fn cancelled_during(&self, wait: u64) {
+        loop {
+            let woken = self.woken.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.cancelled.load(Ordering::SeqCst) == wait {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// A cancel for a statement that reached no server yet: remembered
+    /// for its wait, if it is waiting. Whether it was.
+    fn cancel_waiting(&self) -> bool {
+        match self.waiting.load(Ordering::SeqCst) {
+            0 => false,
+            wait => {
+                self.cancelled.store(wait, Ordering::SeqCst);
+                self.woken.notify_waiters();
+                true
+            }
+        }
     }
 
     /// The backend a cancel should reach now. The key is read again after
@@ -150,7 +203,14 @@ impl Cancels {
             .get(&(pid, secret))
             .and_then(|s| s.target());
         let Some(target) = target else {
-            return self.slots.lock().contains_key(&(pid, secret));
+            let slot = self.slots.lock().get(&(pid, secret)).cloned();
+            let Some(slot) = slot else {
+                return false;
+            };
+            if slot.cancel_waiting() {
+                tracing::info!(pid, "cancel request for a statement waiting for a server connection: it will not run");
+            }
+            return true;
         };
         let slot = self.slots.lock().get(&(pid, secret)).cloned();
         self.take_off(&target);

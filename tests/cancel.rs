@@ -183,3 +183,53 @@ async fn a_cancel_never_hits_the_next_client_of_that_connection() {
         hit.join("\n")
     );
 }
+
+/// A cancel for a statement still waiting for a server connection (the
+/// pool's only primary connection is held by another client's
+/// transaction): there is no backend to signal, so pgsplit remembers it and
+/// does not send the statement. The client gets 57014 at once, as
+/// PostgreSQL answers a statement cancelled as it starts; the write never
+/// happens, even once the connection frees up; the client's next statement
+/// runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_a_statement_waiting_for_a_connection() {
+    let c = Cluster::start();
+    c.psql(c.primary_port(), "create table waits(id int)");
+    c.wait_replica_caught_up();
+    let mut config = proxy_config(&c);
+    config.pool.primary.pool_size = 1;
+    config.pool.primary.max_overflow = 0;
+    config.pool.primary.pool_timeout = 30.0;
+    let p = Proxy::start(config);
+    // Logged in first: a login needs a primary connection too.
+    let waiter = Arc::new(connect(p.port()).await);
+    let holder = connect(p.port()).await;
+    holder
+        .batch_execute("begin; insert into waits values (0)")
+        .await
+        .expect("the holder's transaction");
+    let token = waiter.cancel_token();
+    let w = waiter.clone();
+    let waiting = tokio::spawn(async move { w.batch_execute("insert into waits values (1)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the write did not wait for the connection");
+    let started = Instant::now();
+    cancel_and_wait_for_close(&token, p.port()).await;
+    let err = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the cancelled statement still waits")
+        .unwrap()
+        .expect_err("the waiting statement should have been cancelled");
+    assert_eq!(code_of(&err).as_deref(), Some("57014"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    holder.batch_execute("commit").await.expect("the holder's commit");
+    waiter
+        .batch_execute("insert into waits values (2)")
+        .await
+        .expect("the next statement after the cancel");
+    assert_eq!(
+        c.psql(c.primary_port(), "select string_agg(id::text, ',' order by id) from waits"),
+        "0,2",
+        "the cancelled write ran anyway"
+    );
+}

@@ -59,10 +59,15 @@ impl Session {
         if self.app.is_paused_for(&self.client.database) {
             // PAUSE: new transactions wait here for RESUME.
             self.held.parked = None;
+            let wait = self.cancel.wait_begins();
             Box::pin(self.app.wait_resumed(&self.client)).await;
+            let cancelled = self.cancel.wait_ends(wait);
             if self.client.is_killed() {
                 self.client.set_state(ClientState::Idle);
                 return Acquired::Failed(killed());
+            }
+            if cancelled {
+                return self.cancelled_while_waiting(None);
             }
         }
         self.follow_reload();
@@ -74,7 +79,12 @@ impl Session {
             self.point_cancel();
             return Acquired::Ready;
         }
-        match self.checkout(want).await {
+        let wait = self.cancel.wait_begins();
+        let checkout = self.checkout(want, wait).await;
+        if self.cancel.wait_ends(wait) {
+            return self.cancelled_while_waiting(checkout.ok());
+        }
+        match checkout {
             Ok(conn) => {
                 if self.app.cancels.any_in_flight() {
                     Box::pin(self.app.cancels.landed(&conn.addr, conn.backend_pid)).await;
@@ -88,6 +98,17 @@ impl Session {
                 Acquired::Failed(error)
             }
         }
+    }
+
+    /// The client cancelled its statement while it waited for a server
+    /// connection: it is not sent, and the client gets what PostgreSQL
+    /// answers a statement cancelled as it starts. The connection, if one
+    /// came, goes back to its pool unused.
+    fn cancelled_while_waiting(&mut self, conn: Option<Checkout>) -> Acquired {
+        drop(conn);
+        self.client.set_state(ClientState::Idle);
+        tracing::info!(client = self.client.id, "statement cancelled while it waited for a server connection: not sent");
+        Acquired::Failed(cancelled())
     }
 
     /// A pinned client's session state lives on the primary connection it
@@ -120,16 +141,26 @@ impl Session {
     /// A new connection for `want`, with the client's settings in force. A
     /// replica whose connection fails while they are applied (it just went
     /// away) is banned and another server is tried.
-    async fn checkout(&mut self, want: Option<Destination>) -> Result<Checkout, PgError> {
+    /// A cancel during the wait numbered `wait` (`CancelSlot::wait_begins`)
+    /// ends the wait for the pool at once (dropping a pool checkout in
+    /// flight is safe; applying the settings is not cut short).
+    async fn checkout(&mut self, want: Option<Destination>, wait: u64) -> Result<Checkout, PgError> {
+        let slot = self.cancel.clone();
         for _ in 0..=self.cluster.servers.len() {
-            let mut conn = match want {
-                Some(Destination::Replica) => {
-                    let floor = self.min_lsn();
-                    self.cluster.checkout_read_after(&mut self.need, floor).await
+            let pooled = async {
+                match want {
+                    Some(Destination::Replica) => {
+                        let floor = self.min_lsn();
+                        self.cluster.checkout_read_after(&mut self.need, floor).await
+                    }
+                    _ => self.cluster.checkout_primary().await,
                 }
-                _ => self.cluster.checkout_primary().await,
-            }
-            .map_err(|e| pool_error(&e))?;
+            };
+            let mut conn = tokio::select! {
+                biased;
+                pooled = pooled => pooled.map_err(|e| pool_error(&e))?,
+                () = slot.cancelled_during(wait) => return Err(cancelled()),
+            };
             if conn.settings == self.settings.fingerprint {
                 return Ok(conn);
             }
@@ -184,6 +215,14 @@ impl Session {
 /// told: PgBouncer's words, with PostgreSQL's SQLSTATE for a session an
 /// administrator ended (pg_terminate_backend), which drivers treat as a
 /// lost connection.
+/// What PostgreSQL answers a statement cancelled as it starts.
+fn cancelled() -> PgError {
+    PgError::error(
+        sqlstate::QUERY_CANCELED,
+        "canceling statement due to user request",
+    )
+}
+
 pub(super) fn killed() -> PgError {
     PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "admin forced disconnect")
 }
