@@ -81,14 +81,18 @@ impl Session {
         }
         let wait = self.cancel.wait_begins();
         let checkout = self.checkout(want, wait).await;
+        if let Ok(conn) = &checkout {
+            if self.app.cancels.any_in_flight() {
+                Box::pin(self.app.cancels.landed(&conn.addr, conn.backend_pid)).await;
+            }
+        }
+        // Still waiting until here: a cancel that comes before the slot
+        // points at the connection is remembered, not lost.
         if self.cancel.wait_ends(wait) {
             return self.cancelled_while_waiting(checkout.ok());
         }
         match checkout {
             Ok(conn) => {
-                if self.app.cancels.any_in_flight() {
-                    Box::pin(self.app.cancels.landed(&conn.addr, conn.backend_pid)).await;
-                }
                 self.held.server = Some(conn);
                 self.point_cancel();
                 Acquired::Ready
