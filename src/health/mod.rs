@@ -91,6 +91,11 @@ impl ServerState {
     }
 
     /// A healthy standby within the lag limits: it may serve reads.
+    /// Whether its last successful check found it in recovery.
+    pub fn in_recovery(&self) -> bool {
+        self.in_recovery.load(Ordering::Relaxed)
+    }
+
     pub fn serves_reads(&self) -> bool {
         self.is_up()
             && self.in_recovery.load(Ordering::Relaxed)

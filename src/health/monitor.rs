@@ -215,7 +215,15 @@ impl Monitor {
             match wake {
                 Wake::Scheduled => self.judge(&result, self.threshold),
                 Wake::Urgent => {
-                    self.judge(&result, 1);
+                    // Fencing needs a change of role, or the writer's loss,
+                    // seen at once; a replica that fails one check of a
+                    // re-check round is not down for that (reads would
+                    // lose it just as the primary went away).
+                    let threshold = match (&result, self.server.is_writer()) {
+                        (Err(_), false) => self.threshold,
+                        _ => 1,
+                    };
+                    self.judge(&result, threshold);
                     self.topology.rechecked();
                 }
                 Wake::Poll if self.server.is_writer() => {

@@ -277,17 +277,32 @@ impl ClusterPools {
     async fn read_from_primary(&self) -> Result<Checkout, PoolError> {
         match self.checkout_primary_for_read().await {
             Err(e @ (PoolError::NoPrimary | PoolError::PrimaryUnavailable { .. })) => {
-                let Pick::Replica(pool) = self.pick_replica(Some(0)) else {
-                    return Err(e);
+                let pool = match self.pick_replica(Some(0)) {
+                    Pick::Replica(pool) => pool,
+                    // None takes reads by the usual rules (one just failed a
+                    // check, is banned or lags): with the primary gone, any
+                    // standby that lets pgsplit in is better than an error.
+                    _ => match self.any_standby() {
+                        Some(pool) => pool,
+                        None => return Err(e),
+                    },
                 };
                 tracing::warn!(pool = %pool.name, error = %e,
                     "primary unavailable: read goes to a replica that may not have the latest writes");
-                let mut conn = pool.checkout().await?;
+                let mut conn = pool.checkout().await.map_err(|_| e)?;
                 conn.detour = Some(Detour::PrimaryDown);
                 Ok(conn)
             }
             other => other,
         }
+    }
+
+    /// A server other than the writer that last reported it is in
+    /// recovery, whatever else its state says.
+    fn any_standby(&self) -> Option<&Arc<ServerPool>> {
+        self.servers.iter().find(|p| {
+            !p.server.is_writer() && p.server.in_recovery()
+        })
     }
 
     /// A connection to the writer for something that does not write (a
