@@ -3,13 +3,13 @@
 //! running it, so a CancelRequest reaches that server with that server's key
 //! and nobody else's query.
 
+use crate::tls::ServerTls;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use crate::tls::ServerTls;
 use tokio::io::AsyncReadExt;
 
 /// The server backend a cancel must reach.

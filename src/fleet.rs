@@ -33,7 +33,10 @@ pub async fn cancel(app: &App, pid: i32, secret: i32, forwarded: bool) {
     }
     if forwarded {
         app.metrics.cancel_request(CancelOutcome::PeerMiss);
-        tracing::debug!(pid, "a peer's cancel request for a key not this instance's ignored");
+        tracing::debug!(
+            pid,
+            "a peer's cancel request for a key not this instance's ignored"
+        );
         return;
     }
     let targets = peers_for(&app.config(), pid).await;
@@ -45,7 +48,10 @@ pub async fn cancel(app: &App, pid: i32, secret: i32, forwarded: bool) {
     app.metrics.cancel_request(CancelOutcome::Forwarded);
     tracing::info!(instance = instance_of(pid), peers = %targets.join(", "), "cancel request for another instance's client: forwarded");
     let forwards = targets.iter().map(|addr| forward(addr, pid, secret));
-    for (addr, result) in targets.iter().zip(futures::future::join_all(forwards).await) {
+    for (addr, result) in targets
+        .iter()
+        .zip(futures::future::join_all(forwards).await)
+    {
         if let Err(error) = result {
             tracing::warn!(peer = %addr, %error, "could not forward a cancel request to a peer");
         }

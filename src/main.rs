@@ -43,7 +43,8 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match pgsplit::listener::bind::bind(&config.listen, config.reuse_port).await {
+        let listener = match pgsplit::listener::bind::bind(&config.listen, config.reuse_port).await
+        {
             Ok(l) => l,
             Err(error) => {
                 eprintln!("pgsplit: cannot listen on {}: {error}", config.listen);
@@ -76,7 +77,9 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 fn open_file_limit(max_client_conn: usize) {
     // A client, about one server connection per client, and some for the
     // listeners, the health checks and the logs.
-    let wanted = (max_client_conn as u64).saturating_mul(2).saturating_add(256);
+    let wanted = (max_client_conn as u64)
+        .saturating_mul(2)
+        .saturating_add(256);
     match pgsplit::fd_limit::raise_limit(wanted) {
         Ok(limit) if limit < wanted => tracing::warn!(
             open_file_limit = limit,

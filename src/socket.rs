@@ -39,8 +39,16 @@ impl Stream {
     pub fn tls_description(&self) -> Option<String> {
         let tls = self.tls()?;
         let version = tls.protocol_version().map(|v| format!("{v:?}"));
-        let suite = tls.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
-        Some([version, suite].into_iter().flatten().collect::<Vec<_>>().join("/"))
+        let suite = tls
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()));
+        Some(
+            [version, suite]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
     }
 
     /// The TLS session's state (peer certificates, ALPN, version); `None`

@@ -91,12 +91,27 @@ async fn admin_and_stats_users(host: IpAddr, p: &Proxy) {
         assert_eq!(run(&stats, show).await, Ok(()), "{show}");
     }
     for command in [
-        "PAUSE", "RESUME", "RELOAD", "SHUTDOWN", "PAUSE postgres", "RECONNECT", "WAIT_CLOSE",
-        "KILL postgres", "KILL_CLIENT 1", "DISABLE postgres", "ENABLE postgres",
+        "PAUSE",
+        "RESUME",
+        "RELOAD",
+        "SHUTDOWN",
+        "PAUSE postgres",
+        "RECONNECT",
+        "WAIT_CLOSE",
+        "KILL postgres",
+        "KILL_CLIENT 1",
+        "DISABLE postgres",
+        "ENABLE postgres",
     ] {
         assert_eq!(run(&stats, command).await, denied(), "{command}");
     }
-    for show in ["SHOW SERVERS", "SHOW DATABASES", "SHOW USERS", "SHOW LISTS", "SHOW HEALTH"] {
+    for show in [
+        "SHOW SERVERS",
+        "SHOW DATABASES",
+        "SHOW USERS",
+        "SHOW LISTS",
+        "SHOW HEALTH",
+    ] {
         assert_eq!(run(&stats, show).await, Ok(()), "{show}");
     }
     // The SHUTDOWN refused did nothing: pgsplit still serves.

@@ -209,17 +209,41 @@ async fn malformed_sasl_messages_are_refused_as_protocol_violations() {
         frame::message(b'p', &body)
     };
     for (message, code, expected) in [
-        (b"p\0\0\0\x04".to_vec(), "08P01", "invalid string in message"),
-        (initial("SCRAM-SHA-256", 100, b"n,,"), "08P01", "insufficient data left in message"),
-        (initial("SCRAM-SHA-256", 1, b"n,,"), "08P01", "invalid message format"),
+        (
+            b"p\0\0\0\x04".to_vec(),
+            "08P01",
+            "invalid string in message",
+        ),
+        (
+            initial("SCRAM-SHA-256", 100, b"n,,"),
+            "08P01",
+            "insufficient data left in message",
+        ),
+        (
+            initial("SCRAM-SHA-256", 1, b"n,,"),
+            "08P01",
+            "invalid message format",
+        ),
         (
             initial("SCRAM-SHA-1", 3, b"n,,"),
             "08P01",
             "client selected an invalid SASL authentication mechanism",
         ),
-        (initial("SCRAM-SHA-256", 1, b"x"), "08P01", "malformed SCRAM message"),
-        (initial("SCRAM-SHA-256", 12, b"n,a=x,n=,r=a"), "0A000", "client uses authorization identity, but it is not supported"),
-        (frame::query("select 1"), "08P01", "expected SASL response, got message type 81"),
+        (
+            initial("SCRAM-SHA-256", 1, b"x"),
+            "08P01",
+            "malformed SCRAM message",
+        ),
+        (
+            initial("SCRAM-SHA-256", 12, b"n,a=x,n=,r=a"),
+            "0A000",
+            "client uses authorization identity, but it is not supported",
+        ),
+        (
+            frame::query("select 1"),
+            "08P01",
+            "expected SASL response, got message type 81",
+        ),
     ] {
         let mut client = challenged(p.addr(), "scramuser").await;
         assert_eq!(client.request, 10, "AuthenticationSASL");
@@ -228,7 +252,11 @@ async fn malformed_sasl_messages_are_refused_as_protocol_violations() {
         assert_eq!(error.tag, b'E', "{message:?}: {error:?}");
         let fields = error.fields();
         assert_eq!(fields[&'S'], "FATAL");
-        assert_eq!((fields[&'C'].as_str(), fields[&'M'].as_str()), (code, expected), "{message:?}");
+        assert_eq!(
+            (fields[&'C'].as_str(), fields[&'M'].as_str()),
+            (code, expected),
+            "{message:?}"
+        );
     }
     assert!(panics::recorded().is_empty(), "{:?}", panics::recorded());
 }
@@ -256,9 +284,16 @@ async fn unknown_roles_get_a_mock_challenge_then_28p01() {
     );
     assert_eq!(ghost.0, ghost_again.0, "the same salt every time");
     assert_ne!(ghost.0, real.0);
-    assert_eq!((ghost.0.len(), ghost.1), (real.0.len(), real.1), "salt length and iterations");
+    assert_eq!(
+        (ghost.0.len(), ghost.1),
+        (real.0.len(), real.1),
+        "salt length and iterations"
+    );
     assert_eq!(ghost.2, "password authentication failed for user \"ghost\"");
-    assert_eq!(real.2, "password authentication failed for user \"scramuser\"");
+    assert_eq!(
+        real.2,
+        "password authentication failed for user \"scramuser\""
+    );
 
     let md5 = Proxy::start(Config {
         auth: AuthMethod::Md5,
@@ -268,7 +303,12 @@ async fn unknown_roles_get_a_mock_challenge_then_28p01() {
     for user in ["ghost", "scramuser"] {
         let mut client = challenged(md5.addr(), user).await;
         assert_eq!(client.request, 5, "{user}: AuthenticationMD5Password");
-        client.send(&frame::message(b'p', b"md5000000000000000000000000000000000\0")).await;
+        client
+            .send(&frame::message(
+                b'p',
+                b"md5000000000000000000000000000000000\0",
+            ))
+            .await;
         let error = client.next().await;
         assert_eq!(error.code().as_deref(), Some("28P01"), "{user}");
     }
@@ -309,7 +349,9 @@ async fn challenged(addr: std::net::SocketAddr, user: &str) -> Challenged {
         request: 0,
         data: Vec::new(),
     };
-    client.send(&frame::startup(&[("user", user), ("database", "postgres")])).await;
+    client
+        .send(&frame::startup(&[("user", user), ("database", "postgres")]))
+        .await;
     let request = client.next().await;
     assert_eq!(request.tag, b'R', "{user}: {request:?}");
     client.request = i32::from_be_bytes(request.body[..4].try_into().unwrap());
@@ -329,7 +371,11 @@ async fn scram_challenge(p: &Proxy, user: &str) -> (Vec<u8>, String, String) {
     body.extend_from_slice(first);
     client.send(&frame::message(b'p', &body)).await;
     let challenge = client.next().await;
-    assert_eq!(&challenge.body[..4], &11i32.to_be_bytes(), "{user}: SASLContinue");
+    assert_eq!(
+        &challenge.body[..4],
+        &11i32.to_be_bytes(),
+        "{user}: SASLContinue"
+    );
     let text = String::from_utf8(challenge.body[4..].to_vec()).unwrap();
     let attr = |name: &str| {
         text.split(',')

@@ -151,9 +151,8 @@ async fn scram_users_are_looked_up_and_logged_in_with_their_own_keys() {
     assert_eq!(lookups("not_found"), 1.0, "ghost");
     // The primary and the replica, logged in to with scramuser's keys.
     let logins = |credential: &str| {
-        let series = format!(
-            "pgsplit_server_logins_total{{credential=\"{credential}\",result=\"ok\"}}"
-        );
+        let series =
+            format!("pgsplit_server_logins_total{{credential=\"{credential}\",result=\"ok\"}}");
         support::http::value(&text, &series)
     };
     assert!(logins("scram_keys") >= 2.0, "{text}");

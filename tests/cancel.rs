@@ -210,9 +210,13 @@ async fn a_cancel_reaches_a_statement_waiting_for_a_connection() {
         .expect("the holder's transaction");
     let token = waiter.cancel_token();
     let w = waiter.clone();
-    let waiting = tokio::spawn(async move { w.batch_execute("insert into waits values (1)").await });
+    let waiting =
+        tokio::spawn(async move { w.batch_execute("insert into waits values (1)").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!waiting.is_finished(), "the write did not wait for the connection");
+    assert!(
+        !waiting.is_finished(),
+        "the write did not wait for the connection"
+    );
     let started = Instant::now();
     cancel_and_wait_for_close(&token, p.port()).await;
     let err = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -221,14 +225,24 @@ async fn a_cancel_reaches_a_statement_waiting_for_a_connection() {
         .unwrap()
         .expect_err("the waiting statement should have been cancelled");
     assert_eq!(code_of(&err).as_deref(), Some("57014"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
-    holder.batch_execute("commit").await.expect("the holder's commit");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    holder
+        .batch_execute("commit")
+        .await
+        .expect("the holder's commit");
     waiter
         .batch_execute("insert into waits values (2)")
         .await
         .expect("the next statement after the cancel");
     assert_eq!(
-        c.psql(c.primary_port(), "select string_agg(id::text, ',' order by id) from waits"),
+        c.psql(
+            c.primary_port(),
+            "select string_agg(id::text, ',' order by id) from waits"
+        ),
         "0,2",
         "the cancelled write ran anyway"
     );

@@ -89,7 +89,10 @@ fn long_help_and_version() {
     }
     let (code, stdout, _) = run(&["--version"]);
     assert_eq!(code, Some(0));
-    assert_eq!(stdout.trim(), concat!("pgsplit ", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout.trim(),
+        concat!("pgsplit ", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 /// `--check-config FILE` validates without starting: "ok" and a summary
@@ -111,7 +114,13 @@ fn check_config_validates_without_starting() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.starts_with("ok: "), "{stdout}");
-    for part in ["listen 127.0.0.1:1", "primary 192.0.2.1:5432", "2 replicas", "auth md5", "1 user"] {
+    for part in [
+        "listen 127.0.0.1:1",
+        "primary 192.0.2.1:5432",
+        "2 replicas",
+        "auth md5",
+        "1 user",
+    ] {
         assert!(stdout.contains(part), "{part} missing: {stdout}");
     }
     // Flags apply on top, as at a start.
@@ -119,7 +128,11 @@ fn check_config_validates_without_starting() {
     assert_eq!(code, Some(0));
     assert!(stdout.contains("pool_mode session"), "{stdout}");
 
-    std::fs::write(&file, "primary = \"192.0.2.1:5432\"\n[pool.replica]\npool_timeout = -1\n").unwrap();
+    std::fs::write(
+        &file,
+        "primary = \"192.0.2.1:5432\"\n[pool.replica]\npool_timeout = -1\n",
+    )
+    .unwrap();
     let (code, stdout, stderr) = run(&["--check-config", path]);
     assert_eq!(code, Some(2), "{stdout}");
     assert!(stdout.is_empty(), "{stdout}");
@@ -127,7 +140,10 @@ fn check_config_validates_without_starting() {
 
     let (code, _, stderr) = run(&["--check-config", "/nonexistent/pgsplit.toml"]);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("cannot read config file /nonexistent/pgsplit.toml"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/pgsplit.toml"),
+        "{stderr}"
+    );
 }
 
 /// Kills the child when the test ends, also on panic.
@@ -219,7 +235,10 @@ fn metrics_exist_at_zero_right_after_start() {
         "process_max_fds",
         "process_start_time_seconds",
     ] {
-        assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{text}"
+        );
     }
 }
 
@@ -338,12 +357,14 @@ async fn at_the_open_file_limit_clients_are_refused_and_no_server_is_blamed() {
         });
     }
     let _child = Child(cmd.spawn().expect("spawn pgsplit"));
-    let conninfo = format!(
-        "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5"
-    );
+    let conninfo =
+        format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while try_connect(&conninfo).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "pgsplit did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pgsplit did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -361,7 +382,10 @@ async fn at_the_open_file_limit_clients_are_refused_and_no_server_is_blamed() {
     let started = std::time::Instant::now();
     let mut more = 0;
     while started.elapsed() < Duration::from_millis(1500) {
-        let e = try_connect(&conninfo).await.err().expect("got in past the limit");
+        let e = try_connect(&conninfo)
+            .await
+            .err()
+            .expect("got in past the limit");
         assert_eq!(code_of(&e).as_deref(), Some("53300"), "{e}");
         more += 1;
     }
@@ -385,23 +409,49 @@ async fn at_the_open_file_limit_clients_are_refused_and_no_server_is_blamed() {
             _ => None,
         })
     };
-    let ran_on = port_of(client.simple_query("select inet_server_port()").await.unwrap());
+    let ran_on = port_of(
+        client
+            .simple_query("select inet_server_port()")
+            .await
+            .unwrap(),
+    );
     assert_eq!(ran_on, Some(c.primary_port().to_string()));
 
     // Descriptors free again: the replica serves reads at once.
     clients.truncate(clients.len().saturating_sub(8));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ran_on = port_of(client.simple_query("select inet_server_port()").await.unwrap());
-    assert_eq!(ran_on, Some(c.replica_port().to_string()), "the replica was banned");
+    let ran_on = port_of(
+        client
+            .simple_query("select inet_server_port()")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        ran_on,
+        Some(c.replica_port().to_string()),
+        "the replica was banned"
+    );
     let metrics = support::http::get(metrics_port, "/metrics").1;
     let value = |series: &str| support::http::value(&metrics, series);
-    assert!(value("pgsplit_refusals_total{reason=\"fd_limit\"}") >= 21.0, "{metrics}");
-    assert_eq!(value(&format!("pgsplit_replica_bans_total{{server=\"{}\"}}", c.replica_addr())), 0.0);
+    assert!(
+        value("pgsplit_refusals_total{reason=\"fd_limit\"}") >= 21.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&format!(
+            "pgsplit_replica_bans_total{{server=\"{}\"}}",
+            c.replica_addr()
+        )),
+        0.0
+    );
     drop(client);
     drop(clients);
 
     let text = std::fs::read_to_string(&log).unwrap();
-    let lines = text.lines().filter(|l| l.contains("new clients are refused")).count();
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("new clients are refused"))
+        .count();
     assert!(
         (1..=3).contains(&lines),
         "{lines} log lines about the file limit for {more} refusals in 1.5 s:\n{text}"
@@ -409,7 +459,6 @@ async fn at_the_open_file_limit_clients_are_refused_and_no_server_is_blamed() {
     assert!(!text.contains("banned"), "{text}");
     assert!(!text.contains("accept failed"), "{text}");
 }
-
 
 /// What a client sends cannot forge log lines: a user name with a newline
 /// and a terminal escape is logged on its line, escaped; and a log that
@@ -431,11 +480,18 @@ fn client_strings_cannot_forge_log_lines() {
             .spawn()
             .expect("spawn pgsplit"),
     );
-    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    assert!(eventually(Duration::from_secs(10), || psql_via(
+        port, "select 1"
+    )
+    .is_ok()));
     let forged = "2026-01-01T00:00:00.000000Z  INFO pgsplit::admin: admin command command=Shutdown";
     let user = format!("eve\n{forged}\x1b[2J");
     let mut body = 196608u32.to_be_bytes().to_vec();
-    for (name, value) in [("user", user.as_str()), ("database", "db\r\nx"), ("application_name", "app\u{9b}")] {
+    for (name, value) in [
+        ("user", user.as_str()),
+        ("database", "db\r\nx"),
+        ("application_name", "app\u{9b}"),
+    ] {
         body.extend_from_slice(name.as_bytes());
         body.push(0);
         body.extend_from_slice(value.as_bytes());
@@ -445,7 +501,9 @@ fn client_strings_cannot_forge_log_lines() {
     let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
     startup.extend_from_slice(&body);
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(&startup).unwrap();
     // The role does not exist: the server's refusal comes back and the
     // connection closes.
@@ -454,11 +512,17 @@ fn client_strings_cannot_forge_log_lines() {
     assert_eq!(answer.first(), Some(&b'E'));
     drop(child);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.lines().any(|l| l.starts_with(forged)), "a forged line:\n{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with(forged)),
+        "a forged line:\n{text}"
+    );
     assert!(text.contains("eve\\n2026-01-01T00:00:00.000000Z"), "{text}");
     assert!(text.contains("\\u{1b}[2J"), "{text}");
     assert!(text.contains("db\\r\\nx"), "{text}");
-    assert!(!text.contains('\x1b'), "escape codes in a log that is no terminal:\n{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "escape codes in a log that is no terminal:\n{text}"
+    );
     assert!(!text.contains('\r'), "{text}");
 }
 
@@ -481,12 +545,17 @@ fn client_log_lines_carry_the_client_id_and_peer() {
             .spawn()
             .expect("spawn pgsplit"),
     );
-    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    assert!(eventually(Duration::from_secs(10), || psql_via(
+        port, "select 1"
+    )
+    .is_ok()));
     let refused = support::proxy::psql_args(port, &["-U", "nobody_here", "-c", "select 1"], &[]);
     assert!(refused.is_err());
     // The line is written after the client is told.
     eventually(Duration::from_secs(5), || {
-        std::fs::read_to_string(&log).unwrap().contains("does not exist")
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("does not exist")
     });
     drop(child);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -504,7 +573,12 @@ fn client_log_lines_carry_the_client_id_and_peer() {
         .find(|l| l.contains("client disconnected") && l.contains("nobody_here"))
         .unwrap_or_else(|| panic!("no line for the refused client:\n{text}"));
     // Its id is the one its "client connected" line had.
-    let id = |line: &str| line.split("client_id=").nth(1).and_then(|r| r.split([' ', '}']).next()).map(str::to_string);
+    let id = |line: &str| {
+        line.split("client_id=")
+            .nth(1)
+            .and_then(|r| r.split([' ', '}']).next())
+            .map(str::to_string)
+    };
     let connected = about_clients
         .iter()
         .find(|l| l.contains("client connected") && l.contains("nobody_here"))
@@ -538,7 +612,10 @@ fn a_reload_logs_what_changed_and_what_needs_a_restart() {
             .spawn()
             .expect("spawn pgsplit"),
     );
-    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    assert!(eventually(Duration::from_secs(10), || psql_via(
+        port, "select 1"
+    )
+    .is_ok()));
     std::fs::write(&file, config(other_port, 3)).unwrap();
     // SAFETY: a signal to the child this test started.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
@@ -549,7 +626,10 @@ fn a_reload_logs_what_changed_and_what_needs_a_restart() {
         std::fs::read_to_string(&log).unwrap()
     );
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("reload: pool.primary.pool_size: 2 -> 3"), "{text}");
+    assert!(
+        text.contains("reload: pool.primary.pool_size: 2 -> 3"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "reload: listen: \"127.0.0.1:{port}\" -> \"127.0.0.1:{other_port}\" needs a restart; \
@@ -604,12 +684,20 @@ async fn idle_clients_cost_a_few_kib_and_give_it_back_when_they_leave() {
     // per client).
     let limit = raise_own_file_limit();
     let count = (limit.saturating_sub(200) / 2).min(1000) as usize / 100 * 100;
-    assert!(count >= 200, "open file limit {limit}: too low for this test");
+    assert!(
+        count >= 200,
+        "open file limit {limit}: too low for this test"
+    );
     let c = Cluster::start();
     let port = free_port();
     let child = Child(
         pgsplit()
-            .args(["--primary", &c.primary_addr(), "--replica", &c.replica_addr()])
+            .args([
+                "--primary",
+                &c.primary_addr(),
+                "--replica",
+                &c.replica_addr(),
+            ])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -617,12 +705,17 @@ async fn idle_clients_cost_a_few_kib_and_give_it_back_when_they_leave() {
             .expect("spawn pgsplit"),
     );
     let pid = child.0.id();
-    assert!(eventually(Duration::from_secs(10), || psql_via(port, "select 1").is_ok()));
+    assert!(eventually(Duration::from_secs(10), || psql_via(
+        port, "select 1"
+    )
+    .is_ok()));
     let startup = support::wire::frame::startup(&[("user", "postgres"), ("database", "postgres")]);
     let query = support::wire::frame::query("select 1");
     // Logs in and runs a statement; the connection is then idle.
     let client = || async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         for message in [&startup, &query] {
             s.write_all(message).await.unwrap();
             let mut seen = Vec::new();
@@ -665,6 +758,9 @@ async fn idle_clients_cost_a_few_kib_and_give_it_back_when_they_leave() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         left = rss_kib(pid) - base;
     }
-    assert!(left < 4096.0, "{left:.0} KiB still held after {count} clients left");
+    assert!(
+        left < 4096.0,
+        "{left:.0} KiB still held after {count} clients left"
+    );
     eprintln!("{idle:.2} KiB per idle client; {left:.0} KiB held after they left");
 }

@@ -194,7 +194,10 @@ fn every_query_filters_on_the_instance_variable() {
         for expr in exprs {
             let selectors = expr.matches("pgsplit_").count();
             let filtered = expr.matches("{instance=~\"$instance\"").count();
-            assert_eq!(selectors, filtered, "{name}: a metric not filtered on $instance: {expr}");
+            assert_eq!(
+                selectors, filtered,
+                "{name}: a metric not filtered on $instance: {expr}"
+            );
         }
     }
 }

@@ -349,13 +349,21 @@ async fn a_promotion_under_write_load_moves_writes_within_the_failover_wait() {
     c.stop("primary", "immediate");
     c.promote_replica();
     let (failures, gap) = load.await.expect("the write load");
-    eprintln!("promotion under write load: {failures} failed writes, writes paused for {gap:?} at most");
+    eprintln!(
+        "promotion under write load: {failures} failed writes, writes paused for {gap:?} at most"
+    );
     // Only the write in flight when the primary went away may fail; the
     // rest wait for the promoted replica (re-checked at once) and succeed.
-    assert!(failures <= 1, "{failures} writes failed during the promotion");
+    assert!(
+        failures <= 1,
+        "{failures} writes failed during the promotion"
+    );
     assert!(gap < Duration::from_secs(5), "writes stopped for {gap:?}");
     assert!(
-        c.psql(c.replica_port(), "select count(*) from t").parse::<u64>().unwrap() > 10,
+        c.psql(c.replica_port(), "select count(*) from t")
+            .parse::<u64>()
+            .unwrap()
+            > 10,
         "the writes after the promotion are not on the promoted server"
     );
 }
@@ -370,7 +378,10 @@ async fn a_split_brain_takes_no_writes_and_healthz_says_so() {
     config.metrics_listen = Some(format!("127.0.0.1:{metrics_port}"));
     let p = Proxy::start(config);
     let client = connect(p.port()).await;
-    client.batch_execute("insert into t values (1)").await.expect("a write before");
+    client
+        .batch_execute("insert into t values (1)")
+        .await
+        .expect("a write before");
 
     // Promoted while the old primary still runs: two servers take writes.
     c.promote_replica();
@@ -381,7 +392,10 @@ async fn a_split_brain_takes_no_writes_and_healthz_says_so() {
             assert!(body.contains("\"writes\":false"), "{body}");
             break;
         }
-        assert!(Instant::now() < deadline, "/healthz never reported the split brain: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "/healthz never reported the split brain: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let err = client
@@ -389,9 +403,16 @@ async fn a_split_brain_takes_no_writes_and_healthz_says_so() {
         .await
         .expect_err("a write went to one of two primaries");
     assert_eq!(code_of(&err).as_deref(), Some(CANNOT_CONNECT_NOW), "{err}");
-    assert!(message_of(&err).contains("split brain"), "{}", message_of(&err));
+    assert!(
+        message_of(&err).contains("split brain"),
+        "{}",
+        message_of(&err)
+    );
     // Reads go on.
-    assert_eq!(one(&client, "select count(*) from t").await.as_deref(), Some("1"));
+    assert_eq!(
+        one(&client, "select count(*) from t").await.as_deref(),
+        Some("1")
+    );
 
     // The old primary goes: writes go to the promoted one.
     c.stop("primary", "immediate");
@@ -399,7 +420,10 @@ async fn a_split_brain_takes_no_writes_and_healthz_says_so() {
         .batch_execute("insert into t values (3)")
         .await
         .expect("a write once one primary is left");
-    assert_eq!(c.psql(c.replica_port(), "select count(*) from t where id = 3"), "1");
+    assert_eq!(
+        c.psql(c.replica_port(), "select count(*) from t where id = 3"),
+        "1"
+    );
 }
 
 /// A fleet: three instances, each with its own writer, in front of one
@@ -429,12 +453,26 @@ async fn a_promotion_moves_writes_through_every_instance_of_a_fleet() {
     c.promote_replica();
     for (i, load) in loads.into_iter().enumerate() {
         let (failures, gap) = load.await.expect("the write load");
-        eprintln!("instance {}: {failures} failed writes, writes paused for {gap:?} at most", i + 1);
-        assert!(failures <= 1, "instance {}: {failures} writes failed during the promotion", i + 1);
-        assert!(gap < Duration::from_secs(5), "instance {}: writes stopped for {gap:?}", i + 1);
+        eprintln!(
+            "instance {}: {failures} failed writes, writes paused for {gap:?} at most",
+            i + 1
+        );
+        assert!(
+            failures <= 1,
+            "instance {}: {failures} writes failed during the promotion",
+            i + 1
+        );
+        assert!(
+            gap < Duration::from_secs(5),
+            "instance {}: writes stopped for {gap:?}",
+            i + 1
+        );
     }
     assert!(
-        c.psql(c.replica_port(), "select count(*) from t").parse::<u64>().unwrap() > 30,
+        c.psql(c.replica_port(), "select count(*) from t")
+            .parse::<u64>()
+            .unwrap()
+            > 30,
         "the writes after the promotion are not on the promoted server"
     );
 }

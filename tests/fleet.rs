@@ -45,7 +45,10 @@ async fn sleep_cancelled_via(home: u16, via: u16) -> (Duration, Option<String>) 
     cancel_through(&token, via).await;
     let (code, client) = sleeping.await.expect("the sleeping statement's task");
     // The session goes on after the cancel.
-    client.simple_query("SELECT 1").await.expect("a statement after the cancel");
+    client
+        .simple_query("SELECT 1")
+        .await
+        .expect("a statement after the cancel");
     (started.elapsed(), code)
 }
 
@@ -55,7 +58,9 @@ async fn stat(port: u16, outcome: &str) -> String {
     let rows = support::admin::rows(&console, "SHOW METRICS").await;
     let label = format!("outcome={outcome}");
     let value = |row: &Vec<(String, String)>, column: &str| {
-        row.iter().find(|(c, _)| c == column).map(|(_, v)| v.clone())
+        row.iter()
+            .find(|(c, _)| c == column)
+            .map(|(_, v)| v.clone())
     };
     rows.iter()
         .find(|row| {
@@ -95,7 +100,11 @@ async fn a_cancel_sent_to_another_instance_reaches_its_statement() {
 
     for via in [b.port(), c.port()] {
         let (took, code) = sleep_cancelled_via(a.port(), via).await;
-        assert_eq!(code.as_deref(), Some("57014"), "cancelled through port {via}");
+        assert_eq!(
+            code.as_deref(),
+            Some("57014"),
+            "cancelled through port {via}"
+        );
         assert!(took < Duration::from_secs(5), "the cancel took {took:?}");
     }
     assert_eq!(stat(b.port(), "forwarded").await, "1");
@@ -111,17 +120,30 @@ async fn an_unknown_key_cancels_nothing_and_is_counted() {
     let sleeping = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(1)").await });
     // A forged key that claims to be instance 1's: B forwards it, A knows
     // no such client, nothing is cancelled.
-    let forged = [0u8, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0x80, 0, 1, 0, 0, 0, 7];
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", b.port())).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut socket, &forged).await.unwrap();
+    let forged = [
+        0u8, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0x80, 0, 1, 0, 0, 0, 7,
+    ];
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", b.port()))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut socket, &forged)
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     let _ = socket.read_to_end(&mut rest).await;
-    assert!(sleeping.await.unwrap().is_ok(), "a forged key cancelled a statement");
+    assert!(
+        sleeping.await.unwrap().is_ok(),
+        "a forged key cancelled a statement"
+    );
     assert_eq!(stat(b.port(), "forwarded").await, "1");
     assert_eq!(stat(a.port(), "peer_miss").await, "1");
     // Sent straight to A, which has no peers to ask: unknown.
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", a.port())).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut socket, &forged).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", a.port()))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut socket, &forged)
+        .await
+        .unwrap();
     let _ = socket.read_to_end(&mut rest).await;
     assert_eq!(stat(a.port(), "unknown").await, "1");
     assert_eq!(stat(a.port(), "local").await, "0");
@@ -141,7 +163,10 @@ async fn a_token_carries_read_your_writes_to_another_instance() {
     cluster.pause_replay();
 
     let writer = connect(a.port()).await;
-    writer.batch_execute("insert into t values (1)").await.unwrap();
+    writer
+        .batch_execute("insert into t values (1)")
+        .await
+        .unwrap();
     let token = support::proxy::one(&writer, "select pg_current_wal_insert_lsn()::text")
         .await
         .expect("a WAL position");
@@ -151,9 +176,16 @@ async fn a_token_carries_read_your_writes_to_another_instance() {
         let reader = &reader;
         async move { support::proxy::one(reader, &sql).await.unwrap_or_default() }
     };
-    assert_eq!(count("select count(*) from t".into()).await, "0", "without a token B reads the stale replica");
     assert_eq!(
-        count(format!("/* pgsplit:min_lsn={token} */ select count(*) from t")).await,
+        count("select count(*) from t".into()).await,
+        "0",
+        "without a token B reads the stale replica"
+    );
+    assert_eq!(
+        count(format!(
+            "/* pgsplit:min_lsn={token} */ select count(*) from t"
+        ))
+        .await,
         "1",
         "the hint did not make B's read see A's write"
     );
@@ -163,9 +195,20 @@ async fn a_token_carries_read_your_writes_to_another_instance() {
         .batch_execute(&format!("SET pgsplit.min_lsn = '{token}'"))
         .await
         .expect("SET pgsplit.min_lsn");
-    assert_eq!(count("select count(*) from t".into()).await, "1", "SET pgsplit.min_lsn");
-    let rows = reader.query("select count(*)::text from t", &[]).await.unwrap();
-    assert_eq!(rows[0].get::<_, String>(0), "1", "extended protocol with the token");
+    assert_eq!(
+        count("select count(*) from t".into()).await,
+        "1",
+        "SET pgsplit.min_lsn"
+    );
+    let rows = reader
+        .query("select count(*)::text from t", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[0].get::<_, String>(0),
+        "1",
+        "extended protocol with the token"
+    );
 
     let with_option = support::proxy::try_connect(&format!(
         "host=127.0.0.1 port={} user=postgres dbname=postgres options='-c pgsplit.min_lsn={token}'",
@@ -174,7 +217,9 @@ async fn a_token_carries_read_your_writes_to_another_instance() {
     .await
     .expect("a connection with the token as a startup option");
     assert_eq!(
-        support::proxy::one(&with_option, "select count(*) from t").await.as_deref(),
+        support::proxy::one(&with_option, "select count(*) from t")
+            .await
+            .as_deref(),
         Some("1"),
         "the startup option"
     );
@@ -210,7 +255,11 @@ fn a_commit_tells_the_client_its_token() {
 
 /// A free port on 127.0.0.1 (bound and let go).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Two processes sharing one port (`reuse_port`), each with a
@@ -238,11 +287,19 @@ async fn processes_sharing_a_port_cancel_each_others_statements() {
     // reach its statement.
     for _ in 0..6 {
         let (took, code) = sleep_cancelled_via(shared, shared).await;
-        assert_eq!(code.as_deref(), Some("57014"), "a cancel through the shared port");
+        assert_eq!(
+            code.as_deref(),
+            Some("57014"),
+            "a cancel through the shared port"
+        );
         assert!(took < Duration::from_secs(5), "the cancel took {took:?}");
     }
     let forwarded = |port| async move { stat(port, "forwarded").await.parse::<u32>().unwrap_or(0) };
-    eprintln!("forwarded: A {}, B {}", forwarded(peer_a).await, forwarded(peer_b).await);
+    eprintln!(
+        "forwarded: A {}, B {}",
+        forwarded(peer_a).await,
+        forwarded(peer_b).await
+    );
 }
 
 /// The fleet's read-your-writes under load: four workers write through
@@ -255,7 +312,10 @@ fn writes_through_one_instance_are_read_through_another() {
         return;
     }
     let cluster = Cluster::start();
-    cluster.psql(cluster.primary_port(), "create table fleet_rw(worker int, n int)");
+    cluster.psql(
+        cluster.primary_port(),
+        "create table fleet_rw(worker int, n int)",
+    );
     cluster.wait_replica_caught_up();
     let a = Proxy::start(proxy_config(&cluster));
     let b = Proxy::start(proxy_config(&cluster));

@@ -207,21 +207,36 @@ async fn admin_console_answers_psql_and_drivers() {
         "{route}"
     );
     assert!(
-        lines[1].starts_with("in a transaction that has only read|primary (BEGIN there first)|opens_transaction|"),
+        lines[1].starts_with(
+            "in a transaction that has only read|primary (BEGIN there first)|opens_transaction|"
+        ),
         "{route}"
     );
     assert!(lines[2].contains("|in_transaction|"), "{route}");
     let route = admin(port, "SHOW ROUTE in postgres select * from t").unwrap();
     let lines: Vec<&str> = route.lines().collect();
-    assert_eq!(lines[0], "outside a transaction|replica|read_only|read-only statement");
+    assert_eq!(
+        lines[0],
+        "outside a transaction|replica|read_only|read-only statement"
+    );
     assert!(
         lines[1].starts_with("in a transaction that has only read|replica|read_in_transaction|"),
         "{route}"
     );
     let route = admin(port, "SHOW ROUTE select now()").unwrap();
-    assert!(route.lines().nth(1).unwrap_or_default().contains("|opens_transaction|"), "{route}");
+    assert!(
+        route
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .contains("|opens_transaction|"),
+        "{route}"
+    );
     let route = admin(port, "SHOW ROUTE begin").unwrap();
-    assert!(route.starts_with("outside a transaction|answered by pgsplit|answered|"), "{route}");
+    assert!(
+        route.starts_with("outside a transaction|answered by pgsplit|answered|"),
+        "{route}"
+    );
     let refused = admin(port, "DROP TABLE t").unwrap_err();
     assert!(refused.contains("unknown admin command"), "{refused}");
     let reload = admin(port, "RELOAD").unwrap_err();

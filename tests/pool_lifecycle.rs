@@ -334,13 +334,25 @@ async fn a_misspelled_database_leaves_no_pool_or_series_behind() {
         "host=127.0.0.1 port={} user=postgres dbname=postgress connect_timeout=5",
         p.port()
     );
-    let refused = support::proxy::try_connect(&conninfo).await.err().expect("logged in");
-    assert_eq!(support::proxy::code_of(&refused).as_deref(), Some("3D000"), "{refused}");
+    let refused = support::proxy::try_connect(&conninfo)
+        .await
+        .err()
+        .expect("logged in");
+    assert_eq!(
+        support::proxy::code_of(&refused).as_deref(),
+        Some("3D000"),
+        "{refused}"
+    );
     let (_, metrics) = get(metrics_port, "/metrics");
-    assert!(metrics.contains("database=\"postgress\""), "no series to retire:\n{metrics}");
+    assert!(
+        metrics.contains("database=\"postgress\""),
+        "no series to retire:\n{metrics}"
+    );
     assert!(
         eventually(Duration::from_secs(10), || {
-            !get(metrics_port, "/metrics").1.contains("database=\"postgress\"")
+            !get(metrics_port, "/metrics")
+                .1
+                .contains("database=\"postgress\"")
         }),
         "the misspelled database's series stay:\n{}",
         get(metrics_port, "/metrics").1
@@ -362,7 +374,10 @@ async fn the_longest_wait_in_progress_is_a_gauge() {
     config.pool.primary.max_overflow = 0;
     let p = Proxy::start(config);
     let holder = support::proxy::connect(p.port()).await;
-    holder.simple_query("begin; create table held(x int)").await.unwrap();
+    holder
+        .simple_query("begin; create table held(x int)")
+        .await
+        .unwrap();
     // Its login already needs the primary's connection: it waits there.
     let port = p.port();
     let waiting = tokio::spawn(async move {
@@ -370,7 +385,10 @@ async fn the_longest_wait_in_progress_is_a_gauge() {
             "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10"
         ))
         .await?;
-        waiter.simple_query("create table waited(x int)").await.map(|_| waiter)
+        waiter
+            .simple_query("create table waited(x int)")
+            .await
+            .map(|_| waiter)
     });
     let series = format!(
         "pgsplit_pool_max_wait_seconds{{database=\"postgres\",role=\"primary\",server=\"{}\",user=\"postgres\"}}",

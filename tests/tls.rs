@@ -644,7 +644,11 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
         .await
         .err()
         .expect("refused");
-    assert!(message_of(&error).contains("TLS handshake"), "{error}: {}", message_of(&error));
+    assert!(
+        message_of(&error).contains("TLS handshake"),
+        "{error}: {}",
+        message_of(&error)
+    );
     assert!(tls_count(&metrics(metrics_port), "server", "handshake_failed") >= 1.0);
 
     let mut config = to_tls_servers(&servers, ServerTlsMode::VerifyCa, by_name);

@@ -1490,12 +1490,19 @@ async fn a_pipelined_begin_that_arrives_alone_still_reads_on_the_replica() {
     let s = Setup::start();
     let mut c = RawClient::login(s.proxy.addr(), "postgres", "postgres").await;
     let statement = |sql: &str| {
-        [parse("", sql, &[]), bind("", "", &[]), describe(b'P', ""), execute("", 0)].concat()
+        [
+            parse("", sql, &[]),
+            bind("", "", &[]),
+            describe(b'P', ""),
+            execute("", 0),
+        ]
+        .concat()
     };
     for round in 0..2 {
         c.send(&statement("BEGIN")).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        c.send(&[statement("select inet_server_port()::text"), sync()].concat()).await;
+        c.send(&[statement("select inet_server_port()::text"), sync()].concat())
+            .await;
         let t = c.read_until_ready(1, Duration::from_secs(10)).await;
         assert_eq!(
             first_column(&t),
@@ -1503,9 +1510,19 @@ async fn a_pipelined_begin_that_arrives_alone_still_reads_on_the_replica() {
             "round {round}: the read of a pipelined transaction did not run on the replica: {}",
             t.describe()
         );
-        assert_eq!(t.summary().last().map(String::as_str), Some("Z:T"), "{}", t.describe());
+        assert_eq!(
+            t.summary().last().map(String::as_str),
+            Some("Z:T"),
+            "{}",
+            t.describe()
+        );
         c.send(&query("COMMIT")).await;
         let t = c.read_until_ready(1, Duration::from_secs(10)).await;
-        assert_eq!(t.summary().last().map(String::as_str), Some("Z:I"), "{}", t.describe());
+        assert_eq!(
+            t.summary().last().map(String::as_str),
+            Some("Z:I"),
+            "{}",
+            t.describe()
+        );
     }
 }

@@ -528,11 +528,18 @@ async fn a_token_reads_a_write_wherever_it_is_served(s: &Stack) {
     let body = json!({"name": "Tok", "email": "tok@example.com", "balance": 1.0});
     let created = call(s.addr(), Method::POST, "/users", Some(body)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    let token = created.token.clone().expect("a POST answer carries X-Pgsplit-Lsn");
+    let token = created
+        .token
+        .clone()
+        .expect("a POST answer carries X-Pgsplit-Lsn");
     let path = format!("/users/{}", created.body["id"]);
     let got = call_with_token(s.addr(), Method::GET, &path, "", Some(&token)).await;
     assert_eq!(got.status, StatusCode::OK, "{got:?}");
-    assert_eq!(got.served_by, Some(s.cluster.primary_port()), "the replica does not have the write yet");
+    assert_eq!(
+        got.served_by,
+        Some(s.cluster.primary_port()),
+        "the replica does not have the write yet"
+    );
     s.cluster.resume_replay();
     s.cluster.wait_replica_caught_up();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -542,7 +549,10 @@ async fn a_token_reads_a_write_wherever_it_is_served(s: &Stack) {
         if got.served_by == Some(s.cluster.replica_port()) {
             break;
         }
-        assert!(Instant::now() < deadline, "a replica that has the write never served it: {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "a replica that has the write never served it: {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

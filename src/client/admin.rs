@@ -116,7 +116,11 @@ pub async fn serve(app: &App, io: &mut ClientIo, caller: &Caller<'_>) -> Result<
 fn encode(reply: Reply, out: &mut BytesMut) {
     match reply {
         Reply::Rows(table) => {
-            let columns: Vec<_> = table.columns.iter().map(|c| (c.name, c.kind.oid())).collect();
+            let columns: Vec<_> = table
+                .columns
+                .iter()
+                .map(|c| (c.name, c.kind.oid()))
+                .collect();
             backend::typed_row_description(&columns, out);
             for row in &table.rows {
                 let text: Vec<Option<String>> = row.iter().map(|v| v.as_text()).collect();
@@ -134,6 +138,8 @@ fn encode(reply: Reply, out: &mut BytesMut) {
         }
         Reply::Empty => backend::empty(b'I', out),
         Reply::Error(code, message) => PgError::error(code, message).encode(out),
-        Reply::Denied => PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, admin::DENIED).encode(out),
+        Reply::Denied => {
+            PgError::error(sqlstate::INSUFFICIENT_PRIVILEGE, admin::DENIED).encode(out)
+        }
     }
 }

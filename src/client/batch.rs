@@ -343,8 +343,7 @@ fn is_unnamed_execute(frame: &[u8]) -> bool {
 
 /// A Describe of the unnamed portal.
 fn is_unnamed_portal_describe(frame: &[u8]) -> bool {
-    frame.first() == Some(&tag::DESCRIBE)
-        && extended::target(body(frame)) == Ok((b'P', &b""[..]))
+    frame.first() == Some(&tag::DESCRIBE) && extended::target(body(frame)) == Ok((b'P', &b""[..]))
 }
 
 #[derive(PartialEq, Eq)]

@@ -198,7 +198,11 @@ mod tests {
 
     #[test]
     fn plain_cancel_requests_pass_under_every_mode() {
-        let cancel = Opening::Cancel { pid: 1, secret: 2, forwarded: false };
+        let cancel = Opening::Cancel {
+            pid: 1,
+            secret: 2,
+            forwarded: false,
+        };
         assert_eq!(
             admit(ClientTlsMode::VerifyFull, false, &cancel),
             Admission::Admit

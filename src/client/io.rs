@@ -6,8 +6,8 @@
 
 use crate::metrics::SessionMetrics;
 use crate::protocol::{FrameHeader, PgError, ProtocolError};
-use bytes::{Bytes, BytesMut};
 use crate::socket::Stream;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -160,7 +160,10 @@ mod tests {
         let (stream, _) = listener.accept().await.unwrap();
         let metrics = crate::metrics::Metrics::new().session();
         let stream = crate::socket::Stream::Plain(stream);
-        (ClientIo::new(stream, BytesMut::new(), max_message, metrics), peer)
+        (
+            ClientIo::new(stream, BytesMut::new(), max_message, metrics),
+            peer,
+        )
     }
 
     /// A header that claims 200 MB and ten bytes of body hold about ten
@@ -174,7 +177,11 @@ mod tests {
         peer.write_all(&[b'x'; 10]).await.unwrap();
         let waited = tokio::time::timeout(Duration::from_millis(200), io.read_frame()).await;
         assert!(waited.is_err(), "a frame came out of 15 bytes");
-        assert!(io.buf.capacity() < 64 * 1024, "{} bytes reserved", io.buf.capacity());
+        assert!(
+            io.buf.capacity() < 64 * 1024,
+            "{} bytes reserved",
+            io.buf.capacity()
+        );
 
         let (mut io, mut peer) = pair(256 << 20).await;
         let body = vec![b'y'; 3 << 20];
@@ -196,7 +203,10 @@ mod tests {
             .expect("waited for the body of a message over the limit");
         assert!(matches!(
             refused,
-            Err(ClientError::Protocol(ProtocolError::TooLarge { len: 0x100000, .. }))
+            Err(ClientError::Protocol(ProtocolError::TooLarge {
+                len: 0x100000,
+                ..
+            }))
         ));
     }
 }

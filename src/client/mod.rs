@@ -18,8 +18,8 @@ mod statements;
 use io::ClientError;
 
 use crate::app::{admission, App, Current};
-use crate::metrics::{Refusal, Timeout};
 use crate::health::Need;
+use crate::metrics::{Refusal, Timeout};
 use crate::pool::{ClusterPools, PoolError};
 use crate::protocol::error::sqlstate;
 use crate::protocol::{backend, status, PgError, ProtocolError};
@@ -98,8 +98,11 @@ async fn connection(app: Arc<App>, stream: TcpStream, peer: SocketAddr, id: u64)
         Ok(Opening::Session(params)) => {
             let to_console = params.database == crate::admin::DATABASE;
             if !admission::admits(open.count(), max_client_conn, to_console) {
-                tracing::warn!(open = open.count(), max_client_conn,
-                    "client refused: max_client_conn reached");
+                tracing::warn!(
+                    open = open.count(),
+                    max_client_conn,
+                    "client refused: max_client_conn reached"
+                );
                 app.metrics.refused(Refusal::MaxClientConn);
                 let e = ClientError::Refused(PgError::fatal(
                     sqlstate::TOO_MANY_CONNECTIONS,
@@ -153,7 +156,10 @@ impl Login {
             Ok(result) => result,
             Err(_) => {
                 let seconds = self.timeout.map_or(0.0, |t| t.as_secs_f64());
-                tracing::warn!(seconds, "client did not log in within client_login_timeout: closing its connection");
+                tracing::warn!(
+                    seconds,
+                    "client did not log in within client_login_timeout: closing its connection"
+                );
                 app.metrics.timed_out(Timeout::ClientLogin);
                 Err(ClientError::Refused(PgError::fatal(
                     sqlstate::PROTOCOL_VIOLATION,
@@ -202,7 +208,10 @@ async fn serve(
     app.metrics.client_connections_accepted.inc();
     let registration = app.cancels.register();
     let logged_in = login
-        .in_time(&app, Box::pin(log_in(&app, &mut io, &params, registration.key)))
+        .in_time(
+            &app,
+            Box::pin(log_in(&app, &mut io, &params, registration.key)),
+        )
         .await;
     let result = match logged_in {
         Ok((current, cluster, settings)) => {
@@ -348,9 +357,9 @@ async fn server_params(
     // With the primary down, a replica checks and reports them: reads go on.
     // A login does not wait out a failover: a replica serves it.
     let checkout = match cluster.checkout_primary_for_read().await {
-        Err(PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. }) => {
-            cluster.checkout_read(&mut Need::Any).await
-        }
+        Err(
+            PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. },
+        ) => cluster.checkout_read(&mut Need::Any).await,
         other => other,
     };
     let mut conn = checkout.map_err(login_pool_error)?;
@@ -365,12 +374,18 @@ async fn server_params(
     let applied = match settings.apply_reporting(&mut conn, &names).await {
         // A pooled primary connection that died (a failover under way):
         // a replica serves the login, as when the primary is known down.
-        Err(e) if conn.role == crate::role::Role::Primary && !matches!(e, crate::server::ServerError::Refused { .. }) => {
+        Err(e)
+            if conn.role == crate::role::Role::Primary
+                && !matches!(e, crate::server::ServerError::Refused { .. }) =>
+        {
             tracing::info!(pool = %conn.pool().name, error = %e,
                 "a pooled primary connection failed during a login: a replica serves it");
             conn.broken = true;
             cluster.primary_connection_failed(conn.pool(), "a primary connection failed");
-            let mut conn = cluster.checkout_read(&mut Need::Any).await.map_err(login_pool_error)?;
+            let mut conn = cluster
+                .checkout_read(&mut Need::Any)
+                .await
+                .map_err(login_pool_error)?;
             settings.apply_reporting(&mut conn, &names).await
         }
         applied => applied,

@@ -17,7 +17,6 @@ use std::hash::{Hash, Hasher};
 /// Startup parameters that are not settings.
 const NOT_SETTINGS: &[&str] = &["user", "database", "replication", "options"];
 
-
 /// The setting that carries a consistency token (`SET pgsplit.min_lsn`).
 pub const MIN_LSN: &str = "pgsplit.min_lsn";
 
@@ -313,11 +312,9 @@ mod tests {
     fn report_commit_lsn_is_the_clients_latest_word() {
         let none = Settings::from_startup(&startup(&[])).unwrap();
         assert_eq!(none.report_commit_lsn, None);
-        let mut on = Settings::from_startup(&startup(&[(
-            "options",
-            "-c pgsplit.report_commit_lsn=on",
-        )]))
-        .unwrap();
+        let mut on =
+            Settings::from_startup(&startup(&[("options", "-c pgsplit.report_commit_lsn=on")]))
+                .unwrap();
         assert_eq!(on.report_commit_lsn, Some(true));
         on.set(REPORT_COMMIT_LSN, "off");
         assert_eq!(on.report_commit_lsn, Some(false));

@@ -8,9 +8,9 @@ use crate::protocol::backend;
 use crate::protocol::error::sqlstate;
 use crate::protocol::startup::{self, StartupPacket};
 use crate::protocol::{PgError, ProtocolError};
+use crate::socket::Stream;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use crate::socket::Stream;
 
 /// What the client asked for.
 pub enum Opening {
@@ -52,7 +52,10 @@ pub async fn read_opening(
     loop {
         let packet = read_packet(stream, buf).await?;
         let packet = startup::parse(&packet)?;
-        if matches!(packet, StartupPacket::SslRequest | StartupPacket::GssEncRequest) {
+        if matches!(
+            packet,
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest
+        ) {
             if !buf.is_empty() {
                 // Bytes after an SSLRequest before our answer would be a
                 // TLS handshake injected in the clear (CVE-2021-23214).

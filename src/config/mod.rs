@@ -575,11 +575,17 @@ impl Config {
             if peer.id == 0 || peer.id == self.instance_id || !ids.insert(peer.id) {
                 return Err(invalid(
                     "peers",
-                    format!("peer id {} must be 1 to 255, not this instance's and not repeated", peer.id),
+                    format!(
+                        "peer id {} must be 1 to 255, not this instance's and not repeated",
+                        peer.id
+                    ),
                 ));
             }
             if !peer.address.contains(':') {
-                return Err(invalid("peers", format!("{:?} is not HOST:PORT", peer.address)));
+                return Err(invalid(
+                    "peers",
+                    format!("{:?} is not HOST:PORT", peer.address),
+                ));
             }
         }
         match &self.peers_dns {
@@ -685,7 +691,10 @@ impl Config {
                         .to_string(),
                     other => other.to_string(),
                 };
-                invalid(&format!("users[{i}].password"), format!("user \"{}\" {why}", user.name))
+                invalid(
+                    &format!("users[{i}].password"),
+                    format!("user \"{}\" {why}", user.name),
+                )
             })?;
         }
         Ok(())
@@ -719,7 +728,10 @@ impl Config {
             return Err(invalid("auth_dbname", "must not be empty"));
         }
         if !(self.auth_cache_seconds >= 0.0 && self.auth_cache_seconds.is_finite()) {
-            return Err(invalid("auth_cache_seconds", "must be 0 or a positive number of seconds"));
+            return Err(invalid(
+                "auth_cache_seconds",
+                "must be 0 or a positive number of seconds",
+            ));
         }
         let listed = self.user(auth_user).map(|u| &u.password);
         let secret = match (&self.auth_password, listed) {
@@ -729,9 +741,9 @@ impl Config {
                     format!("auth_user \"{auth_user}\" also has a password in [[users]]: keep one"),
                 ))
             }
-            (Some(password), None) => Some(
-                Secret::parse(password).map_err(|e| invalid("auth_password", e.to_string()))?,
-            ),
+            (Some(password), None) => {
+                Some(Secret::parse(password).map_err(|e| invalid("auth_password", e.to_string()))?)
+            }
             // Checked by validate_users.
             (None, Some(password)) => Secret::parse(password).ok(),
             (None, None) => None,
@@ -907,7 +919,8 @@ mod tests {
             user("verified", PENCIL),
         ];
         c.validate().unwrap();
-        c.users.push(user("broken", "SCRAM-SHA-256$4096:c2FsdA==$nope"));
+        c.users
+            .push(user("broken", "SCRAM-SHA-256$4096:c2FsdA==$nope"));
         let e = error_of(&c);
         assert!(e.contains("users[3].password"), "{e}");
         assert!(e.contains("\"broken\"") && e.contains("verifier"), "{e}");
@@ -918,7 +931,8 @@ mod tests {
         let mut c = valid();
         c.auth = AuthMethod::ScramSha256;
         c.auth_user = Some("lookup".into());
-        c.validate().expect("auth_user alone: no [[users]] needed, servers trust it");
+        c.validate()
+            .expect("auth_user alone: no [[users]] needed, servers trust it");
         assert_eq!(c.auth_query, DEFAULT_AUTH_QUERY);
         assert_eq!(c.auth_cache_ttl(), Duration::from_secs(10));
         assert_eq!(c.auth_user_secret(), None);

@@ -64,7 +64,9 @@ impl Topology {
                 return Some(self.sample_lsn.load(Ordering::Acquire));
             }
             self.writer()?.request_poll();
-            tokio::time::timeout_at(deadline.into(), notified).await.ok()?;
+            tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .ok()?;
         }
     }
 
@@ -86,7 +88,10 @@ impl Topology {
             Need::Lsn(lsn) => return Some(lsn),
             Need::Ticket(t) => self.sampled_after(t)?,
         };
-        if matches!(self.consistency, Consistency::Session | Consistency::Cluster) {
+        if matches!(
+            self.consistency,
+            Consistency::Session | Consistency::Cluster
+        ) {
             *session = Need::Lsn(lsn);
         }
         Some(lsn)
@@ -206,13 +211,20 @@ mod tests {
         // says it happened.
         t.primary_position(&t.servers[0], 500, 0);
         let mut read = t.read_arrived();
-        assert_eq!(t.required(&mut read), None, "a sample from before the read does not count");
+        assert_eq!(
+            t.required(&mut read),
+            None,
+            "a sample from before the read does not count"
+        );
         t.primary_position(&t.servers[0], 700, 1);
         assert_eq!(t.required(&mut read), Some(700));
         // Two reads in flight share the next sample.
         let (mut a, mut b) = (t.read_arrived(), t.read_arrived());
         t.primary_position(&t.servers[0], 800, 3);
-        assert_eq!((t.required(&mut a), t.required(&mut b)), (Some(800), Some(800)));
+        assert_eq!(
+            (t.required(&mut a), t.required(&mut b)),
+            (Some(800), Some(800))
+        );
     }
 
     #[test]

@@ -285,7 +285,10 @@ impl Topology {
         // what set it off is worth a warning.
         match why {
             WAITING_WRITE => tracing::debug!(reason = why, "re-checking every server"),
-            _ => tracing::warn!(reason = why, "re-checking every server now: writes wait for a confirmed primary"),
+            _ => tracing::warn!(
+                reason = why,
+                "re-checking every server now: writes wait for a confirmed primary"
+            ),
         }
         for server in &self.servers {
             server.urgent.notify_one();
@@ -295,7 +298,9 @@ impl Topology {
 
     /// A monitor's urgent check is judged; the last one ends the round.
     fn rechecked(&self) {
-        let left = self.rechecking.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let left = self
+            .rechecking
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if left == Ok(1) {
             self.changed.notify_waiters();
         }
@@ -450,7 +455,11 @@ mod tests {
         assert!(t.confirmed_writer().is_none(), "a re-check is under way");
         let waiting = {
             let t = t.clone();
-            tokio::spawn(async move { t.wait_for_writer(Duration::from_secs(5)).await.map(|w| w.index) })
+            tokio::spawn(async move {
+                t.wait_for_writer(Duration::from_secs(5))
+                    .await
+                    .map(|w| w.index)
+            })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         // The monitors' urgent checks: the replica was promoted, the old

@@ -172,7 +172,10 @@ impl Monitor {
         let (ssl_mode, rustls) = match tls {
             Some(tls) if tls.mode.requires_tls() => (SslMode::Require, tls.client_config()),
             Some(tls) => (SslMode::Prefer, tls.client_config()),
-            None => (SslMode::Disable, crate::tls::ServerTls::unused_client_config()),
+            None => (
+                SslMode::Disable,
+                crate::tls::ServerTls::unused_client_config(),
+            ),
         };
         pg.ssl_mode(ssl_mode);
         let state = match server.configured {
@@ -227,7 +230,9 @@ impl Monitor {
                     self.topology.rechecked();
                 }
                 Wake::Poll if self.server.is_writer() => {
-                    self.topology.position_samples.fetch_add(1, Ordering::Relaxed);
+                    self.topology
+                        .position_samples
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 Wake::Poll => {}
             }

@@ -17,7 +17,10 @@ pub async fn bind(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> 
         return TcpListener::bind(addr).await;
     }
     let addr: SocketAddr = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr} resolves to nothing"))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} resolves to nothing"),
+        )
     })?;
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -42,6 +45,9 @@ mod tests {
         let addr = first.local_addr().unwrap().to_string();
         let second = bind(&addr, true).await;
         assert!(second.is_ok(), "{second:?}");
-        assert!(bind(&addr, false).await.is_err(), "a plain bind took a shared port");
+        assert!(
+            bind(&addr, false).await.is_err(),
+            "a plain bind took a shared port"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! file limit, refuses clients in words (`at_fd_limit`).
 
 mod at_fd_limit;
-mod socket_options;
 pub mod bind;
+mod socket_options;
 
 use crate::app::{App, Reloader, Stop};
 use crate::config::Config;
@@ -60,9 +60,14 @@ pub async fn run_reloadable(
         // (its clients' statements still run): it closes after the drain.
         match TcpListener::bind(&addr).await {
             Ok(l) => {
-                tokio::spawn(accept(app.clone(), l, async {
-                    let _ = peers_stopped.await;
-                }, false));
+                tokio::spawn(accept(
+                    app.clone(),
+                    l,
+                    async {
+                        let _ = peers_stopped.await;
+                    },
+                    false,
+                ));
             }
             Err(error) => tracing::error!(%addr, %error, "cannot listen on peer_listen"),
         }

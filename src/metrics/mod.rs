@@ -313,7 +313,9 @@ impl Metrics {
         }
         for credential in LOGIN_CREDENTIALS {
             for result in ["ok", "failed"] {
-                metrics.server_logins.with_label_values(&[credential, result]);
+                metrics
+                    .server_logins
+                    .with_label_values(&[credential, result]);
             }
         }
         for outcome in CancelOutcome::ALL {
@@ -332,7 +334,9 @@ impl Metrics {
     }
 
     pub fn admin_command(&self, command: &str, result: &str) {
-        self.admin_commands.with_label_values(&[command, result]).inc();
+        self.admin_commands
+            .with_label_values(&[command, result])
+            .inc();
     }
 
     /// Each database's traffic since start: the sessions' counts, and the
@@ -418,7 +422,9 @@ impl Metrics {
     /// A client's password check ended: `mechanism` one of
     /// [`AUTH_MECHANISMS`], `result` one of [`AUTH_RESULTS`].
     pub fn client_auth(&self, mechanism: &str, result: &str) {
-        self.client_auth.with_label_values(&[mechanism, result]).inc();
+        self.client_auth
+            .with_label_values(&[mechanism, result])
+            .inc();
     }
 
     /// An auth_query lookup: one of [`AUTH_QUERY_RESULTS`].
@@ -640,11 +646,17 @@ mod tests {
         let m = Metrics::new();
         let text = m.render(&Sample::default());
         for refusal in Refusal::ALL {
-            let series = format!("pgsplit_refusals_total{{reason=\"{}\"}} 0", refusal.as_str());
+            let series = format!(
+                "pgsplit_refusals_total{{reason=\"{}\"}} 0",
+                refusal.as_str()
+            );
             assert!(text.contains(&series), "{series} missing:\n{text}");
         }
         for timeout in Timeout::ALL {
-            let series = format!("pgsplit_timeouts_total{{timeout=\"{}\"}} 0", timeout.as_str());
+            let series = format!(
+                "pgsplit_timeouts_total{{timeout=\"{}\"}} 0",
+                timeout.as_str()
+            );
             assert!(text.contains(&series), "{series} missing:\n{text}");
         }
         m.refused(Refusal::MaxClientConn);
@@ -667,7 +679,9 @@ mod tests {
             }
         }
         for result in AUTH_QUERY_RESULTS {
-            assert!(text.contains(&format!("pgsplit_auth_query_total{{result=\"{result}\"}} 0")));
+            assert!(text.contains(&format!(
+                "pgsplit_auth_query_total{{result=\"{result}\"}} 0"
+            )));
         }
         for credential in LOGIN_CREDENTIALS {
             let series = format!(
@@ -677,7 +691,9 @@ mod tests {
         }
         m.client_auth("md5", "unknown_user");
         let text = m.render(&Sample::default());
-        assert!(text.contains("pgsplit_client_auth_total{mechanism=\"md5\",result=\"unknown_user\"} 1"));
+        assert!(
+            text.contains("pgsplit_client_auth_total{mechanism=\"md5\",result=\"unknown_user\"} 1")
+        );
     }
 
     /// Every family of a scrape, with a pool, a server and a session so
@@ -713,7 +729,11 @@ mod tests {
                 assert!(!names.contains(&clash.as_str()), "{name} and {clash} clash");
             }
             let counter = f.get_field_type() == MetricType::COUNTER;
-            assert_eq!(counter, name.ends_with("_total"), "{name}: counters end in _total, only they");
+            assert_eq!(
+                counter,
+                name.ends_with("_total"),
+                "{name}: counters end in _total, only they"
+            );
             for unit in ["_ms", "_milliseconds", "_us", "_kb", "_mb", "_kib", "_mib"] {
                 assert!(!name.contains(unit), "{name}: not a base unit");
             }
@@ -750,7 +770,10 @@ mod tests {
             "process_max_fds",
             "process_start_time_seconds",
         ] {
-            assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing");
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family} missing"
+            );
         }
     }
 
@@ -760,7 +783,9 @@ mod tests {
         let handles = m.pool_handles(&["h:1", "replica", "db", "u"]);
         handles.statement.observe(0.0003);
         // Another pool of the same server adds to the same series.
-        m.pool_handles(&["h:1", "replica", "db2", "u"]).statement.observe(0.02);
+        m.pool_handles(&["h:1", "replica", "db2", "u"])
+            .statement
+            .observe(0.02);
         let text = m.render(&Sample::default());
         assert!(text.contains(
             "pgsplit_server_statement_duration_seconds_bucket{role=\"replica\",server=\"h:1\",le=\"0.0005\"} 1"

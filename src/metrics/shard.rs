@@ -64,9 +64,15 @@ impl Shard {
         let sides = [0, 1];
         DatabaseTraffic {
             statements: sides.map(|s| self.statements[s].iter().map(load).sum()),
-            statement_nanos: sides.iter().map(|&s| load(&self.statement_seconds[s].sum_nanos)).sum(),
+            statement_nanos: sides
+                .iter()
+                .map(|&s| load(&self.statement_seconds[s].sum_nanos))
+                .sum(),
             transactions: sides.iter().map(|&s| load(&self.transactions[s])).sum(),
-            transaction_nanos: sides.iter().map(|&s| load(&self.transaction_seconds[s].sum_nanos)).sum(),
+            transaction_nanos: sides
+                .iter()
+                .map(|&s| load(&self.transaction_seconds[s].sum_nanos))
+                .sum(),
             received: load(&self.received),
             sent: load(&self.sent),
             ..DatabaseTraffic::default()
@@ -251,7 +257,8 @@ impl Drop for SessionMetrics {
         self.shard.add_into(&self.shards.retired);
         if let Some(database) = self.shard.database.get() {
             let mut by_database = self.shards.retired_by_database.lock();
-            self.shard.add_into(by_database.entry(database.clone()).or_default());
+            self.shard
+                .add_into(by_database.entry(database.clone()).or_default());
         }
         live.retain(|s| !Arc::ptr_eq(s, &self.shard));
     }

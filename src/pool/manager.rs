@@ -3,9 +3,9 @@
 use super::limits::{Permits, PoolLimits};
 use super::registry::{Opened, Registered, Registry};
 use super::ServerPool;
-use crate::role::Role;
-use crate::protocol::tag;
 use crate::metrics::PoolHandles;
+use crate::protocol::tag;
+use crate::role::Role;
 use crate::server::{LoginTarget, ServerConnection, ServerError};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};

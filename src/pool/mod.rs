@@ -163,7 +163,11 @@ impl ClusterPools {
 
     /// A read that must also see WAL position `floor` (a consistency
     /// token: `pgsplit.min_lsn`), whatever the consistency mode.
-    pub async fn checkout_read_after(&self, need: &mut Need, floor: Lsn) -> Result<Checkout, PoolError> {
+    pub async fn checkout_read_after(
+        &self,
+        need: &mut Need,
+        floor: Lsn,
+    ) -> Result<Checkout, PoolError> {
         // Cluster consistency: what the read must see is set when it
         // arrives, not by the client's own writes.
         let mut arrived;
@@ -219,8 +223,7 @@ impl ClusterPools {
                     // longer than a login may take) rather than all go to
                     // the primary.
                     waited_for_login = true;
-                    let Some(pool) = self.servers.iter().find(|p| p.first_login_in_flight())
-                    else {
+                    let Some(pool) = self.servers.iter().find(|p| p.first_login_in_flight()) else {
                         break self.no_replica_reason();
                     };
                     pool.first_login_settled(Instant::now() + self.connect_timeout)
@@ -300,9 +303,9 @@ impl ClusterPools {
     /// A server other than the writer that last reported it is in
     /// recovery, whatever else its state says.
     fn any_standby(&self) -> Option<&Arc<ServerPool>> {
-        self.servers.iter().find(|p| {
-            !p.server.is_writer() && p.server.in_recovery()
-        })
+        self.servers
+            .iter()
+            .find(|p| !p.server.is_writer() && p.server.in_recovery())
     }
 
     /// A connection to the writer for something that does not write (a
@@ -342,7 +345,9 @@ impl ClusterPools {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.topology.wait_for_writer(left).await {
                         Some(writer) => writer,
-                        None if self.topology.is_split_brain() => return Err(PoolError::SplitBrain),
+                        None if self.topology.is_split_brain() => {
+                            return Err(PoolError::SplitBrain)
+                        }
                         None => return Err(PoolError::NoPrimary),
                     }
                 }
@@ -488,10 +493,8 @@ impl Pools {
         server_tls: Option<Arc<crate::tls::ServerTls>>,
         registry: Arc<registry::Registry>,
     ) -> Pools {
-        let limits = limits::ConnectionLimits::new(
-            config.max_db_connections,
-            config.max_user_connections,
-        );
+        let limits =
+            limits::ConnectionLimits::new(config.max_db_connections, config.max_user_connections);
         Pools {
             config,
             topology,
@@ -538,7 +541,11 @@ impl Pools {
     /// `[[users]]`, before a client of theirs proved its keys) are warmed
     /// up by their first client's login instead.
     pub fn warm_up(&self) {
-        let ready = self.config.users.iter().filter(|u| self.keyring.can_log_in(&u.name));
+        let ready = self
+            .config
+            .users
+            .iter()
+            .filter(|u| self.keyring.can_log_in(&u.name));
         for user in ready {
             for database in &self.config.databases {
                 self.get(database, &user.name)
@@ -583,7 +590,10 @@ impl Pools {
         let old = std::mem::take(&mut *previous.clusters.write());
         // Pools are kept only under the same limits, which then count
         // their open connections on.
-        let (max_db, max_user) = (self.config.max_db_connections, self.config.max_user_connections);
+        let (max_db, max_user) = (
+            self.config.max_db_connections,
+            self.config.max_user_connections,
+        );
         let keep = previous.limits.read().are(max_db, max_user);
         if keep {
             *self.limits.write() = previous.limits.read().clone();

@@ -72,8 +72,15 @@ mod tests {
             },
             ..Config::default()
         });
-        Pools::new(config.clone(), Topology::new(&config), Default::default(), Default::default(), None, Default::default())
-            .get("d", "u")
+        Pools::new(
+            config.clone(),
+            Topology::new(&config),
+            Default::default(),
+            Default::default(),
+            None,
+            Default::default(),
+        )
+        .get("d", "u")
     }
 
     fn picks(c: &ClusterPools, n: usize) -> Vec<String> {

@@ -212,7 +212,14 @@ mod tests {
             ..Config::default()
         });
         let topology = crate::health::Topology::new(&config);
-        Arc::new(Pools::new(config, topology, Default::default(), Default::default(), None, Default::default()))
+        Arc::new(Pools::new(
+            config,
+            topology,
+            Default::default(),
+            Default::default(),
+            None,
+            Default::default(),
+        ))
     }
 
     fn listed(pools: &Pools) -> Vec<String> {

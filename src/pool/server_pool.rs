@@ -120,31 +120,31 @@ impl ServerPool {
                 role: server.configured,
             };
             ServerPool {
-            name,
-            server,
-            addr,
-            database,
-            user,
-            target,
-            pool: ArcSwap::from_pointee(build(settings, &manager, &sink)),
-            manager,
-            sink,
-            gate: Arc::new(Semaphore::new(settings.max_size() as usize)),
-            settings: settings.clone(),
-            failures,
-            failure_count,
-            in_use: AtomicUsize::new(0),
-            banned_until_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-            waiting: AtomicUsize::new(0),
-            waiters: Waiters::default(),
-            parked: AtomicUsize::new(0),
-            recall: Arc::default(),
-            opens,
-            warmed: AtomicBool::new(false),
-            bans: AtomicU64::new(0),
-            metrics,
-            limits,
+                name,
+                server,
+                addr,
+                database,
+                user,
+                target,
+                pool: ArcSwap::from_pointee(build(settings, &manager, &sink)),
+                manager,
+                sink,
+                gate: Arc::new(Semaphore::new(settings.max_size() as usize)),
+                settings: settings.clone(),
+                failures,
+                failure_count,
+                in_use: AtomicUsize::new(0),
+                banned_until_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+                waiting: AtomicUsize::new(0),
+                waiters: Waiters::default(),
+                parked: AtomicUsize::new(0),
+                recall: Arc::default(),
+                opens,
+                warmed: AtomicBool::new(false),
+                bans: AtomicU64::new(0),
+                metrics,
+                limits,
             }
         });
         pool.limits.cover(&pool);
@@ -758,7 +758,14 @@ mod tests {
             ..Config::default()
         });
         let topology = Topology::new(&config);
-        let pools = Pools::new(config.clone(), topology, Default::default(), Default::default(), None, Default::default());
+        let pools = Pools::new(
+            config.clone(),
+            topology,
+            Default::default(),
+            Default::default(),
+            None,
+            Default::default(),
+        );
         pools.get("d", "u").servers[1].clone()
     }
 

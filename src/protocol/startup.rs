@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn short_packets_are_refused() {
         for short in [&b""[..], b"\0\0\0\x08", b"\0\0\0\x08\x04\xd2"] {
-            assert_eq!(parse(short), Err(ProtocolError::BadStartup("bad packet length")));
+            assert_eq!(
+                parse(short),
+                Err(ProtocolError::BadStartup("bad packet length"))
+            );
         }
     }
 

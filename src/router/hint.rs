@@ -69,7 +69,10 @@ mod tests {
     fn min_lsn_hints() {
         use super::min_lsn;
         assert_eq!(min_lsn("select 1"), None);
-        assert_eq!(min_lsn("/* pgsplit:min_lsn=0/16B3748 */ select 1"), Some(0x16B3748));
+        assert_eq!(
+            min_lsn("/* pgsplit:min_lsn=0/16B3748 */ select 1"),
+            Some(0x16B3748)
+        );
         assert_eq!(min_lsn("select 1 /*pgsplit:min_lsn=1/0*/"), Some(1 << 32));
         assert_eq!(min_lsn("select '/* pgsplit:min_lsn=1/0 */'"), None);
         assert_eq!(min_lsn("/* pgsplit:min_lsn=bad */ select 1"), None);

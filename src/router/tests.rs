@@ -508,9 +508,21 @@ fn reasons() -> Vec<(&'static str, Destination, Reason)> {
                 isolation: None,
             })),
         ),
-        ("commit", Primary, Transaction(Control::Commit { chain: false })),
-        ("rollback", Primary, Transaction(Control::Rollback { chain: false })),
-        ("end", Primary, Transaction(Control::Commit { chain: false })),
+        (
+            "commit",
+            Primary,
+            Transaction(Control::Commit { chain: false }),
+        ),
+        (
+            "rollback",
+            Primary,
+            Transaction(Control::Rollback { chain: false }),
+        ),
+        (
+            "end",
+            Primary,
+            Transaction(Control::Commit { chain: false }),
+        ),
         ("savepoint a", Primary, Transaction(Control::Savepoint)),
         (
             "release savepoint a",

@@ -13,9 +13,13 @@ pub enum Control {
     /// BEGIN / START TRANSACTION, alone in its query.
     Begin(BeginOptions),
     /// COMMIT, END; `chain`: AND CHAIN, a new transaction like it begins.
-    Commit { chain: bool },
+    Commit {
+        chain: bool,
+    },
     /// ROLLBACK, ABORT (not TO a savepoint); `chain` as for COMMIT.
-    Rollback { chain: bool },
+    Rollback {
+        chain: bool,
+    },
     /// ROLLBACK TO [SAVEPOINT] name.
     RollbackTo,
     Savepoint,
@@ -262,7 +266,10 @@ mod tests {
         // Without DEFERRABLE it is the parser's; anything odd, no one's.
         assert_eq!(begin_with_deferrable("begin read only"), None);
         assert_eq!(begin_with_deferrable("begin deferrable; select 1"), None);
-        assert_eq!(begin_with_deferrable("begin isolation level snapshot deferrable"), None);
+        assert_eq!(
+            begin_with_deferrable("begin isolation level snapshot deferrable"),
+            None
+        );
         assert_eq!(begin_with_deferrable("select deferrable"), None);
     }
 

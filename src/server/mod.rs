@@ -16,8 +16,8 @@ pub use login::LoginTarget;
 
 use crate::protocol::frame::put_frame;
 use crate::protocol::{tag, FrameHeader};
-use bytes::BytesMut;
 use crate::socket::Stream;
+use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
 /// Server messages pgsplit reads itself (login, its own queries) are small.

@@ -42,7 +42,12 @@ pub async fn create_user(State(app): App, body: Bytes) -> Result<Response, ApiEr
     let user = validate::new_user(&validate::json_body(&body)?)?;
     let created = users::create(&app.pool, &user).await?;
     let token = users::commit_token(&app.pool).await;
-    Ok(served_write(StatusCode::CREATED, &created.value, &created.by, token.as_deref()))
+    Ok(served_write(
+        StatusCode::CREATED,
+        &created.value,
+        &created.by,
+        token.as_deref(),
+    ))
 }
 
 pub async fn create_users(State(app): App, body: Bytes) -> Result<Response, ApiError> {
@@ -53,7 +58,12 @@ pub async fn create_users(State(app): App, body: Bytes) -> Result<Response, ApiE
     }
     let created = users::create_many(&app.pool, &batch).await?;
     let token = users::commit_token(&app.pool).await;
-    Ok(served_write(StatusCode::CREATED, &created.value, &created.by, token.as_deref()))
+    Ok(served_write(
+        StatusCode::CREATED,
+        &created.value,
+        &created.by,
+        token.as_deref(),
+    ))
 }
 
 pub async fn list_users(State(app): App, query: Params) -> Result<Response, ApiError> {
@@ -102,7 +112,12 @@ pub async fn update_user(
     match updated.value {
         Some(user) => {
             let token = users::commit_token(&app.pool).await;
-            Ok(served_write(StatusCode::OK, &user, &updated.by, token.as_deref()))
+            Ok(served_write(
+                StatusCode::OK,
+                &user,
+                &updated.by,
+                token.as_deref(),
+            ))
         }
         None => Err(ApiError::UserNotFound {
             by: Some(updated.by),

@@ -24,7 +24,12 @@ pub fn served<T: Serialize>(status: StatusCode, body: &T, by: &ServedBy) -> Resp
 }
 
 /// `served`, with the write's consistency token (if it could be read).
-pub fn served_write<T: Serialize>(status: StatusCode, body: &T, by: &ServedBy, token: Option<&str>) -> Response {
+pub fn served_write<T: Serialize>(
+    status: StatusCode,
+    body: &T,
+    by: &ServedBy,
+    token: Option<&str>,
+) -> Response {
     let mut response = served(status, body, by);
     if let Some(value) = token.and_then(|t| HeaderValue::from_str(t).ok()) {
         response.headers_mut().insert(CONSISTENCY_TOKEN, value);

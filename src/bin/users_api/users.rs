@@ -224,7 +224,16 @@ mod token_tests {
     fn only_wal_positions_are_tokens() {
         assert!(Token::parse("0/16B3748").is_some());
         assert!(Token::parse("1A/0").is_some());
-        for bad in ["", "0", "0/", "/1", "0/1 */ drop table users --", "0/1/2", "123456789/0", "g/1"] {
+        for bad in [
+            "",
+            "0",
+            "0/",
+            "/1",
+            "0/1 */ drop table users --",
+            "0/1/2",
+            "123456789/0",
+            "g/1",
+        ] {
             assert!(Token::parse(bad).is_none(), "{bad:?}");
         }
     }

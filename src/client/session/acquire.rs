@@ -111,7 +111,10 @@ impl Session {
     fn cancelled_while_waiting(&mut self, conn: Option<Checkout>) -> Acquired {
         drop(conn);
         self.client.set_state(ClientState::Idle);
-        tracing::info!(client = self.client.id, "statement cancelled while it waited for a server connection: not sent");
+        tracing::info!(
+            client = self.client.id,
+            "statement cancelled while it waited for a server connection: not sent"
+        );
         Acquired::Failed(cancelled())
     }
 
@@ -148,14 +151,20 @@ impl Session {
     /// A cancel during the wait numbered `wait` (`CancelSlot::wait_begins`)
     /// ends the wait for the pool at once (dropping a pool checkout in
     /// flight is safe; applying the settings is not cut short).
-    async fn checkout(&mut self, want: Option<Destination>, wait: u64) -> Result<Checkout, PgError> {
+    async fn checkout(
+        &mut self,
+        want: Option<Destination>,
+        wait: u64,
+    ) -> Result<Checkout, PgError> {
         let slot = self.cancel.clone();
         for _ in 0..=self.cluster.servers.len() {
             let pooled = async {
                 match want {
                     Some(Destination::Replica) => {
                         let floor = self.min_lsn();
-                        self.cluster.checkout_read_after(&mut self.need, floor).await
+                        self.cluster
+                            .checkout_read_after(&mut self.need, floor)
+                            .await
                     }
                     _ => self.cluster.checkout_primary().await,
                 }
@@ -186,7 +195,10 @@ impl Session {
                     tracing::info!(pool = %conn.pool().name, error = %e,
                         "a pooled primary connection failed before the client's statement: trying another");
                     conn.broken = true;
-                    if self.cluster.primary_connection_failed(conn.pool(), "a primary connection failed") {
+                    if self
+                        .cluster
+                        .primary_connection_failed(conn.pool(), "a primary connection failed")
+                    {
                         self.app.metrics.primary_recheck();
                     }
                 }
@@ -234,10 +246,12 @@ pub(super) fn killed() -> PgError {
 /// The error a client sees when no server connection could be had.
 pub(in crate::client) fn pool_error(e: &PoolError) -> PgError {
     match e {
-        PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. } => PgError::error(
-            sqlstate::CANNOT_CONNECT_NOW,
-            format!("pgsplit: {e}; writes and transactions cannot run until it is back"),
-        ),
+        PoolError::NoPrimary | PoolError::SplitBrain | PoolError::PrimaryUnavailable { .. } => {
+            PgError::error(
+                sqlstate::CANNOT_CONNECT_NOW,
+                format!("pgsplit: {e}; writes and transactions cannot run until it is back"),
+            )
+        }
         PoolError::Timeout { .. } | PoolError::Limit { .. } => {
             PgError::error(sqlstate::TOO_MANY_CONNECTIONS, format!("pgsplit: {e}"))
         }

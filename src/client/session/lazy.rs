@@ -20,7 +20,12 @@ pub(super) struct Lazy {
 
 /// Writes the answer's messages (before its ReadyForQuery) into `out`
 /// and moves the transaction (`lazy`) on; returns the status it leaves.
-pub(super) fn answer(lazy: &mut Option<Lazy>, answer: Answer, text: &str, out: &mut BytesMut) -> u8 {
+pub(super) fn answer(
+    lazy: &mut Option<Lazy>,
+    answer: Answer,
+    text: &str,
+    out: &mut BytesMut,
+) -> u8 {
     match answer {
         Answer::Begin { read_only } => {
             *lazy = Some(Lazy {
@@ -34,7 +39,11 @@ pub(super) fn answer(lazy: &mut Option<Lazy>, answer: Answer, text: &str, out: &
             status::IN_TRANSACTION
         }
         Answer::AlreadyInTransaction => {
-            warning(sqlstate::ACTIVE_SQL_TRANSACTION, "there is already a transaction in progress", out);
+            warning(
+                sqlstate::ACTIVE_SQL_TRANSACTION,
+                "there is already a transaction in progress",
+                out,
+            );
             backend::command_complete(begin_tag(text), out);
             status::IN_TRANSACTION
         }
@@ -93,7 +102,6 @@ fn end(lazy: &mut Option<Lazy>, chain: bool) -> u8 {
     }
 }
 
-
 /// A NoticeResponse of severity WARNING.
 fn warning(code: &str, message: &str, out: &mut BytesMut) {
     put_frame(out, tag::NOTICE_RESPONSE, |b| {
@@ -140,10 +148,20 @@ mod tests {
     #[test]
     fn begin_then_commit_leaves_no_transaction() {
         let mut lazy = None;
-        let (status, out) = answered(&mut lazy, Answer::Begin { read_only: true }, "START TRANSACTION READ ONLY");
+        let (status, out) = answered(
+            &mut lazy,
+            Answer::Begin { read_only: true },
+            "START TRANSACTION READ ONLY",
+        );
         assert_eq!(status, status::IN_TRANSACTION);
-        assert!(out.windows(18).any(|w| w == b"START TRANSACTION\0"), "{out:?}");
-        assert_eq!(lazy.as_ref().map(|l| l.begin.as_str()), Some("START TRANSACTION READ ONLY"));
+        assert!(
+            out.windows(18).any(|w| w == b"START TRANSACTION\0"),
+            "{out:?}"
+        );
+        assert_eq!(
+            lazy.as_ref().map(|l| l.begin.as_str()),
+            Some("START TRANSACTION READ ONLY")
+        );
         assert!(lazy.as_ref().is_some_and(|l| l.state.read_only));
         let (status, out) = answered(&mut lazy, Answer::Commit { chain: false }, "COMMIT");
         assert_eq!(status, status::IDLE);
@@ -154,12 +172,20 @@ mod tests {
     #[test]
     fn and_chain_begins_a_fresh_transaction_like_the_last() {
         let mut lazy = None;
-        answered(&mut lazy, Answer::Begin { read_only: true }, "BEGIN READ ONLY");
+        answered(
+            &mut lazy,
+            Answer::Begin { read_only: true },
+            "BEGIN READ ONLY",
+        );
         if let Some(l) = &mut lazy {
             l.state.ran = true;
             l.state.failed = true;
         }
-        let (status, out) = answered(&mut lazy, Answer::Rollback { chain: true }, "ROLLBACK AND CHAIN");
+        let (status, out) = answered(
+            &mut lazy,
+            Answer::Rollback { chain: true },
+            "ROLLBACK AND CHAIN",
+        );
         assert_eq!(status, status::IN_TRANSACTION);
         assert!(out.ends_with(b"ROLLBACK\0"));
         let state = lazy.expect("still in a transaction").state;
@@ -170,7 +196,11 @@ mod tests {
     fn errors_fail_the_transaction_with_postgresql_codes() {
         let mut lazy = None;
         answered(&mut lazy, Answer::Begin { read_only: false }, "begin");
-        let (status, out) = answered(&mut lazy, Answer::TooLate(TooLate::Isolation), "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+        let (status, out) = answered(
+            &mut lazy,
+            Answer::TooLate(TooLate::Isolation),
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        );
         assert_eq!(status, status::FAILED);
         assert!(out.windows(6).any(|w| w == b"C25001"));
         assert!(lazy.as_ref().is_some_and(|l| l.state.failed));
@@ -179,7 +209,9 @@ mod tests {
         assert!(out.windows(6).any(|w| w == b"C25P02"));
         let (_, out) = answered(&mut lazy, Answer::NoSavepoint, "ROLLBACK TO a");
         assert!(out.windows(6).any(|w| w == b"C3B001"));
-        assert!(out.windows(28).any(|w| w == b"savepoint \"a\" does not exist"));
+        assert!(out
+            .windows(28)
+            .any(|w| w == b"savepoint \"a\" does not exist"));
     }
 
     #[test]
@@ -218,7 +250,10 @@ mod tests {
 
 /// The tag of a BEGIN: PostgreSQL answers START TRANSACTION with its own.
 fn begin_tag(text: &str) -> &'static str {
-    let first = text.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next();
+    let first = text
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next();
     match first {
         Some(word) if word.eq_ignore_ascii_case("start") => "START TRANSACTION",
         _ => "BEGIN",

@@ -329,7 +329,9 @@ impl Session {
             Event::Stop => {}
             Event::Stalled => Box::pin(self.stalled()).await?,
             Event::IdleInTransaction => {
-                return Box::pin(self.idle_timeout()).await.map(|()| Some(Served::Done))
+                return Box::pin(self.idle_timeout())
+                    .await
+                    .map(|()| Some(Served::Done))
             }
             Event::QueryAlarm => Box::pin(self.query_alarm_rang()).await,
             Event::IdleAlarm => Box::pin(self.idle_alarm_rang()).await?,

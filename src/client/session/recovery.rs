@@ -59,8 +59,13 @@ impl Session {
     /// `run` (a transaction in progress is rolled back or its connection
     /// closed).
     pub(super) async fn tell_killed(&mut self) -> Result<(), ClientError> {
-        tracing::info!(client = self.client.id, "admin console killed the client: disconnecting it");
-        self.app.metrics.error(ErrorSide::Pgsplit, sqlstate::ADMIN_SHUTDOWN);
+        tracing::info!(
+            client = self.client.id,
+            "admin console killed the client: disconnecting it"
+        );
+        self.app
+            .metrics
+            .error(ErrorSide::Pgsplit, sqlstate::ADMIN_SHUTDOWN);
         self.io.send_error(&super::acquire::killed()).await;
         self.io.linger().await;
         Ok(())

@@ -50,7 +50,8 @@ impl Session {
         use crate::router::Isolation;
         let isolation = self.settings.default_isolation();
         self.settings.primary_only
-            || isolation.or_else(|| self.cluster.default_isolation()) == Some(Isolation::Serializable)
+            || isolation.or_else(|| self.cluster.default_isolation())
+                == Some(Isolation::Serializable)
     }
 
     /// Whether deciding about `route` needs the database's and role's
@@ -196,4 +197,3 @@ impl Session {
         }
     }
 }
-

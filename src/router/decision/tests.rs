@@ -360,8 +360,18 @@ fn inside_a_lazy_transaction() {
             Place::Answer(TooLate(super::TooLate::ReadWrite)),
             Why::Answered,
         ),
-        ("set transaction read write", ran(false), OpenOnPrimary, Why::OpensTransaction),
-        ("set transaction read only", ran(false), OpenOnPrimary, Why::OpensTransaction),
+        (
+            "set transaction read write",
+            ran(false),
+            OpenOnPrimary,
+            Why::OpensTransaction,
+        ),
+        (
+            "set transaction read only",
+            ran(false),
+            OpenOnPrimary,
+            Why::OpensTransaction,
+        ),
         (
             "select 1",
             Facts {
