@@ -243,14 +243,7 @@ fn a_commit_tells_the_client_its_token() {
     let a = Proxy::start(proxy_config(&cluster));
     let b = Proxy::start(proxy_config(&cluster));
     cluster.pause_replay();
-    let dsn = |port: u16| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
-    let mut command = std::process::Command::new("python3");
-    command.args([
-        support::drivers::script("commit_lsn_psycopg.py"),
-        dsn(a.port()),
-        dsn(b.port()),
-    ]);
-    support::drivers::run(command);
+    run_script("commit_lsn_psycopg.py", &[dsn(a.port()), dsn(b.port())]);
 }
 
 /// A free port on 127.0.0.1 (bound and let go).
@@ -319,13 +312,25 @@ fn writes_through_one_instance_are_read_through_another() {
     cluster.wait_replica_caught_up();
     let a = Proxy::start(proxy_config(&cluster));
     let b = Proxy::start(proxy_config(&cluster));
-    let dsn = |port: u16| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    run_script(
+        "fleet_rw_psycopg.py",
+        &[
+            dsn(a.port()),
+            dsn(b.port()),
+            cluster.replica_port().to_string(),
+        ],
+    );
+}
+
+/// A libpq connection string for pgsplit on `port`.
+fn dsn(port: u16) -> String {
+    format!("host=127.0.0.1 port={port} user=postgres dbname=postgres")
+}
+
+/// Runs the Python script `name` from tests/drivers/ with `args`; panics
+/// unless it succeeds.
+fn run_script(name: &str, args: &[String]) {
     let mut command = std::process::Command::new("python3");
-    command.args([
-        support::drivers::script("fleet_rw_psycopg.py"),
-        dsn(a.port()),
-        dsn(b.port()),
-        cluster.replica_port().to_string(),
-    ]);
+    command.arg(support::drivers::script(name)).args(args);
     support::drivers::run(command);
 }
